@@ -17,6 +17,17 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "bilinear_warp": "adaptive_dff.warp",
     "FlowWarp": "adaptive_dff.warp",
+    "DFFModel": "adaptive_dff.model",
+    "KeyFrame": "adaptive_dff.model",
+    "count_macs": "adaptive_dff.macs",
+    "CompactFeatures": "adaptive_dff.networks",
+    "ResNetFeatures": "adaptive_dff.networks",
+    "resnet50_features": "adaptive_dff.networks",
+    "resnet101_features": "adaptive_dff.networks",
+    "FlowNetS": "adaptive_dff.networks",
+    "flownet_half": "adaptive_dff.networks",
+    "FlowNetInception": "adaptive_dff.networks",
+    "SegmentationHead": "adaptive_dff.networks",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

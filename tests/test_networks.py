@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from helpers import TINY_RESNET, tiny_parts
 
 from adaptive_dff.macs import count_macs
 from adaptive_dff.networks import (
@@ -15,21 +16,6 @@ from adaptive_dff.networks import (
     resnet50_features,
     resnet101_features,
 )
-
-TINY_RESNET = [[1, 8, 1, 1], [1, 8, 2, 1], [1, 8, 2, 1], [1, 8, 1, 2]]
-
-
-def tiny_parts():
-    """Small instances of every network class (fast tier)."""
-    return {
-        "resnet": ResNetFeatures(stages=TINY_RESNET, feature_channels=16),
-        "compact": CompactFeatures(stages=[[1, 8, 2, 1], [1, 8, 2, 1], [1, 8, 2, 1], [1, 8, 1, 2]], feature_channels=16),
-        "flownet_s": FlowNetS(width=0.0625, feature_channels=16),
-        "flownet_inception": FlowNetInception(
-            stem_channels=4, encoder=[[8, 2], [8, 2], [8, 2], [8, 2], [8, 2]], decoder=[8, 8, 8, 8], feature_channels=16
-        ),
-        "head": SegmentationHead(num_classes=5, input_channels=16),
-    }
 
 
 def sample_input(model, rng, h=128, w=256):

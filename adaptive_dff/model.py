@@ -1,0 +1,217 @@
+"""The Deep Feature Flow model, assembled from injected parts.
+
+::
+
+    key frame I_k --feature_net--> F_k ------------------------------+
+                                                                     v
+    current I_i, key I_k --flow_net--> flow M_i->k, scale S --> warp(F_k, M) * S --head--> prediction
+    key frame: prediction = head(F_k)
+
+Shapes: frames ``[B, H, W, 3]`` RGB (uint8, or floats in 0..255; see
+:mod:`adaptive_dff.frames` for grayscale/RGBA); features and flow on the
+feature grid ``[B, H'/16, W'/16, .]`` where ``H', W'`` are ``H, W`` padded to
+the parts' common size divisor; predictions are class logits ``[B, H, W, K]``
+(float32), upsampled bilinearly and cropped back to the input size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from adaptive_dff.frames import as_frame_batch, lcm
+from adaptive_dff.warp import bilinear_warp
+
+_REQUIRED = ("output_stride", "output_channels", "size_divisor")
+
+
+@dataclass
+class KeyFrame:
+    """What a key-frame step keeps for later propagation.
+
+    Attributes:
+        features: ``[B, h, w, C]`` key features on the (padded) feature grid.
+        image: ``[B, H', W', 3]`` float32 padded key frame (the flow net's input).
+        height, width: size of the original frame, before padding.
+    """
+
+    features: tf.Tensor
+    image: tf.Tensor
+    height: int
+    width: int
+
+
+def _check_part(part, role: str) -> None:
+    if not callable(part):
+        raise TypeError(f"{role} must be a callable Keras model, got {type(part).__name__}")
+    missing = [a for a in _REQUIRED if not hasattr(part, a)]
+    if missing:
+        raise TypeError(
+            f"{role} ({type(part).__name__}) must report {', '.join(_REQUIRED)}; missing "
+            f"{', '.join(missing)} (the networks in adaptive_dff.networks do)"
+        )
+
+
+@keras.saving.register_keras_serializable(package="adaptive_dff")
+class DFFModel(keras.Model):
+    """Deep Feature Flow (Zhu et al., CVPR 2017) from a feature net, a flow net and a head.
+
+    Args:
+        feature_net: image ``[B, H, W, 3]`` -> features ``[B, H/s, W/s, C]``.
+        flow_net: ``{"current", "key"}`` images -> dict with ``flow``
+            ``[B, H/s, W/s, 2]`` (current to key, feature-grid pixels) and
+            ``scale`` ``[B, H/s, W/s, C]``.
+        head: features ``[B, h, w, C]`` -> logits ``[B, h, w, K]``.
+
+    The contracts (same output stride, scale channels = feature channels =
+    head input channels) are checked here, before any frame is seen.
+
+    Calling the model (``model({"key": I_k, "current": I_i})``) is the
+    end-to-end training path: logits of the current frame, with gradients
+    reaching all three parts. For inference on a stream use
+    :meth:`key_step` and :meth:`propagate_step`.
+    """
+
+    def __init__(self, *, feature_net, flow_net, head, name: str = "dff", **kwargs):
+        _check_part(feature_net, "feature_net")
+        _check_part(flow_net, "flow_net")
+        _check_part(head, "head")
+        if feature_net.output_stride != flow_net.output_stride:
+            raise ValueError(
+                f"flow_net must predict on the feature grid: feature_net has output stride "
+                f"{feature_net.output_stride}, flow_net {flow_net.output_stride}"
+            )
+        if flow_net.output_channels != feature_net.output_channels:
+            raise ValueError(
+                f"flow_net's scale field has {flow_net.output_channels} channels but "
+                f"feature_net outputs {feature_net.output_channels}; build the flow net "
+                f"with feature_channels={feature_net.output_channels}"
+            )
+        head_in = getattr(head, "input_channels", None)
+        if head_in is not None and head_in != feature_net.output_channels:
+            raise ValueError(
+                f"head expects {head_in} input channels but feature_net outputs "
+                f"{feature_net.output_channels}"
+            )
+        if head.output_stride != 1:
+            raise ValueError(f"head must keep the feature grid (output stride 1), got {head.output_stride}")
+        super().__init__(name=name, **kwargs)
+        self.feature_net = feature_net
+        self.flow_net = flow_net
+        self.head = head
+        self.output_stride = int(feature_net.output_stride)
+        self.size_divisor = lcm(feature_net.size_divisor, flow_net.size_divisor)
+        self.num_classes = int(head.output_channels)
+        self._key_fn = tf.function(self._key_impl, reduce_retracing=True)
+        self._propagate_fn = tf.function(self._propagate_impl, reduce_retracing=True)
+
+    # -- shapes -----------------------------------------------------------------
+
+    def _pad(self, images):
+        """Zero-pad ``[B, H, W, 3]`` to multiples of ``size_divisor`` (graph-safe)."""
+        shape = tf.shape(images)
+        d = self.size_divisor
+        pad_h = (d - shape[1] % d) % d
+        pad_w = (d - shape[2] % d) % d
+        return tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+
+    def _logits_at(self, grid_logits, padded_shape, height, width):
+        """Bilinear upsampling of grid logits to the padded frame, cropped to ``height x width``."""
+        up = tf.image.resize(grid_logits, padded_shape[1:3], method="bilinear")
+        return tf.cast(up[:, :height, :width, :], tf.float32)
+
+    # -- the three paths --------------------------------------------------------
+
+    def call(self, inputs, training=None):
+        """End-to-end training path: ``{"key", "current"}`` frames -> current logits."""
+        if not isinstance(inputs, dict) or set(inputs) != {"key", "current"}:
+            raise ValueError(
+                "DFFModel expects a dict {'key': frames, 'current': frames}, got "
+                f"{sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__}"
+            )
+        key = tf.cast(inputs["key"], tf.float32)
+        current = tf.cast(inputs["current"], tf.float32)
+        shape = tf.shape(current)
+        key_p, current_p = self._pad(key), self._pad(current)
+        features = self.feature_net(key_p, training=training)
+        warped, _ = self._warp(features, current_p, key_p, training)
+        logits = self.head(warped, training=training)
+        return self._logits_at(logits, tf.shape(current_p), shape[1], shape[2])
+
+    def _warp(self, key_features, current_p, key_p, training=None):
+        out = self.flow_net({"current": current_p, "key": key_p}, training=training)
+        warped = bilinear_warp(key_features, out["flow"])
+        warped = warped * tf.cast(out["scale"], warped.dtype)
+        return warped, out
+
+    def _key_impl(self, images):
+        padded = self._pad(images)
+        features = self.feature_net(padded, training=False)
+        logits = self.head(features, training=False)
+        shape = tf.shape(images)
+        return self._logits_at(logits, tf.shape(padded), shape[1], shape[2]), features, padded
+
+    def _propagate_impl(self, images, key_features, key_image):
+        padded = self._pad(images)
+        warped, out = self._warp(key_features, padded, key_image, training=False)
+        logits = self.head(warped, training=False)
+        shape = tf.shape(images)
+        return self._logits_at(logits, tf.shape(padded), shape[1], shape[2]), out
+
+    def key_step(self, frame) -> tuple[tf.Tensor, KeyFrame]:
+        """Run the feature net on a key frame.
+
+        Args:
+            frame: ``[H, W, 3]`` or ``[B, H, W, 3]`` RGB.
+
+        Returns:
+            ``(logits [B, H, W, K], KeyFrame)``.
+        """
+        images = as_frame_batch(frame, "frame")
+        logits, features, padded = self._key_fn(images)
+        return logits, KeyFrame(features, padded, int(images.shape[1]), int(images.shape[2]))
+
+    def propagate_step(self, frame, key: KeyFrame) -> tuple[tf.Tensor, dict]:
+        """Carry the key features to ``frame``: flow, warp, scale, head.
+
+        Args:
+            frame: ``[H, W, 3]`` or ``[B, H, W, 3]`` RGB of the key frame's size.
+            key: the :class:`KeyFrame` returned by :meth:`key_step`.
+
+        Returns:
+            ``(logits [B, H, W, K], flow_net outputs)``; the flow net's outputs
+            (``flow``, ``scale``, ``features``) are returned so a scheduler can
+            reuse them rather than computing the flow again.
+        """
+        if not isinstance(key, KeyFrame):
+            raise TypeError(f"key must be the KeyFrame returned by key_step, got {type(key).__name__}")
+        images = as_frame_batch(frame, "frame")
+        size = (int(images.shape[1]), int(images.shape[2]))
+        if size != (key.height, key.width) or images.shape[0] != key.features.shape[0]:
+            raise ValueError(
+                f"frame has shape {tuple(images.shape)} but the key frame was "
+                f"[{key.features.shape[0]}, {key.height}, {key.width}, 3]; frames of one stream "
+                "must share batch and size"
+            )
+        return self._propagate_fn(images, key.features, key.image)
+
+    # -- serialization ----------------------------------------------------------
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "feature_net": keras.saving.serialize_keras_object(self.feature_net),
+            "flow_net": keras.saving.serialize_keras_object(self.flow_net),
+            "head": keras.saving.serialize_keras_object(self.head),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for part in ("feature_net", "flow_net", "head"):
+            config[part] = keras.saving.deserialize_keras_object(config[part])
+        return cls(**config)

@@ -1,0 +1,32 @@
+"""Small instances of every network class, for the fast test tier."""
+
+from adaptive_dff.networks import (
+    CompactFeatures,
+    FlowNetInception,
+    FlowNetS,
+    ResNetFeatures,
+    SegmentationHead,
+)
+
+TINY_STAGES = [[1, 8, 2, 1], [1, 8, 2, 1], [1, 8, 2, 1], [1, 8, 1, 2]]
+TINY_RESNET = [[1, 8, 1, 1], [1, 8, 2, 1], [1, 8, 2, 1], [1, 8, 1, 2]]
+
+
+def tiny_parts(channels: int = 16, classes: int = 5) -> dict:
+    return {
+        "resnet": ResNetFeatures(stages=TINY_RESNET, feature_channels=channels),
+        "compact": CompactFeatures(stages=TINY_STAGES, feature_channels=channels),
+        "flownet_s": FlowNetS(width=0.0625, feature_channels=channels),
+        "flownet_inception": FlowNetInception(
+            stem_channels=4, encoder=[[8, 2], [8, 2], [8, 2], [8, 2], [8, 2]],
+            decoder=[8, 8, 8, 8], feature_channels=channels,
+        ),
+        "head": SegmentationHead(num_classes=classes, input_channels=channels),
+    }
+
+
+def tiny_dff(channels: int = 16, classes: int = 5):
+    from adaptive_dff import DFFModel
+
+    parts = tiny_parts(channels, classes)
+    return DFFModel(feature_net=parts["compact"], flow_net=parts["flownet_s"], head=parts["head"])
