@@ -10,7 +10,21 @@ from adaptive_dff.networks.resnet import (
     resnet101_features,
 )
 
+# Plain registries of names to builders, for command lines and configs.
+FEATURE_NETS = {
+    "compact": CompactFeatures,
+    "resnet50": resnet50_features,
+    "resnet101": resnet101_features,
+}
+FLOW_NETS = {
+    "flownet_s": FlowNetS,
+    "flownet_half": flownet_half,
+    "flownet_inception": FlowNetInception,
+}
+
 __all__ = [
+    "FEATURE_NETS",
+    "FLOW_NETS",
     "CompactFeatures",
     "FlowNetInception",
     "FlowNetS",

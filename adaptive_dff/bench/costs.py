@@ -1,0 +1,54 @@
+"""``adaptive-dff macs``: GMACs of every part and DFF's feature/flow cost ratios.
+
+DFF (Zhu et al., CVPR 2017, table 1) reports the cost ratio of the feature
+network to the flow network at 1024x2048 (flow net on the half-resolution
+pair): ResNet-50 9.20, 33.56, 68.97 and ResNet-101 12.71, 46.30, 95.24 for
+FlowNet, FlowNet-Half and FlowNet-Inception.
+"""
+
+from __future__ import annotations
+
+from adaptive_dff.macs import count_macs
+from adaptive_dff.networks import FEATURE_NETS, FLOW_NETS, SegmentationHead
+
+PUBLISHED_RATIOS = {
+    ("resnet50", "flownet_s"): 9.20,
+    ("resnet50", "flownet_half"): 33.56,
+    ("resnet50", "flownet_inception"): 68.97,
+    ("resnet101", "flownet_s"): 12.71,
+    ("resnet101", "flownet_half"): 46.30,
+    ("resnet101", "flownet_inception"): 95.24,
+}
+
+
+def cost_table(height: int = 1024, width: int = 2048, num_classes: int = 19) -> str:
+    """Markdown tables: GMACs per part, and feature/flow ratios against DFF's."""
+    image = (1, height, width, 3)
+    feature_gmacs, channels = {}, {}
+    for name, build in FEATURE_NETS.items():
+        net = build()
+        feature_gmacs[name] = count_macs(net, image) / 1e9
+        channels[name] = net.output_channels
+    flow_gmacs = {
+        name: count_macs(build(), {"current": image, "key": image}) / 1e9
+        for name, build in FLOW_NETS.items()
+    }
+    head_gmacs = {
+        c: count_macs(SegmentationHead(num_classes=num_classes, input_channels=c), (1, height // 16, width // 16, c)) / 1e9
+        for c in sorted(set(channels.values()))
+    }
+    lines = [f"GMACs at {height}x{width} (flow nets see the pair at half resolution):", "",
+             "| part | GMACs |", "|---|---|"]
+    lines += [f"| feature: {n} | {g:.2f} |" for n, g in feature_gmacs.items()]
+    lines += [f"| flow: {n} | {g:.2f} |" for n, g in flow_gmacs.items()]
+    lines += [f"| head: 1x1 conv, {c} -> {num_classes} | {g:.3f} |" for c, g in head_gmacs.items()]
+    lines += ["", "Cost ratio feature net / flow net:", "",
+              "| feature | flow | ours | DFF | ours / DFF |", "|---|---|---|---|---|"]
+    for f in feature_gmacs:
+        for m in flow_gmacs:
+            ours = feature_gmacs[f] / flow_gmacs[m]
+            ref = PUBLISHED_RATIOS.get((f, m))
+            ref_s = f"{ref:.2f}" if ref else "-"
+            rel = f"{ours / ref:.3f}" if ref else "-"
+            lines.append(f"| {f} | {m} | {ours:.2f} | {ref_s} | {rel} |")
+    return "\n".join(lines)

@@ -1,0 +1,80 @@
+"""The ``adaptive-dff`` command.
+
+Heavy imports (TensorFlow) happen inside the subcommands, so ``--help`` is
+instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional, Sequence
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adaptive-dff",
+        description="Fast video recognition by Deep Feature Flow and key-frame scheduling.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="a short end-to-end demo on a generated clip")
+    demo.add_argument("--frames", type=_positive, default=60, help="clip length (default 60)")
+    demo.add_argument("--height", type=_positive, default=256)
+    demo.add_argument("--width", type=_positive, default=512)
+    demo.add_argument("--seed", type=int, default=0)
+
+    macs = sub.add_parser("macs", help="GMACs of every network and DFF's cost ratios")
+    macs.add_argument("--height", type=_positive, default=1024)
+    macs.add_argument("--width", type=_positive, default=2048)
+
+    bench = sub.add_parser("bench", help="benchmarks printing ratios measured in one run")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    warp = bench_sub.add_parser("warp", help="our warp vs chunked cv2.remap and an element-wise op")
+    warp.add_argument("--shape", type=_positive, nargs=4, default=[1, 64, 128, 1024], metavar=("B", "H", "W", "C"))
+    warp.add_argument("--repeats", type=_positive, default=20)
+    model = bench_sub.add_parser("model", help="latency of each DFF part, cost ratio r, ideal speedup")
+    model.add_argument("--feature", default="resnet101", help="compact, resnet50 or resnet101")
+    model.add_argument("--flow", default="flownet_s", help="flownet_s, flownet_half or flownet_inception")
+    model.add_argument("--height", type=_positive, default=512)
+    model.add_argument("--width", type=_positive, default=1024)
+    model.add_argument("--repeats", type=_positive, default=5)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        if args.command == "demo":
+            from adaptive_dff.demo import run_demo
+
+            run_demo(frames=args.frames, height=args.height, width=args.width, seed=args.seed)
+        elif args.command == "macs":
+            from adaptive_dff.bench.costs import cost_table
+
+            print(cost_table(args.height, args.width))
+        elif args.bench == "warp":
+            from adaptive_dff.bench import warp
+
+            warp.run(shape=tuple(args.shape), repeats=args.repeats)
+        elif args.bench == "model":
+            from adaptive_dff.bench import model
+
+            model.run(feature=args.feature, flow=args.flow, height=args.height, width=args.width, repeats=args.repeats)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        print(f"adaptive-dff: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
