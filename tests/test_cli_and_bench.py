@@ -1,0 +1,66 @@
+"""The command line and the benchmarks, on tiny shapes (speed is not asserted)."""
+
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from adaptive_dff.bench.model import ideal_speedup
+from adaptive_dff.cli import main
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_bench_warp_prints_ratios_and_agrees_with_remap(capsys):
+    from adaptive_dff.bench import warp
+
+    result = warp.run(shape=(2, 8, 12, 9), repeats=2)
+    out = capsys.readouterr().out
+    assert "ours vs cv2.remap (4-channel chunks):" in out and "ours / element-wise multiply:" in out
+    assert result["max_abs_diff"] < 1e-5
+    assert result["speedup_vs_remap"] > 0 and result["ratio_vs_elementwise"] > 0
+
+
+def test_bench_model_reports_r_and_ideal_speedup(capsys):
+    assert main(["bench", "model", "--feature", "compact", "--flow", "flownet_inception",
+                 "--height", "128", "--width", "128", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    r = float(re.search(r"measured r = .* = ([0-9.]+)", out).group(1))
+    assert r > 0
+    speedup = float(re.search(r"l=10: ([0-9.]+)x", out).group(1))
+    assert speedup == pytest.approx(ideal_speedup(10, r), rel=1e-2)
+
+
+def test_ideal_speedup_formula():
+    assert ideal_speedup(1, 0.3) == 1.0
+    assert ideal_speedup(10, 0.0) == 10.0
+    assert ideal_speedup(5, 0.25) == pytest.approx(5 / 2.0)
+
+
+def test_bench_model_rejects_unknown_parts_and_sizes(capsys):
+    assert main(["bench", "model", "--feature", "vgg"]) == 2
+    assert "feature must be one of" in capsys.readouterr().err
+    assert main(["bench", "model", "--feature", "compact", "--flow", "flownet_inception", "--height", "100"]) == 2
+    assert "multiples of 128" in capsys.readouterr().err
+
+
+def test_macs_table_at_small_size(capsys):
+    assert main(["macs", "--height", "128", "--width", "256"]) == 0
+    out = capsys.readouterr().out
+    assert "| resnet101 | flownet_s |" in out and "| feature: compact |" in out
+
+
+def test_help_does_not_import_tensorflow():
+    code = "import sys; from adaptive_dff.cli import build_parser; build_parser(); assert 'tensorflow' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = re.findall(r"^python3 -m venv .*$", readme, flags=re.M)
+    assert len(commands) == 2, "the README gives exactly two set-up commands"
+    test_command = [c for c in commands if "pytest" in c]
+    assert len(test_command) == 1 and test_command[0] in ci
