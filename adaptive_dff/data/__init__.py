@@ -1,0 +1,25 @@
+"""Data for adaptive-dff: procedural video clips with exact flow and labels.
+
+numpy and OpenCV only; importing this package does not import TensorFlow.
+See :mod:`adaptive_dff.data.synthetic` for the conventions.
+"""
+
+from adaptive_dff.data.synthetic import (
+    BACKGROUND_CLASSES,
+    CLASS_NAMES,
+    NUM_CLASSES,
+    OBJECT_CLASSES,
+    SyntheticVideo,
+    flow_to_grid,
+    make_clips,
+)
+
+__all__ = [
+    "BACKGROUND_CLASSES",
+    "CLASS_NAMES",
+    "NUM_CLASSES",
+    "OBJECT_CLASSES",
+    "SyntheticVideo",
+    "flow_to_grid",
+    "make_clips",
+]

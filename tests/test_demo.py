@@ -1,0 +1,39 @@
+"""The demo (the README's main job) on a tiny clip, and the README quick start."""
+
+import pathlib
+import re
+
+import pytest
+
+from adaptive_dff.demo import run_demo
+from adaptive_dff.cli import main
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_demo_runs_and_warping_beats_copying(capsys):
+    result = run_demo(frames=21, height=128, width=256, seed=3)
+    out = capsys.readouterr().out
+    assert "key every 5" in out and "measured r" in out
+    prop = result["propagation"]
+    assert prop[1]["copy"] == prop[1]["warp"] == 1.0
+    # Exact flow carries labels better than copying them, and both fall with distance.
+    assert prop[5]["warp"] > prop[5]["copy"]
+    assert prop[10]["warp"] < prop[5]["warp"] and prop[10]["copy"] < prop[5]["copy"]
+    assert result["speed"]["r"] > 0
+
+
+def test_demo_command_rejects_a_non_positive_length(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--frames", "0"])
+    assert exit_info.value.code == 2
+    assert "--frames: must be a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_readme_quick_start_runs():
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"## Quick start\n\n```python\n(.*?)```", readme, flags=re.S).group(1)
+    block = block.replace("num_frames=20", "num_frames=4").replace("range(1, 10)", "range(1, 3)")
+    namespace = {}
+    exec(compile(block, "README quick start", "exec"), namespace)
+    assert namespace["labels"].shape == (256, 512)
