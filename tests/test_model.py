@@ -153,3 +153,22 @@ def test_keras_round_trip(tmp_path):
     np.testing.assert_array_equal(logits_a.numpy(), logits_b.numpy())
     np.testing.assert_array_equal(model.propagate_step(current, kf_a)[0].numpy(), loaded.propagate_step(current, kf_b)[0].numpy())
     assert isinstance(kf_b, KeyFrame)
+
+
+def test_mixed_float16_model_runs_and_trains():
+    rng = np.random.default_rng(5)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = tiny_dff(classes=3)
+        key, current = frames(rng, 1, 64, 96), frames(rng, 1, 64, 96)
+        logits, kf = model.key_step(key)
+        assert kf.features.dtype == tf.float16 and logits.dtype == tf.float32
+        prop, out = model.propagate_step(current, kf)
+        assert out["flow"].dtype == tf.float32 and np.all(np.isfinite(prop.numpy()))
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(model({"key": key, "current": current}, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        assert all(g is not None for g in grads)
+    finally:
+        keras.config.set_dtype_policy(previous)
