@@ -1,11 +1,40 @@
 """Key-frame scheduling policies for video recognition.
 
-A policy sees a context (frame index, current frame, key frames and, when it
-asks for them, the flow) and decides per region whether to recompute or to
-propagate. This package imports without TensorFlow.
-
-The policies, regions, calibration and the embedding helper are the subject of
-the scheduler milestone; this package holds the import name until then.
+A policy sees a :class:`Context` (frame index, the current frame and the key
+frame of each region, and, only when it asks, the flow) and returns a
+:class:`Decision`: per region, update (recompute) or propagate, with the score
+that drove it. :class:`Tracker` embeds a policy in any pipeline with numpy
+frames; :func:`calibrate` tunes a threshold to a key-frame budget or an
+accuracy target. This package imports without TensorFlow.
 """
 
-__all__: list[str] = []
+from schedulers.base import Context, Decision, Policy
+from schedulers.calibrate import CalibrationResult, calibrate, key_fraction, replay
+from schedulers.flow import DISFlow
+from schedulers.policies import FixedInterval, FlowMagnitude, FrameDifference
+from schedulers.regions import RegionGrid
+from schedulers.tracker import Tracker
+
+# Plain registry of policy names to classes (for command lines and configs).
+POLICIES = {
+    "fixed_interval": FixedInterval,
+    "frame_difference": FrameDifference,
+    "flow_magnitude": FlowMagnitude,
+}
+
+__all__ = [
+    "POLICIES",
+    "CalibrationResult",
+    "Context",
+    "DISFlow",
+    "Decision",
+    "FixedInterval",
+    "FlowMagnitude",
+    "FrameDifference",
+    "Policy",
+    "RegionGrid",
+    "Tracker",
+    "calibrate",
+    "key_fraction",
+    "replay",
+]

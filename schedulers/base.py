@@ -1,0 +1,128 @@
+"""The scheduler interface: what a policy sees (Context) and returns (Decision).
+
+A policy never touches a model. It declares what it needs (``needs_flow``,
+``needs_flow_features``) so a pipeline computes flow before deciding only for
+policies that use it, and reuses that same flow for the warp.
+
+Conventions (scikit-learn's habits): ``__init__`` stores hyperparameters
+only; run-time state ends in ``_``; ``reset()`` clears it; ``get_params()``
+returns the hyperparameters.
+
+Every policy here decides by one score per region and one threshold:
+``update = score > threshold`` (for ``FixedInterval`` the score is the number
+of frames since the region's key frame). That shared shape is what
+:func:`schedulers.calibrate` relies on.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+@dataclass
+class Context:
+    """What a policy sees for one frame, region by region.
+
+    Attributes:
+        frame_index: index of the current frame in its stream (0-based).
+        regions: the current frame cut into regions, each ``[h, w, 3]`` uint8 RGB.
+        key_regions: the key frame of each region, cropped alike.
+        key_indices: frame index of each region's key frame.
+        flow: per region, ``[h, w, 2]`` float32 flow from the current region
+            to its key region (``dx, dy`` in pixels), or ``None`` when the
+            policy did not ask for it.
+        flow_features: per region, the flow network's features, or ``None``.
+    """
+
+    frame_index: int
+    regions: Sequence[np.ndarray]
+    key_regions: Sequence[np.ndarray]
+    key_indices: Sequence[int]
+    flow: Optional[Sequence[np.ndarray]] = None
+    flow_features: Optional[Sequence[np.ndarray]] = None
+
+    @property
+    def num_regions(self) -> int:
+        return len(self.regions)
+
+
+@dataclass
+class Decision:
+    """Per region: recompute (``update``) or propagate, and the score behind it.
+
+    Attributes:
+        update: ``[R]`` bool, True where the region is recomputed on this frame.
+        scores: ``[R]`` float64, the score that drove the decision (frames
+            since the key frame, difference, flow magnitude, ...).
+        frame_index: the frame this decision is about.
+    """
+
+    update: np.ndarray
+    scores: np.ndarray
+    frame_index: int = 0
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def any_update(self) -> bool:
+        """True when at least one region is recomputed."""
+        return bool(np.any(self.update))
+
+
+class Policy:
+    """Base class of key-frame policies: ``decide(context) -> Decision``.
+
+    Subclasses implement :meth:`score` (one float per region, higher means
+    "more change") and name their threshold hyperparameter in
+    ``threshold_param``.
+    """
+
+    needs_flow: bool = False
+    needs_flow_features: bool = False
+    threshold_param: str = "threshold"
+
+    def get_params(self) -> dict:
+        """The constructor's hyperparameters and their current values."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {name: getattr(self, name) for name in names}
+
+    def set_params(self, **params) -> "Policy":
+        valid = self.get_params()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"{type(self).__name__} has no parameter {name!r}; it has {sorted(valid)}")
+            setattr(self, name, value)
+        return self
+
+    def reset(self) -> "Policy":
+        """Forget run-time state (attributes ending in ``_``)."""
+        for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("_")]:
+            delattr(self, name)
+        return self
+
+    def decision_threshold(self) -> float:
+        """The value the score is compared with: update where ``score > decision_threshold()``."""
+        value = getattr(self, self.threshold_param)
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
+            raise ValueError(f"{self.threshold_param} must be a finite number, got {value!r}")
+        return float(value)
+
+    def score(self, context: Context) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def decide(self, context: Context) -> Decision:
+        """Update each region whose score exceeds the threshold."""
+        scores = np.asarray(self.score(context), dtype=np.float64).reshape(-1)
+        if scores.shape != (context.num_regions,):
+            raise ValueError(
+                f"{type(self).__name__}.score returned {scores.shape[0]} scores for "
+                f"{context.num_regions} regions"
+            )
+        return Decision(update=scores > self.decision_threshold(), scores=scores, frame_index=context.frame_index)
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"

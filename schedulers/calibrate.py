@@ -1,0 +1,176 @@
+"""Calibration: choose a policy's threshold on a calibration clip.
+
+Comparing policies is only fair at equal key-frame budgets (as Reducto and
+NoScope tune their thresholds to a target). ``calibrate`` replays the clip
+with a :class:`Tracker` for each candidate threshold and searches the one
+whose key-frame fraction meets a target, or the cheapest one whose accuracy
+meets a target.
+
+Key-frame fraction: the share of (frame, region) pairs that are recomputed,
+the first frame included (it is always a key frame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from schedulers.base import Decision, Policy
+from schedulers.regions import RegionGrid
+from schedulers.tracker import Tracker
+
+
+@dataclass
+class CalibrationResult:
+    """The calibrated policy and how it was found.
+
+    Attributes:
+        policy: a new policy of the same class with the chosen threshold.
+        threshold: the chosen value of ``policy.threshold_param``.
+        key_fraction: its key-frame fraction on the calibration clip.
+        accuracy: its accuracy there, when an accuracy function was given.
+        trials: every ``(threshold, key_fraction, accuracy)`` evaluated.
+    """
+
+    policy: Policy
+    threshold: float
+    key_fraction: float
+    accuracy: Optional[float] = None
+    trials: list = field(default_factory=list)
+
+
+class _CachingTracker(Tracker):
+    """A tracker whose flows are shared across replays of one clip:
+    the flow of (frame, region, key frame) is computed once."""
+
+    def __init__(self, policy, regions, flow, cache: dict):
+        super().__init__(policy, regions=regions, flow=flow)
+        self.cache = cache
+
+    def _flows(self, crops, index):
+        flows = []
+        for r, (current, key) in enumerate(zip(crops, self.key_regions_)):
+            ident = (index, r, self.key_indices_[r])
+            if ident not in self.cache:
+                self.cache[ident] = self.flow(current, key)
+            flows.append(self.cache[ident])
+        return flows
+
+
+def replay(policy: Policy, frames: Sequence[np.ndarray], regions: Optional[RegionGrid] = None, flow=None) -> list[Decision]:
+    """Run ``policy`` over ``frames`` with a fresh :class:`Tracker`; return every decision."""
+    tracker = Tracker(policy, regions=regions, flow=flow)
+    return [tracker.step(frame) for frame in frames]
+
+
+def key_fraction(decisions: Sequence[Decision]) -> float:
+    """Share of (frame, region) pairs recomputed."""
+    return float(np.mean(np.concatenate([d.update for d in decisions])))
+
+
+def _with_threshold(policy: Policy, value: float) -> Policy:
+    params = policy.get_params()
+    params[policy.threshold_param] = value
+    return type(policy)(**params)
+
+
+def calibrate(
+    policy: Policy,
+    frames: Sequence[np.ndarray],
+    *,
+    target_key_fraction: Optional[float] = None,
+    target_accuracy: Optional[float] = None,
+    accuracy: Optional[Callable[[list[Decision]], float]] = None,
+    regions: Optional[RegionGrid] = None,
+    flow=None,
+    max_trials: int = 40,
+) -> CalibrationResult:
+    """Choose ``policy``'s threshold on the calibration clip ``frames``.
+
+    Give exactly one target:
+
+    * ``target_key_fraction`` in (0, 1]: the threshold whose key-frame
+      fraction is closest to the target;
+    * ``target_accuracy`` with ``accuracy(decisions) -> float``: the highest
+      threshold (fewest key frames) whose accuracy still meets the target;
+      when no threshold meets it, the lowest one tried (check ``accuracy``).
+
+    ``frames`` must be a sequence (it is replayed many times). Flow, when the
+    policy needs it, is computed once per (frame, region, key frame) and
+    reused across trials.
+    """
+    if (target_key_fraction is None) == (target_accuracy is None):
+        raise ValueError("give exactly one of target_key_fraction and target_accuracy")
+    if target_key_fraction is not None and not 0 < target_key_fraction <= 1:
+        raise ValueError(f"target_key_fraction must be in (0, 1], got {target_key_fraction}")
+    if target_accuracy is not None and accuracy is None:
+        raise ValueError("target_accuracy needs an accuracy(decisions) function")
+    frames = list(frames)
+    if len(frames) < 2:
+        raise ValueError(f"the calibration clip needs at least 2 frames, got {len(frames)}")
+
+    if flow is None and getattr(policy, "needs_flow", False):
+        from schedulers.flow import DISFlow
+
+        flow = DISFlow()
+    cache: dict = {}
+    trials: list = []
+
+    def evaluate(value):
+        candidate = _with_threshold(policy, value)
+        tracker = _CachingTracker(candidate, regions, flow, cache)
+        decisions = [tracker.step(f) for f in frames]
+        fraction = key_fraction(decisions)
+        acc = accuracy(decisions) if accuracy is not None else None
+        trials.append((value, fraction, acc))
+        return candidate, fraction, acc
+
+    value_now = getattr(policy, policy.threshold_param)
+    integer = isinstance(value_now, (int, np.integer)) and not isinstance(value_now, bool)
+    # A higher threshold means fewer key frames. ``past(result)`` is True on the
+    # high side of the boundary searched: at or below the key-frame budget, or
+    # no longer accurate enough. It is monotone in the threshold (up to noise).
+    if target_key_fraction is not None:
+        def past(result):
+            return result[1] <= target_key_fraction
+    else:
+        def past(result):
+            return result[2] < target_accuracy
+
+    results: dict = {}
+    if integer:
+        low, high = 1, len(frames)
+        while low < high and len(trials) < max_trials:  # smallest value that is past
+            mid = (low + high) // 2
+            results[mid] = evaluate(mid)
+            if past(results[mid]):
+                high = mid
+            else:
+                low = mid + 1
+        for value in (low - 1, low, low + 1):
+            if 1 <= value <= len(frames) and value not in results:
+                results[value] = evaluate(value)
+    else:
+        low, high = 0.0, 1.0
+        results[low] = evaluate(low)
+        results[high] = evaluate(high)
+        while not past(results[high]) and high < 1e9:
+            low, high = high, high * 4
+            results[high] = evaluate(high)
+        while len(trials) < max_trials and high - low > 1e-6 * max(high, 1.0):
+            mid = 0.5 * (low + high)
+            results[mid] = evaluate(mid)
+            if past(results[mid]):
+                high = mid
+            else:
+                low = mid
+
+    if target_key_fraction is not None:
+        best = min(results, key=lambda v: (abs(results[v][1] - target_key_fraction), -v))
+    else:
+        accurate = [v for v in results if not past(results[v])]
+        best = max(accurate) if accurate else min(results)
+    chosen, fraction, acc = results[best]
+    return CalibrationResult(policy=chosen, threshold=best, key_fraction=fraction, accuracy=acc, trials=trials)

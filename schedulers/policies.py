@@ -1,0 +1,120 @@
+"""The heuristic key-frame policies: fixed interval, frame difference, flow magnitude.
+
+All work region by region on numpy arrays; none imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from schedulers.base import Context, Policy
+
+
+class FixedInterval(Policy):
+    """Deep Feature Flow's schedule: a region is recomputed every ``interval`` frames.
+
+    Score: frames since the region's key frame; update when it reaches ``interval``.
+    """
+
+    threshold_param = "interval"
+
+    def __init__(self, interval: int = 10):
+        self.interval = interval
+
+    def decision_threshold(self) -> float:
+        if isinstance(self.interval, bool) or not isinstance(self.interval, (int, np.integer)) or self.interval < 1:
+            raise ValueError(f"interval must be an integer >= 1, got {self.interval!r}")
+        return self.interval - 0.5  # age > interval - 0.5  <=>  age >= interval
+
+    def score(self, context: Context) -> np.ndarray:
+        return np.array([context.frame_index - k for k in context.key_indices], dtype=np.float64)
+
+
+def _gray(image: np.ndarray, downsample: int) -> np.ndarray:
+    g = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    if downsample > 1:
+        h, w = g.shape
+        g = cv2.resize(g, (max(w // downsample, 1), max(h // downsample, 1)), interpolation=cv2.INTER_AREA)
+    return g
+
+
+class FrameDifference(Policy):
+    """Update a region when it differs from its key frame by more than ``threshold``.
+
+    Args:
+        threshold: update when the score exceeds it.
+        feature: ``"pixel"``: mean absolute grayscale difference, in grey
+            levels 0..255 (the signal DVSNet compares against);
+            ``"edge"``: share of pixels, in percent, whose Canny edge maps
+            differ (edges shrug off brightness changes, as in Reducto).
+        downsample: compare at ``1/downsample`` of the region size (area
+            averaging): cheaper and less noisy.
+
+    The key region's grayscale image is cached (``key_cache_``), so each
+    frame costs one conversion and one difference per region.
+    """
+
+    FEATURES = ("pixel", "edge")
+
+    def __init__(self, threshold: float = 10.0, feature: str = "pixel", downsample: int = 2):
+        self.threshold = threshold
+        self.feature = feature
+        self.downsample = downsample
+
+    def _signal(self, region: np.ndarray) -> np.ndarray:
+        g = _gray(region, self.downsample)
+        if self.feature == "edge":
+            return cv2.Canny(g, 50, 150)
+        return g
+
+    def score(self, context: Context) -> np.ndarray:
+        if self.feature not in self.FEATURES:
+            raise ValueError(f"feature must be one of {self.FEATURES}, got {self.feature!r}")
+        if isinstance(self.downsample, bool) or not isinstance(self.downsample, (int, np.integer)) or self.downsample < 1:
+            raise ValueError(f"downsample must be an integer >= 1, got {self.downsample!r}")
+        cache = getattr(self, "key_cache_", None)
+        if cache is None or len(cache) != context.num_regions:
+            cache = self.key_cache_ = [None] * context.num_regions
+        scores = np.empty(context.num_regions)
+        for r, (current, key, key_index) in enumerate(zip(context.regions, context.key_regions, context.key_indices)):
+            if cache[r] is None or cache[r][0] != key_index:
+                cache[r] = (key_index, self._signal(key))
+            diff = cv2.absdiff(self._signal(current), cache[r][1])
+            if self.feature == "edge":
+                scores[r] = 100.0 * np.count_nonzero(diff) / diff.size
+            else:
+                scores[r] = float(cv2.mean(diff)[0])
+        return scores
+
+
+class FlowMagnitude(Policy):
+    """Update a region when its mean flow magnitude to the key frame exceeds ``threshold``.
+
+    Score: mean of ``sqrt(dx^2 + dy^2)`` over the region, in pixels of the
+    flow field given to the policy. Non-finite flow vectors are left out of
+    the mean; a region with no finite vector scores ``inf`` (always updated).
+    """
+
+    needs_flow = True
+
+    def __init__(self, threshold: float = 2.0):
+        self.threshold = threshold
+
+    def score(self, context: Context) -> np.ndarray:
+        if context.flow is None:
+            raise ValueError("FlowMagnitude needs the flow from the current to the key frame; none was given")
+        scores = np.empty(context.num_regions)
+        for r, flow in enumerate(context.flow):
+            flow = np.asarray(flow)
+            if flow.ndim != 3 or flow.shape[-1] != 2:
+                raise ValueError(f"flow of region {r} must be [h, w, 2], got shape {flow.shape}")
+            magnitude = cv2.magnitude(flow[..., 0].astype(np.float32), flow[..., 1].astype(np.float32))
+            finite = np.isfinite(magnitude)
+            if finite.all():
+                scores[r] = float(cv2.mean(magnitude)[0])
+            elif finite.any():
+                scores[r] = float(magnitude[finite].mean())
+            else:
+                scores[r] = np.inf
+        return scores

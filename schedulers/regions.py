@@ -1,0 +1,99 @@
+"""Regions: a grid of overlapping crops, each with its own key frame (DVSNet).
+
+A ``rows x cols`` grid splits the frame into equal cells; each region is its
+cell grown by ``overlap // 2`` pixels on every side that faces another cell,
+so neighbouring regions share ``overlap`` pixels (DVSNet: 2x2, 64 px).
+Outputs computed per region are merged back by keeping, at every pixel, the
+output of the region with the higher confidence.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+Box = tuple[int, int, int, int]  # y0, y1, x0, x1 (end exclusive)
+
+
+class RegionGrid:
+    """``rows x cols`` overlapping regions. ``RegionGrid(1, 1)`` is the whole frame."""
+
+    def __init__(self, rows: int = 1, cols: int = 1, overlap: int = 0):
+        for name, value, low in (("rows", rows, 1), ("cols", cols, 1), ("overlap", overlap, 0)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        self.rows = int(rows)
+        self.cols = int(cols)
+        self.overlap = int(overlap)
+
+    def __len__(self) -> int:
+        return self.rows * self.cols
+
+    def __repr__(self) -> str:
+        return f"RegionGrid(rows={self.rows}, cols={self.cols}, overlap={self.overlap})"
+
+    def get_params(self) -> dict:
+        return {"rows": self.rows, "cols": self.cols, "overlap": self.overlap}
+
+    def boxes(self, height: int, width: int) -> list[Box]:
+        """The regions of a ``height x width`` frame, row-major, as ``(y0, y1, x0, x1)``.
+
+        Raises ``ValueError`` when the grid does not fit the frame or the
+        overlap is as large as a cell.
+        """
+        if height < self.rows or width < self.cols:
+            raise ValueError(f"a {self.rows}x{self.cols} grid does not fit a {height}x{width} frame")
+        ys = np.linspace(0, height, self.rows + 1).round().astype(int)
+        xs = np.linspace(0, width, self.cols + 1).round().astype(int)
+        cell = min(np.diff(ys).min(), np.diff(xs).min())
+        if (self.rows > 1 or self.cols > 1) and self.overlap >= cell:
+            raise ValueError(
+                f"overlap {self.overlap} px is larger than a region: the {self.rows}x{self.cols} grid "
+                f"of a {height}x{width} frame has cells of {cell} px"
+            )
+        half = self.overlap // 2
+        boxes = []
+        for r in range(self.rows):
+            for c in range(self.cols):
+                y0 = ys[r] - (half if r > 0 else 0)
+                y1 = ys[r + 1] + (self.overlap - half if r < self.rows - 1 else 0)
+                x0 = xs[c] - (half if c > 0 else 0)
+                x1 = xs[c + 1] + (self.overlap - half if c < self.cols - 1 else 0)
+                boxes.append((int(y0), int(y1), int(x0), int(x1)))
+        return boxes
+
+    def split(self, frame: np.ndarray) -> list[np.ndarray]:
+        """Crops (views, not copies) of ``frame`` ``[H, W, ...]``, one per region."""
+        return [frame[y0:y1, x0:x1] for y0, y1, x0, x1 in self.boxes(frame.shape[0], frame.shape[1])]
+
+    def merge(
+        self, outputs: Sequence[np.ndarray], confidences: Sequence, height: int, width: int
+    ) -> np.ndarray:
+        """Assemble per-region outputs into one ``[height, width, ...]`` array.
+
+        Args:
+            outputs: per region, ``[h_r, w_r, ...]`` (the region's box size).
+            confidences: per region, a scalar or a ``[h_r, w_r]`` map; where
+                regions overlap, the higher confidence wins (ties: the earlier
+                region).
+        """
+        boxes = self.boxes(height, width)
+        if len(outputs) != len(boxes) or len(confidences) != len(boxes):
+            raise ValueError(
+                f"merge needs one output and one confidence per region ({len(boxes)}), "
+                f"got {len(outputs)} outputs and {len(confidences)} confidences"
+            )
+        first = np.asarray(outputs[0])
+        merged = np.zeros((height, width) + first.shape[2:], dtype=first.dtype)
+        best = np.full((height, width), -np.inf)
+        for r, ((y0, y1, x0, x1), out, conf) in enumerate(zip(boxes, outputs, confidences)):
+            out = np.asarray(out)
+            if out.shape[:2] != (y1 - y0, x1 - x0):
+                raise ValueError(f"output of region {r} has shape {out.shape}, its box is {(y1 - y0, x1 - x0)}")
+            conf = np.broadcast_to(np.asarray(conf, dtype=np.float64), (y1 - y0, x1 - x0))
+            window = best[y0:y1, x0:x1]
+            wins = conf > window
+            merged[y0:y1, x0:x1][wins] = out[wins]
+            window[wins] = conf[wins]
+        return merged

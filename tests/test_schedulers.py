@@ -1,0 +1,253 @@
+"""Scheduler policies, regions, the Tracker, DIS flow and calibration (no TensorFlow)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from adaptive_dff.data import SyntheticVideo
+from schedulers import (
+    POLICIES,
+    Context,
+    DISFlow,
+    FixedInterval,
+    FlowMagnitude,
+    FrameDifference,
+    RegionGrid,
+    Tracker,
+    calibrate,
+    key_fraction,
+    replay,
+)
+
+
+@pytest.fixture(scope="module")
+def cut_clip():
+    """60 frames of 240x320 with a hard scene cut at frame 30."""
+    video = SyntheticVideo(height=240, width=320, num_frames=60, seed=1, scene_cuts=(30,))
+    return video, [video.frame(t) for t in range(60)]
+
+
+def test_import_schedulers_does_not_import_tensorflow():
+    code = (
+        "import sys, numpy as np, schedulers\n"
+        "t = schedulers.Tracker(schedulers.FlowMagnitude(1.0), regions=schedulers.RegionGrid(2, 2, 16))\n"
+        "for i in range(3): t.step(np.random.default_rng(i).integers(0, 255, (64, 96, 3), dtype=np.uint8))\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_fixed_interval_key_frames_and_params():
+    frames = [np.full((16, 16, 3), i, np.uint8) for i in range(23)]
+    decisions = replay(FixedInterval(interval=5), frames)
+    assert [i for i, d in enumerate(decisions) if d.any_update] == [0, 5, 10, 15, 20]
+    assert decisions[7].scores[0] == 2  # frames since the key frame
+    policy = FixedInterval(interval=3)
+    assert policy.get_params() == {"interval": 3}
+    assert policy.set_params(interval=4).interval == 4
+    with pytest.raises(ValueError, match="interval must be an integer >= 1, got 0"):
+        replay(FixedInterval(interval=0), frames[:2])
+    assert set(POLICIES) == {"fixed_interval", "frame_difference", "flow_magnitude"}
+
+
+def test_frame_difference_fires_at_the_scene_cut(cut_clip):
+    _, frames = cut_clip
+    # Score of every frame against its predecessor: the cut stands out.
+    scores = [FrameDifference(threshold=0, downsample=1).score(Context(t, [frames[t]], [frames[t - 1]], [t - 1]))[0]
+              for t in range(1, 60)]
+    assert int(np.argmax(scores)) + 1 == 30
+    threshold = 0.5 * (sorted(scores)[-1] + sorted(scores)[-2])
+    decisions = replay(FrameDifference(threshold=threshold, downsample=1), frames)
+    assert decisions[30].update.all()
+    assert decisions[30].scores[0] >= threshold
+
+
+def test_frame_difference_matches_numpy_and_edge_feature_ignores_brightness():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    score = FrameDifference(downsample=1).score(Context(1, [a], [b], [0]))[0]
+    gray = lambda x: np.round(x.astype(np.float64) @ [0.299, 0.587, 0.114])
+    assert score == pytest.approx(np.abs(gray(a) - gray(b)).mean(), abs=0.6)
+    # A pure brightness change: large pixel difference, no edge difference.
+    scene = np.zeros((64, 64, 3), np.uint8)
+    scene[16:48, 16:48] = 120
+    brighter = (scene.astype(int) + 60).clip(0, 255).astype(np.uint8)
+    ctx = Context(1, [brighter], [scene], [0])
+    assert FrameDifference(feature="edge", downsample=1).score(ctx)[0] == 0
+    assert FrameDifference(feature="pixel", downsample=1).score(ctx)[0] == pytest.approx(60, abs=1)
+    with pytest.raises(ValueError, match="feature must be one of"):
+        FrameDifference(feature="hog").score(ctx)
+
+
+def test_flow_magnitude_against_numpy_with_non_finite_vectors():
+    rng = np.random.default_rng(1)
+    flow = rng.standard_normal((30, 40, 2)).astype(np.float32) * 3
+    flow[3, 4, 0] = np.nan
+    flow[5, 6, 1] = np.inf
+    finite = np.isfinite(flow).all(-1)
+    expected = np.hypot(flow[..., 0], flow[..., 1])[finite].mean()
+    all_nan = np.full((4, 4, 2), np.nan, np.float32)
+    img = np.zeros((30, 40, 3), np.uint8)
+    scores = FlowMagnitude().score(Context(1, [img, img[:4, :4]], [img, img[:4, :4]], [0, 0], flow=[flow, all_nan]))
+    assert scores[0] == pytest.approx(expected, rel=1e-5)
+    assert scores[1] == np.inf
+    with pytest.raises(ValueError, match="needs the flow"):
+        FlowMagnitude().score(Context(1, [img], [img], [0]))
+
+
+def test_dis_flow_follows_the_convention(cut_clip):
+    video, frames = cut_clip
+    truth = video.flow(8, 4)  # current 8 -> key 4
+    valid = video.valid(8, 4)
+    estimate = DISFlow("medium")(frames[8], frames[4])
+    epe = np.linalg.norm(estimate - truth, axis=-1)[valid].mean()
+    zero = np.linalg.norm(truth, axis=-1)[valid].mean()
+    assert zero > 1.0 and epe < 0.5 * zero
+    with pytest.raises(ValueError, match="preset must be one of"):
+        DISFlow("slow")
+
+
+def test_region_grid_boxes_cover_and_overlap():
+    grid = RegionGrid(2, 3, overlap=16)
+    boxes = grid.boxes(100, 150)
+    assert len(boxes) == len(grid) == 6
+    cover = np.zeros((100, 150), int)
+    for y0, y1, x0, x1 in boxes:
+        cover[y0:y1, x0:x1] += 1
+    assert cover.min() == 1 and cover.max() == 4
+    (a, b) = boxes[0], boxes[1]
+    assert a[3] - b[2] == 16  # horizontal neighbours share 16 columns
+    assert RegionGrid().boxes(7, 9) == [(0, 7, 0, 9)]
+    crops = grid.split(np.arange(100 * 150).reshape(100, 150))
+    assert crops[4][0, 0] == boxes[4][0] * 150 + boxes[4][2]
+
+
+def test_region_merge_takes_the_more_confident_region():
+    rng = np.random.default_rng(2)
+    grid = RegionGrid(2, 2, overlap=10)
+    boxes = grid.boxes(40, 50)
+    outputs = [rng.standard_normal((y1 - y0, x1 - x0, 3)) for y0, y1, x0, x1 in boxes]
+    confidences = [rng.random((y1 - y0, x1 - x0)) for y0, y1, x0, x1 in boxes]
+    merged = grid.merge(outputs, confidences, 40, 50)
+    for y in range(40):  # brute force reference
+        for x in range(50):
+            best, value = -1.0, None
+            for (y0, y1, x0, x1), out, conf in zip(boxes, outputs, confidences):
+                if y0 <= y < y1 and x0 <= x < x1 and conf[y - y0, x - x0] > best:
+                    best, value = conf[y - y0, x - x0], out[y - y0, x - x0]
+            np.testing.assert_array_equal(merged[y, x], value)
+    scalar = grid.merge(outputs, [0.1, 0.9, 0.2, 0.3], 40, 50)
+    np.testing.assert_array_equal(scalar[boxes[1][0]:boxes[1][1], boxes[1][2]:boxes[1][3]], outputs[1])
+
+
+@pytest.mark.parametrize(
+    "grid, size, message",
+    [
+        (RegionGrid(4, 4, 8), (3, 100), "does not fit a 3x100 frame"),
+        (RegionGrid(2, 2, 64), (100, 100), "overlap 64 px is larger than a region"),
+    ],
+)
+def test_region_grid_errors(grid, size, message):
+    with pytest.raises(ValueError, match=message):
+        grid.boxes(*size)
+
+
+def test_region_grid_argument_errors():
+    with pytest.raises(ValueError, match="rows must be an integer >= 1, got 0"):
+        RegionGrid(0, 1)
+    with pytest.raises(ValueError, match="overlap must be an integer >= 0"):
+        RegionGrid(2, 2, -1)
+
+
+def test_tracker_regions_keep_their_own_key_frames():
+    # Only the left half changes: with a 1x2 grid only the left region updates.
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 256, (32, 64, 3), dtype=np.uint8)
+    tracker = Tracker(FrameDifference(threshold=5.0, downsample=1), regions=RegionGrid(1, 2))
+    first = tracker.step(base)
+    assert first.update.all() and np.isnan(first.scores).all()
+    changed = base.copy()
+    changed[:, :20] = 255 - changed[:, :20]
+    decision = tracker.step(changed)
+    assert decision.update.tolist() == [True, False]
+    assert tracker.key_indices_ == [1, 0]
+    np.testing.assert_array_equal(tracker.key_regions_[0], changed[:, :32])
+
+
+def test_tracker_computes_flow_once_per_region_and_shares_it():
+    calls = []
+
+    def flow(current, key):
+        calls.append(current.shape)
+        return np.ones(current.shape[:2] + (2,), np.float32)
+
+    tracker = Tracker(FlowMagnitude(threshold=10.0), regions=RegionGrid(2, 2, 8), flow=flow)
+    frame = np.zeros((48, 64, 3), np.uint8)
+    tracker.step(frame)
+    assert calls == []  # nothing to compare on the first frame
+    decision = tracker.step(frame)
+    assert len(calls) == 4 and len(decision.extras["flow"]) == 4
+    np.testing.assert_allclose(decision.scores, np.sqrt(2), rtol=1e-6)
+    # A policy that does not need flow never computes it.
+    tracker = Tracker(FixedInterval(3), flow=flow)
+    for _ in range(5):
+        assert "flow" not in tracker.step(frame).extras
+    assert len(calls) == 4
+
+
+def test_tracker_bad_frames_are_named():
+    tracker = Tracker(FixedInterval(2))
+    tracker.step(np.zeros((10, 12, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"frame 1 has shape \(10, 14, 3\) but the stream started with \(10, 12, 3\)"):
+        tracker.step(np.zeros((10, 14, 3), np.uint8))
+    with pytest.raises(TypeError, match="frame 1 must be uint8 RGB, got dtype float32"):
+        tracker.step(np.zeros((10, 12, 3), np.float32))
+    with pytest.raises(ValueError, match=r"frame 1 must be \[H, W, 3\] RGB"):
+        tracker.step(np.zeros((10, 12, 4), np.uint8))
+    assert tracker.step(np.zeros((10, 12), np.uint8)).frame_index == 1  # grayscale is accepted
+    tracker.reset()
+    assert tracker.step(np.zeros((5, 5, 3), np.uint8)).any_update  # a new stream
+
+
+@pytest.mark.parametrize("policy", [FixedInterval(), FrameDifference(), FlowMagnitude()])
+@pytest.mark.parametrize("target", [0.1, 0.2, 0.33])
+def test_calibration_meets_the_key_frame_budget(cut_clip, policy, target):
+    _, frames = cut_clip
+    result = calibrate(policy, frames, target_key_fraction=target)
+    assert abs(result.key_fraction - target) <= 0.02 + 1e-9, result.trials
+    assert type(result.policy) is type(policy)
+    # The returned policy reproduces the fraction on a fresh replay.
+    assert key_fraction(replay(result.policy, frames)) == pytest.approx(result.key_fraction)
+
+
+def test_calibration_to_an_accuracy_target(cut_clip):
+    video, frames = cut_clip
+    labels = [video.label(t) for t in range(len(frames))]
+
+    def copy_accuracy(decisions):
+        """Pixel accuracy of key-frame labels copied to the following frames."""
+        key, hits = 0, []
+        for t, d in enumerate(decisions):
+            key = t if d.any_update else key
+            hits.append(np.mean(labels[key] == labels[t]))
+        return float(np.mean(hits))
+
+    result = calibrate(FrameDifference(), frames, target_accuracy=0.9, accuracy=copy_accuracy)
+    assert result.accuracy >= 0.9
+    # The highest threshold evaluated that meets the target was chosen.
+    meeting = [t for t, _, acc in result.trials if acc >= 0.9]
+    assert result.threshold == max(meeting)
+    assert any(acc < 0.9 for _, _, acc in result.trials)
+
+
+def test_calibration_argument_errors(cut_clip):
+    _, frames = cut_clip
+    with pytest.raises(ValueError, match="exactly one of"):
+        calibrate(FixedInterval(), frames)
+    with pytest.raises(ValueError, match="target_key_fraction must be in"):
+        calibrate(FixedInterval(), frames, target_key_fraction=1.5)
+    with pytest.raises(ValueError, match="needs an accuracy"):
+        calibrate(FixedInterval(), frames, target_accuracy=0.9)
