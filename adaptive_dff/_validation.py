@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -27,11 +27,3 @@ def check_floating(x, name: str) -> None:
     dtype = tf.as_dtype(x.dtype)
     if not dtype.is_floating:
         raise TypeError(f"{name} must be a floating tensor, got dtype {dtype.name}")
-
-
-def check_channels(shape: Sequence[Optional[int]], expected: int, name: str) -> None:
-    """Raise ``ValueError`` when the last axis of ``shape`` is known and not ``expected``."""
-    if shape[-1] is not None and shape[-1] != expected:
-        raise ValueError(
-            f"{name} must have {expected} channels in its last axis, got shape {tuple(shape)}"
-        )

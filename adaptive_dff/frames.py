@@ -7,13 +7,11 @@ dtype uint8 (0..255) or floating (values in 0..255). Documented conversions:
 * RGBA (4 channels) drops its alpha channel.
 
 Anything else is rejected with an error naming the argument and its shape or
-dtype. Sizes that are not multiples of a network's ``size_divisor`` are padded
-at the bottom and right with zeros; outputs are cropped back.
+dtype. (The DFF model pads sizes that are not multiples of its networks'
+``size_divisor`` at the bottom and right, and crops its outputs back.)
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import tensorflow as tf
@@ -54,23 +52,6 @@ def as_frame_batch(frames, name: str = "frames") -> tf.Tensor:
     if x.shape[1] == 0 or x.shape[2] == 0 or x.shape[0] == 0:
         raise ValueError(f"{name} is empty: shape {shape}")
     return tf.cast(x, tf.float32)
-
-
-def padded_size(height: int, width: int, divisor: int) -> tuple[int, int]:
-    """The smallest ``(H', W') >= (height, width)`` that are multiples of ``divisor``."""
-    return (
-        int(math.ceil(height / divisor) * divisor),
-        int(math.ceil(width / divisor) * divisor),
-    )
-
-
-def pad_to_multiple(x: tf.Tensor, divisor: int) -> tf.Tensor:
-    """Zero-pad ``x`` ``[B, H, W, C]`` at the bottom/right to multiples of ``divisor``."""
-    h, w = int(x.shape[1]), int(x.shape[2])
-    ph, pw = padded_size(h, w, divisor)
-    if (ph, pw) == (h, w):
-        return x
-    return tf.pad(x, [[0, 0], [0, ph - h], [0, pw - w], [0, 0]])
 
 
 def lcm(*values: int) -> int:

@@ -24,14 +24,24 @@ def _nelems(shape) -> int:
     return math.prod(dims)
 
 
+def _conv_outputs(op: tf.Operation) -> int:
+    """Output elements of a convolution. A dilated convolution may run as
+    SpaceToBatchND -> Conv2D -> BatchToSpaceND on a padded grid; the padding
+    is an implementation detail, so the cropped output is what counts."""
+    for consumer in op.outputs[0].consumers():
+        if consumer.type == "BatchToSpaceND":
+            return _nelems(consumer.outputs[0].shape)
+    return _nelems(op.outputs[0].shape)
+
+
 def _op_macs(op: tf.Operation) -> int:
     t = op.type
     if t == "Conv2D":
         kh, kw, cin, _ = op.inputs[1].shape.as_list()
-        return _nelems(op.outputs[0].shape) * kh * kw * cin
+        return _conv_outputs(op) * kh * kw * cin
     if t == "DepthwiseConv2dNative":
         kh, kw, _, _ = op.inputs[1].shape.as_list()
-        return _nelems(op.outputs[0].shape) * kh * kw
+        return _conv_outputs(op) * kh * kw
     if t == "Conv2DBackpropInput":  # transposed convolution of inputs[2]
         kh, kw, cout, _ = op.inputs[1].shape.as_list()  # filter [kh, kw, out, in]
         return _nelems(op.inputs[2].shape) * kh * kw * cout
@@ -43,16 +53,34 @@ def _op_macs(op: tf.Operation) -> int:
     return 0
 
 
-def _graph_macs(graph: tf.Graph, seen: set) -> int:
+_CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall")
+
+
+def _graph_macs(graph: tf.Graph, functions: dict, memo: dict) -> int:
+    """MACs of ``graph``; a nested function (tf.function call, XLA-compiled
+    piece) counts once per call site."""
     total = 0
     for op in graph.get_operations():
         total += _op_macs(op)
-    # Nested functions (tf.function calls, XLA-compiled pieces).
-    for name, fn in getattr(graph, "_functions", {}).items():
-        if name not in seen and hasattr(fn, "graph"):
-            seen.add(name)
-            total += _graph_macs(fn.graph, seen)
+        if op.type in _CALL_OPS:
+            name = op.get_attr("f").name
+            if name not in memo:
+                fn = functions.get(name)
+                memo[name] = 0 if fn is None or not hasattr(fn, "graph") else _graph_macs(fn.graph, functions, memo)
+            total += memo[name]
     return total
+
+
+def _all_functions(graph: tf.Graph) -> dict:
+    found = dict(getattr(graph, "_functions", {}))
+    pending = list(found.values())
+    while pending:
+        fn = pending.pop()
+        for name, inner in getattr(getattr(fn, "graph", None), "_functions", {}).items():
+            if name not in found:
+                found[name] = inner
+                pending.append(inner)
+    return found
 
 
 def count_macs(
@@ -82,4 +110,4 @@ def count_macs(
         return model(inputs, training=False)
 
     graph = forward.get_concrete_function(spec).graph
-    return _graph_macs(graph, set())
+    return _graph_macs(graph, _all_functions(graph), {})

@@ -132,8 +132,11 @@ class DFFModel(keras.Model):
                 "DFFModel expects a dict {'key': frames, 'current': frames}, got "
                 f"{sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__}"
             )
-        key = tf.cast(inputs["key"], tf.float32)
-        current = tf.cast(inputs["current"], tf.float32)
+        key = as_frame_batch(inputs["key"], "key")
+        current = as_frame_batch(inputs["current"], "current")
+        k_shape, c_shape = tuple(key.shape), tuple(current.shape)
+        if any(a is not None and b is not None and a != b for a, b in zip(k_shape, c_shape)):
+            raise ValueError(f"key and current frames must have the same shape, got key {k_shape} and current {c_shape}")
         shape = tf.shape(current)
         key_p, current_p = self._pad(key), self._pad(current)
         features = self.feature_net(key_p, training=training)

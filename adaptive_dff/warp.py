@@ -170,9 +170,9 @@ class FlowWarp(keras.layers.Layer):
     """
 
     def __init__(self, **kwargs):
+        # Without autocast, Keras leaves the flow in float32 under mixed precision.
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
-        # Keras would otherwise cast the flow to float16 under mixed precision.
-        self._convert_input_args = False
 
     def call(self, inputs):
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:

@@ -58,13 +58,17 @@ def test_key_and_propagation_steps_match_a_hand_built_reference():
     warped *= scale_layer.bias.numpy()
     classifier = model.head.get_layer("classifier")
     grid = warped @ classifier.kernel.numpy()[0, 0] + classifier.bias.numpy()
-    up = tf.image.resize(grid[None], (128, 256), method="bilinear").numpy()[:, :100, :150]
+    # Bilinear upsampling to the padded 128x256 frame (cv2: half-pixel centres), then crop.
+    up = cv2.resize(grid.astype(np.float32), (256, 128), interpolation=cv2.INTER_LINEAR)[None, :100, :150]
     np.testing.assert_allclose(prop_logits.numpy(), up, atol=1e-4)
 
     # Key step: the head on the key features, same upsampling.
     grid_key = feats @ classifier.kernel.numpy()[0, 0] + classifier.bias.numpy()
-    up_key = tf.image.resize(grid_key[None], (128, 256), method="bilinear").numpy()[:, :100, :150]
+    up_key = cv2.resize(grid_key.astype(np.float32), (256, 128), interpolation=cv2.INTER_LINEAR)[None, :100, :150]
     np.testing.assert_allclose(key_logits.numpy(), up_key, atol=1e-4)
+    # The key features are the feature net's on the frame zero-padded to 128x256.
+    padded = np.pad(key.astype(np.float32), [(0, 0), (0, 28), (0, 106), (0, 0)])
+    np.testing.assert_allclose(feats, model.feature_net(padded, training=False).numpy()[0], atol=1e-5)
 
 
 def test_training_call_reaches_all_three_parts_and_learns():
@@ -126,6 +130,24 @@ def test_frame_layouts_handled_as_documented(frame, expected_shape):
 def test_bad_frames_are_named(frame, message):
     with pytest.raises((ValueError, TypeError), match=message):
         tiny_dff().key_step(frame)
+
+
+@pytest.mark.parametrize(
+    "key_shape, current_shape, message",
+    [
+        ((1, 64, 96, 3), (1, 32, 96, 3), "key and current frames must have the same shape"),
+        ((2, 64, 96, 3), (1, 64, 96, 3), "key and current frames must have the same shape"),
+        ((1, 64, 96, 2), (1, 64, 96, 2), "key must have 3 \\(RGB\\), 1 \\(grayscale\\) or 4"),
+    ],
+)
+def test_training_call_rejects_bad_pairs(key_shape, current_shape, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_dff()({"key": np.zeros(key_shape, np.uint8), "current": np.zeros(current_shape, np.uint8)})
+
+
+def test_training_call_accepts_grayscale_pairs():
+    out = tiny_dff()({"key": np.zeros((1, 40, 50, 1), np.uint8), "current": np.zeros((1, 40, 50, 1), np.uint8)})
+    assert out.shape == (1, 40, 50, 5)
 
 
 def test_propagation_rejects_a_frame_of_another_size():

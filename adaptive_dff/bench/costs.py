@@ -24,18 +24,18 @@ PUBLISHED_RATIOS = {
 def cost_table(height: int = 1024, width: int = 2048, num_classes: int = 19) -> str:
     """Markdown tables: GMACs per part, and feature/flow ratios against DFF's."""
     image = (1, height, width, 3)
-    feature_gmacs, channels = {}, {}
+    feature_gmacs, grids = {}, {}
     for name, build in FEATURE_NETS.items():
         net = build()
         feature_gmacs[name] = count_macs(net, image) / 1e9
-        channels[name] = net.output_channels
+        grids[name] = (net.output_channels, net.output_stride)
     flow_gmacs = {
         name: count_macs(build(), {"current": image, "key": image}) / 1e9
         for name, build in FLOW_NETS.items()
     }
     head_gmacs = {
-        c: count_macs(SegmentationHead(num_classes=num_classes, input_channels=c), (1, height // 16, width // 16, c)) / 1e9
-        for c in sorted(set(channels.values()))
+        c: count_macs(SegmentationHead(num_classes=num_classes, input_channels=c), (1, height // s, width // s, c)) / 1e9
+        for c, s in sorted(set(grids.values()))
     }
     lines = [f"GMACs at {height}x{width} (flow nets see the pair at half resolution):", "",
              "| part | GMACs |", "|---|---|"]

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from adaptive_dff.bench.timing import format_table, time_interleaved
+from adaptive_dff.frames import lcm
 from adaptive_dff.macs import count_macs
 from adaptive_dff.networks import FEATURE_NETS, FLOW_NETS, SegmentationHead
 from adaptive_dff.warp import bilinear_warp
@@ -41,10 +42,11 @@ def run(
     feature_net = FEATURE_NETS[feature]()
     flow_net = FLOW_NETS[flow](feature_channels=feature_net.output_channels)
     head = SegmentationHead(num_classes=num_classes, input_channels=feature_net.output_channels)
-    divisor = int(np.lcm(feature_net.size_divisor, flow_net.size_divisor))
+    divisor = lcm(feature_net.size_divisor, flow_net.size_divisor)
     if height % divisor or width % divisor:
         raise ValueError(f"height and width must be multiples of {divisor}, got {height}x{width}")
 
+    stride = feature_net.output_stride
     rng = np.random.default_rng(seed)
     image = tf.constant(rng.uniform(0, 255, (1, height, width, 3)).astype(np.float32))
     other = tf.constant(rng.uniform(0, 255, (1, height, width, 3)).astype(np.float32))
@@ -66,7 +68,7 @@ def run(
     macs = {
         "feature": count_macs(feature_net, (1, height, width, 3)),
         "flow": count_macs(flow_net, {"current": (1, height, width, 3), "key": (1, height, width, 3)}),
-        "head": count_macs(head, (1, height // 16, width // 16, feature_net.output_channels)),
+        "head": count_macs(head, (1, height // stride, width // stride, feature_net.output_channels)),
     }
     macs["warp"] = 0
     r = (times["flow"] + times["warp"] + times["head"]) / (times["feature"] + times["head"])

@@ -91,7 +91,11 @@ class _FlowNetBase(NetworkContract, keras.Model):
             raise ValueError("the decoder must end at stride 4 of the half-resolution input")
         x = layers.AveragePooling2D(2, name="to_feature_grid")(x)
         features = layers.Activation("linear", name="features")(x)
-        flow = layers.Conv2D(2, 3, padding="same", dtype="float32", name="flow")(features)
+        # Zero-initialised: an untrained flow net predicts no motion, so DFF
+        # starts by reusing the key features as they are.
+        flow = layers.Conv2D(
+            2, 3, padding="same", kernel_initializer="zeros", dtype="float32", name="flow",
+        )(features)
         scale = layers.Conv2D(
             feature_channels, 1, kernel_initializer="zeros", bias_initializer="ones", name="scale",
         )(features)
@@ -106,14 +110,23 @@ class _FlowNetBase(NetworkContract, keras.Model):
         self.output_channels = feature_channels
         self.size_divisor = SIZE_DIVISOR
 
+    def call(self, inputs, training=None, mask=None):
+        if isinstance(inputs, dict) and set(inputs) == {"current", "key"}:
+            shapes = {k: tuple(v.shape) for k, v in inputs.items()}
+            if shapes["current"] != shapes["key"]:
+                raise ValueError(f"current and key frames must have the same shape, got {shapes}")
+            for axis, name in ((1, "height"), (2, "width")):
+                size = shapes["current"][axis] if len(shapes["current"]) == 4 else None
+                if size is not None and size % self.size_divisor:
+                    raise ValueError(
+                        f"{self.name}: frame {name} must be a multiple of {self.size_divisor}, got shape "
+                        f"{shapes['current']} (DFFModel pads frames for you)"
+                    )
+        return super().call(inputs, training=training, mask=mask)
+
     @staticmethod
     def _stride_after(index, blocks):
         return 2 ** sum(1 for b in blocks[: index + 1] if b.stride == 2)
-
-    @property
-    def features_channels(self) -> int:
-        """Channels of the ``features`` output (what a learned scheduler reads)."""
-        return int(self.output_shape["features"][-1])
 
 
 class _Block:
@@ -158,7 +171,10 @@ class FlowNetS(_FlowNetBase):
 
 def flownet_half(**kwargs) -> FlowNetS:
     """FlowNet-Half: FlowNetS with half the channels (DFF)."""
-    return FlowNetS(width=0.5, name=kwargs.pop("name", "flownet_half"), **kwargs)
+    if "width" in kwargs:
+        raise ValueError("flownet_half fixes width=0.5; use FlowNetS(width=...) for other widths")
+    kwargs.setdefault("name", "flownet_half")
+    return FlowNetS(width=0.5, **kwargs)
 
 
 # (channels, stride) of the FlowNet-Inception encoder after a 7x7 stem conv.
@@ -193,8 +209,16 @@ class FlowNetInception(_FlowNetBase):
     ):
         check_positive_int(stem_channels, "stem_channels")
         check_positive_int(feature_channels, "feature_channels")
-        encoder = [[int(c), int(s)] for c, s in encoder]
-        decoder = [int(c) for c in decoder]
+        try:
+            encoder = [[int(c), int(s)] for c, s in encoder]
+            decoder = [int(c) for c in decoder]
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"encoder must be a list of [channels, stride] pairs and decoder a list of widths, "
+                f"got encoder={encoder!r}, decoder={decoder!r}"
+            ) from None
+        if any(c < 1 or s not in (1, 2) for c, s in encoder) or any(c < 1 for c in decoder):
+            raise ValueError(f"encoder needs channels >= 1 and stride 1 or 2, got {encoder}, decoder {decoder}")
         if sum(1 for _, s in encoder if s == 2) != 5 or len(decoder) != 4:
             raise ValueError(
                 "FlowNetInception needs five stride-2 encoder blocks after the stem "

@@ -122,12 +122,14 @@ class ResNetFeatures(NetworkContract, keras.Model):
 
 def resnet50_features(**kwargs) -> ResNetFeatures:
     """ResNet-50 at output stride 16 with a 1024-channel feature conv (DFF)."""
-    return ResNetFeatures(stages=RESNET50_STAGES, name="resnet50_features", **kwargs)
+    kwargs.setdefault("name", "resnet50_features")
+    return ResNetFeatures(stages=RESNET50_STAGES, **kwargs)
 
 
 def resnet101_features(**kwargs) -> ResNetFeatures:
     """ResNet-101 at output stride 16 with a 1024-channel feature conv (DFF)."""
-    return ResNetFeatures(stages=RESNET101_STAGES, name="resnet101_features", **kwargs)
+    kwargs.setdefault("name", "resnet101_features")
+    return ResNetFeatures(stages=RESNET101_STAGES, **kwargs)
 
 
 COMPACT_STAGES = ((1, 32, 2, 1), (2, 64, 2, 1), (2, 128, 2, 1), (2, 192, 1, 2))
