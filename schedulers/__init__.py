@@ -10,6 +10,7 @@ accuracy target. This package imports without TensorFlow.
 
 from schedulers.base import Context, Decision, Policy
 from schedulers.calibrate import CalibrationResult, calibrate, key_fraction, replay
+from schedulers.decision import DecisionModel, DecisionNetworkScheduler, OpenCVPairFeatures
 from schedulers.flow import DISFlow
 from schedulers.policies import FixedInterval, FlowMagnitude, FrameDifference
 from schedulers.regions import RegionGrid
@@ -20,6 +21,7 @@ POLICIES = {
     "fixed_interval": FixedInterval,
     "frame_difference": FrameDifference,
     "flow_magnitude": FlowMagnitude,
+    "decision_network": DecisionNetworkScheduler,
 }
 
 __all__ = [
@@ -28,9 +30,12 @@ __all__ = [
     "Context",
     "DISFlow",
     "Decision",
+    "DecisionModel",
+    "DecisionNetworkScheduler",
     "FixedInterval",
     "FlowMagnitude",
     "FrameDifference",
+    "OpenCVPairFeatures",
     "Policy",
     "RegionGrid",
     "Tracker",

@@ -83,6 +83,7 @@ class Policy:
     needs_flow: bool = False
     needs_flow_features: bool = False
     threshold_param: str = "threshold"
+    update_when_below: bool = False  # True: update where score < threshold (see decide)
 
     def get_params(self) -> dict:
         """The constructor's hyperparameters and their current values."""

@@ -97,6 +97,9 @@ def calibrate(
       threshold (fewest key frames) whose accuracy still meets the target;
       when no threshold meets it, the lowest one tried (check ``accuracy``).
 
+    Policies that update *below* their threshold (``update_when_below``, the
+    decision network's ``target``) are searched over ``[0, 1]``.
+
     ``frames`` must be a sequence (it is replayed many times). Flow, when the
     policy needs it, is computed once per (frame, region, key frame) and
     reused across trials.
@@ -118,7 +121,16 @@ def calibrate(
     cache: dict = {}
     trials: list = []
 
-    def evaluate(value):
+    # Search variable u: higher u means fewer key frames. For policies that
+    # update above their threshold u is the threshold; for those that update
+    # below it (the decision network's target, in [0, 1]) u = 1 - target.
+    below = bool(getattr(policy, "update_when_below", False))
+
+    def to_value(u):
+        return 1.0 - u if below else u
+
+    def evaluate(u):
+        value = to_value(u)
         candidate = _with_threshold(policy, value)
         tracker = _CachingTracker(candidate, regions, flow, cache)
         decisions = [tracker.step(f) for f in frames]
@@ -128,7 +140,7 @@ def calibrate(
         return candidate, fraction, acc
 
     value_now = getattr(policy, policy.threshold_param)
-    integer = isinstance(value_now, (int, np.integer)) and not isinstance(value_now, bool)
+    integer = isinstance(value_now, (int, np.integer)) and not isinstance(value_now, bool) and not below
     # A higher threshold means fewer key frames. ``past(result)`` is True on the
     # high side of the boundary searched: at or below the key-frame budget, or
     # no longer accurate enough. It is monotone in the threshold (up to noise).
@@ -156,7 +168,7 @@ def calibrate(
         low, high = 0.0, 1.0
         results[low] = evaluate(low)
         results[high] = evaluate(high)
-        while not past(results[high]) and high < 1e9:
+        while not below and not past(results[high]) and high < 1e9:
             low, high = high, high * 4
             results[high] = evaluate(high)
         while len(trials) < max_trials and high - low > 1e-6 * max(high, 1.0):
@@ -173,4 +185,4 @@ def calibrate(
         accurate = [v for v in results if not past(results[v])]
         best = max(accurate) if accurate else min(results)
     chosen, fraction, acc = results[best]
-    return CalibrationResult(policy=chosen, threshold=best, key_fraction=fraction, accuracy=acc, trials=trials)
+    return CalibrationResult(policy=chosen, threshold=to_value(best), key_fraction=fraction, accuracy=acc, trials=trials)

@@ -1,0 +1,315 @@
+"""DVSNet's learned scheduler: a decision network per region (Xu et al., CVPR 2018).
+
+The decision network reads features of the (current, key) pair of a region,
+resized to a small grid, and regresses the *expected confidence score*: the
+share of pixels where the warped prediction agrees with the per-frame
+prediction. The region is recomputed when the predicted score falls below a
+target. With ``dynamic=True`` the target falls by ``step_down`` after each
+update and rises by ``step_up`` after each propagation (per region, bounded
+to ``[min_target, max_target]``), as DVSNet's adaptive threshold does.
+
+Features: with a DFF model they are the flow network's ``features`` output
+(the runner passes them); in a pipeline without a flow network,
+:class:`OpenCVPairFeatures` builds them from OpenCV DIS flow (dx, dy, flow
+magnitude and the warp error of the key frame), so no TensorFlow is needed to
+compute features. TensorFlow is imported only when a :class:`DecisionModel`
+is built, fitted or loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+from schedulers.base import Context, Decision, Policy
+
+
+def resize_features(features: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Area-resize ``[h, w, C]`` features to ``size = (rows, cols)``; float32."""
+    features = np.asarray(features, dtype=np.float32)
+    if features.ndim != 3:
+        raise ValueError(f"features must be [h, w, C], got shape {features.shape}")
+    rows, cols = int(size[0]), int(size[1])
+    out = np.empty((rows, cols, features.shape[2]), np.float32)
+    # OpenCV 5 handles at most 128 channels per image.
+    for c0 in range(0, features.shape[2], 128):
+        chunk = np.ascontiguousarray(features[..., c0 : c0 + 128])
+        resized = cv2.resize(chunk, (cols, rows), interpolation=cv2.INTER_AREA)
+        out[..., c0 : c0 + 128] = resized.reshape(rows, cols, -1)
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+class OpenCVPairFeatures:
+    """Decision-network features of a (current, key) region pair without a flow network.
+
+    Channels (``[h, w, 4]`` float32 at the region's size): flow dx and dy
+    (pixels, current to key, from ``flow``), flow magnitude, and the absolute
+    grayscale difference between the current region and the key region
+    warped by the flow (grey levels / 255). ``flow`` defaults to
+    :class:`schedulers.DISFlow`.
+    """
+
+    channels = 4
+
+    def __init__(self, flow=None):
+        if flow is None:
+            from schedulers.flow import DISFlow
+
+            flow = DISFlow()
+        self.flow = flow
+
+    def __call__(self, current: np.ndarray, key: np.ndarray, flow: Optional[np.ndarray] = None) -> np.ndarray:
+        if flow is None:
+            flow = self.flow(current, key)
+        flow = np.nan_to_num(np.asarray(flow, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        h, w = current.shape[:2]
+        grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        cur = cv2.cvtColor(current, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        key_gray = cv2.cvtColor(key, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        warped = cv2.remap(key_gray, grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+        error = np.abs(cur - warped) / 255.0
+        magnitude = cv2.magnitude(flow[..., 0], flow[..., 1])
+        return np.dstack([flow[..., 0], flow[..., 1], magnitude, error]).astype(np.float32)
+
+
+class DecisionModel:
+    """A small Keras regressor with scikit-learn's habits (``fit``/``predict``/``score``).
+
+    Architecture (DVSNet): one 3x3 conv (``conv_filters``, ReLU) over the
+    ``[rows, cols, C]`` feature grid, then dense layers (``dense_units``,
+    ReLU), then one sigmoid output: the expected confidence score in [0, 1].
+    Inputs are standardised per channel with statistics learnt in ``fit``.
+
+    Args:
+        conv_filters: filters of the conv layer.
+        dense_units: widths of the hidden dense layers.
+        learning_rate, epochs, batch_size: Adam training settings.
+        seed: seeds weight initialisation and shuffling.
+    """
+
+    def __init__(
+        self,
+        conv_filters: int = 32,
+        dense_units: Sequence[int] = (64, 32),
+        learning_rate: float = 1e-3,
+        epochs: int = 30,
+        batch_size: int = 64,
+        seed: int = 0,
+    ):
+        self.conv_filters = conv_filters
+        self.dense_units = dense_units
+        self.learning_rate = learning_rate
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def get_params(self) -> dict:
+        return {
+            "conv_filters": self.conv_filters, "dense_units": tuple(self.dense_units),
+            "learning_rate": self.learning_rate, "epochs": self.epochs,
+            "batch_size": self.batch_size, "seed": self.seed,
+        }
+
+    @staticmethod
+    def _check_xy(X, y=None):
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 4:
+            raise ValueError(f"X must be [N, rows, cols, C] feature grids, got shape {X.shape}")
+        if not np.all(np.isfinite(X)):
+            raise ValueError("X contains NaN or inf")
+        if y is None:
+            return X, None
+        y = np.asarray(y, dtype=np.float32).reshape(-1)
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} samples but y has {y.shape[0]}")
+        if not np.all((y >= 0) & (y <= 1)):
+            raise ValueError(f"y must be confidence scores in [0, 1], found values from {y.min()} to {y.max()}")
+        return X, y
+
+    def _build(self, input_shape):
+        import keras
+
+        keras.utils.set_random_seed(self.seed)
+        inputs = keras.Input(input_shape, name="pair_features")
+        x = keras.layers.Conv2D(self.conv_filters, 3, padding="same", activation="relu", name="conv")(inputs)
+        x = keras.layers.Flatten(name="flatten")(x)
+        for i, units in enumerate(self.dense_units):
+            x = keras.layers.Dense(units, activation="relu", name=f"dense{i + 1}")(x)
+        outputs = keras.layers.Dense(1, activation="sigmoid", name="confidence")(x)
+        return keras.Model(inputs, outputs, name="decision_network")
+
+    def fit(self, X, y) -> "DecisionModel":
+        """Train on feature grids ``X`` ``[N, rows, cols, C]`` and scores ``y`` ``[N]`` in [0, 1]."""
+        import keras
+
+        X, y = self._check_xy(X, y)
+        self.mean_ = X.mean(axis=(0, 1, 2))
+        self.std_ = X.std(axis=(0, 1, 2)) + 1e-6
+        self.model_ = self._build(X.shape[1:])
+        self.model_.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="mse", metrics=["mae"])
+        self.history_ = self.model_.fit(
+            (X - self.mean_) / self.std_, y, epochs=self.epochs, batch_size=self.batch_size,
+            shuffle=True, verbose=0,
+        ).history
+        return self
+
+    def _check_fitted(self):
+        if not hasattr(self, "model_"):
+            raise RuntimeError("this DecisionModel is not fitted yet: call fit(X, y) or DecisionModel.load(path)")
+
+    def predict(self, X) -> np.ndarray:
+        """Expected confidence scores ``[N]`` in [0, 1]."""
+        self._check_fitted()
+        X, _ = self._check_xy(X)
+        expected = self.model_.input_shape[1:]
+        if tuple(X.shape[1:]) != tuple(expected):
+            raise ValueError(f"X has feature grids of shape {X.shape[1:]} but the model was fitted on {expected}")
+        out = self.model_((X - self.mean_) / self.std_, training=False)
+        return np.asarray(out).reshape(-1).astype(np.float64)
+
+    def score(self, X, y) -> float:
+        """Coefficient of determination R^2 of ``predict(X)`` against ``y`` (scikit-learn's convention)."""
+        from sklearn.metrics import r2_score
+
+        X, y = self._check_xy(X, y)
+        return float(r2_score(y, self.predict(X)))
+
+    def save(self, path: str) -> None:
+        """Write the fitted model to ``path`` (a ``.keras`` file) and ``path + '.json'``
+        (parameters and input statistics), each atomically."""
+        self._check_fitted()
+        path = os.fspath(path)
+        if not path.endswith(".keras"):
+            raise ValueError(f"path must end in .keras, got {path!r}")
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(suffix=".keras", dir=folder)
+        os.close(fd)
+        try:
+            self.model_.save(tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        meta = {"params": self.get_params(), "mean": self.mean_.tolist(), "std": self.std_.tolist()}
+        fd, tmp = tempfile.mkstemp(suffix=".json", dir=folder)
+        with os.fdopen(fd, "w") as f:
+            json.dump(meta, f)
+        os.replace(tmp, path + ".json")
+
+    @classmethod
+    def load(cls, path: str) -> "DecisionModel":
+        """Load what :meth:`save` wrote; errors name the missing or damaged file."""
+        import keras
+
+        path = os.fspath(path)
+        for p in (path, path + ".json"):
+            if not os.path.isfile(p):
+                raise FileNotFoundError(f"decision model file {p!r} does not exist")
+        try:
+            with open(path + ".json") as f:
+                meta = json.load(f)
+            params = meta["params"]
+            params["dense_units"] = tuple(params["dense_units"])
+            self = cls(**params)
+            self.mean_ = np.asarray(meta["mean"], np.float32)
+            self.std_ = np.asarray(meta["std"], np.float32)
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"decision model metadata {path + '.json'!r} is damaged: {error}") from None
+        try:
+            self.model_ = keras.models.load_model(path)
+        except Exception as error:  # keras raises many types for a damaged archive
+            raise ValueError(f"decision model file {path!r} could not be loaded: {error}") from None
+        return self
+
+
+class DecisionNetworkScheduler(Policy):
+    """Update a region when its predicted confidence score falls below ``target``.
+
+    Args:
+        model: a fitted :class:`DecisionModel`.
+        target: confidence target in [0, 1]; higher means more key frames.
+        dynamic: adapt the target per region (down after an update, up after
+            a propagation), as DVSNet.
+        step_down, step_up: the dynamic target's steps.
+        min_target, max_target: bounds of the dynamic target.
+        feature_size: ``(rows, cols)`` grid the features are resized to.
+        features: ``features(current, key, flow) -> [h, w, C]`` used when the
+            context carries no flow-network features; default
+            :class:`OpenCVPairFeatures`.
+
+    Decision scores are the predicted confidences (lower = more change).
+    """
+
+    needs_flow = True
+    needs_flow_features = True
+    threshold_param = "target"
+    update_when_below = True
+
+    def __init__(
+        self,
+        model: Optional[DecisionModel] = None,
+        target: float = 0.9,
+        dynamic: bool = False,
+        step_down: float = 0.02,
+        step_up: float = 0.005,
+        min_target: float = 0.5,
+        max_target: float = 0.99,
+        feature_size: Sequence[int] = (8, 8),
+        features=None,
+    ):
+        self.model = model
+        self.target = target
+        self.dynamic = dynamic
+        self.step_down = step_down
+        self.step_up = step_up
+        self.min_target = min_target
+        self.max_target = max_target
+        self.feature_size = feature_size
+        self.features = features
+
+    def region_features(self, context: Context) -> np.ndarray:
+        """``[R, rows, cols, C]`` features of every region, resized to ``feature_size``."""
+        grids = []
+        for r in range(context.num_regions):
+            if context.flow_features is not None:
+                raw = context.flow_features[r]
+            else:
+                if self.features is None:
+                    self.features = OpenCVPairFeatures()
+                flow = None if context.flow is None else context.flow[r]
+                if flow is not None and flow.shape[:2] != context.regions[r].shape[:2]:
+                    flow = None  # a coarse flow cannot drive a full-size warp error
+                raw = self.features(context.regions[r], context.key_regions[r], flow)
+            grids.append(resize_features(raw, self.feature_size))
+        return np.stack(grids)
+
+    def score(self, context: Context) -> np.ndarray:
+        if self.model is None:
+            raise ValueError("DecisionNetworkScheduler needs a fitted DecisionModel: pass model=...")
+        return self.model.predict(self.region_features(context))
+
+    def decide(self, context: Context) -> Decision:
+        scores = self.score(context)
+        base = self.decision_threshold()
+        if not 0 <= base <= 1:
+            raise ValueError(f"target must be in [0, 1], got {base}")
+        if not self.dynamic:
+            targets = np.full(context.num_regions, base)
+        else:
+            targets = getattr(self, "targets_", None)
+            if targets is None or len(targets) != context.num_regions:
+                targets = np.full(context.num_regions, base)
+        update = scores < targets
+        if self.dynamic:
+            self.targets_ = np.clip(
+                np.where(update, targets - self.step_down, targets + self.step_up),
+                self.min_target, self.max_target,
+            )
+        return Decision(update=update, scores=scores, frame_index=context.frame_index,
+                        extras={"targets": targets})

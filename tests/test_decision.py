@@ -1,0 +1,165 @@
+"""DVSNet-style decision network: DecisionModel (fit/predict/score/save/load),
+DecisionNetworkScheduler (static and dynamic target), OpenCV pair features,
+calibration of the target."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from adaptive_dff.data import SyntheticVideo
+from schedulers import (
+    Context,
+    DecisionModel,
+    DecisionNetworkScheduler,
+    OpenCVPairFeatures,
+    calibrate,
+    replay,
+)
+from schedulers.decision import resize_features
+
+
+def learnable_set(rng, n):
+    """Feature grids whose confidence is a smooth function of channel means."""
+    X = rng.standard_normal((n, 6, 6, 3)).astype(np.float32)
+    X[..., 0] += rng.uniform(-2, 2, (n, 1, 1))
+    y = 1.0 / (1.0 + np.exp(-(1.5 * X[..., 0].mean((1, 2)) - 0.5 * X[..., 1].mean((1, 2)))))
+    return X, y.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    rng = np.random.default_rng(0)
+    X, y = learnable_set(rng, 600)
+    return DecisionModel(epochs=40, seed=1).fit(X, y)
+
+
+def test_decision_model_learns_and_scores_on_held_out_data(fitted):
+    X, y = learnable_set(np.random.default_rng(1), 200)
+    assert fitted.predict(X).shape == (200,)
+    assert fitted.score(X, y) > 0.8
+    mae = np.abs(fitted.predict(X) - y).mean()
+    assert mae < 0.5 * np.abs(y - y.mean()).mean()
+    assert fitted.get_params()["dense_units"] == (64, 32)
+
+
+def test_decision_model_errors():
+    model = DecisionModel()
+    with pytest.raises(RuntimeError, match="not fitted yet"):
+        model.predict(np.zeros((1, 4, 4, 2)))
+    with pytest.raises(ValueError, match=r"X must be \[N, rows, cols, C\]"):
+        model.fit(np.zeros((3, 4, 4)), np.zeros(3))
+    with pytest.raises(ValueError, match="X has 3 samples but y has 2"):
+        model.fit(np.zeros((3, 4, 4, 1)), np.zeros(2))
+    with pytest.raises(ValueError, match=r"y must be confidence scores in \[0, 1\]"):
+        model.fit(np.zeros((3, 4, 4, 1)), np.array([0.1, 1.5, 0.2]))
+
+
+def test_decision_model_save_and_load(fitted, tmp_path):
+    X, _ = learnable_set(np.random.default_rng(2), 20)
+    path = tmp_path / "decision.keras"
+    fitted.save(path)
+    loaded = DecisionModel.load(path)
+    np.testing.assert_allclose(loaded.predict(X), fitted.predict(X), atol=1e-6)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        DecisionModel.load(tmp_path / "missing.keras")
+    path.write_bytes(b"not a keras archive")
+    with pytest.raises(ValueError, match="could not be loaded"):
+        DecisionModel.load(path)
+    with pytest.raises(ValueError, match=r"path must end in \.keras"):
+        fitted.save(tmp_path / "decision.h5")
+
+
+class FixedConfidence:
+    """A stand-in model: predicts the given confidences in turn."""
+
+    def __init__(self, values):
+        self.values = list(values)
+
+    def predict(self, X):
+        return np.array([self.values.pop(0) for _ in range(len(X))])
+
+
+def make_context(t, regions=1):
+    img = np.zeros((16, 16, 3), np.uint8)
+    flow = np.zeros((16, 16, 2), np.float32)
+    return Context(t, [img] * regions, [img] * regions, [0] * regions, flow=[flow] * regions)
+
+
+def test_scheduler_updates_below_the_target_and_adapts_it():
+    static = DecisionNetworkScheduler(model=FixedConfidence([0.95, 0.85]), target=0.9)
+    d = static.decide(make_context(1, regions=2))
+    assert d.update.tolist() == [False, True] and d.scores.tolist() == [0.95, 0.85]
+
+    dynamic = DecisionNetworkScheduler(
+        model=FixedConfidence([0.85, 0.85, 0.88]), target=0.9, dynamic=True, step_down=0.05, step_up=0.01
+    )
+    first = dynamic.decide(make_context(1))
+    assert first.update.tolist() == [True]  # 0.85 < 0.90; the target falls to 0.85
+    second = dynamic.decide(make_context(2))
+    assert second.extras["targets"][0] == pytest.approx(0.85)
+    assert second.update.tolist() == [False]  # 0.85 is not below 0.85; the target rises to 0.86
+    third = dynamic.decide(make_context(3))
+    assert third.extras["targets"][0] == pytest.approx(0.86) and third.update.tolist() == [False]
+    dynamic.reset()
+    assert not hasattr(dynamic, "targets_")
+    with pytest.raises(ValueError, match="needs a fitted DecisionModel"):
+        DecisionNetworkScheduler().decide(make_context(1))
+
+
+def test_opencv_pair_features_and_resize():
+    video = SyntheticVideo(height=96, width=128, num_frames=6, seed=4)
+    current, key = video.frame(5), video.frame(0)
+    feats = OpenCVPairFeatures()(current, key, video.flow(5, 0))
+    assert feats.shape == (96, 128, 4) and feats.dtype == np.float32
+    np.testing.assert_allclose(feats[..., 2], np.hypot(feats[..., 0], feats[..., 1]), rtol=1e-5, atol=1e-5)
+    # With the exact flow the warp error is far below that of no warping
+    # (what remains is the clip's global brightness change).
+    still = OpenCVPairFeatures()(current, key, np.zeros((96, 128, 2), np.float32))
+    valid = video.valid(5, 0)
+    assert feats[..., 3][valid].mean() < 0.6 * still[..., 3][valid].mean()
+    grid = resize_features(feats, (8, 8))
+    np.testing.assert_allclose(grid[0, 0], feats[:12, :16].mean((0, 1)), rtol=1e-4, atol=1e-5)
+    wide = resize_features(np.random.default_rng(0).random((16, 16, 700)), (4, 4))
+    assert wide.shape == (4, 4, 700)
+
+
+def test_import_and_heuristic_features_do_not_import_tensorflow():
+    code = (
+        "import sys, numpy as np, schedulers\n"
+        "s = schedulers.DecisionNetworkScheduler(target=0.8)\n"
+        "f = schedulers.OpenCVPairFeatures()(np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32, 3), np.uint8))\n"
+        "assert 'tensorflow' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_learned_scheduler_on_a_clip_and_its_calibration():
+    """Train on (current, key) pairs of one clip with the share of label pixels
+    that survive warping as target; schedule and calibrate on another clip."""
+    train = SyntheticVideo(height=96, width=160, num_frames=40, seed=5, scene_cuts=(20,))
+    features = OpenCVPairFeatures()
+    X, y = [], []
+    for key in range(0, 36, 3):
+        for offset in range(0, 10, 2):
+            cur = key + offset
+            if cur >= len(train):
+                continue
+            flow = features.flow(train.frame(cur), train.frame(key))
+            X.append(resize_features(features(train.frame(cur), train.frame(key), flow), (8, 8)))
+            h, w = flow.shape[:2]
+            xs = np.clip(np.round(np.arange(w) + flow[..., 0]), 0, w - 1).astype(int)
+            ys = np.clip(np.round(np.arange(h)[:, None] + flow[..., 1]), 0, h - 1).astype(int)
+            y.append(np.mean(train.label(key)[ys, xs] == train.label(cur)))
+    model = DecisionModel(epochs=60, seed=0).fit(np.stack(X), np.array(y))
+    assert model.score(np.stack(X), np.array(y)) > 0.5
+
+    test = SyntheticVideo(height=96, width=160, num_frames=40, seed=6, scene_cuts=(25,))
+    frames = [test.frame(t) for t in range(40)]
+    scheduler = DecisionNetworkScheduler(model=model, target=0.9)
+    decisions = replay(scheduler, frames)
+    assert decisions[25].update.all(), "a scene cut must trigger an update"
+    result = calibrate(scheduler, frames, target_key_fraction=0.2)
+    assert abs(result.key_fraction - 0.2) <= 0.02 + 1e-9, result.trials
+    assert 0 <= result.policy.target <= 1
