@@ -107,6 +107,20 @@ class DFFModel(keras.Model):
         self.num_classes = int(head.output_channels)
         self._key_fn = tf.function(self._key_impl, reduce_retracing=True)
         self._propagate_fn = tf.function(self._propagate_impl, reduce_retracing=True)
+        self._stage_fns = {
+            "pad": tf.function(self._pad, reduce_retracing=True),
+            "features": tf.function(lambda x: self.feature_net(x, training=False), reduce_retracing=True),
+            "flow": tf.function(
+                lambda c, k: self.flow_net({"current": c, "key": k}, training=False), reduce_retracing=True
+            ),
+            "warp": tf.function(
+                lambda f, m, s: bilinear_warp(f, m) * tf.cast(s, f.dtype), reduce_retracing=True
+            ),
+            "head": tf.function(
+                lambda f, shape, h, w: self._logits_at(self.head(f, training=False), shape, h, w),
+                reduce_retracing=True,
+            ),
+        }
 
     # -- shapes -----------------------------------------------------------------
 
@@ -163,6 +177,29 @@ class DFFModel(keras.Model):
         logits = self.head(warped, training=False)
         shape = tf.shape(images)
         return self._logits_at(logits, tf.shape(padded), shape[1], shape[2]), out
+
+    # -- the stages one by one (for runtimes that time or reuse them) ----------
+
+    def pad_frames(self, frame) -> tuple[tf.Tensor, tf.Tensor]:
+        """``(images [B, H, W, 3] float32, padded [B, H', W', 3])`` of a frame or batch."""
+        images = as_frame_batch(frame, "frame")
+        return images, self._stage_fns["pad"](images)
+
+    def run_features(self, padded: tf.Tensor) -> tf.Tensor:
+        """Feature net on padded frames: ``[B, H'/s, W'/s, C]``."""
+        return self._stage_fns["features"](padded)
+
+    def run_flow(self, current_padded: tf.Tensor, key_padded: tf.Tensor) -> dict:
+        """Flow net outputs (``flow``, ``scale``, ``features``) from current to key."""
+        return self._stage_fns["flow"](current_padded, key_padded)
+
+    def run_warp(self, key_features: tf.Tensor, flow_out: dict) -> tf.Tensor:
+        """Key features warped along ``flow_out["flow"]`` and multiplied by its scale field."""
+        return self._stage_fns["warp"](key_features, flow_out["flow"], flow_out["scale"])
+
+    def run_head(self, features: tf.Tensor, padded_shape, height: int, width: int) -> tf.Tensor:
+        """Head on grid features, logits upsampled to the padded frame and cropped to ``height x width``."""
+        return self._stage_fns["head"](features, tf.constant(padded_shape, tf.int32), height, width)
 
     def key_step(self, frame) -> tuple[tf.Tensor, KeyFrame]:
         """Run the feature net on a key frame.

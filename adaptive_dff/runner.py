@@ -1,0 +1,193 @@
+"""``VideoRunner``: a DFF model driven by a key-frame policy over a stream.
+
+Per frame and per region (a :class:`schedulers.RegionGrid`, each region with
+its own key frame, as DVSNet):
+
+1. if the policy needs flow, the model's flow net computes it from the
+   current region to its key region (and its features, if asked for);
+2. the policy decides: update (feature net + head on the region crop) or
+   propagate (warp the region's key features along the flow, scale, head);
+   flow computed for the decision is reused for the warp, never computed
+   twice;
+3. region logits merge by the higher confidence (max softmax) in overlaps.
+
+Per-stage wall times (ms) are measured around each stage: ``flow``,
+``decision``, ``feature``, ``warp``, ``head``, ``merge``. Only the key
+features and key frame of each region are kept; per-frame outputs are
+returned, never stored (memory stays flat over long streams).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Optional, Union
+
+import numpy as np
+
+from schedulers.base import Context, Decision, Policy
+from schedulers.regions import RegionGrid
+from schedulers.tracker import check_frame
+
+STAGES = ("flow", "decision", "feature", "warp", "head", "merge")
+
+
+@dataclass
+class StepResult:
+    """What :meth:`VideoRunner.step` returns for one frame.
+
+    Attributes:
+        frame_index: index of the frame in the stream.
+        labels: ``[H, W]`` int32 class ids (argmax of the merged logits).
+        update: ``[R]`` bool, regions recomputed on this frame.
+        scores: ``[R]`` the policy's scores (NaN on the first frame).
+        timings: milliseconds per stage (see :data:`STAGES`).
+        logits: ``[H, W, K]`` float32 merged logits when ``keep_logits``.
+    """
+
+    frame_index: int
+    labels: np.ndarray
+    update: np.ndarray
+    scores: np.ndarray
+    timings: dict = field(default_factory=dict)
+    logits: Optional[np.ndarray] = None
+
+    @property
+    def total_ms(self) -> float:
+        return float(sum(self.timings.values()))
+
+
+class _Timer:
+    def __init__(self):
+        self.ms = {stage: 0.0 for stage in STAGES}
+
+    def run(self, stage, fn, *args):
+        start = time.perf_counter()
+        out = fn(*args)
+        self.ms[stage] += (time.perf_counter() - start) * 1e3
+        return out
+
+
+def _softmax_confidence(logits: np.ndarray) -> np.ndarray:
+    """Max softmax probability per pixel of ``[h, w, K]`` logits."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return 1.0 / e.sum(axis=-1)
+
+
+class VideoRunner:
+    """Run ``model`` (a :class:`adaptive_dff.DFFModel`) over a stream, scheduled by ``policy``.
+
+    Args:
+        model: the DFF model.
+        policy: a :class:`schedulers.Policy`.
+        regions: a :class:`schedulers.RegionGrid` (default: whole frame).
+        keep_logits: also return merged logits with each step.
+    """
+
+    def __init__(self, model, policy: Policy, regions: Optional[RegionGrid] = None, keep_logits: bool = False):
+        for method in ("pad_frames", "run_features", "run_flow", "run_warp", "run_head"):
+            if not hasattr(model, method):
+                raise TypeError(f"model must be an adaptive_dff.DFFModel (missing {method}), got {type(model).__name__}")
+        if not hasattr(policy, "decide"):
+            raise TypeError(f"policy must have a decide(context) method, got {type(policy).__name__}")
+        self.model = model
+        self.policy = policy
+        self.regions = regions if regions is not None else RegionGrid(1, 1)
+        self.keep_logits = keep_logits
+        self.reset()
+
+    def reset(self) -> "VideoRunner":
+        """Forget the stream: the next frame is frame 0."""
+        self.frame_index_ = -1
+        self.shape_ = None
+        self.keys_: list = []  # per region: (key features, key padded frame, key index, key crop)
+        if hasattr(self.policy, "reset"):
+            self.policy.reset()
+        return self
+
+    def _flow_for_policy(self, flow_out, crop_shape) -> np.ndarray:
+        """Flow-net output on the region's grid, in frame pixels ``[h/s, w/s, 2]``."""
+        stride = self.model.output_stride
+        gh = -(-crop_shape[0] // stride)
+        gw = -(-crop_shape[1] // stride)
+        return np.asarray(flow_out["flow"])[0, :gh, :gw] * stride
+
+    def step(self, frame) -> StepResult:
+        index = self.frame_index_ + 1
+        frame = check_frame(frame, index)
+        if self.shape_ is None:
+            self.regions.boxes(frame.shape[0], frame.shape[1])
+            self.shape_ = frame.shape
+        elif frame.shape != self.shape_:
+            raise ValueError(
+                f"frame {index} has shape {frame.shape} but the stream started with {self.shape_}; "
+                "call reset() to start a new stream"
+            )
+        timer = _Timer()
+        model = self.model
+        crops = self.regions.split(frame)
+        prepared = [model.pad_frames(c) for c in crops]  # (images, padded)
+        flows: list = [None] * len(crops)
+
+        if index == 0:
+            decision = Decision(update=np.ones(len(crops), bool), scores=np.full(len(crops), np.nan), frame_index=0)
+        else:
+            context = Context(
+                frame_index=index, regions=crops,
+                key_regions=[None] * len(crops), key_indices=[k[2] for k in self.keys_],
+            )
+            if getattr(self.policy, "needs_flow", False) or getattr(self.policy, "needs_flow_features", False):
+                for r, (_, padded) in enumerate(prepared):
+                    flows[r] = timer.run("flow", model.run_flow, padded, self.keys_[r][1])
+                context.flow = [self._flow_for_policy(f, c.shape) for f, c in zip(flows, crops)]
+                if getattr(self.policy, "needs_flow_features", False):
+                    context.flow_features = [
+                        np.asarray(f["features"])[0, : m.shape[0], : m.shape[1]] for f, m in zip(flows, context.flow)
+                    ]
+            context.key_regions = [k[3] for k in self.keys_]
+            decision = timer.run("decision", self.policy.decide, context)
+
+        region_logits = []
+        for r, ((images, padded), crop) in enumerate(zip(prepared, crops)):
+            h, w = crop.shape[:2]
+            if decision.update[r]:
+                features = timer.run("feature", model.run_features, padded)
+                key = (features, padded, index, crop.copy())
+                if index == 0:
+                    self.keys_.append(key)
+                else:
+                    self.keys_[r] = key
+            else:
+                if flows[r] is None:
+                    flows[r] = timer.run("flow", model.run_flow, padded, self.keys_[r][1])
+                features = timer.run("warp", model.run_warp, self.keys_[r][0], flows[r])
+            logits = timer.run("head", model.run_head, features, tuple(padded.shape), h, w)
+            region_logits.append(np.asarray(logits)[0])
+
+        def merge():
+            if len(region_logits) == 1:
+                merged = region_logits[0]
+            else:
+                confidences = [_softmax_confidence(lg) for lg in region_logits]
+                merged = self.regions.merge(region_logits, confidences, frame.shape[0], frame.shape[1])
+            return merged, np.argmax(merged, axis=-1).astype(np.int32)
+
+        merged, labels = timer.run("merge", merge)
+        self.frame_index_ = index
+        return StepResult(
+            frame_index=index, labels=labels, update=decision.update, scores=decision.scores,
+            timings=timer.ms, logits=merged if self.keep_logits else None,
+        )
+
+    def run(self, source: Union[str, Iterable], max_frames: Optional[int] = None) -> Iterator[StepResult]:
+        """Step through ``source``: a video file path (read with OpenCV) or any iterable of frames."""
+        if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+            from adaptive_dff.video import VideoReader
+
+            source = VideoReader(source, max_frames=max_frames)
+            max_frames = None
+        for n, frame in enumerate(source):
+            if max_frames is not None and n >= max_frames:
+                return
+            yield self.step(frame)

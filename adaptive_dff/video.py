@@ -1,0 +1,83 @@
+"""Reading video files as RGB frames with OpenCV (no TensorFlow).
+
+A file that cannot be opened is an error up front. A file whose decoding
+stops part-way (truncated or corrupt) yields the frames decoded so far and
+then warns with the index of the first frame it could not decode; the reader
+keeps ``frames_read`` and ``truncated`` so callers can report it too.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Iterator, Optional
+
+import cv2
+import numpy as np
+
+
+class VideoDecodeWarning(UserWarning):
+    """Decoding stopped before the frame count the container announced."""
+
+
+class VideoReader:
+    """Iterate over a video file's frames as ``[H, W, 3]`` uint8 RGB.
+
+    Args:
+        path: the video file.
+        max_frames: stop after this many frames (``None``: all).
+
+    Attributes (after iterating): ``frames_read``; ``frames_expected`` (the
+    container's count, 0 when unknown); ``truncated`` (decoding stopped early).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: OpenCV cannot open it, or it holds no decodable frame.
+    """
+
+    def __init__(self, path, max_frames: Optional[int] = None):
+        self.path = os.fspath(path)
+        if max_frames is not None and max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        self.max_frames = max_frames
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"video file {self.path!r} does not exist")
+        capture = cv2.VideoCapture(self.path)
+        opened = capture.isOpened()
+        self.frames_expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if opened else 0
+        self.fps = float(capture.get(cv2.CAP_PROP_FPS)) if opened else 0.0
+        capture.release()
+        if not opened:
+            raise ValueError(f"video file {self.path!r} cannot be opened by OpenCV (not a video, or an unsupported codec)")
+        self.frames_read = 0
+        self.truncated = False
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        capture = cv2.VideoCapture(self.path)
+        self.frames_read = 0
+        self.truncated = False
+        try:
+            while self.max_frames is None or self.frames_read < self.max_frames:
+                ok, frame = capture.read()
+                if not ok or frame is None:
+                    break
+                self.frames_read += 1
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        finally:
+            capture.release()
+        if self.frames_read == 0:
+            raise ValueError(f"video file {self.path!r} holds no decodable frame")
+        wanted = self.frames_expected if self.max_frames is None else min(self.max_frames, self.frames_expected)
+        if self.frames_expected > 0 and self.frames_read < wanted:
+            self.truncated = True
+            warnings.warn(
+                f"video file {self.path!r}: decoding stopped at frame {self.frames_read} of "
+                f"{self.frames_expected} announced; the {self.frames_read} frames decoded were used",
+                VideoDecodeWarning,
+                stacklevel=2,
+            )
+
+
+def read_video(path, max_frames: Optional[int] = None) -> VideoReader:
+    """A :class:`VideoReader` over ``path`` (see there)."""
+    return VideoReader(path, max_frames=max_frames)

@@ -1,0 +1,132 @@
+"""VideoRunner: agreement with the DFF model's own steps, flow reuse, regions,
+bad input, and video files (good, truncated, missing, not a video)."""
+
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+from helpers import tiny_dff
+
+from adaptive_dff import VideoReader, VideoRunner
+from adaptive_dff.data import SyntheticVideo
+from adaptive_dff.video import VideoDecodeWarning
+from schedulers import FixedInterval, FlowMagnitude, FrameDifference, RegionGrid
+
+
+@pytest.fixture(scope="module")
+def clip():
+    video = SyntheticVideo(height=96, width=160, num_frames=10, seed=2)
+    return [video.frame(t) for t in range(10)]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_dff()
+
+
+class Counting:
+    """Wrap a model method and count its calls."""
+
+    def __init__(self, model, name):
+        self.calls = 0
+        self.original = getattr(model, name)
+
+    def __call__(self, *args):
+        self.calls += 1
+        return self.original(*args)
+
+
+def test_runner_matches_the_models_own_key_and_propagation_steps(model, clip):
+    runner = VideoRunner(model, FixedInterval(4), keep_logits=True)
+    results = list(runner.run(clip))
+    assert [r.update[0] for r in results] == [t % 4 == 0 for t in range(10)]
+    key = None
+    for t, (frame, result) in enumerate(zip(clip, results)):
+        if t % 4 == 0:
+            logits, key = model.key_step(frame)
+        else:
+            logits, _ = model.propagate_step(frame, key)
+        np.testing.assert_allclose(result.logits, logits.numpy()[0], atol=1e-4)
+        np.testing.assert_array_equal(result.labels, np.argmax(result.logits, -1))
+        assert result.labels.shape == (96, 160) and result.frame_index == t
+    assert results[1].timings["warp"] > 0 and results[1].timings["feature"] == 0
+    assert results[4].timings["feature"] > 0 and results[4].timings["flow"] == 0
+
+
+def test_flow_for_the_decision_is_reused_for_the_warp(model, clip, monkeypatch):
+    counter = Counting(model, "run_flow")
+    monkeypatch.setattr(model, "run_flow", counter)
+    runner = VideoRunner(model, FlowMagnitude(threshold=1e9), regions=RegionGrid(2, 2, 16))
+    results = list(runner.run(clip[:4]))
+    assert counter.calls == 3 * 4  # one flow per region per propagated frame, not two
+    assert all(not r.update.any() for r in results[1:])
+    # A policy without flow needs flow only for propagated regions.
+    counter.calls = 0
+    list(VideoRunner(model, FixedInterval(2), regions=RegionGrid(2, 2, 16)).run(clip[:4]))
+    assert counter.calls == 8  # frames 1 and 3 propagate 4 regions each; key frames 0 and 2 need none
+
+
+def test_regions_update_on_their_own(model, monkeypatch):
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (64, 256, 3), dtype=np.uint8)
+    changed = base.copy()
+    changed[:, :100] = 255 - changed[:, :100]
+    counter = Counting(model, "run_features")
+    monkeypatch.setattr(model, "run_features", counter)
+    runner = VideoRunner(model, FrameDifference(threshold=5.0, downsample=1), regions=RegionGrid(1, 2, 16))
+    runner.step(base)
+    assert counter.calls == 2
+    result = runner.step(changed)
+    assert result.update.tolist() == [True, False] and counter.calls == 3
+    assert runner.keys_[0][2] == 1 and runner.keys_[1][2] == 0
+
+
+def test_runner_bad_input_is_named(model, clip):
+    runner = VideoRunner(model, FixedInterval(2))
+    runner.step(clip[0])
+    with pytest.raises(ValueError, match=r"frame 1 has shape \(48, 160, 3\) but the stream started with \(96, 160, 3\)"):
+        runner.step(clip[1][:48])
+    with pytest.raises(TypeError, match="frame 1 must be uint8 RGB"):
+        runner.step(clip[1].astype(np.float32))
+    assert runner.step(clip[1]).frame_index == 1  # nothing lost: the stream goes on
+    with pytest.raises(ValueError, match="overlap 64 px is larger than a region"):
+        VideoRunner(model, FixedInterval(2), regions=RegionGrid(2, 2, 64)).step(clip[0])
+    with pytest.raises(TypeError, match="model must be an adaptive_dff.DFFModel"):
+        VideoRunner(object(), FixedInterval(2))
+
+
+def write_video(path, frames, fps=10):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (frames[0].shape[1], frames[0].shape[0]))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+def test_video_files_good_truncated_missing_and_not_a_video(model, clip, tmp_path):
+    path = tmp_path / "clip.avi"
+    write_video(path, clip)
+    reader = VideoReader(path)
+    frames = list(reader)
+    assert len(frames) == 10 and reader.frames_expected == 10 and not reader.truncated
+    assert np.abs(frames[3].astype(int) - clip[3]).mean() < 8  # JPEG-compressed RGB, not BGR
+    results = list(VideoRunner(model, FixedInterval(5)).run(path))
+    assert len(results) == 10
+
+    truncated = tmp_path / "truncated.avi"
+    data = path.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    reader = VideoReader(truncated)
+    with pytest.warns(VideoDecodeWarning, match=r"decoding stopped at frame \d+ of 10 announced"):
+        kept = list(reader)
+    assert 0 < len(kept) < 10 and reader.truncated and reader.frames_read == len(kept)
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        VideoReader(tmp_path / "missing.avi")
+    junk = tmp_path / "junk.avi"
+    junk.write_bytes(b"\x00" * 1000)
+    with pytest.raises(ValueError, match="cannot be opened by OpenCV|holds no decodable frame"):
+        list(VideoReader(junk))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(list(VideoReader(path, max_frames=4))) == 4  # stopping early is not truncation
