@@ -47,6 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--height", type=_positive, default=512)
     model.add_argument("--width", type=_positive, default=1024)
     model.add_argument("--repeats", type=_positive, default=5)
+    sched = bench_sub.add_parser("schedulers", help="decision cost of each policy vs a compact key-frame step")
+    sched.add_argument("--repeats", type=_positive, default=20)
+    runner = bench_sub.add_parser("runner", help="FixedInterval speedup over per-frame inference vs DFF's ideal")
+    runner.add_argument("--frames", type=_positive, default=200)
+    runner.add_argument("--interval", type=_positive, default=10)
+    runner.add_argument("--height", type=_positive, default=256)
+    runner.add_argument("--width", type=_positive, default=512)
+    memory = bench_sub.add_parser("memory", help="resident memory growth over a long stream")
+    memory.add_argument("--frames", type=_positive, default=10_000)
     return parser
 
 
@@ -70,6 +79,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from adaptive_dff.bench import model
 
             model.run(feature=args.feature, flow=args.flow, height=args.height, width=args.width, repeats=args.repeats)
+        elif args.bench == "schedulers":
+            from adaptive_dff.bench import schedulers
+
+            schedulers.run(repeats=args.repeats)
+        elif args.bench == "runner":
+            from adaptive_dff.bench import runner
+
+            runner.run(frames=args.frames, interval=args.interval, height=args.height, width=args.width)
+        elif args.bench == "memory":
+            from adaptive_dff.bench import runner
+
+            runner.run_memory(frames=args.frames)
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"adaptive-dff: error: {error}", file=sys.stderr)
         return 2

@@ -64,3 +64,25 @@ def test_ci_runs_the_readme_test_command():
     assert len(commands) == 2, "the README gives exactly two set-up commands"
     test_command = [c for c in commands if "pytest" in c]
     assert len(test_command) == 1 and test_command[0] in ci
+
+
+def test_bench_schedulers_reports_shares_of_a_key_frame_step(capsys):
+    from adaptive_dff.bench import schedulers
+
+    result = schedulers.run(sizes=((64, 128),), repeats=2)
+    shares = result[(64, 128)]
+    assert shares["key-frame step, compact model"] == 1.0
+    assert {"FixedInterval(10)", "FrameDifference(pixel)", "FlowMagnitude", "DecisionNetworkScheduler"} <= set(shares)
+    assert "of a key-frame step" in capsys.readouterr().out
+
+
+def test_bench_runner_and_memory_on_a_short_clip(capsys):
+    from adaptive_dff.bench import runner
+
+    result = runner.run(frames=12, interval=4, height=128, width=128)
+    assert result["ideal"] == pytest.approx(ideal_speedup(4, result["r"]))
+    assert result["speedup"] > 0
+    growth = runner.run_memory(frames=30, height=64, width=128, warmup=5)
+    assert len(growth) == 2
+    out = capsys.readouterr().out
+    assert "% of ideal" in out and "growth MB" in out

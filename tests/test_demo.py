@@ -30,6 +30,38 @@ def test_demo_command_rejects_a_non_positive_length(capsys):
     assert "--frames: must be a positive integer, got 0" in capsys.readouterr().err
 
 
+def readme_block(heading_text):
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme.split(heading_text, 1)[1], flags=re.S)
+    return blocks
+
+
+def test_readme_embedding_examples_run(tmp_path):
+    import cv2
+    import numpy as np
+
+    from adaptive_dff.data import SyntheticVideo
+
+    video = SyntheticVideo(height=96, width=128, num_frames=12, seed=7, scene_cuts=(6,))
+    path = tmp_path / "video.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (128, 96))
+    for t in range(12):
+        writer.write(cv2.cvtColor(video.frame(t), cv2.COLOR_RGB2BGR))
+    writer.release()
+    loop, calibration, runner = readme_block("## Embed a scheduler in your own pipeline")[:3]
+    calls = []
+    namespace = {"my_detector": lambda bgr: calls.append(bgr.shape)}
+    exec(loop.replace("video.mp4", str(path)), namespace)
+    assert 1 <= len(calls) < 12  # recomputed on some frames, not all
+    from helpers import tiny_dff
+
+    namespace = {"calibration_frames": [video.frame(t) for t in range(12)], "model": tiny_dff()}
+    exec(calibration, namespace)
+    assert abs(namespace["found"].key_fraction - 0.2) <= 0.1
+    exec(runner.replace("video.mp4", str(path)).replace("overlap=64", "overlap=16"), namespace)
+    assert namespace["step"].labels.shape == (96, 128)
+
+
 def test_readme_quick_start_runs():
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"## Quick start\n\n```python\n(.*?)```", readme, flags=re.S).group(1)

@@ -1,0 +1,71 @@
+"""``adaptive-dff bench schedulers``: per-frame decision cost of each policy.
+
+Each policy decides on the same (current, key) pair, flow excluded: the flow
+(and, for the decision network, the pair features built from it) is computed
+once beforehand and handed over in the context, as a pipeline that reuses its
+flow does. Costs are compared with one key-frame step of the compact DFF
+model at the same frame size, timed in the same run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from adaptive_dff.bench.timing import format_table, time_interleaved
+from adaptive_dff.data import SyntheticVideo
+from schedulers import (
+    Context,
+    DecisionModel,
+    DecisionNetworkScheduler,
+    DISFlow,
+    FixedInterval,
+    FlowMagnitude,
+    FrameDifference,
+    OpenCVPairFeatures,
+)
+
+
+def _decision_scheduler(features: np.ndarray) -> DecisionNetworkScheduler:
+    """A decision network fitted briefly on random grids (its cost does not depend on training)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 8, 8, features.shape[-1])).astype(np.float32)
+    model = DecisionModel(epochs=1).fit(X, rng.random(64))
+    return DecisionNetworkScheduler(model=model, target=0.8)
+
+
+def run(sizes=((480, 640), (1024, 2048)), repeats: int = 20) -> dict:
+    """Time every policy's ``decide`` and a compact key-frame step at each ``(height, width)``."""
+    from adaptive_dff.model import DFFModel
+    from adaptive_dff.networks import CompactFeatures, FlowNetInception, SegmentationHead
+
+    feature_net = CompactFeatures()
+    model = DFFModel(
+        feature_net=feature_net,
+        flow_net=FlowNetInception(feature_channels=feature_net.output_channels),
+        head=SegmentationHead(num_classes=11, input_channels=feature_net.output_channels),
+    )
+    results = {}
+    for height, width in sizes:
+        video = SyntheticVideo(height=height, width=width, num_frames=8, seed=0)
+        current, key = video.frame(6), video.frame(0)
+        flow = DISFlow()(current, key)
+        pair_features = OpenCVPairFeatures()(current, key, flow)
+        context = Context(6, [current], [key], [0], flow=[flow], flow_features=[pair_features])
+        learned = _decision_scheduler(pair_features)
+        policies = {
+            "FixedInterval(10)": FixedInterval(10),
+            "FrameDifference(pixel)": FrameDifference(threshold=10.0),
+            "FrameDifference(edge)": FrameDifference(threshold=5.0, feature="edge"),
+            "FlowMagnitude": FlowMagnitude(threshold=2.0),
+            "DecisionNetworkScheduler": learned,
+        }
+        candidates = {name: (lambda p=p: p.decide(context)) for name, p in policies.items()}
+        candidates["key-frame step, compact model"] = lambda: model.key_step(current)[0]
+        times = time_interleaved(candidates, repeats=repeats)
+        key_ms = times["key-frame step, compact model"]
+        rows = [(name, f"{ms:.3f}", f"{100 * ms / key_ms:.3f}%") for name, ms in times.items()]
+        print(f"\nscheduler decision cost at {height}x{width} (flow excluded), median of {repeats} interleaved rounds")
+        print(format_table(rows, ("candidate", "ms", "of a key-frame step")))
+        results[(height, width)] = {name: ms / key_ms for name, ms in times.items()}
+    print("\ntarget: FrameDifference and FlowMagnitude below 1% of a key-frame step of the compact model")
+    return results
