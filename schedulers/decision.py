@@ -30,18 +30,33 @@ from schedulers.base import Context, Decision, Policy
 
 
 def resize_features(features: np.ndarray, size: Sequence[int]) -> np.ndarray:
-    """Area-resize ``[h, w, C]`` features to ``size = (rows, cols)``; float32."""
+    """Average ``[h, w, C]`` features over a ``size = (rows, cols)`` grid of cells; float32.
+
+    Cell ``(i, j)`` covers rows ``floor(i h / rows) .. ceil((i + 1) h / rows)``
+    (and likewise columns), at least one pixel, so it works for any channel
+    count and for grids smaller than ``size``. Non-finite values become 0.
+    """
     features = np.asarray(features, dtype=np.float32)
-    if features.ndim != 3:
-        raise ValueError(f"features must be [h, w, C], got shape {features.shape}")
+    if features.ndim != 3 or features.shape[0] == 0 or features.shape[1] == 0:
+        raise ValueError(f"features must be a non-empty [h, w, C] array, got shape {features.shape}")
     rows, cols = int(size[0]), int(size[1])
-    out = np.empty((rows, cols, features.shape[2]), np.float32)
-    # OpenCV 5 handles at most 128 channels per image.
-    for c0 in range(0, features.shape[2], 128):
-        chunk = np.ascontiguousarray(features[..., c0 : c0 + 128])
-        resized = cv2.resize(chunk, (cols, rows), interpolation=cv2.INTER_AREA)
-        out[..., c0 : c0 + 128] = resized.reshape(rows, cols, -1)
-    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+    if rows < 1 or cols < 1:
+        raise ValueError(f"size must be two positive integers, got {tuple(size)}")
+    features = np.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0)
+    h, w = features.shape[:2]
+
+    def edges(n, parts):
+        start = np.floor(np.arange(parts) * n / parts).astype(int)
+        stop = np.maximum(np.ceil(np.arange(1, parts + 1) * n / parts).astype(int), start + 1)
+        return np.minimum(start, n - 1), np.minimum(stop, n)
+
+    y0, y1 = edges(h, rows)
+    x0, x1 = edges(w, cols)
+    # Column sums per row band, then means over each cell.
+    bands = np.stack([features[a:b].sum(axis=0) for a, b in zip(y0, y1)])  # [rows, w, C]
+    cells = np.stack([bands[:, a:b].sum(axis=1) for a, b in zip(x0, x1)], axis=1)  # [rows, cols, C]
+    counts = ((y1 - y0)[:, None] * (x1 - x0)[None, :]).astype(np.float32)
+    return (cells / counts[..., None]).astype(np.float32)
 
 
 class OpenCVPairFeatures:

@@ -163,3 +163,21 @@ def test_learned_scheduler_on_a_clip_and_its_calibration():
     result = calibrate(scheduler, frames, target_key_fraction=0.2)
     assert abs(result.key_fraction - 0.2) <= 0.02 + 1e-9, result.trials
     assert 0 <= result.policy.target <= 1
+
+
+def test_resize_features_against_a_loop_reference_up_and_down():
+    rng = np.random.default_rng(9)
+    for shape, size in [((13, 7, 14), (4, 4)), ((3, 2, 5), (4, 4)), ((16, 16, 3), (8, 8))]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        h, w = shape[:2]
+        expected = np.zeros(size + (shape[2],), np.float32)
+        for i in range(size[0]):
+            for j in range(size[1]):
+                a, b = int(np.floor(i * h / size[0])), int(np.ceil((i + 1) * h / size[0]))
+                c, d = int(np.floor(j * w / size[1])), int(np.ceil((j + 1) * w / size[1]))
+                a, c = min(a, h - 1), min(c, w - 1)
+                expected[i, j] = x[a:max(b, a + 1), c:max(d, c + 1)].mean((0, 1))
+        np.testing.assert_allclose(resize_features(x, size), expected, rtol=1e-5, atol=1e-6)
+    x = np.ones((4, 4, 2), np.float32)
+    x[0, 0, 0] = np.nan
+    assert np.isfinite(resize_features(x, (2, 2))).all()

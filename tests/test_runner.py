@@ -130,3 +130,23 @@ def test_video_files_good_truncated_missing_and_not_a_video(model, clip, tmp_pat
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(list(VideoReader(path, max_frames=4))) == 4  # stopping early is not truncation
+
+
+def test_learned_scheduler_reads_the_flow_networks_features(model, clip):
+    from schedulers import DecisionModel, DecisionNetworkScheduler
+
+    channels = model.flow_net.get_layer("features").output.shape[-1]
+    rng = np.random.default_rng(3)
+    decision_model = DecisionModel(epochs=1).fit(rng.standard_normal((16, 4, 4, channels)), rng.random(16))
+    seen = []
+    original = decision_model.predict
+
+    def spy(X):
+        seen.append(X.shape)
+        return original(X)
+
+    decision_model.predict = spy
+    policy = DecisionNetworkScheduler(model=decision_model, target=0.5, feature_size=(4, 4))
+    results = list(VideoRunner(model, policy, regions=RegionGrid(1, 2, 16)).run(clip[:3]))
+    assert seen == [(2, 4, 4, channels)] * 2  # frames 1 and 2, two regions, flow-net features
+    assert all(np.all((r.scores >= 0) & (r.scores <= 1)) for r in results[1:])
