@@ -23,7 +23,6 @@ _EXPORTS = {
     "VideoRunner": "adaptive_dff.runner",
     "StepResult": "adaptive_dff.runner",
     "VideoReader": "adaptive_dff.video",
-    "read_video": "adaptive_dff.video",
     "CompactFeatures": "adaptive_dff.networks",
     "ResNetFeatures": "adaptive_dff.networks",
     "resnet50_features": "adaptive_dff.networks",

@@ -65,8 +65,7 @@ def _time_model(model, frames, interval: int) -> float:
 
 def run_demo(frames: int = 60, height: int = 256, width: int = 512, seed: int = 0) -> dict:
     """Run both parts and print their tables; returns the figures."""
-    from adaptive_dff.model import DFFModel
-    from adaptive_dff.networks import CompactFeatures, FlowNetInception, SegmentationHead
+    from adaptive_dff.model import compact_dff
 
     video = SyntheticVideo(height=height, width=width, num_frames=frames, seed=seed)
     print(f"Generated clip: {frames} frames of {height}x{width}, {len(CLASS_NAMES)} classes, seed {seed}\n")
@@ -81,12 +80,7 @@ def run_demo(frames: int = 60, height: int = 256, width: int = 512, seed: int = 
     print(format_table(rows, ("key interval", "copy", "warp (bilinear_warp)")))
 
     print("\n2. Speed of a compact DFF model (untrained weights: timings only)")
-    feature_net = CompactFeatures()
-    model = DFFModel(
-        feature_net=feature_net,
-        flow_net=FlowNetInception(feature_channels=feature_net.output_channels),
-        head=SegmentationHead(num_classes=len(CLASS_NAMES), input_channels=feature_net.output_channels),
-    )
+    model = compact_dff(num_classes=len(CLASS_NAMES))
     clip = [video.frame(t) for t in range(frames)]
     # Warm up both paths so tracing and XLA compilation are not timed.
     _, key = model.key_step(clip[0])

@@ -255,3 +255,15 @@ class DFFModel(keras.Model):
         for part in ("feature_net", "flow_net", "head"):
             config[part] = keras.saving.deserialize_keras_object(config[part])
         return cls(**config)
+
+
+def compact_dff(num_classes: int = 11) -> DFFModel:
+    """The CPU configuration: compact feature net + FlowNet-Inception + segmentation head."""
+    from adaptive_dff.networks import CompactFeatures, FlowNetInception, SegmentationHead
+
+    feature_net = CompactFeatures()
+    return DFFModel(
+        feature_net=feature_net,
+        flow_net=FlowNetInception(feature_channels=feature_net.output_channels),
+        head=SegmentationHead(num_classes=num_classes, input_channels=feature_net.output_channels),
+    )

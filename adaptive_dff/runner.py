@@ -11,8 +11,9 @@ its own key frame, as DVSNet):
    twice;
 3. region logits merge by the higher confidence (max softmax) in overlaps.
 
-Per-stage wall times (ms) are measured around each stage: ``flow``,
-``decision``, ``feature``, ``warp``, ``head``, ``merge``. Only the key
+Per-stage wall times (ms) are measured around each stage: ``prepare``
+(checks, crops, padding), ``flow``, ``decision``, ``feature``, ``warp``,
+``head``, ``merge``. Only the key
 features and key frame of each region are kept; per-frame outputs are
 returned, never stored (memory stays flat over long streams).
 """
@@ -25,11 +26,11 @@ from typing import Iterable, Iterator, Optional, Union
 
 import numpy as np
 
-from schedulers.base import Context, Decision, Policy
+from schedulers.base import Context, Policy
 from schedulers.regions import RegionGrid
-from schedulers.tracker import check_frame
+from schedulers.tracker import StreamCheck, check_policy_and_regions, first_frame_decision
 
-STAGES = ("flow", "decision", "feature", "warp", "head", "merge")
+STAGES = ("prepare", "flow", "decision", "feature", "warp", "head", "merge")
 
 
 @dataclass
@@ -43,6 +44,8 @@ class StepResult:
         scores: ``[R]`` the policy's scores (NaN on the first frame).
         timings: milliseconds per stage (see :data:`STAGES`).
         logits: ``[H, W, K]`` float32 merged logits when ``keep_logits``.
+        extras: what the policy reported besides its scores (e.g. the
+            decision network's current targets).
     """
 
     frame_index: int
@@ -51,6 +54,7 @@ class StepResult:
     scores: np.ndarray
     timings: dict = field(default_factory=dict)
     logits: Optional[np.ndarray] = None
+    extras: dict = field(default_factory=dict)
 
     @property
     def total_ms(self) -> float:
@@ -89,18 +93,16 @@ class VideoRunner:
         for method in ("pad_frames", "run_features", "run_flow", "run_warp", "run_head"):
             if not hasattr(model, method):
                 raise TypeError(f"model must be an adaptive_dff.DFFModel (missing {method}), got {type(model).__name__}")
-        if not hasattr(policy, "decide"):
-            raise TypeError(f"policy must have a decide(context) method, got {type(policy).__name__}")
+        self.regions = check_policy_and_regions(policy, regions)
         self.model = model
         self.policy = policy
-        self.regions = regions if regions is not None else RegionGrid(1, 1)
         self.keep_logits = keep_logits
         self.reset()
 
     def reset(self) -> "VideoRunner":
         """Forget the stream: the next frame is frame 0."""
         self.frame_index_ = -1
-        self.shape_ = None
+        self._stream = StreamCheck(self.regions)
         self.keys_: list = []  # per region: (key features, key padded frame, key index, key crop)
         if hasattr(self.policy, "reset"):
             self.policy.reset()
@@ -115,30 +117,25 @@ class VideoRunner:
 
     def step(self, frame) -> StepResult:
         index = self.frame_index_ + 1
-        frame = check_frame(frame, index)
-        if self.shape_ is None:
-            self.regions.boxes(frame.shape[0], frame.shape[1])
-            self.shape_ = frame.shape
-        elif frame.shape != self.shape_:
-            raise ValueError(
-                f"frame {index} has shape {frame.shape} but the stream started with {self.shape_}; "
-                "call reset() to start a new stream"
-            )
         timer = _Timer()
         model = self.model
-        crops = self.regions.split(frame)
-        prepared = [model.pad_frames(c) for c in crops]  # (images, padded)
+
+        def prepare():
+            crops = self.regions.split(self._stream(frame, index))
+            return crops, [model.pad_frames(c)[1] for c in crops]
+
+        crops, prepared = timer.run("prepare", prepare)
         flows: list = [None] * len(crops)
 
         if index == 0:
-            decision = Decision(update=np.ones(len(crops), bool), scores=np.full(len(crops), np.nan), frame_index=0)
+            decision = first_frame_decision(len(crops))
         else:
             context = Context(
                 frame_index=index, regions=crops,
                 key_regions=[None] * len(crops), key_indices=[k[2] for k in self.keys_],
             )
             if getattr(self.policy, "needs_flow", False) or getattr(self.policy, "needs_flow_features", False):
-                for r, (_, padded) in enumerate(prepared):
+                for r, padded in enumerate(prepared):
                     flows[r] = timer.run("flow", model.run_flow, padded, self.keys_[r][1])
                 context.flow = [self._flow_for_policy(f, c.shape) for f, c in zip(flows, crops)]
                 if getattr(self.policy, "needs_flow_features", False):
@@ -149,15 +146,12 @@ class VideoRunner:
             decision = timer.run("decision", self.policy.decide, context)
 
         region_logits = []
-        for r, ((images, padded), crop) in enumerate(zip(prepared, crops)):
+        new_keys = list(self.keys_) if self.keys_ else [None] * len(crops)
+        for r, (padded, crop) in enumerate(zip(prepared, crops)):
             h, w = crop.shape[:2]
             if decision.update[r]:
                 features = timer.run("feature", model.run_features, padded)
-                key = (features, padded, index, crop.copy())
-                if index == 0:
-                    self.keys_.append(key)
-                else:
-                    self.keys_[r] = key
+                new_keys[r] = (features, padded, index, crop.copy())
             else:
                 if flows[r] is None:
                     flows[r] = timer.run("flow", model.run_flow, padded, self.keys_[r][1])
@@ -174,10 +168,14 @@ class VideoRunner:
             return merged, np.argmax(merged, axis=-1).astype(np.int32)
 
         merged, labels = timer.run("merge", merge)
+        # Commit the new key frames only now: a failure part-way through a
+        # frame leaves the stream as it was.
+        self.keys_ = new_keys
         self.frame_index_ = index
+        extras = {k: v for k, v in decision.extras.items() if k != "flow"}
         return StepResult(
             frame_index=index, labels=labels, update=decision.update, scores=decision.scores,
-            timings=timer.ms, logits=merged if self.keep_logits else None,
+            timings=timer.ms, logits=merged if self.keep_logits else None, extras=extras,
         )
 
     def run(self, source: Union[str, Iterable], max_frames: Optional[int] = None) -> Iterator[StepResult]:

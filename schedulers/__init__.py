@@ -9,7 +9,7 @@ accuracy target. This package imports without TensorFlow.
 """
 
 from schedulers.base import Context, Decision, Policy
-from schedulers.calibrate import CalibrationResult, calibrate, key_fraction, replay
+from schedulers.calibration import CalibrationResult, calibrate, key_fraction, replay
 from schedulers.decision import DecisionModel, DecisionNetworkScheduler, OpenCVPairFeatures
 from schedulers.flow import DISFlow
 from schedulers.policies import FixedInterval, FlowMagnitude, FrameDifference

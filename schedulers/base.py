@@ -23,6 +23,13 @@ from typing import Optional, Sequence
 import numpy as np
 
 
+def check_int(value, name: str, minimum: int) -> int:
+    """``value`` as an int, or ``ValueError`` naming ``name`` when it is not a whole number >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
 @dataclass
 class Context:
     """What a policy sees for one frame, region by region.
@@ -84,6 +91,7 @@ class Policy:
     needs_flow_features: bool = False
     threshold_param: str = "threshold"
     update_when_below: bool = False  # True: update where score < threshold (see decide)
+    integer_threshold: bool = False  # True: the threshold takes whole numbers (calibration)
 
     def get_params(self) -> dict:
         """The constructor's hyperparameters and their current values."""
@@ -114,15 +122,23 @@ class Policy:
     def score(self, context: Context) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def decide(self, context: Context) -> Decision:
-        """Update each region whose score exceeds the threshold."""
+    def region_scores(self, context: Context) -> np.ndarray:
+        """:meth:`score` as ``[R]`` float64, checked to hold one score per region."""
         scores = np.asarray(self.score(context), dtype=np.float64).reshape(-1)
         if scores.shape != (context.num_regions,):
             raise ValueError(
                 f"{type(self).__name__}.score returned {scores.shape[0]} scores for "
                 f"{context.num_regions} regions"
             )
-        return Decision(update=scores > self.decision_threshold(), scores=scores, frame_index=context.frame_index)
+        return scores
+
+    def decide(self, context: Context) -> Decision:
+        """Update each region whose score exceeds the threshold (or falls below
+        it, for policies with ``update_when_below``)."""
+        scores = self.region_scores(context)
+        threshold = self.decision_threshold()
+        update = scores < threshold if self.update_when_below else scores > threshold
+        return Decision(update=update, scores=scores, frame_index=context.frame_index)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())

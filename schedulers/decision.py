@@ -73,9 +73,9 @@ class OpenCVPairFeatures:
 
     def __init__(self, flow=None):
         if flow is None:
-            from schedulers.flow import DISFlow
+            from schedulers.flow import default_flow
 
-            flow = DISFlow()
+            flow = default_flow()
         self.flow = flow
 
     def __call__(self, current: np.ndarray, key: np.ndarray, flow: Optional[np.ndarray] = None) -> np.ndarray:
@@ -262,8 +262,8 @@ class DecisionNetworkScheduler(Policy):
         min_target, max_target: bounds of the dynamic target.
         feature_size: ``(rows, cols)`` grid the features are resized to.
         features: ``features(current, key, flow) -> [h, w, C]`` used when the
-            context carries no flow-network features; default
-            :class:`OpenCVPairFeatures`.
+            context carries no flow-network features; ``None``:
+            :class:`OpenCVPairFeatures` (built on first use, in ``features_``).
 
     Decision scores are the predicted confidences (lower = more change).
     """
@@ -302,12 +302,16 @@ class DecisionNetworkScheduler(Policy):
             if context.flow_features is not None:
                 raw = context.flow_features[r]
             else:
-                if self.features is None:
-                    self.features = OpenCVPairFeatures()
+                if self.features is not None:
+                    features = self.features
+                else:
+                    if getattr(self, "features_", None) is None:
+                        self.features_ = OpenCVPairFeatures()
+                    features = self.features_
                 flow = None if context.flow is None else context.flow[r]
                 if flow is not None and flow.shape[:2] != context.regions[r].shape[:2]:
                     flow = None  # a coarse flow cannot drive a full-size warp error
-                raw = self.features(context.regions[r], context.key_regions[r], flow)
+                raw = features(context.regions[r], context.key_regions[r], flow)
             grids.append(resize_features(raw, self.feature_size))
         return np.stack(grids)
 
@@ -316,22 +320,35 @@ class DecisionNetworkScheduler(Policy):
             raise ValueError("DecisionNetworkScheduler needs a fitted DecisionModel: pass model=...")
         return self.model.predict(self.region_features(context))
 
-    def decide(self, context: Context) -> Decision:
-        scores = self.score(context)
+    def _check_params(self) -> float:
         base = self.decision_threshold()
         if not 0 <= base <= 1:
             raise ValueError(f"target must be in [0, 1], got {base}")
-        if not self.dynamic:
-            targets = np.full(context.num_regions, base)
-        else:
-            targets = getattr(self, "targets_", None)
-            if targets is None or len(targets) != context.num_regions:
-                targets = np.full(context.num_regions, base)
-        update = scores < targets
         if self.dynamic:
-            self.targets_ = np.clip(
-                np.where(update, targets - self.step_down, targets + self.step_up),
-                self.min_target, self.max_target,
-            )
+            if not 0 <= self.min_target <= self.max_target <= 1:
+                raise ValueError(
+                    f"need 0 <= min_target <= max_target <= 1, got min_target={self.min_target}, "
+                    f"max_target={self.max_target}"
+                )
+            if self.step_down < 0 or self.step_up < 0:
+                raise ValueError(f"step_down and step_up must be >= 0, got {self.step_down}, {self.step_up}")
+        return base
+
+    def decide(self, context: Context) -> Decision:
+        base = self._check_params()
+        if not self.dynamic:
+            decision = super().decide(context)
+            decision.extras["targets"] = np.full(context.num_regions, base)
+            return decision
+        scores = self.region_scores(context)
+        targets = getattr(self, "targets_", None)
+        if targets is None or len(targets) != context.num_regions:
+            # The dynamic target lives in [min_target, max_target], from the start.
+            targets = np.full(context.num_regions, float(np.clip(base, self.min_target, self.max_target)))
+        update = scores < targets
+        self.targets_ = np.clip(
+            np.where(update, targets - self.step_down, targets + self.step_up),
+            self.min_target, self.max_target,
+        )
         return Decision(update=update, scores=scores, frame_index=context.frame_index,
                         extras={"targets": targets})

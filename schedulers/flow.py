@@ -31,13 +31,28 @@ class DISFlow:
         self.preset = preset
         self._dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
 
+    MIN_SIZE = 12  # OpenCV's DIS needs at least this many pixels per side
+
     def __call__(self, current: np.ndarray, key: np.ndarray) -> np.ndarray:
         """Flow from ``current`` to ``key``, both ``[H, W, 3]`` uint8 RGB (or ``[H, W]`` gray)."""
-        if current.shape[:2] != key.shape[:2]:
+        a, b = (self._gray(x, name) for x, name in ((current, "current"), (key, "key")))
+        if a.shape != b.shape:
             raise ValueError(f"current has shape {current.shape} but key {key.shape}")
-        a = current if current.ndim == 2 else cv2.cvtColor(current, cv2.COLOR_RGB2GRAY)
-        b = key if key.ndim == 2 else cv2.cvtColor(key, cv2.COLOR_RGB2GRAY)
-        return self._dis.calc(np.ascontiguousarray(a), np.ascontiguousarray(b), None)
+        return self._dis.calc(a, b, None)
+
+    def _gray(self, image: np.ndarray, name: str) -> np.ndarray:
+        image = np.asarray(image)
+        if image.dtype != np.uint8:
+            raise TypeError(f"DISFlow: {name} must be uint8, got dtype {image.dtype}")
+        if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+            raise ValueError(f"DISFlow: {name} must be [H, W, 3] RGB or [H, W] gray, got shape {image.shape}")
+        if min(image.shape[:2]) < self.MIN_SIZE:
+            raise ValueError(
+                f"DISFlow: {name} of shape {image.shape} is too small; OpenCV's DIS flow needs at least "
+                f"{self.MIN_SIZE} px per side (use fewer regions or larger frames)"
+            )
+        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        return np.ascontiguousarray(gray)
 
     def __getstate__(self):
         return {"preset": self.preset}
@@ -47,3 +62,8 @@ class DISFlow:
 
     def __repr__(self) -> str:
         return f"DISFlow(preset={self.preset!r})"
+
+
+def default_flow() -> DISFlow:
+    """The flow used when a policy needs flow and none was given."""
+    return DISFlow()

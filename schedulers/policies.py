@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from schedulers.base import Context, Policy
+from schedulers.base import Context, Policy, check_int
 
 
 class FixedInterval(Policy):
@@ -18,14 +18,13 @@ class FixedInterval(Policy):
     """
 
     threshold_param = "interval"
+    integer_threshold = True
 
     def __init__(self, interval: int = 10):
         self.interval = interval
 
     def decision_threshold(self) -> float:
-        if isinstance(self.interval, bool) or not isinstance(self.interval, (int, np.integer)) or self.interval < 1:
-            raise ValueError(f"interval must be an integer >= 1, got {self.interval!r}")
-        return self.interval - 0.5  # age > interval - 0.5  <=>  age >= interval
+        return check_int(self.interval, "interval", 1) - 0.5  # age > interval - 0.5  <=>  age >= interval
 
     def score(self, context: Context) -> np.ndarray:
         return np.array([context.frame_index - k for k in context.key_indices], dtype=np.float64)
@@ -51,8 +50,9 @@ class FrameDifference(Policy):
         downsample: compare at ``1/downsample`` of the region size (area
             averaging): cheaper and less noisy.
 
-    The key region's grayscale image is cached (``key_cache_``), so each
-    frame costs one conversion and one difference per region.
+    The key region's signal is cached (``key_cache_``, per region, tied to
+    the key array itself), so each frame costs one conversion and one
+    difference per region.
     """
 
     FEATURES = ("pixel", "edge")
@@ -71,15 +71,16 @@ class FrameDifference(Policy):
     def score(self, context: Context) -> np.ndarray:
         if self.feature not in self.FEATURES:
             raise ValueError(f"feature must be one of {self.FEATURES}, got {self.feature!r}")
-        if isinstance(self.downsample, bool) or not isinstance(self.downsample, (int, np.integer)) or self.downsample < 1:
-            raise ValueError(f"downsample must be an integer >= 1, got {self.downsample!r}")
+        check_int(self.downsample, "downsample", 1)
         cache = getattr(self, "key_cache_", None)
         if cache is None or len(cache) != context.num_regions:
             cache = self.key_cache_ = [None] * context.num_regions
         scores = np.empty(context.num_regions)
-        for r, (current, key, key_index) in enumerate(zip(context.regions, context.key_regions, context.key_indices)):
-            if cache[r] is None or cache[r][0] != key_index:
-                cache[r] = (key_index, self._signal(key))
+        for r, (current, key) in enumerate(zip(context.regions, context.key_regions)):
+            # The very key array, not its index: a policy shared by two streams
+            # must not compare one stream's frame with the other's key.
+            if cache[r] is None or cache[r][0] is not key:
+                cache[r] = (key, self._signal(key))
             diff = cv2.absdiff(self._signal(current), cache[r][1])
             if self.feature == "edge":
                 scores[r] = 100.0 * np.count_nonzero(diff) / diff.size
@@ -110,11 +111,9 @@ class FlowMagnitude(Policy):
             if flow.ndim != 3 or flow.shape[-1] != 2:
                 raise ValueError(f"flow of region {r} must be [h, w, 2], got shape {flow.shape}")
             magnitude = cv2.magnitude(flow[..., 0].astype(np.float32), flow[..., 1].astype(np.float32))
-            finite = np.isfinite(magnitude)
-            if finite.all():
-                scores[r] = float(cv2.mean(magnitude)[0])
-            elif finite.any():
-                scores[r] = float(magnitude[finite].mean())
-            else:
-                scores[r] = np.inf
+            mean = float(cv2.mean(magnitude)[0])  # finite exactly when every vector is
+            if not np.isfinite(mean):
+                finite = np.isfinite(magnitude)
+                mean = float(magnitude[finite].mean()) if finite.any() else np.inf
+            scores[r] = mean
         return scores

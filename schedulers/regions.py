@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from schedulers.base import check_int
+
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 (end exclusive)
 
 
@@ -20,12 +22,9 @@ class RegionGrid:
     """``rows x cols`` overlapping regions. ``RegionGrid(1, 1)`` is the whole frame."""
 
     def __init__(self, rows: int = 1, cols: int = 1, overlap: int = 0):
-        for name, value, low in (("rows", rows, 1), ("cols", cols, 1), ("overlap", overlap, 0)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        self.rows = int(rows)
-        self.cols = int(cols)
-        self.overlap = int(overlap)
+        self.rows = check_int(rows, "rows", 1)
+        self.cols = check_int(cols, "cols", 1)
+        self.overlap = check_int(overlap, "overlap", 0)
 
     def __len__(self) -> int:
         return self.rows * self.cols
@@ -46,8 +45,9 @@ class RegionGrid:
             raise ValueError(f"a {self.rows}x{self.cols} grid does not fit a {height}x{width} frame")
         ys = np.linspace(0, height, self.rows + 1).round().astype(int)
         xs = np.linspace(0, width, self.cols + 1).round().astype(int)
-        cell = min(np.diff(ys).min(), np.diff(xs).min())
-        if (self.rows > 1 or self.cols > 1) and self.overlap >= cell:
+        split = [np.diff(ys).min()] * (self.rows > 1) + [np.diff(xs).min()] * (self.cols > 1)
+        cell = min(split) if split else None
+        if cell is not None and self.overlap >= cell:
             raise ValueError(
                 f"overlap {self.overlap} px is larger than a region: the {self.rows}x{self.cols} grid "
                 f"of a {height}x{width} frame has cells of {cell} px"

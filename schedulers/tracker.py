@@ -26,6 +26,11 @@ from schedulers.regions import RegionGrid
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
+def first_frame_decision(num_regions: int) -> Decision:
+    """Frame 0 of a stream: every region is a key frame (no score yet)."""
+    return Decision(update=np.ones(num_regions, bool), scores=np.full(num_regions, np.nan), frame_index=0)
+
+
 def check_frame(frame, index: int, name: str = "frame") -> np.ndarray:
     """Return ``frame`` as ``[H, W, 3]`` uint8 RGB; grayscale ``[H, W]`` is repeated.
 
@@ -43,6 +48,42 @@ def check_frame(frame, index: int, name: str = "frame") -> np.ndarray:
     return frame
 
 
+def check_policy_and_regions(policy, regions) -> RegionGrid:
+    """Type checks shared by :class:`Tracker` and the video runner."""
+    if isinstance(policy, type) or not hasattr(policy, "decide"):
+        raise TypeError(
+            f"policy must be a policy instance with a decide(context) method, got {policy!r}"
+        )
+    if regions is None:
+        return RegionGrid(1, 1)
+    if not isinstance(regions, RegionGrid):
+        raise TypeError(f"regions must be a RegionGrid, got {regions!r}")
+    return regions
+
+
+class StreamCheck:
+    """Frame checks for one stream: layout, and the same size throughout.
+
+    The first frame also checks that the region grid fits it.
+    """
+
+    def __init__(self, regions: RegionGrid):
+        self.regions = regions
+        self.shape = None
+
+    def __call__(self, frame, index: int) -> np.ndarray:
+        frame = check_frame(frame, index)
+        if self.shape is None:
+            self.regions.boxes(frame.shape[0], frame.shape[1])  # raises when the grid does not fit
+            self.shape = frame.shape
+        elif frame.shape != self.shape:
+            raise ValueError(
+                f"frame {index} has shape {frame.shape} but the stream started with {self.shape}; "
+                "call reset() to start a new stream"
+            )
+        return frame
+
+
 class Tracker:
     """Keeps key frames per region and asks ``policy`` about each new frame.
 
@@ -51,26 +92,36 @@ class Tracker:
         regions: a :class:`RegionGrid` (default: the whole frame).
         flow: ``flow(current, key) -> [h, w, 2]`` float32, called per region
             only when ``policy.needs_flow``; default :class:`DISFlow`.
+        features: ``features(current, key, flow) -> [h', w', C]``, the flow
+            network's features of a region pair, called only when
+            ``policy.needs_flow_features``. Without it a policy that wants
+            them uses its own fallback (the decision network: OpenCV pair
+            features).
 
     The first frame, and every region the policy updates, become key frames.
     """
 
-    def __init__(self, policy: Policy, regions: Optional[RegionGrid] = None, flow: Optional[FlowFn] = None):
-        if not hasattr(policy, "decide"):
-            raise TypeError(f"policy must have a decide(context) method, got {type(policy).__name__}")
+    def __init__(
+        self,
+        policy: Policy,
+        regions: Optional[RegionGrid] = None,
+        flow: Optional[FlowFn] = None,
+        features: Optional[Callable] = None,
+    ):
+        self.regions = check_policy_and_regions(policy, regions)
         self.policy = policy
-        self.regions = regions if regions is not None else RegionGrid(1, 1)
         if flow is None and getattr(policy, "needs_flow", False):
-            from schedulers.flow import DISFlow
+            from schedulers.flow import default_flow
 
-            flow = DISFlow()
+            flow = default_flow()
         self.flow = flow
+        self.features = features
         self.reset()
 
     def reset(self) -> "Tracker":
         """Forget the stream: the next frame is frame 0 and a key frame."""
         self.frame_index_ = -1
-        self.shape_ = None
+        self._stream = StreamCheck(self.regions)
         self.key_regions_: list[np.ndarray] = []
         self.key_indices_: list[int] = []
         if hasattr(self.policy, "reset"):
@@ -80,26 +131,29 @@ class Tracker:
     def step(self, frame) -> Decision:
         """Decide for the next frame of the stream; updated regions become key regions."""
         index = self.frame_index_ + 1
-        frame = check_frame(frame, index)
-        if self.shape_ is None:
-            self.regions.boxes(frame.shape[0], frame.shape[1])  # fits? raises otherwise
-            self.shape_ = frame.shape
-        elif frame.shape != self.shape_:
-            raise ValueError(
-                f"frame {index} has shape {frame.shape} but the stream started with {self.shape_}; "
-                "call reset() to start a new stream"
-            )
+        frame = self._stream(frame, index)
         crops = self.regions.split(frame)
         if index == 0:
-            decision = Decision(
-                update=np.ones(len(crops), bool), scores=np.full(len(crops), np.nan), frame_index=0,
-                extras={"reason": "first frame"},
-            )
+            decision = first_frame_decision(len(crops))
         else:
             flows = self._flows(crops, index) if getattr(self.policy, "needs_flow", False) else None
+            if flows is not None:
+                for r, (flow, crop) in enumerate(zip(flows, crops)):
+                    shape = getattr(flow, "shape", None)
+                    if shape is None or tuple(shape) != crop.shape[:2] + (2,):
+                        raise ValueError(
+                            f"the flow function returned {'shape ' + str(tuple(shape)) if shape is not None else repr(flow)} "
+                            f"for region {r} of frame {index}; expected {crop.shape[:2] + (2,)}"
+                        )
+            pair_features = None
+            if self.features is not None and getattr(self.policy, "needs_flow_features", False):
+                pair_features = [
+                    self.features(c, k, None if flows is None else f)
+                    for c, k, f in zip(crops, self.key_regions_, flows or [None] * len(crops))
+                ]
             context = Context(
                 frame_index=index, regions=crops, key_regions=self.key_regions_,
-                key_indices=self.key_indices_, flow=flows,
+                key_indices=self.key_indices_, flow=flows, flow_features=pair_features,
             )
             decision = self.policy.decide(context)
             if flows is not None:

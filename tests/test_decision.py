@@ -181,3 +181,31 @@ def test_resize_features_against_a_loop_reference_up_and_down():
     x = np.ones((4, 4, 2), np.float32)
     x[0, 0, 0] = np.nan
     assert np.isfinite(resize_features(x, (2, 2))).all()
+
+
+def test_dynamic_target_stays_in_its_bounds():
+    low = DecisionNetworkScheduler(model=FixedConfidence([0.45] * 4), target=0.3, dynamic=True, min_target=0.5)
+    first = low.decide(make_context(1))
+    assert first.extras["targets"][0] == 0.5 and first.update.all()  # starts clipped into [0.5, 0.99]
+    with pytest.raises(ValueError, match="min_target <= max_target"):
+        DecisionNetworkScheduler(model=FixedConfidence([0.5]), dynamic=True, min_target=0.9, max_target=0.8).decide(make_context(1))
+    with pytest.raises(ValueError, match="target must be in"):
+        DecisionNetworkScheduler(model=FixedConfidence([0.5]), target=1.5).decide(make_context(1))
+
+
+def test_tracker_passes_a_features_function_to_the_learned_scheduler():
+    from schedulers import FixedInterval, Tracker  # noqa: F401
+
+    calls = []
+
+    def features(current, key, flow):
+        calls.append(flow.shape)
+        return np.ones((4, 4, 2), np.float32)
+
+    scheduler = DecisionNetworkScheduler(model=FixedConfidence([0.2, 0.95]), target=0.9, feature_size=(2, 2))
+    tracker = Tracker(scheduler, flow=lambda c, k: np.zeros(c.shape[:2] + (2,), np.float32), features=features)
+    frame = np.zeros((16, 16, 3), np.uint8)
+    tracker.step(frame)
+    assert tracker.step(frame).update.all() and not tracker.step(frame).update.any()
+    assert calls == [(16, 16, 2)] * 2
+    assert scheduler.get_params()["features"] is None  # hyperparameters untouched

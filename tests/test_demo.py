@@ -2,6 +2,7 @@
 
 import pathlib
 import re
+import warnings
 
 import pytest
 
@@ -42,21 +43,23 @@ def test_readme_embedding_examples_run(tmp_path):
 
     from adaptive_dff.data import SyntheticVideo
 
-    video = SyntheticVideo(height=96, width=128, num_frames=12, seed=7, scene_cuts=(6,))
+    video = SyntheticVideo(height=96, width=128, num_frames=30, seed=7, scene_cuts=(15,))
     path = tmp_path / "video.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (128, 96))
-    for t in range(12):
+    for t in range(30):
         writer.write(cv2.cvtColor(video.frame(t), cv2.COLOR_RGB2BGR))
     writer.release()
     loop, calibration, runner = readme_block("## Embed a scheduler in your own pipeline")[:3]
     calls = []
     namespace = {"my_detector": lambda bgr: calls.append(bgr.shape)}
     exec(loop.replace("video.mp4", str(path)), namespace)
-    assert 1 <= len(calls) < 12  # recomputed on some frames, not all
+    assert 2 <= len(calls) < 30  # recomputed on some frames after the first, not all
     from helpers import tiny_dff
 
-    namespace = {"calibration_frames": [video.frame(t) for t in range(12)], "model": tiny_dff()}
-    exec(calibration, namespace)
+    namespace = {"calibration_frames": [video.frame(t) for t in range(30)], "model": tiny_dff()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a 30-frame clip may not allow 20% +- 2 points exactly
+        exec(calibration, namespace)
     assert abs(namespace["found"].key_fraction - 0.2) <= 0.1
     exec(runner.replace("video.mp4", str(path)).replace("overlap=64", "overlap=16"), namespace)
     assert namespace["step"].labels.shape == (96, 128)

@@ -150,3 +150,44 @@ def test_learned_scheduler_reads_the_flow_networks_features(model, clip):
     results = list(VideoRunner(model, policy, regions=RegionGrid(1, 2, 16)).run(clip[:3]))
     assert seen == [(2, 4, 4, channels)] * 2  # frames 1 and 2, two regions, flow-net features
     assert all(np.all((r.scores >= 0) & (r.scores <= 1)) for r in results[1:])
+
+
+def test_a_failure_part_way_through_a_frame_leaves_the_stream_intact(model, clip, monkeypatch):
+    runner = VideoRunner(model, FixedInterval(3), regions=RegionGrid(1, 2, 16))
+    original = model.run_head
+    calls = {"n": 0}
+
+    def flaky(*args):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second region of frame 0
+            raise RuntimeError("boom")
+        return original(*args)
+
+    monkeypatch.setattr(model, "run_head", flaky)
+    with pytest.raises(RuntimeError, match="boom"):
+        runner.step(clip[0])
+    assert runner.keys_ == [] and runner.frame_index_ == -1
+    assert runner.step(clip[0]).frame_index == 0  # retried from a clean state
+    assert len(runner.keys_) == 2 and runner.step(clip[1]).update.tolist() == [False, False]
+
+
+def test_region_outputs_merge_by_confidence_as_the_model_predicts_them(model, clip):
+    grid = RegionGrid(2, 2, 16)
+    result = VideoRunner(model, FixedInterval(5), regions=grid, keep_logits=True).step(clip[0])
+    boxes = grid.boxes(96, 160)
+    per_region = [model.key_step(crop)[0].numpy()[0] for crop in grid.split(clip[0])]
+    confidence = [1.0 / np.exp(lg - lg.max(-1, keepdims=True)).sum(-1) for lg in per_region]
+    expected = grid.merge(per_region, confidence, 96, 160)
+    np.testing.assert_allclose(result.logits, expected, atol=1e-4)
+    assert result.timings["prepare"] > 0 and "targets" not in result.extras
+
+
+def test_runner_on_a_truncated_video_keeps_what_was_decoded(model, clip, tmp_path):
+    path = tmp_path / "clip.avi"
+    write_video(path, clip)
+    data = path.read_bytes()
+    truncated = tmp_path / "truncated.avi"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.warns(VideoDecodeWarning, match=r"decoding stopped at frame (\d+)"):
+        results = list(VideoRunner(model, FixedInterval(3)).run(truncated))
+    assert 0 < len(results) < 10 and [r.frame_index for r in results] == list(range(len(results)))

@@ -251,3 +251,68 @@ def test_calibration_argument_errors(cut_clip):
         calibrate(FixedInterval(), frames, target_key_fraction=1.5)
     with pytest.raises(ValueError, match="needs an accuracy"):
         calibrate(FixedInterval(), frames, target_accuracy=0.9)
+
+
+def test_calibration_search_follows_the_policy_not_the_value_type(cut_clip):
+    _, frames = cut_clip
+    result = calibrate(FrameDifference(threshold=10), frames, target_key_fraction=0.1)  # an int threshold
+    assert result.met and abs(result.key_fraction - 0.1) <= 0.02
+    assert isinstance(result.threshold, float) and result.trials[0][0] == 0.0  # the real-valued search
+    assert len(result.trials) < 25  # stops once within half the tolerance
+
+
+def test_calibration_reports_a_budget_it_cannot_meet():
+    frames = [np.full((16, 16, 3), i, np.uint8) for i in range(10)]
+    with pytest.warns(UserWarning, match="cannot meet key fraction 0.150"):
+        result = calibrate(FixedInterval(), frames, target_key_fraction=0.15)
+    assert not result.met and result.key_fraction in (0.1, 0.2)
+
+
+def test_calibration_on_a_region_grid(cut_clip):
+    _, frames = cut_clip
+    result = calibrate(FlowMagnitude(), frames, target_key_fraction=0.2, regions=RegionGrid(2, 2, 16))
+    assert result.met
+    decisions = replay(result.policy, frames, RegionGrid(2, 2, 16))
+    assert key_fraction(decisions) == pytest.approx(result.key_fraction)
+    assert len({tuple(d.update) for d in decisions}) > 2  # regions decide apart
+
+
+def test_a_policy_shared_by_two_streams_compares_each_with_its_own_key():
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    policy = FrameDifference(threshold=1.0, downsample=1)
+    first, second = Tracker(policy), Tracker(policy)
+    first.step(a)
+    second.step(b)
+    first.step(a)  # caches the key of the first stream
+    assert second.step(b).scores[0] == 0.0  # identical to its own key frame
+
+
+def test_tracker_checks_flow_output_and_non_finite_flow_updates():
+    frame = np.zeros((24, 32, 3), np.uint8)
+    bad = Tracker(FlowMagnitude(1.0), flow=lambda c, k: np.zeros((3, 3, 2), np.float32))
+    bad.step(frame)
+    with pytest.raises(ValueError, match=r"returned shape \(3, 3, 2\) for region 0 of frame 1; expected \(24, 32, 2\)"):
+        bad.step(frame)
+    nan = Tracker(FlowMagnitude(1.0), flow=lambda c, k: np.full(c.shape[:2] + (2,), np.nan, np.float32))
+    nan.step(frame)
+    decision = nan.step(frame)
+    assert decision.update.all() and np.isinf(decision.scores).all()
+
+
+def test_tracker_type_checks_and_dis_input_checks():
+    with pytest.raises(TypeError, match="policy must be a policy instance"):
+        Tracker(FixedInterval)
+    with pytest.raises(TypeError, match="regions must be a RegionGrid"):
+        Tracker(FixedInterval(), regions=(2, 2))
+    tracker = Tracker(FlowMagnitude(1.0), regions=RegionGrid(4, 4))
+    tracker.step(np.zeros((20, 20, 3), np.uint8))
+    with pytest.raises(ValueError, match="too small; OpenCV's DIS flow needs at least 12 px"):
+        tracker.step(np.zeros((20, 20, 3), np.uint8))
+    with pytest.raises(TypeError, match="DISFlow: current must be uint8"):
+        DISFlow()(np.zeros((20, 20, 3), np.float32), np.zeros((20, 20, 3), np.uint8))
+
+
+def test_region_grid_checks_only_the_split_axes():
+    assert RegionGrid(2, 1, 40).boxes(200, 30) == [(0, 120, 0, 30), (80, 200, 0, 30)]

@@ -21,18 +21,7 @@ import numpy as np
 from adaptive_dff.bench.model import ideal_speedup
 from adaptive_dff.bench.timing import format_table
 from adaptive_dff.data import SyntheticVideo
-
-
-def _compact_model(num_classes: int = 7):
-    from adaptive_dff.model import DFFModel
-    from adaptive_dff.networks import CompactFeatures, FlowNetInception, SegmentationHead
-
-    feature_net = CompactFeatures()
-    return DFFModel(
-        feature_net=feature_net,
-        flow_net=FlowNetInception(feature_channels=feature_net.output_channels),
-        head=SegmentationHead(num_classes=num_classes, input_channels=feature_net.output_channels),
-    )
+from adaptive_dff.model import compact_dff
 
 
 def _timed_run(runner, frames) -> tuple[list, list]:
@@ -55,7 +44,7 @@ def run(frames: int = 200, interval: int = 10, height: int = 256, width: int = 5
 
     video = SyntheticVideo(height=height, width=width, num_frames=frames, seed=seed)
     clip = [video.frame(t) for t in range(frames)]
-    model = _compact_model()
+    model = compact_dff(num_classes=7)
     per_frame = VideoRunner(model, FixedInterval(1))
     scheduled = VideoRunner(model, FixedInterval(interval))
     _timed_run(per_frame, clip[:3])  # trace and compile both paths
@@ -109,7 +98,7 @@ def run_memory(frames: int = 10_000, height: int = 128, width: int = 256, warmup
     growth = {}
     subjects = {
         "Tracker(FlowMagnitude, 2x2 regions, DIS flow)": Tracker(FlowMagnitude(2.0), regions=RegionGrid(2, 2, 16)),
-        "VideoRunner(compact model, FixedInterval(10))": VideoRunner(_compact_model(), FixedInterval(10)),
+        "VideoRunner(compact model, FixedInterval(10))": VideoRunner(compact_dff(num_classes=7), FixedInterval(10)),
     }
     rows = []
     for name, subject in subjects.items():

@@ -12,6 +12,8 @@ the first frame included (it is always a key frame).
 
 from __future__ import annotations
 
+import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -31,6 +33,8 @@ class CalibrationResult:
         threshold: the chosen value of ``policy.threshold_param``.
         key_fraction: its key-frame fraction on the calibration clip.
         accuracy: its accuracy there, when an accuracy function was given.
+        met: whether the target was met (key fraction within ``tolerance``,
+            or accuracy at least the target).
         trials: every ``(threshold, key_fraction, accuracy)`` evaluated.
     """
 
@@ -38,25 +42,45 @@ class CalibrationResult:
     threshold: float
     key_fraction: float
     accuracy: Optional[float] = None
+    met: bool = True
     trials: list = field(default_factory=list)
 
 
-class _CachingTracker(Tracker):
-    """A tracker whose flows are shared across replays of one clip:
-    the flow of (frame, region, key frame) is computed once."""
+class _FlowCache:
+    """Least-recently-used flows by (frame, region, key frame), within a memory budget."""
 
-    def __init__(self, policy, regions, flow, cache: dict):
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.entries: OrderedDict = OrderedDict()
+
+    def get(self, ident, compute):
+        if ident in self.entries:
+            self.entries.move_to_end(ident)
+            return self.entries[ident]
+        value = compute()
+        size = getattr(value, "nbytes", 0)
+        if size <= self.max_bytes:
+            self.entries[ident] = value
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, old = self.entries.popitem(last=False)
+                self.bytes -= getattr(old, "nbytes", 0)
+        return value
+
+
+class _CachingTracker(Tracker):
+    """A tracker whose flows are shared across replays of one clip."""
+
+    def __init__(self, policy, regions, flow, cache: _FlowCache):
         super().__init__(policy, regions=regions, flow=flow)
         self.cache = cache
 
     def _flows(self, crops, index):
-        flows = []
-        for r, (current, key) in enumerate(zip(crops, self.key_regions_)):
-            ident = (index, r, self.key_indices_[r])
-            if ident not in self.cache:
-                self.cache[ident] = self.flow(current, key)
-            flows.append(self.cache[ident])
-        return flows
+        return [
+            self.cache.get((index, r, self.key_indices_[r]), lambda c=current, k=key: self.flow(c, k))
+            for r, (current, key) in enumerate(zip(crops, self.key_regions_))
+        ]
 
 
 def replay(policy: Policy, frames: Sequence[np.ndarray], regions: Optional[RegionGrid] = None, flow=None) -> list[Decision]:
@@ -85,7 +109,9 @@ def calibrate(
     accuracy: Optional[Callable[[list[Decision]], float]] = None,
     regions: Optional[RegionGrid] = None,
     flow=None,
+    tolerance: float = 0.02,
     max_trials: int = 40,
+    max_cache_mb: float = 1024,
 ) -> CalibrationResult:
     """Choose ``policy``'s threshold on the calibration clip ``frames``.
 
@@ -102,7 +128,10 @@ def calibrate(
 
     ``frames`` must be a sequence (it is replayed many times). Flow, when the
     policy needs it, is computed once per (frame, region, key frame) and
-    reused across trials.
+    reused across trials, within ``max_cache_mb`` of memory. The search stops
+    once the key fraction is within ``tolerance / 2`` of its target; a target
+    that cannot be met within ``tolerance`` (or an accuracy target that no
+    threshold meets) gives ``met=False`` and a warning.
     """
     if (target_key_fraction is None) == (target_accuracy is None):
         raise ValueError("give exactly one of target_key_fraction and target_accuracy")
@@ -115,10 +144,10 @@ def calibrate(
         raise ValueError(f"the calibration clip needs at least 2 frames, got {len(frames)}")
 
     if flow is None and getattr(policy, "needs_flow", False):
-        from schedulers.flow import DISFlow
+        from schedulers.flow import default_flow
 
-        flow = DISFlow()
-    cache: dict = {}
+        flow = default_flow()
+    cache = _FlowCache(int(max_cache_mb * 2**20))
     trials: list = []
 
     # Search variable u: higher u means fewer key frames. For policies that
@@ -139,17 +168,22 @@ def calibrate(
         trials.append((value, fraction, acc))
         return candidate, fraction, acc
 
-    value_now = getattr(policy, policy.threshold_param)
-    integer = isinstance(value_now, (int, np.integer)) and not isinstance(value_now, bool) and not below
+    integer = bool(getattr(policy, "integer_threshold", False)) and not below
     # A higher threshold means fewer key frames. ``past(result)`` is True on the
     # high side of the boundary searched: at or below the key-frame budget, or
     # no longer accurate enough. It is monotone in the threshold (up to noise).
     if target_key_fraction is not None:
         def past(result):
             return result[1] <= target_key_fraction
+
+        def close_enough(result):
+            return abs(result[1] - target_key_fraction) <= tolerance / 2
     else:
         def past(result):
             return result[2] < target_accuracy
+
+        def close_enough(result):
+            return False
 
     results: dict = {}
     if integer:
@@ -174,6 +208,8 @@ def calibrate(
         while len(trials) < max_trials and high - low > 1e-6 * max(high, 1.0):
             mid = 0.5 * (low + high)
             results[mid] = evaluate(mid)
+            if close_enough(results[mid]):
+                break
             if past(results[mid]):
                 high = mid
             else:
@@ -181,8 +217,21 @@ def calibrate(
 
     if target_key_fraction is not None:
         best = min(results, key=lambda v: (abs(results[v][1] - target_key_fraction), -v))
+        met = abs(results[best][1] - target_key_fraction) <= tolerance
+        target_text = f"key fraction {target_key_fraction:.3f} +- {tolerance:.3f}"
     else:
         accurate = [v for v in results if not past(results[v])]
         best = max(accurate) if accurate else min(results)
+        met = bool(accurate)
+        target_text = f"accuracy >= {target_accuracy}"
     chosen, fraction, acc = results[best]
-    return CalibrationResult(policy=chosen, threshold=to_value(best), key_fraction=fraction, accuracy=acc, trials=trials)
+    if not met:
+        warnings.warn(
+            f"calibrate: {type(policy).__name__} cannot meet {target_text} on this clip of {len(frames)} "
+            f"frames; closest: {policy.threshold_param}={to_value(best)!r} gives key fraction {fraction:.3f}"
+            + (f", accuracy {acc:.3f}" if acc is not None else ""),
+            stacklevel=2,
+        )
+    return CalibrationResult(
+        policy=chosen, threshold=to_value(best), key_fraction=fraction, accuracy=acc, met=met, trials=trials
+    )
