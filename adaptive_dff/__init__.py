@@ -19,6 +19,8 @@ _EXPORTS = {
     "FlowWarp": "adaptive_dff.warp",
     "DFFModel": "adaptive_dff.model",
     "KeyFrame": "adaptive_dff.model",
+    "load_model": "adaptive_dff.model",
+    "compact_dff": "adaptive_dff.model",
     "count_macs": "adaptive_dff.macs",
     "VideoRunner": "adaptive_dff.runner",
     "StepResult": "adaptive_dff.runner",

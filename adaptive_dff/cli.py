@@ -36,6 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     macs.add_argument("--height", type=_positive, default=1024)
     macs.add_argument("--width", type=_positive, default=2048)
 
+    train = sub.add_parser("train", help="training programs (resume from the last checkpoint in --out)")
+    train_sub = train.add_subparsers(dest="program", required=True)
+    flow = train_sub.add_parser("flow", help="flow-network pretraining on FlyingChairs-style pairs")
+    for program in (flow,):
+        program.add_argument("--out", required=True, help="run folder: checkpoints, logs, final model")
+        program.add_argument("--config", default="default", help="a preset (smoke, default) or a JSON file")
+        program.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+        program.add_argument(
+            "--data-root", default=None,
+            help="the real data folder (default: $ADAPTIVE_DFF_DATA, else ../shared/data if it exists)",
+        )
+
     bench = sub.add_parser("bench", help="benchmarks printing ratios measured in one run")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     warp = bench_sub.add_parser("warp", help="our warp vs chunked cv2.remap and an element-wise op")
@@ -59,6 +71,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _data_root(given: Optional[str]) -> Optional[str]:
+    if given:
+        if not os.path.isdir(given):
+            raise FileNotFoundError(f"--data-root {given!r} is not a folder")
+        return given
+    candidate = os.environ.get("ADAPTIVE_DFF_DATA") or os.path.join("..", "shared", "data")
+    return candidate if os.path.isdir(candidate) else None
+
+
+def _train(args) -> None:
+    from training.config import load_config
+
+    config = load_config(args.program, args.config, args.set)
+    root = _data_root(args.data_root)
+    if args.program == "flow":
+        from training import flow
+
+        if not config["eval_examples"]:
+            if root and os.path.isdir(os.path.join(root, "flyingchairs_examples")):
+                config["eval_examples"] = os.path.join(root, "flyingchairs_examples")
+            else:
+                print("note: no FlyingChairs examples found; pass --data-root to report end-point error")
+        if config["source"] == "camvid" and not config["data_root"]:
+            config["data_root"] = root or ""
+        flow.run(config, args.out)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -67,6 +106,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from adaptive_dff.demo import run_demo
 
             run_demo(frames=args.frames, height=args.height, width=args.width, seed=args.seed)
+        elif args.command == "train":
+            _train(args)
         elif args.command == "macs":
             from adaptive_dff.bench.costs import cost_table
 

@@ -267,3 +267,23 @@ def compact_dff(num_classes: int = 11) -> DFFModel:
         flow_net=FlowNetInception(feature_channels=feature_net.output_channels),
         head=SegmentationHead(num_classes=num_classes, input_channels=feature_net.output_channels),
     )
+
+
+def load_model(path) -> keras.Model:
+    """Load a ``.keras`` file saved from adaptive-dff parts (networks, DFFModel, FlowWarp).
+
+    Importing this module registers every adaptive-dff class with Keras, so
+    the file loads in a fresh process. Errors name the file.
+    """
+    import os
+
+    import adaptive_dff.networks  # noqa: F401  (registers the networks)
+    import adaptive_dff.warp  # noqa: F401  (registers FlowWarp)
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"model file {path!r} does not exist")
+    try:
+        return keras.models.load_model(path)
+    except Exception as error:  # Keras raises many types for a damaged archive
+        raise ValueError(f"model file {path!r} could not be loaded: {str(error).splitlines()[0]}") from None

@@ -194,3 +194,22 @@ def test_mixed_float16_model_runs_and_trains():
         assert all(g is not None for g in grads)
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def test_load_model_in_a_fresh_process_and_named_errors(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "dff.keras"
+    tiny_dff().save(path)
+    code = f"import adaptive_dff; m = adaptive_dff.load_model({str(path)!r}); print(type(m).__name__)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "DFFModel"
+    from adaptive_dff import load_model
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_model(tmp_path / "missing.keras")
+    (tmp_path / "bad.keras").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="could not be loaded"):
+        load_model(tmp_path / "bad.keras")

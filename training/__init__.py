@@ -1,8 +1,10 @@
-"""Training programs for adaptive-dff: feature network, flow network, end-to-end
-DFF and the decision network.
+"""Training programs for adaptive-dff (``adaptive-dff train ...``).
 
-The programs are the subject of the training milestone; this package holds the
-import name until then.
+Each program takes a validated configuration (:mod:`training.config`: named
+presets such as ``smoke``, or a JSON file), trains in a run folder that it
+can resume from after any interruption (:mod:`training.runtime`), and ends
+with a ``model.keras`` and a ``metrics.json``. Available now: ``flow``
+(flow-network pretraining on FlyingChairs-style pairs,
+:mod:`training.flow`). The feature, end-to-end DFF and decision-network
+programs are still to come.
 """
-
-__all__: list[str] = []

@@ -1,0 +1,119 @@
+"""Training configurations: typed fields, named presets, JSON files.
+
+A configuration is a flat dict of known keys with known types. It comes from
+a named preset (``smoke``: under a minute on a CPU; ``default``) or a JSON
+file, plus optional ``key=value`` overrides. Unknown keys and wrong types are
+errors that name the key, before anything is trained or written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterable, Optional
+
+# Fields shared by every program: (type, default).
+COMMON = {
+    "steps": (int, 1000),
+    "batch_size": (int, 4),  # per replica
+    "learning_rate": (float, 1e-3),
+    "height": (int, 256),
+    "width": (int, 384),
+    "checkpoint_every": (int, 100),
+    "seed": (int, 0),
+    "mixed_precision": (bool, False),
+    "jit_compile": (bool, False),
+}
+
+PROGRAM_FIELDS = {
+    "flow": {
+        "flow_net": (str, "flownet_inception"),
+        "width_multiplier": (float, 1.0),
+        "feature_channels": (int, 256),
+        "source": (str, "synthetic"),  # "synthetic" or "camvid" (textures of the pairs)
+        "data_root": (str, ""),
+        "eval_examples": (str, ""),  # folder of FlyingChairs examples (*-img0.ppm, *-img1.ppm, *-gt.flo)
+    },
+}
+
+PRESETS = {
+    "flow": {
+        "smoke": {"steps": 20, "batch_size": 2, "height": 128, "width": 128, "checkpoint_every": 10,
+                  "learning_rate": 1e-3, "width_multiplier": 0.25},
+        "default": {"steps": 6000, "batch_size": 8, "height": 256, "width": 384, "checkpoint_every": 200,
+                    "learning_rate": 5e-4},
+    },
+}
+
+
+def fields(program: str) -> dict:
+    if program not in PROGRAM_FIELDS:
+        raise ValueError(f"unknown training program {program!r}; choose from {sorted(PROGRAM_FIELDS)}")
+    return {**COMMON, **PROGRAM_FIELDS[program]}
+
+
+def _coerce(key: str, value, kind):
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+            return value.lower() in ("true", "1")
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lstrip("-").isdigit():
+            return int(value)
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is str and isinstance(value, str):
+        return value
+    raise ValueError(f"config key {key!r} must be of type {kind.__name__}, got {value!r}")
+
+
+def validate(program: str, values: dict) -> dict:
+    """The full configuration: defaults, then ``values``; errors name bad keys and types."""
+    spec = fields(program)
+    unknown = sorted(set(values) - set(spec))
+    if unknown:
+        raise ValueError(f"unknown config keys for 'train {program}': {unknown}; known keys: {sorted(spec)}")
+    config = {key: default for key, (_, default) in spec.items()}
+    for key, value in values.items():
+        config[key] = _coerce(key, value, spec[key][0])
+    for key in ("steps", "batch_size", "height", "width", "checkpoint_every"):
+        if config[key] < 1:
+            raise ValueError(f"config key {key!r} must be >= 1, got {config[key]}")
+    if config["learning_rate"] <= 0:
+        raise ValueError(f"config key 'learning_rate' must be > 0, got {config['learning_rate']}")
+    return config
+
+
+def load_config(program: str, preset_or_file: str = "default", overrides: Optional[Iterable[str]] = None) -> dict:
+    """A preset name or a JSON file, then ``key=value`` overrides; validated."""
+    spec_presets = PRESETS.get(program, {})
+    if preset_or_file in spec_presets:
+        values = dict(spec_presets[preset_or_file])
+    elif os.path.isfile(preset_or_file):
+        try:
+            with open(preset_or_file) as f:
+                values = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"config file {preset_or_file!r} is not valid JSON: {error}") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"config file {preset_or_file!r} must hold a JSON object, got {type(values).__name__}")
+    else:
+        raise ValueError(
+            f"--config {preset_or_file!r} is neither a preset of 'train {program}' "
+            f"({sorted(spec_presets)}) nor an existing JSON file"
+        )
+    for item in overrides or ():
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must be key=value")
+        key, value = item.split("=", 1)
+        values[key.strip()] = value.strip()
+    return validate(program, values)

@@ -1,0 +1,156 @@
+"""``adaptive-dff train flow``: flow-network pretraining on FlyingChairs-style pairs.
+
+Pairs come from :class:`training.pairs.ChairsPairs` (textures: procedural
+clips, or CamVid training frames with ``source=camvid``). The flow net sees
+``current = image0`` and ``key = image1`` and predicts the flow from current
+to key on its stride-16 grid, in grid pixels; the loss is the end-point error
+(EPE) against the exact flow averaged over each 16x16 cell and divided by 16.
+
+Evaluation on real FlyingChairs examples (``eval_examples``, e.g.
+``../shared/data/flyingchairs_examples``): the predicted grid flow is
+upsampled bilinearly to full resolution (vectors times 16) and its EPE is
+reported beside that of zero flow.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import cv2
+import keras
+import numpy as np
+import tensorflow as tf
+
+from adaptive_dff.data import SyntheticVideo, flow_to_grid
+from adaptive_dff.networks import FLOW_NETS, FlowNetS
+from training import runtime
+from training.flo import read_flo
+from training.pairs import ChairsPairs
+
+STRIDE = 16
+
+
+def signature(config: dict) -> dict:
+    return {k: config[k] for k in ("flow_net", "width_multiplier", "feature_channels")}
+
+
+def build_flow_net(config: dict):
+    name = config["flow_net"]
+    if name not in FLOW_NETS:
+        raise ValueError(f"config key 'flow_net' must be one of {sorted(FLOW_NETS)}, got {name!r}")
+    if name == "flownet_s":
+        return FlowNetS(width=config["width_multiplier"], feature_channels=config["feature_channels"])
+    return FLOW_NETS[name](feature_channels=config["feature_channels"])
+
+
+def source_images(config: dict) -> list:
+    """Texture sources of the pairs; errors name a missing or empty folder."""
+    if config["source"] == "synthetic":
+        images = []
+        for seed in range(4):
+            video = SyntheticVideo(height=240, width=320, num_frames=40, seed=1000 + seed)
+            images += [video.frame(t) for t in range(0, 40, 10)]
+        return images
+    if config["source"] == "camvid":
+        folder = os.path.join(config["data_root"], "camvid", "train")
+        paths = sorted(glob.glob(os.path.join(folder, "*.png")))
+        if not paths:
+            raise ValueError(f"no CamVid training frames (*.png) in {folder!r}; set data_root to the data folder")
+        images = []
+        for path in paths[:: max(len(paths) // 60, 1)]:
+            image = cv2.imread(path, cv2.IMREAD_COLOR)
+            if image is None:
+                raise ValueError(f"cannot decode image {path!r}")
+            images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        return images
+    raise ValueError(f"config key 'source' must be 'synthetic' or 'camvid', got {config['source']!r}")
+
+
+def load_examples(folder: str) -> list:
+    """``[(image0, image1, flow)]`` from a FlyingChairs examples folder."""
+    flows = sorted(glob.glob(os.path.join(folder, "*-gt.flo")))
+    if not flows:
+        raise ValueError(f"no FlyingChairs examples (*-gt.flo) in {folder!r}")
+    examples = []
+    for path in flows:
+        images = []
+        for suffix in ("-img0.ppm", "-img1.ppm"):
+            image_path = path.replace("-gt.flo", suffix)
+            image = cv2.imread(image_path, cv2.IMREAD_COLOR)
+            if image is None:
+                raise ValueError(f"missing or corrupt image {image_path!r}")
+            images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        flow = read_flo(path)
+        if flow.shape[:2] != images[0].shape[:2]:
+            raise ValueError(f"{path!r} has shape {flow.shape[:2]} but its images {images[0].shape[:2]}")
+        examples.append((images[0], images[1], flow))
+    return examples
+
+
+def evaluate(flow_net, examples) -> dict:
+    """Mean EPE (pixels, full resolution) of the flow net and of zero flow."""
+    ours, zero = [], []
+    for image0, image1, truth in examples:
+        h, w = truth.shape[:2]
+        ph, pw = -(-h // flow_net.size_divisor) * flow_net.size_divisor, -(-w // flow_net.size_divisor) * flow_net.size_divisor
+        pad = [(0, ph - h), (0, pw - w), (0, 0)]
+        current = np.pad(image0, pad).astype(np.float32)[None]
+        key = np.pad(image1, pad).astype(np.float32)[None]
+        grid = np.asarray(flow_net({"current": current, "key": key}, training=False)["flow"])[0]
+        full = cv2.resize(grid, (pw, ph), interpolation=cv2.INTER_LINEAR)[:h, :w] * STRIDE
+        ours.append(np.linalg.norm(full - truth, axis=-1).mean())
+        zero.append(np.linalg.norm(truth, axis=-1).mean())
+    return {"epe": float(np.mean(ours)), "zero_flow_epe": float(np.mean(zero)), "examples": len(examples)}
+
+
+def run(config: dict, out: str, log=print, strategy=None) -> dict:
+    """Train (or resume) and evaluate; returns the metrics.
+
+    ``strategy`` defaults to :func:`training.runtime.choose_strategy`.
+    """
+    runtime.check_run_folder(out, "flow", signature(config))
+    examples = load_examples(config["eval_examples"]) if config["eval_examples"] else None
+    images = source_images(config)
+    h, w = config["height"], config["width"]
+    if h % 128 or w % 128:
+        raise ValueError(f"config height and width must be multiples of 128 (the flow net's divisor), got {h}x{w}")
+    pairs = ChairsPairs(images, height=h, width=w, seed=config["seed"])
+    runtime.claim_run_folder(out, "flow", signature(config))
+
+    runtime.set_precision(config["mixed_precision"])
+    keras.utils.set_random_seed(config["seed"])
+    strategy = strategy or runtime.choose_strategy()
+    with strategy.scope():
+        flow_net = build_flow_net(config)
+
+    def make_sample(index):
+        pair = pairs[index]
+        target = flow_to_grid(pair["flow"], STRIDE)
+        return pair["image0"].astype(np.float32), pair["image1"].astype(np.float32), target.astype(np.float32)
+
+    signature_spec = (
+        tf.TensorSpec((h, w, 3), tf.float32), tf.TensorSpec((h, w, 3), tf.float32),
+        tf.TensorSpec((h // STRIDE, w // STRIDE, 2), tf.float32),
+    )
+
+    def dataset_fn(first):
+        return runtime.sample_dataset(make_sample, first, signature_spec, config["batch_size"] * strategy.num_replicas_in_sync, config["seed"])
+
+    def loss_fn(model, batch, training):
+        current, key, target = batch
+        predicted = tf.cast(model({"current": current, "key": key}, training=training)["flow"], tf.float32)
+        return tf.reduce_mean(tf.norm(predicted - target + 1e-12, axis=-1), axis=[1, 2])
+
+    trainer = runtime.Trainer(
+        out=out, model=flow_net, loss_fn=loss_fn, dataset_fn=dataset_fn, config=config, strategy=strategy, log=log
+    )
+    summary = trainer.run()
+    metrics = {"final_loss_grid_epe": summary["loss"], "steps": summary["steps"]}
+    if examples is not None:
+        metrics.update(evaluate(flow_net, examples))
+        log(f"EPE on {metrics['examples']} FlyingChairs examples: {metrics['epe']:.3f} px "
+            f"(zero flow: {metrics['zero_flow_epe']:.3f} px)")
+    trainer.write_scalars(metrics)
+    runtime.finish(out, "flow", flow_net, config, metrics)
+    return metrics
