@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--interval", type=_positive, default=10)
     runner.add_argument("--height", type=_positive, default=256)
     runner.add_argument("--width", type=_positive, default=512)
+    train_bench = bench_sub.add_parser("train", help="end-to-end DFF training step vs a per-frame step")
+    train_bench.add_argument("--batch", type=_positive, default=2)
+    train_bench.add_argument("--height", type=_positive, default=256)
+    train_bench.add_argument("--width", type=_positive, default=512)
+    train_bench.add_argument("--repeats", type=_positive, default=10)
     memory = bench_sub.add_parser("memory", help="resident memory growth over a long stream")
     memory.add_argument("--frames", type=_positive, default=10_000)
     return parser
@@ -128,6 +133,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from adaptive_dff.bench import runner
 
             runner.run(frames=args.frames, interval=args.interval, height=args.height, width=args.width)
+        elif args.bench == "train":
+            from adaptive_dff.bench import train as train_bench
+
+            train_bench.run(batch=args.batch, height=args.height, width=args.width, repeats=args.repeats)
         elif args.bench == "memory":
             from adaptive_dff.bench import runner
 

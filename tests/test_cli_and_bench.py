@@ -86,3 +86,11 @@ def test_bench_runner_and_memory_on_a_short_clip(capsys):
     assert len(growth) == 2
     out = capsys.readouterr().out
     assert "% of ideal" in out and "growth MB" in out
+
+
+def test_bench_train_compares_the_two_steps(capsys):
+    from adaptive_dff.bench import train
+
+    result = train.run(batch=1, height=128, width=128, repeats=1)
+    assert result["ratio"] > 0 and set(result["times_ms"]) == {"end-to-end DFF step", "per-frame step"}
+    assert "target <= 1.6x" in capsys.readouterr().out
