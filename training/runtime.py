@@ -25,6 +25,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 import warnings
 from typing import Callable, Optional
 
@@ -193,7 +194,10 @@ class Trainer:
         distributed = iter(self.strategy.experimental_distribute_dataset(dataset))
         train_step = self._train_step_fn()
         writer = tf.summary.create_file_writer(os.path.join(self.out, "tensorboard"))
-        progress = keras.utils.Progbar(total, stateful_metrics=["loss"], verbose=1 if sys.stderr.isatty() else 2)
+        interactive = sys.stdout.isatty()
+        progress = keras.utils.Progbar(total, stateful_metrics=["loss"]) if interactive else None
+        report_every = max(1, (total - start) // 20)
+        started = time.perf_counter()
         loss_value = None
         for step in range(start + 1, total + 1):
             loss = train_step(next(distributed))
@@ -204,7 +208,12 @@ class Trainer:
             with writer.as_default():
                 tf.summary.scalar("loss", loss_value, step=step)
                 tf.summary.scalar("learning_rate", self.config["learning_rate"], step=step)
-            progress.update(step, [("loss", loss_value)])
+            if progress is not None:
+                progress.update(step, [("loss", loss_value)])
+            elif (step - start) % report_every == 0 or step == total:
+                elapsed = time.perf_counter() - started
+                eta = elapsed / (step - start) * (total - step)
+                self.log(f"step {step}/{total}  loss {loss_value:.4f}  {elapsed:.0f}s elapsed, ~{eta:.0f}s left")
             if step % self.config["checkpoint_every"] == 0 or step == total:
                 self.manager.save(checkpoint_number=step)
         writer.flush()
