@@ -178,3 +178,86 @@ print("replicas", strategy.num_replicas_in_sync)
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "replicas 2" in run.stdout
+
+
+def fake_camvid(root, names=("0001TP_000010", "0001TP_000020"), size=(64, 96)):
+    """A tiny CamVid-shaped folder: train/, trainannot/, val/, valannot/."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        (root / "camvid" / split).mkdir(parents=True, exist_ok=True)
+        (root / "camvid" / (split + "annot")).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            cv2.imwrite(str(root / "camvid" / split / f"{name}.png"), rng.integers(0, 255, (*size, 3), dtype=np.uint8))
+            cv2.imwrite(str(root / "camvid" / (split + "annot") / f"{name}.png"), rng.integers(0, 12, size, dtype=np.uint8))
+    return root
+
+
+def test_camvid_checks_name_each_problem(tmp_path):
+    from training.camvid import load_split
+
+    root = fake_camvid(tmp_path / "data")
+    frames, labels = load_split(str(root), "train")
+    assert len(frames) == 2 and frames[0].shape == (64, 96, 3) and labels[0].dtype == np.uint8
+    with pytest.raises(FileNotFoundError, match=r"CamVid folder .*test.* does not exist"):
+        load_split(str(root), "test")
+    label = root / "camvid" / "trainannot" / "0001TP_000020.png"
+    cv2.imwrite(str(label), np.full((64, 96), 12, np.uint8))
+    with pytest.raises(ValueError, match="holds value 12; classes are 0..10 and 11 is void"):
+        load_split(str(root), "train")
+    cv2.imwrite(str(label), np.zeros((32, 96), np.uint8))
+    with pytest.raises(ValueError, match="is 96x64 but its label is 96x32"):
+        load_split(str(root), "train")
+    label.unlink()
+    with pytest.raises(ValueError, match="has no label"):
+        load_split(str(root), "train")
+    (root / "camvid" / "val" / "0001TP_000010.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="cannot be decoded"):
+        load_split(str(root), "val")
+
+
+def test_moved_pair_has_exact_flow_and_void_outside():
+    from training.pairs import moved_pair
+
+    rng = np.random.default_rng(2)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8), (0, 0), 2)
+    label = np.kron(rng.integers(0, 11, (6, 8)), np.ones((10, 10), int)).astype(np.uint8)
+    pair = moved_pair(image, label, rng, strength=1.0, void=11)
+    gx, gy = np.meshgrid(np.arange(80, dtype=np.float32), np.arange(60, dtype=np.float32))
+    map_x, map_y = gx + pair["flow"][..., 0], gy + pair["flow"][..., 1]
+    inside = (map_x >= 0) & (map_x <= 79) & (map_y >= 0) & (map_y <= 59)
+    rebuilt = cv2.remap(pair["label_key"], map_x, map_y, cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(rebuilt[inside], pair["label_current"][inside])
+    # Nearest sampling keeps points up to half a pixel outside; beyond that is void.
+    outside = (map_x < -0.51) | (map_x > 79.51) | (map_y < -0.51) | (map_y > 59.51)
+    assert np.all(pair["label_current"][outside] == 11) and outside.any()
+    assert np.abs(pair["flow"]).max() > 1.0
+    still = moved_pair(image, label, rng, strength=0.0)
+    assert np.abs(still["flow"]).max() < 1e-4 and np.array_equal(still["label_current"], label)
+
+
+def test_dff_smoke_run_on_synthetic_pairs(tmp_path):
+    out = tmp_path / "dff"
+    run = cli("train", "dff", "--out", str(out), "--config", "smoke")
+    assert "mIoU: per frame" in run.stdout
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert metrics["steps"] == 6 and {"propagated_miou_k1", "propagated_miou_k5", "propagated_miou_k9"} <= set(metrics)
+    from adaptive_dff import DFFModel, load_model
+
+    assert isinstance(load_model(out / "model.keras"), DFFModel)
+
+
+def test_dff_on_camvid_without_data_fails_before_writing(tmp_path):
+    out = tmp_path / "never"
+    run = cli("train", "dff", "--out", str(out), "--config", "smoke", "--set", "source=camvid",
+              "--data-root", str(tmp_path), check=False)
+    assert run.returncode == 2 and "CamVid folder" in run.stderr and "does not exist" in run.stderr
+    assert not out.exists()
+
+
+@pytest.mark.data
+def test_dff_smoke_on_camvid_reports_val_clip_miou(tmp_path, data_root):
+    out = tmp_path / "dff-camvid"
+    cli("train", "dff", "--out", str(out), "--config", "smoke", "--set", "source=camvid", "--set", "train_limit=20",
+        "--data-root", str(data_root))
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert 0 <= metrics["per_frame_miou"] <= 1 and metrics["evaluated_starts"] == 8  # 101-frame clip, stride 12

@@ -34,6 +34,16 @@ PROGRAM_FIELDS = {
         "data_root": (str, ""),
         "eval_examples": (str, ""),  # folder of FlyingChairs examples (*-img0.ppm, *-img1.ppm, *-gt.flo)
     },
+    "dff": {
+        "feature_net": (str, "compact"),
+        "flow_net": (str, "flownet_inception"),
+        "source": (str, "synthetic"),  # "synthetic" or "camvid"
+        "data_root": (str, ""),
+        "flow_init": (str, ""),  # model.keras of a 'train flow' run
+        "max_offset": (int, 9),
+        "eval_stride": (int, 4),
+        "train_limit": (int, 0),  # use only the first n training frames (0: all)
+    },
 }
 
 PRESETS = {
@@ -41,6 +51,12 @@ PRESETS = {
         "smoke": {"steps": 20, "batch_size": 2, "height": 128, "width": 128, "checkpoint_every": 10,
                   "learning_rate": 1e-3, "width_multiplier": 0.25},
         "default": {"steps": 6000, "batch_size": 8, "height": 256, "width": 384, "checkpoint_every": 200,
+                    "learning_rate": 5e-4},
+    },
+    "dff": {
+        "smoke": {"steps": 6, "batch_size": 2, "height": 128, "width": 128, "checkpoint_every": 3,
+                  "eval_stride": 12},
+        "default": {"steps": 4000, "batch_size": 4, "height": 256, "width": 384, "checkpoint_every": 200,
                     "learning_rate": 5e-4},
     },
 }

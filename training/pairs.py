@@ -160,3 +160,32 @@ class ChairsPairs:
                 flow[on_top, 0] = m[0, 0] * x + m[0, 1] * y + m[0, 2] - x
                 flow[on_top, 1] = m[1, 0] * x + m[1, 1] * y + m[1, 2] - y
         return {"image0": image0, "image1": image1, "flow": flow}
+
+
+def moved_pair(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, *, strength: float = 1.0,
+               max_shift: float = 24.0, max_rotation: float = 4.0, max_zoom: float = 0.06,
+               void: int = 255) -> dict:
+    """A (key, current) pair from one labelled image by a known camera motion.
+
+    The key is ``(image, label)``; the current frame is the key seen through a
+    random affine motion whose size is scaled by ``strength`` (e.g. the frame
+    offset / 9). The flow from current to key is exact by construction
+    (``current[y, x] = key[y + dy, x + dx]``); current pixels that come from
+    outside the key frame get the ``void`` label.
+
+    Returns ``{"key", "current": uint8 [H, W, 3], "label_key", "label_current":
+    uint8 [H, W], "flow": float32 [H, W, 2]}``.
+    """
+    h, w = label.shape
+    matrix = _affine(
+        rng.uniform(-1, 1) * max_rotation * strength, 1 + rng.uniform(-1, 1) * max_zoom * strength,
+        *(rng.uniform(-1, 1, 2) * max_shift * strength), w / 2, h / 2,
+    )
+    grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    map_x = (matrix[0, 0] * grid_x + matrix[0, 1] * grid_y + matrix[0, 2]).astype(np.float32)
+    map_y = (matrix[1, 0] * grid_x + matrix[1, 1] * grid_y + matrix[1, 2]).astype(np.float32)
+    current = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    label_current = cv2.remap(label, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=void)
+    flow = np.dstack([map_x - grid_x, map_y - grid_y]).astype(np.float32)
+    return {"key": image, "current": current, "label_key": label, "label_current": label_current, "flow": flow}
