@@ -152,25 +152,14 @@ def load_data(config: dict) -> dict:
 
 def run(config: dict, out: str, log=print, strategy=None) -> dict:
     runtime.check_run_folder(out, "dff", signature(config))
-    h, w = config["height"], config["width"]
-    if h % 128 or w % 128:
-        raise ValueError(f"config height and width must be multiples of 128 (the flow net's divisor), got {h}x{w}")
+    h, w = runtime.check_frame_size(config)
     if not 0 <= config["max_offset"] <= 30:
         raise ValueError(f"config key 'max_offset' must be in 0..30, got {config['max_offset']}")
     data = load_data(config)
-    runtime.claim_run_folder(out, "dff", signature(config))
-
-    runtime.set_precision(config["mixed_precision"])
-    keras.utils.set_random_seed(config["seed"])
-    strategy = strategy or runtime.choose_strategy()
-    with strategy.scope():
-        model = build_model(config)
+    strategy, model = runtime.start("dff", config, out, signature(config), lambda: build_model(config), strategy)
     classes, void = num_classes(config), void_label(config)
     make_sample = sample_maker(config, data)
     spec = (tf.TensorSpec((h, w, 3), tf.float32), tf.TensorSpec((h, w, 3), tf.float32), tf.TensorSpec((h, w), tf.int32))
-
-    def dataset_fn(first):
-        return runtime.sample_dataset(make_sample, first, spec, config["batch_size"] * strategy.num_replicas_in_sync, config["seed"])
 
     def loss_fn(model, batch, training):
         key, current, label = batch
@@ -180,8 +169,8 @@ def run(config: dict, out: str, log=print, strategy=None) -> dict:
         ce = keras.losses.sparse_categorical_crossentropy(safe, logits, from_logits=True)
         return tf.reduce_sum(ce * keep, axis=[1, 2]) / tf.maximum(tf.reduce_sum(keep, axis=[1, 2]), 1.0)
 
-    trainer = runtime.Trainer(out=out, model=model, loss_fn=loss_fn, dataset_fn=dataset_fn, config=config,
-                              strategy=strategy, log=log)
+    trainer = runtime.Trainer(out=out, model=model, loss_fn=loss_fn, make_sample=make_sample, sample_spec=spec,
+                              config=config, strategy=strategy, log=log)
     summary = trainer.run()
     metrics = {"final_loss": summary["loss"], "steps": summary["steps"]}
     frames, labels = data["eval"]

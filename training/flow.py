@@ -18,7 +18,6 @@ import glob
 import os
 
 import cv2
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -112,30 +111,19 @@ def run(config: dict, out: str, log=print, strategy=None) -> dict:
     runtime.check_run_folder(out, "flow", signature(config))
     examples = load_examples(config["eval_examples"]) if config["eval_examples"] else None
     images = source_images(config)
-    h, w = config["height"], config["width"]
-    if h % 128 or w % 128:
-        raise ValueError(f"config height and width must be multiples of 128 (the flow net's divisor), got {h}x{w}")
+    h, w = runtime.check_frame_size(config)
     pairs = ChairsPairs(images, height=h, width=w, seed=config["seed"])
-    runtime.claim_run_folder(out, "flow", signature(config))
-
-    runtime.set_precision(config["mixed_precision"])
-    keras.utils.set_random_seed(config["seed"])
-    strategy = strategy or runtime.choose_strategy()
-    with strategy.scope():
-        flow_net = build_flow_net(config)
+    strategy, flow_net = runtime.start("flow", config, out, signature(config), lambda: build_flow_net(config), strategy)
 
     def make_sample(index):
         pair = pairs[index]
         target = flow_to_grid(pair["flow"], STRIDE)
         return pair["image0"].astype(np.float32), pair["image1"].astype(np.float32), target.astype(np.float32)
 
-    signature_spec = (
+    sample_spec = (
         tf.TensorSpec((h, w, 3), tf.float32), tf.TensorSpec((h, w, 3), tf.float32),
         tf.TensorSpec((h // STRIDE, w // STRIDE, 2), tf.float32),
     )
-
-    def dataset_fn(first):
-        return runtime.sample_dataset(make_sample, first, signature_spec, config["batch_size"] * strategy.num_replicas_in_sync, config["seed"])
 
     def loss_fn(model, batch, training):
         current, key, target = batch
@@ -143,7 +131,8 @@ def run(config: dict, out: str, log=print, strategy=None) -> dict:
         return tf.reduce_mean(tf.norm(predicted - target + 1e-12, axis=-1), axis=[1, 2])
 
     trainer = runtime.Trainer(
-        out=out, model=flow_net, loss_fn=loss_fn, dataset_fn=dataset_fn, config=config, strategy=strategy, log=log
+        out=out, model=flow_net, loss_fn=loss_fn, make_sample=make_sample, sample_spec=sample_spec,
+        config=config, strategy=strategy, log=log,
     )
     summary = trainer.run()
     metrics = {"final_loss_grid_epe": summary["loss"], "steps": summary["steps"]}

@@ -110,6 +110,28 @@ def claim_run_folder(out: str, program: str, signature: dict) -> None:
         write_json_atomic(path, {"program": program, "signature": signature})
 
 
+def check_frame_size(config: dict, divisor: int = 128) -> tuple[int, int]:
+    """``(height, width)`` of the config, which must be multiples of ``divisor``."""
+    h, w = config["height"], config["width"]
+    if h % divisor or w % divisor:
+        raise ValueError(
+            f"config height and width must be multiples of {divisor} (the flow net's divisor), got {h}x{w}"
+        )
+    return h, w
+
+
+def start(program: str, config: dict, out: str, signature: dict, build: Callable, strategy=None):
+    """Claim the run folder (every check passed by now), set precision and
+    seeds, pick the strategy and build the model in its scope."""
+    claim_run_folder(out, program, signature)
+    set_precision(config["mixed_precision"])
+    keras.utils.set_random_seed(config["seed"])
+    strategy = strategy or choose_strategy()
+    with strategy.scope():
+        model = build()
+    return strategy, model
+
+
 class Trainer:
     """The step loop with exact resumption.
 
@@ -117,18 +139,20 @@ class Trainer:
         out: the run folder.
         model: a Keras model built under ``strategy.scope()``.
         loss_fn: ``loss_fn(model, batch, training) -> per-example loss [B]``.
-        dataset_fn: ``dataset_fn(first_sample_index) -> tf.data.Dataset`` of
-            global batches, starting at that sample.
+        make_sample: ``make_sample(index) -> tuple of arrays``, a function of
+            the index (and the config's seed) only.
+        sample_spec: a ``tf.TensorSpec`` per array of a sample.
         config: the validated configuration (``steps``, ``batch_size`` per
             replica, ``learning_rate``, ``checkpoint_every``, ``jit_compile``).
         strategy: a ``tf.distribute.Strategy``.
     """
 
-    def __init__(self, *, out, model, loss_fn, dataset_fn, config, strategy, log: Callable = print):
+    def __init__(self, *, out, model, loss_fn, make_sample, sample_spec, config, strategy, log: Callable = print):
         self.out = out
         self.model = model
         self.loss_fn = loss_fn
-        self.dataset_fn = dataset_fn
+        self.make_sample = make_sample
+        self.sample_spec = sample_spec
         self.config = config
         self.strategy = strategy
         self.log = log
@@ -190,7 +214,7 @@ class Trainer:
             return {"loss": None, "steps": start, "resumed_from": start}
         if start:
             self.log(f"resuming from step {start}")
-        dataset = self.dataset_fn(start * self.global_batch)
+        dataset = sample_dataset(self.make_sample, start * self.global_batch, self.sample_spec, self.global_batch)
         distributed = iter(self.strategy.experimental_distribute_dataset(dataset))
         train_step = self._train_step_fn()
         writer = tf.summary.create_file_writer(os.path.join(self.out, "tensorboard"))
@@ -238,13 +262,12 @@ def finish(out: str, program: str, model: keras.Model, config: dict, metrics: di
 
 
 def sample_dataset(make_sample: Callable[[int], tuple], first_index: int, output_signature, global_batch: int,
-                   seed: int, total_samples: Optional[int] = None) -> tf.data.Dataset:
+                   total_samples: Optional[int] = None) -> tf.data.Dataset:
     """Batches of ``make_sample(index)`` for ``index = first_index, first_index + 1, ...``.
 
     Samples are made in parallel (``tf.numpy_function``) and kept in order, so
-    the pipeline is deterministic given ``seed`` (which ``make_sample`` uses).
+    the pipeline is as deterministic as ``make_sample``.
     """
-    del seed  # the samples are functions of (seed, index) inside make_sample
     stop = first_index + total_samples if total_samples is not None else np.iinfo(np.int64).max
     indices = tf.data.Dataset.range(first_index, stop)
     dtypes = [s.dtype for s in output_signature]
