@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     train_sub = train.add_subparsers(dest="program", required=True)
     flow = train_sub.add_parser("flow", help="flow-network pretraining on FlyingChairs-style pairs")
     dff = train_sub.add_parser("dff", help="end-to-end DFF on (key, current) pairs, 0 <= offset <= 9")
-    for program in (flow, dff):
+    decision = train_sub.add_parser("decision", help="DVSNet's decision network from any videos")
+    for program in (flow, dff, decision):
         program.add_argument("--out", required=True, help="run folder: checkpoints, logs, final model")
         program.add_argument("--config", default="default", help="a preset (smoke, default) or a JSON file")
         program.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
@@ -108,6 +109,10 @@ def _train(args) -> None:
         if config["source"] == "camvid" and not config["data_root"]:
             config["data_root"] = root or ""
         dff.run(config, args.out)
+    elif args.program == "decision":
+        from training import decision
+
+        decision.run(config, args.out)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -261,3 +261,32 @@ def test_dff_smoke_on_camvid_reports_val_clip_miou(tmp_path, data_root):
         "--data-root", str(data_root))
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     assert 0 <= metrics["per_frame_miou"] <= 1 and metrics["evaluated_starts"] == 8  # 101-frame clip, stride 12
+
+
+def test_decision_smoke_builds_trains_and_reuses_its_data_set(tmp_path):
+    out = tmp_path / "decision"
+    run = cli("train", "decision", "--out", str(out), "--config", "smoke")
+    assert "built 40 samples from 4 videos" in run.stdout
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert 0 <= metrics["held_out_mae"] <= 1 and metrics["held_out_samples"] == 10
+    from schedulers import DecisionModel
+
+    assert DecisionModel.load(out / "decision.keras").predict(np.load(out / "dataset.npz")["X"][:3]).shape == (3,)
+    again = cli("train", "decision", "--out", str(out), "--config", "smoke")
+    assert "reusing the data set" in again.stdout
+
+
+@pytest.mark.data
+def test_decision_on_real_videos_and_bad_video_lists(tmp_path, data_root):
+    videos = ",".join(str(data_root / "videos" / n) for n in ("box.mp4", "cup.mp4"))
+    out = tmp_path / "real"
+    cli("train", "decision", "--out", str(out), "--config", "smoke", "--set", f"videos={videos}")
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert metrics["held_out_video"] == "cup.mp4" and metrics["train_samples"] > 0
+    single = cli("train", "decision", "--out", str(tmp_path / "one"), "--config", "smoke",
+                 "--set", f"videos={data_root / 'videos' / 'box.mp4'}", check=False)
+    assert single.returncode == 2 and "needs at least two videos" in single.stderr
+    missing = cli("train", "decision", "--out", str(tmp_path / "two"), "--config", "smoke",
+                  "--set", f"videos={tmp_path / 'no.mp4'},{tmp_path / 'no2.mp4'}", check=False)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert not (tmp_path / "one").exists() and not (tmp_path / "two").exists()

@@ -4,7 +4,9 @@ Each program takes a validated configuration (:mod:`training.config`: named
 presets such as ``smoke``, or a JSON file), trains in a run folder that it
 can resume from after any interruption (:mod:`training.runtime`), and ends
 with a ``model.keras`` and a ``metrics.json``. Available now: ``flow``
-(flow-network pretraining on FlyingChairs-style pairs, :mod:`training.flow`)
-and ``dff`` (end to end on (key, current) pairs, :mod:`training.dff`). The
-feature-net and decision-network programs are still to come.
+(flow-network pretraining on FlyingChairs-style pairs, :mod:`training.flow`),
+``dff`` (end to end on (key, current) pairs, :mod:`training.dff`) and
+``decision`` (DVSNet's decision network from videos,
+:mod:`training.decision`). The per-frame feature-net program is still to
+come.
 """

@@ -44,6 +44,17 @@ PROGRAM_FIELDS = {
         "eval_stride": (int, 4),
         "train_limit": (int, 0),  # use only the first n training frames (0: all)
     },
+    "decision": {
+        "model": (str, ""),  # model.keras of a 'train dff' run ("" : an untrained compact model)
+        "videos": (str, "synthetic"),  # "synthetic" or comma-separated video files (the last is held out)
+        "max_frames": (int, 120),
+        "max_offset": (int, 12),
+        "key_stride": (int, 6),
+        "regions": (int, 2),
+        "overlap": (int, 64),
+        "feature_size": (int, 8),
+        "epochs": (int, 40),
+    },
 }
 
 PRESETS = {
@@ -52,6 +63,12 @@ PRESETS = {
                   "learning_rate": 1e-3, "width_multiplier": 0.25},
         "default": {"steps": 6000, "batch_size": 8, "height": 256, "width": 384, "checkpoint_every": 200,
                     "learning_rate": 5e-4},
+    },
+    "decision": {
+        "smoke": {"height": 128, "width": 128, "max_frames": 16, "max_offset": 4, "key_stride": 6,
+                  "regions": 1, "overlap": 0, "epochs": 3},
+        "default": {"height": 256, "width": 384, "max_frames": 120, "max_offset": 12, "key_stride": 6,
+                    "regions": 2, "overlap": 64, "epochs": 40},
     },
     "dff": {
         "smoke": {"steps": 6, "batch_size": 2, "height": 128, "width": 128, "checkpoint_every": 3,

@@ -1,0 +1,135 @@
+"""``adaptive-dff train decision``: DVSNet's decision network from any videos.
+
+Data set (DVSNet, Xu et al. 2018): for key frames ``t`` of each video and
+offsets ``o = 0..max_offset``, per region of a :class:`schedulers.RegionGrid`:
+
+* input: the flow network's ``features`` for (current ``t + o``, key ``t``),
+  averaged to a ``feature_size`` grid;
+* target: the confidence score, the share of the region's pixels where the
+  prediction propagated from ``t`` agrees with the per-frame prediction on
+  ``t + o``.
+
+No labels are needed. The data set is cached in ``--out`` (``dataset.npz``,
+written atomically), so a rerun skips building it. A
+:class:`schedulers.DecisionModel` is fitted on the training videos and its
+mean absolute error reported on held-out videos.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import cv2
+import numpy as np
+
+from adaptive_dff.data import SyntheticVideo
+from adaptive_dff.video import VideoReader
+from schedulers import DecisionModel, RegionGrid
+from schedulers.decision import resize_features
+from training import runtime
+
+
+def signature(config: dict) -> dict:
+    return {k: config[k] for k in ("model", "regions", "overlap", "feature_size")}
+
+
+def _videos(config: dict) -> list[tuple[str, list]]:
+    """``[(name, frames)]`` with frames resized to the configured size."""
+    size = (config["width"], config["height"])
+    spec = config["videos"]
+    if spec == "synthetic":
+        clips = []
+        for i in range(4):
+            video = SyntheticVideo(height=config["height"], width=config["width"], num_frames=config["max_frames"],
+                                   seed=500 + i, scene_cuts=(config["max_frames"] // 2,) if i % 2 else ())
+            clips.append((f"synthetic-{i}", [video.frame(t) for t in range(len(video))]))
+        return clips
+    clips = []
+    for path in [p for p in spec.split(",") if p]:
+        frames = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in VideoReader(path, max_frames=config["max_frames"])]
+        if len(frames) <= config["max_offset"]:
+            raise ValueError(f"video {path!r} has {len(frames)} frames; it needs more than max_offset={config['max_offset']}")
+        clips.append((os.path.basename(path), frames))
+    if len(clips) < 2:
+        raise ValueError(f"config key 'videos' needs at least two videos (one is held out), got {spec!r}")
+    return clips
+
+
+def build_samples(model, frames: list, grid: RegionGrid, config: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``(X [N, rows, cols, C], y [N])`` of one video."""
+    boxes = grid.boxes(frames[0].shape[0], frames[0].shape[1])
+    per_frame = {}
+
+    def frame_labels(t):
+        if t not in per_frame:
+            per_frame[t] = [np.argmax(model.key_step(c)[0].numpy()[0], -1) for c in grid.split(frames[t])]
+        return per_frame[t]
+
+    X, y = [], []
+    stride = model.output_stride
+    for key in range(0, len(frames) - config["max_offset"], config["key_stride"]):
+        keys = [model.key_step(c)[1] for c in grid.split(frames[key])]
+        for offset in range(config["max_offset"] + 1):
+            current = key + offset
+            for r, (crop, kf) in enumerate(zip(grid.split(frames[current]), keys)):
+                logits, flow_out = model.propagate_step(crop, kf)
+                agree = np.mean(np.argmax(logits.numpy()[0], -1) == frame_labels(current)[r])
+                h, w = boxes[r][1] - boxes[r][0], boxes[r][3] - boxes[r][2]
+                features = np.asarray(flow_out["features"])[0, : -(-h // stride), : -(-w // stride)]
+                X.append(resize_features(features, (config["feature_size"],) * 2))
+                y.append(agree)
+        for t in [t for t in per_frame if t < key]:
+            del per_frame[t]  # keep memory flat
+    return np.stack(X), np.asarray(y, np.float32)
+
+
+def _save_npz_atomic(path: str, **arrays) -> None:
+    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=os.path.dirname(os.path.abspath(path)))
+    os.close(fd)
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def run(config: dict, out: str, log=print) -> dict:
+    runtime.check_run_folder(out, "decision", signature(config))
+    from adaptive_dff.model import compact_dff, load_model
+
+    if config["model"]:
+        model = load_model(config["model"])
+    else:
+        log("note: no DFF model given (config key 'model'); using an untrained compact model, "
+            "so the targets only exercise the pipeline")
+        model = compact_dff()
+    grid = RegionGrid(config["regions"], config["regions"], config["overlap"])
+    grid.boxes(config["height"], config["width"])  # fits?
+    clips = _videos(config)
+    runtime.claim_run_folder(out, "decision", signature(config))
+
+    cache = os.path.join(out, "dataset.npz")
+    if os.path.exists(cache):
+        data = np.load(cache)
+        X, y, owner = data["X"], data["y"], data["video"]
+        log(f"reusing the data set in {cache} ({len(y)} samples)")
+    else:
+        parts = [build_samples(model, frames, grid, config) for _, frames in clips]
+        X = np.concatenate([p[0] for p in parts])
+        y = np.concatenate([p[1] for p in parts])
+        owner = np.concatenate([np.full(len(p[1]), i) for i, p in enumerate(parts)])
+        _save_npz_atomic(cache, X=X, y=y, video=owner)
+        log(f"built {len(y)} samples from {len(clips)} videos")
+    held_out = owner == owner.max()  # the last video is held out
+    decision = DecisionModel(epochs=config["epochs"], seed=config["seed"], learning_rate=config["learning_rate"])
+    decision.fit(X[~held_out], y[~held_out])
+    predicted = decision.predict(X[held_out])
+    metrics = {
+        "held_out_mae": float(np.abs(predicted - y[held_out]).mean()),
+        "mean_predictor_mae": float(np.abs(y[~held_out].mean() - y[held_out]).mean()),
+        "train_samples": int((~held_out).sum()), "held_out_samples": int(held_out.sum()),
+        "held_out_video": clips[-1][0], "target_mean": float(y.mean()),
+    }
+    log(f"held-out MAE {metrics['held_out_mae']:.4f} (predicting the training mean: {metrics['mean_predictor_mae']:.4f})")
+    decision.save(os.path.join(out, "decision.keras"))
+    runtime.write_json_atomic(os.path.join(out, "metrics.json"),
+                              {"program": "decision", "metrics": metrics, "config": config, "versions": runtime.versions()})
+    return metrics
