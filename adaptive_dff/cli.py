@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     flow = train_sub.add_parser("flow", help="flow-network pretraining on FlyingChairs-style pairs")
     dff = train_sub.add_parser("dff", help="end-to-end DFF on (key, current) pairs, 0 <= offset <= 9")
     decision = train_sub.add_parser("decision", help="DVSNet's decision network from any videos")
-    for program in (flow, dff, decision):
+    features = train_sub.add_parser("features", help="the feature net + head on single frames")
+    for program in (features, flow, dff, decision):
         program.add_argument("--out", required=True, help="run folder: checkpoints, logs, final model")
         program.add_argument("--config", default="default", help="a preset (smoke, default) or a JSON file")
         program.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
@@ -109,6 +110,12 @@ def _train(args) -> None:
         if config["source"] == "camvid" and not config["data_root"]:
             config["data_root"] = root or ""
         dff.run(config, args.out)
+    elif args.program == "features":
+        from training import features
+
+        if config["source"] == "camvid" and not config["data_root"]:
+            config["data_root"] = root or ""
+        features.run(config, args.out)
     elif args.program == "decision":
         from training import decision
 

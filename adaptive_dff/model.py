@@ -105,6 +105,7 @@ class DFFModel(keras.Model):
         self.output_stride = int(feature_net.output_stride)
         self.size_divisor = lcm(feature_net.size_divisor, flow_net.size_divisor)
         self.num_classes = int(head.output_channels)
+        self.built = True  # the parts are built functional models
         self._key_fn = tf.function(self._key_impl, reduce_retracing=True)
         self._propagate_fn = tf.function(self._propagate_impl, reduce_retracing=True)
         self._stage_fns = {

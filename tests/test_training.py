@@ -290,3 +290,20 @@ def test_decision_on_real_videos_and_bad_video_lists(tmp_path, data_root):
                   "--set", f"videos={tmp_path / 'no.mp4'},{tmp_path / 'no2.mp4'}", check=False)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     assert not (tmp_path / "one").exists() and not (tmp_path / "two").exists()
+
+
+def test_features_then_dff_from_its_weights(tmp_path):
+    features = tmp_path / "features"
+    run = cli("train", "features", "--out", str(features), "--config", "smoke")
+    assert "per-frame mIoU on 20 evaluation frames" in run.stdout
+    from adaptive_dff import load_model
+
+    trained = load_model(features / "model.keras")
+    dff = tmp_path / "dff"
+    cli("train", "dff", "--out", str(dff), "--config", "smoke", "--set", "steps=1",
+        "--set", f"features_init={features / 'model.keras'}")
+    assert json.loads((dff / "metrics.json").read_text())["metrics"]["steps"] == 1
+    bad = cli("train", "dff", "--out", str(tmp_path / "bad"), "--config", "smoke",
+              "--set", f"features_init={tmp_path / 'missing.keras'}", check=False)
+    assert bad.returncode == 2 and "does not exist" in bad.stderr
+    assert trained.head.num_classes == 7

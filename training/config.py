@@ -40,9 +40,18 @@ PROGRAM_FIELDS = {
         "source": (str, "synthetic"),  # "synthetic" or "camvid"
         "data_root": (str, ""),
         "flow_init": (str, ""),  # model.keras of a 'train flow' run
+        "features_init": (str, ""),  # model.keras of a 'train features' run
         "max_offset": (int, 9),
         "eval_stride": (int, 4),
         "train_limit": (int, 0),  # use only the first n training frames (0: all)
+    },
+    "features": {
+        "feature_net": (str, "compact"),
+        "flow_net": (str, "flownet_inception"),
+        "source": (str, "synthetic"),  # "synthetic" or "camvid"
+        "data_root": (str, ""),
+        "train_limit": (int, 0),
+        "eval_limit": (int, 0),
     },
     "decision": {
         "model": (str, ""),  # model.keras of a 'train dff' run ("" : an untrained compact model)
@@ -63,6 +72,11 @@ PRESETS = {
                   "learning_rate": 1e-3, "width_multiplier": 0.25},
         "default": {"steps": 6000, "batch_size": 8, "height": 256, "width": 384, "checkpoint_every": 200,
                     "learning_rate": 5e-4},
+    },
+    "features": {
+        "smoke": {"steps": 6, "batch_size": 2, "height": 128, "width": 128, "checkpoint_every": 3, "eval_limit": 6},
+        "default": {"steps": 4000, "batch_size": 8, "height": 256, "width": 384, "checkpoint_every": 200,
+                    "learning_rate": 1e-3},
     },
     "decision": {
         "smoke": {"height": 128, "width": 128, "max_frames": 16, "max_offset": 4, "key_stride": 6,

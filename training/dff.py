@@ -53,14 +53,22 @@ def build_model(config: dict) -> DFFModel:
             raise ValueError(f"config key {key!r} must be one of {sorted(registry)}, got {config[key]!r}")
     feature_net = FEATURE_NETS[config["feature_net"]]()
     flow_net = FLOW_NETS[config["flow_net"]](feature_channels=feature_net.output_channels)
-    if config["flow_init"]:
+    if config.get("flow_init"):
         pretrained = load_model(config["flow_init"])
         if [w.shape for w in pretrained.weights] != [w.shape for w in flow_net.weights]:
             raise ValueError(f"flow_init {config['flow_init']!r} is not a {config['flow_net']} with "
                              f"{feature_net.output_channels} feature channels")
         flow_net.set_weights(pretrained.get_weights())
     head = SegmentationHead(num_classes=num_classes(config), input_channels=feature_net.output_channels)
-    return DFFModel(feature_net=feature_net, flow_net=flow_net, head=head)
+    model = DFFModel(feature_net=feature_net, flow_net=flow_net, head=head)
+    if config.get("features_init"):
+        pretrained = load_model(config["features_init"])
+        for part in ("feature_net", "head"):
+            ours, theirs = getattr(model, part), getattr(pretrained, part, None)
+            if theirs is None or [v.shape for v in theirs.weights] != [v.shape for v in ours.weights]:
+                raise ValueError(f"features_init {config['features_init']!r} has no {part} like this run's")
+            ours.set_weights(theirs.get_weights())
+    return model
 
 
 def _crop(rng, h, w, *arrays):

@@ -1,0 +1,90 @@
+"""``adaptive-dff train features``: the feature network + head, per frame.
+
+DFF first trains its image network on single frames. Samples are random
+crops of labelled frames (CamVid ``train`` with ``source=camvid``, else the
+procedural clips), with a random horizontal flip; the loss is cross-entropy,
+void ignored. The run saves a whole :class:`adaptive_dff.DFFModel` whose flow
+net is untouched, so ``train dff`` can start from it (``features_init``).
+Evaluation: per-frame mIoU on CamVid ``test`` (or a held-out clip).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from adaptive_dff.metrics import confusion_matrix, mean_iou
+from training import camvid, runtime
+from training.dff import _crop, _valid, build_model, num_classes, void_label
+
+
+def signature(config: dict) -> dict:
+    return {k: config[k] for k in ("feature_net", "flow_net", "source")}
+
+
+def load_data(config: dict) -> dict:
+    if config["source"] == "camvid":
+        if not config["data_root"]:
+            raise ValueError("source 'camvid' needs the data folder: pass --data-root (or set data_root)")
+        train = camvid.load_split(config["data_root"], "train", limit=config["train_limit"])
+        test = camvid.load_split(config["data_root"], "test", limit=config["eval_limit"])
+        return {"train": train, "eval": test}
+    if config["source"] != "synthetic":
+        raise ValueError(f"config key 'source' must be 'synthetic' or 'camvid', got {config['source']!r}")
+    from adaptive_dff.data import SyntheticVideo
+
+    clips = [SyntheticVideo(height=config["height"], width=config["width"], num_frames=40, seed=config["seed"] * 100 + i)
+             for i in range(4)]
+    frames = [c.frame(t) for c in clips for t in range(0, 40, 2)]
+    labels = [c.label(t) for c in clips for t in range(0, 40, 2)]
+    held = SyntheticVideo(height=config["height"], width=config["width"], num_frames=20, seed=config["seed"] * 100 + 99)
+    return {"train": (frames, labels), "eval": ([held.frame(t) for t in range(20)], [held.label(t) for t in range(20)])}
+
+
+def run(config: dict, out: str, log=print, strategy=None) -> dict:
+    runtime.check_run_folder(out, "features", signature(config))
+    h, w = runtime.check_frame_size(config, divisor=16)
+    data = load_data(config)
+    frames, labels = data["train"]
+    for frame in frames:
+        if frame.shape[0] < h or frame.shape[1] < w:
+            raise ValueError(f"training frames of {frame.shape[1]}x{frame.shape[0]} are smaller than the crop {w}x{h}")
+    strategy, model = runtime.start("features", config, out, signature(config), lambda: build_model(config), strategy)
+    classes, void = num_classes(config), void_label(config)
+    seed = config["seed"]
+
+    def make_sample(index):
+        rng = np.random.default_rng([seed, index])
+        i = int(rng.integers(len(frames)))
+        image, label = _crop(rng, h, w, frames[i], labels[i])
+        if rng.random() < 0.5:
+            image, label = image[:, ::-1], label[:, ::-1]
+        return np.ascontiguousarray(image, np.float32), np.ascontiguousarray(label, np.int32)
+
+    spec = (tf.TensorSpec((h, w, 3), tf.float32), tf.TensorSpec((h, w), tf.int32))
+
+    def loss_fn(model, batch, training):
+        image, label = batch
+        grid = model.head(model.feature_net(image, training=training), training=training)
+        logits = tf.image.resize(tf.cast(grid, tf.float32), (h, w), method="bilinear")
+        keep = tf.cast(label != void, tf.float32)
+        safe = tf.where(label == void, tf.zeros_like(label), label)
+        ce = keras.losses.sparse_categorical_crossentropy(safe, logits, from_logits=True)
+        return tf.reduce_sum(ce * keep, axis=[1, 2]) / tf.maximum(tf.reduce_sum(keep, axis=[1, 2]), 1.0)
+
+    trainer = runtime.Trainer(out=out, model=model, loss_fn=loss_fn, make_sample=make_sample, sample_spec=spec,
+                              config=config, strategy=strategy, log=log)
+    summary = trainer.run()
+    conf = np.zeros((classes, classes), np.int64)
+    ignore = void if void < 256 else None
+    eval_frames, eval_labels = data["eval"]
+    for frame, label in zip(eval_frames, eval_labels):
+        guess = np.argmax(model.key_step(frame)[0].numpy()[0], -1)
+        conf += confusion_matrix(*_valid(label, guess, ignore), classes)
+    metrics = {"final_loss": summary["loss"], "steps": summary["steps"], "per_frame_miou": mean_iou(conf),
+               "evaluated_frames": len(eval_frames)}
+    log(f"per-frame mIoU on {len(eval_frames)} evaluation frames: {metrics['per_frame_miou']:.3f}")
+    trainer.write_scalars(metrics)
+    runtime.finish(out, "features", model, config, metrics)
+    return metrics
