@@ -307,3 +307,19 @@ def test_features_then_dff_from_its_weights(tmp_path):
               "--set", f"features_init={tmp_path / 'missing.keras'}", check=False)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
     assert trained.head.num_classes == 7
+
+
+def test_masked_cross_entropy_against_numpy():
+    import tensorflow as tf
+
+    from training.losses import masked_cross_entropy
+
+    rng = np.random.default_rng(4)
+    logits = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    label = rng.integers(0, 6, (2, 3, 4))  # 5 is void
+    ours = masked_cross_entropy(tf.constant(label), tf.constant(logits), void=5).numpy()
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    for b in range(2):
+        keep = label[b] != 5
+        picked = np.take_along_axis(log_p[b], np.where(keep, label[b], 0)[..., None], -1)[..., 0]
+        assert ours[b] == pytest.approx(-picked[keep].mean(), rel=1e-5)

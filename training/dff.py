@@ -30,6 +30,7 @@ from adaptive_dff.metrics import confusion_matrix, mean_iou
 from adaptive_dff.model import DFFModel, load_model
 from adaptive_dff.networks import FEATURE_NETS, FLOW_NETS, SegmentationHead
 from training import camvid, runtime
+from training.losses import masked_cross_entropy
 from training.pairs import moved_pair
 
 OFFSETS = (1, 5, 9)
@@ -171,11 +172,7 @@ def run(config: dict, out: str, log=print, strategy=None) -> dict:
 
     def loss_fn(model, batch, training):
         key, current, label = batch
-        logits = model({"key": key, "current": current}, training=training)
-        keep = tf.cast(label != void, tf.float32)
-        safe = tf.where(label == void, tf.zeros_like(label), label)
-        ce = keras.losses.sparse_categorical_crossentropy(safe, logits, from_logits=True)
-        return tf.reduce_sum(ce * keep, axis=[1, 2]) / tf.maximum(tf.reduce_sum(keep, axis=[1, 2]), 1.0)
+        return masked_cross_entropy(label, model({"key": key, "current": current}, training=training), void)
 
     trainer = runtime.Trainer(out=out, model=model, loss_fn=loss_fn, make_sample=make_sample, sample_spec=spec,
                               config=config, strategy=strategy, log=log)

@@ -10,12 +10,12 @@ Evaluation: per-frame mIoU on CamVid ``test`` (or a held-out clip).
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from adaptive_dff.metrics import confusion_matrix, mean_iou
 from training import camvid, runtime
+from training.losses import masked_cross_entropy
 from training.dff import _crop, _valid, build_model, num_classes, void_label
 
 
@@ -68,10 +68,7 @@ def run(config: dict, out: str, log=print, strategy=None) -> dict:
         image, label = batch
         grid = model.head(model.feature_net(image, training=training), training=training)
         logits = tf.image.resize(tf.cast(grid, tf.float32), (h, w), method="bilinear")
-        keep = tf.cast(label != void, tf.float32)
-        safe = tf.where(label == void, tf.zeros_like(label), label)
-        ce = keras.losses.sparse_categorical_crossentropy(safe, logits, from_logits=True)
-        return tf.reduce_sum(ce * keep, axis=[1, 2]) / tf.maximum(tf.reduce_sum(keep, axis=[1, 2]), 1.0)
+        return masked_cross_entropy(label, logits, void)
 
     trainer = runtime.Trainer(out=out, model=model, loss_fn=loss_fn, make_sample=make_sample, sample_spec=spec,
                               config=config, strategy=strategy, log=log)
