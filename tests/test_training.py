@@ -323,3 +323,11 @@ def test_masked_cross_entropy_against_numpy():
         keep = label[b] != 5
         picked = np.take_along_axis(log_p[b], np.where(keep, label[b], 0)[..., None], -1)[..., 0]
         assert ours[b] == pytest.approx(-picked[keep].mean(), rel=1e-5)
+
+
+def test_mixed_precision_and_xla_options_train(tmp_path):
+    run = cli(*flow_args(tmp_path / "mixed", "--set", "steps=2", "--set", "mixed_precision=true",
+                         "--set", "jit_compile=true"))
+    metrics = json.loads((tmp_path / "mixed" / "metrics.json").read_text())
+    assert metrics["config"]["mixed_precision"] is True and np.isfinite(metrics["metrics"]["final_loss_grid_epe"])
+    assert "mixed precision on a CPU is slower" in run.stderr

@@ -20,7 +20,6 @@ frame ``t`` to ``t + k`` for ``k`` in 1, 5, 9.
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import tensorflow as tf
 

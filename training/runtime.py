@@ -159,6 +159,9 @@ class Trainer:
         self.global_batch = config["batch_size"] * strategy.num_replicas_in_sync
         with strategy.scope():
             self.optimizer = keras.optimizers.Adam(config["learning_rate"])
+            if config["mixed_precision"]:
+                # float16 gradients underflow without loss scaling.
+                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             # Create the optimizer's slots now, so a restore fills them.
             self.optimizer.build(model.trainable_variables)
