@@ -68,6 +68,15 @@ def _basic(x, width, stride, dilation, name):
     return layers.Activation("relu", name=f"{name}_out")(y)
 
 
+def _stages_and_feature_conv(x, stages, block, first_stage, feature_channels, feature_dilation):
+    """The residual stages after a stem, then the 3x3 feature conv + ReLU."""
+    for s, (blocks, width, stride, dilation) in enumerate(stages):
+        for b in range(blocks):
+            x = block(x, width, stride if b == 0 else 1, dilation, f"stage{s + first_stage}_block{b + 1}")
+    x = layers.Conv2D(feature_channels, 3, dilation_rate=feature_dilation, padding="same", name="feat_conv")(x)
+    return layers.Activation("relu", name="features")(x)
+
+
 @keras.saving.register_keras_serializable(package="adaptive_dff")
 class ResNetFeatures(NetworkContract, keras.Model):
     """Dilated bottleneck ResNet + 3x3 feature conv: ``[B, H, W, 3] -> [B, H/s, W/s, C]``.
@@ -96,13 +105,7 @@ class ResNetFeatures(NetworkContract, keras.Model):
         x = normalize_image(image)
         x = conv_bn_act(x, 64, 7, strides=2, name="stem")
         x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
-        for s, (blocks, width, stride, dilation) in enumerate(stages):
-            for b in range(blocks):
-                x = _bottleneck(x, width, stride if b == 0 else 1, dilation, f"stage{s + 2}_block{b + 1}")
-        x = layers.Conv2D(
-            feature_channels, 3, dilation_rate=feature_dilation, padding="same", name="feat_conv",
-        )(x)
-        features = layers.Activation("relu", name="features")(x)
+        features = _stages_and_feature_conv(x, stages, _bottleneck, 2, feature_channels, feature_dilation)
         super().__init__(inputs=image, outputs=features, name=name, **kwargs)
         self.stages = stages
         self.feature_channels = feature_channels
@@ -162,13 +165,7 @@ class CompactFeatures(NetworkContract, keras.Model):
         image = keras.Input((None, None, 3), name="image")
         x = normalize_image(image)
         x = conv_bn_act(x, stem_channels, 3, strides=2, name="stem")
-        for s, (blocks, width, stride, dilation) in enumerate(stages):
-            for b in range(blocks):
-                x = _basic(x, width, stride if b == 0 else 1, dilation, f"stage{s + 1}_block{b + 1}")
-        x = layers.Conv2D(
-            feature_channels, 3, dilation_rate=feature_dilation, padding="same", name="feat_conv",
-        )(x)
-        features = layers.Activation("relu", name="features")(x)
+        features = _stages_and_feature_conv(x, stages, _basic, 1, feature_channels, feature_dilation)
         super().__init__(inputs=image, outputs=features, name=name, **kwargs)
         self.stages = stages
         self.stem_channels = stem_channels
