@@ -32,6 +32,33 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--width", type=_positive, default=512)
     demo.add_argument("--seed", type=int, default=0)
 
+    compare = sub.add_parser(
+        "compare", help="the main job: scheduling policies at equal key-frame budgets, with plots",
+        description="Calibrate every policy to the same key-frame budgets on calibration clips, score it on "
+                    "test clips, and write results.csv, results.json, pareto.png and summary.md to --out. "
+                    "Rerunning the same command continues an interrupted run.",
+    )
+    compare.add_argument("--dataset", default=None, help="synthetic (default: three generated scenarios) or camvid-val")
+    compare.add_argument("--video", nargs="+", default=None, metavar="FILE", help="unlabelled video files instead")
+    compare.add_argument("--data-root", default=None, help="the real data folder (for camvid-val)")
+    compare.add_argument("--mode", default="oracle", help="oracle (default) or model")
+    compare.add_argument("--policies", nargs="+", default=None, metavar="NAME",
+                         help="fixed_interval copy frame_difference flow_magnitude decision_network "
+                              "(default: all but decision_network, which needs --decision-model)")
+    compare.add_argument("--budgets", nargs="+", type=float, default=None, help="fair key-frame budgets (default 0.10 0.20 0.33)")
+    compare.add_argument("--sweep", nargs="*", type=float, default=None,
+                         help="more budgets tracing the curves (default 0.05 0.15 0.25 0.5; none: --sweep)")
+    compare.add_argument("--regions", nargs="+", default=None, metavar="RxC", help="region grids (default 1x1 2x2)")
+    compare.add_argument("--flow", default="dis", help="oracle mode's flow: dis (OpenCV, default) or model")
+    compare.add_argument("--model", default=None, help="a .keras DFF model (default: an untrained compact model)")
+    compare.add_argument("--decision-model", default=None, help="a saved decision model, for decision_network")
+    compare.add_argument("--frames", type=_positive, default=None, help="synthetic clip length / video frame limit")
+    compare.add_argument("--out", default=None, help="results folder (default: a new folder under runs/)")
+    compare.add_argument("--jobs", type=_positive, default=1, help="cells run in this many processes")
+    compare.add_argument("--shard", default=None, metavar="i/n", help="run only shard i of n of the cells")
+    compare.add_argument("--merge", nargs="+", default=None, metavar="DIR", help="join shard folders into --out")
+    compare.add_argument("--seed", type=int, default=0)
+
     macs = sub.add_parser("macs", help="GMACs of every network and DFF's cost ratios")
     macs.add_argument("--height", type=_positive, default=1024)
     macs.add_argument("--width", type=_positive, default=2048)
@@ -88,6 +115,58 @@ def _data_root(given: Optional[str]) -> Optional[str]:
     return candidate if os.path.isdir(candidate) else None
 
 
+def _compare(args) -> None:
+    import time
+
+    from adaptive_dff.compare import run as compare_run
+
+    if args.merge:
+        if not args.out:
+            raise ValueError("--merge needs --out, the folder to write the joined results to")
+        compare_run.merge(args.merge, args.out)
+        return
+    config = compare_run.CompareConfig(mode=args.mode, flow=args.flow, model=args.model,
+                                       decision_model=args.decision_model, seed=args.seed)
+    if args.policies:
+        config.policies = tuple(args.policies)
+    elif args.decision_model:
+        config.policies = compare_run.DEFAULT_POLICIES + ("decision_network",)
+    if args.budgets:
+        config.budgets = tuple(args.budgets)
+    if args.sweep is not None:
+        config.sweep = tuple(args.sweep)
+    if args.regions:
+        config.regions = tuple(args.regions)
+    config.check()
+    shard = compare_run.parse_shard(args.shard)
+    dataset = _compare_dataset(args)
+    out = args.out or os.path.join("runs", time.strftime("compare-%Y%m%d-%H%M%S"))
+    compare_run.run_compare(config, dataset, out, jobs=args.jobs, shard=shard)
+
+
+def _compare_dataset(args):
+    from adaptive_dff.compare import datasets
+
+    if args.video:
+        if args.dataset:
+            raise ValueError("give either --dataset or --video, not both")
+        num_classes = 11
+        if args.model:
+            from adaptive_dff.model import load_model
+
+            num_classes = load_model(args.model).head.get_config()["num_classes"]
+        return datasets.video_dataset(args.video, num_classes=num_classes, max_frames=args.frames)
+    name = args.dataset or "synthetic"
+    if name == "synthetic":
+        return datasets.synthetic_datasets(frames=args.frames or 48, seed=max(args.seed, 0))
+    if name == "camvid-val":
+        root = _data_root(args.data_root)
+        if root is None:
+            raise ValueError("--dataset camvid-val needs the data folder: pass --data-root PATH")
+        return datasets.camvid_val_dataset(root)
+    raise ValueError(f"unknown data set {name!r}; choose synthetic or camvid-val, or pass --video FILE ...")
+
+
 def _train(args) -> None:
     from training.config import load_config
 
@@ -132,6 +211,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             run_demo(frames=args.frames, height=args.height, width=args.width, seed=args.seed)
         elif args.command == "train":
             _train(args)
+        elif args.command == "compare":
+            _compare(args)
         elif args.command == "macs":
             from adaptive_dff.bench.costs import cost_table
 

@@ -87,12 +87,22 @@ class VideoRunner:
         policy: a :class:`schedulers.Policy`.
         regions: a :class:`schedulers.RegionGrid` (default: whole frame).
         keep_logits: also return merged logits with each step.
+        propagation: ``"warp"`` (Deep Feature Flow: key features warped along
+            the flow and scaled) or ``"copy"`` (the key features reused as
+            they are, Clockwork-style; no flow is computed unless the policy
+            asks for it).
     """
 
-    def __init__(self, model, policy: Policy, regions: Optional[RegionGrid] = None, keep_logits: bool = False):
+    PROPAGATIONS = ("warp", "copy")
+
+    def __init__(self, model, policy: Policy, regions: Optional[RegionGrid] = None, keep_logits: bool = False,
+                 propagation: str = "warp"):
         for method in ("pad_frames", "run_features", "run_flow", "run_warp", "run_head"):
             if not hasattr(model, method):
                 raise TypeError(f"model must be an adaptive_dff.DFFModel (missing {method}), got {type(model).__name__}")
+        if propagation not in self.PROPAGATIONS:
+            raise ValueError(f"propagation must be one of {self.PROPAGATIONS}, got {propagation!r}")
+        self.propagation = propagation
         self.regions = check_policy_and_regions(policy, regions)
         self.model = model
         self.policy = policy
@@ -152,6 +162,8 @@ class VideoRunner:
             if decision.update[r]:
                 features = timer.run("feature", model.run_features, padded)
                 new_keys[r] = (features, padded, index, crop.copy())
+            elif self.propagation == "copy":
+                features = self.keys_[r][0]
             else:
                 if flows[r] is None:
                     flows[r] = timer.run("flow", model.run_flow, padded, self.keys_[r][1])

@@ -70,15 +70,16 @@ class _FlowCache:
 
 
 class _CachingTracker(Tracker):
-    """A tracker whose flows are shared across replays of one clip."""
+    """A tracker whose flows are shared across replays of the same clips."""
 
-    def __init__(self, policy, regions, flow, cache: _FlowCache):
-        super().__init__(policy, regions=regions, flow=flow)
+    def __init__(self, policy, regions, flow, features, cache: _FlowCache):
+        super().__init__(policy, regions=regions, flow=flow, features=features)
         self.cache = cache
+        self.clip = 0
 
     def _flows(self, crops, index):
         return [
-            self.cache.get((index, r, self.key_indices_[r]), lambda c=current, k=key: self.flow(c, k))
+            self.cache.get((self.clip, index, r, self.key_indices_[r]), lambda c=current, k=key: self.flow(c, k))
             for r, (current, key) in enumerate(zip(crops, self.key_regions_))
         ]
 
@@ -102,18 +103,20 @@ def _with_threshold(policy: Policy, value: float) -> Policy:
 
 def calibrate(
     policy: Policy,
-    frames: Sequence[np.ndarray],
+    frames: Optional[Sequence[np.ndarray]] = None,
     *,
+    clips: Optional[Sequence[Sequence[np.ndarray]]] = None,
     target_key_fraction: Optional[float] = None,
     target_accuracy: Optional[float] = None,
     accuracy: Optional[Callable[[list[Decision]], float]] = None,
     regions: Optional[RegionGrid] = None,
     flow=None,
+    features=None,
     tolerance: float = 0.02,
     max_trials: int = 40,
     max_cache_mb: float = 1024,
 ) -> CalibrationResult:
-    """Choose ``policy``'s threshold on the calibration clip ``frames``.
+    """Choose ``policy``'s threshold on the calibration clip ``frames`` (or several ``clips``).
 
     Give exactly one target:
 
@@ -126,7 +129,13 @@ def calibrate(
     Policies that update *below* their threshold (``update_when_below``, the
     decision network's ``target``) are searched over ``[0, 1]``.
 
-    ``frames`` must be a sequence (it is replayed many times). Flow, when the
+    Give the calibration data as ``frames`` (one clip) or as ``clips`` (a
+    sequence of clips, each a sequence of frames; each starts a new stream
+    and the key fraction counts every frame of every clip). With ``clips``,
+    ``accuracy`` receives one list of decisions per clip.
+    ``flow`` and ``features`` are passed on to each :class:`Tracker`.
+
+    Frames must be a sequence (they are replayed many times). Flow, when the
     policy needs it, is computed once per (frame, region, key frame) and
     reused across trials, within ``max_cache_mb`` of memory. The search stops
     once the key fraction is within ``tolerance / 2`` of its target; a target
@@ -139,9 +148,12 @@ def calibrate(
         raise ValueError(f"target_key_fraction must be in (0, 1], got {target_key_fraction}")
     if target_accuracy is not None and accuracy is None:
         raise ValueError("target_accuracy needs an accuracy(decisions) function")
-    frames = list(frames)
-    if len(frames) < 2:
-        raise ValueError(f"the calibration clip needs at least 2 frames, got {len(frames)}")
+    if (frames is None) == (clips is None):
+        raise ValueError("give exactly one of frames (one clip) and clips (several)")
+    streams = [list(frames)] if clips is None else [list(c) for c in clips]
+    total = sum(len(s) for s in streams)
+    if not streams or total < 2:
+        raise ValueError(f"the calibration data needs at least 2 frames, got {total}")
 
     if flow is None and getattr(policy, "needs_flow", False):
         from schedulers.flow import default_flow
@@ -161,10 +173,16 @@ def calibrate(
     def evaluate(u):
         value = to_value(u)
         candidate = _with_threshold(policy, value)
-        tracker = _CachingTracker(candidate, regions, flow, cache)
-        decisions = [tracker.step(f) for f in frames]
-        fraction = key_fraction(decisions)
-        acc = accuracy(decisions) if accuracy is not None else None
+        tracker = _CachingTracker(candidate, regions, flow, features, cache)
+        per_clip = []
+        for number, stream in enumerate(streams):
+            tracker.reset()
+            tracker.clip = number
+            per_clip.append([tracker.step(f) for f in stream])
+        fraction = key_fraction([d for decisions in per_clip for d in decisions])
+        acc = None
+        if accuracy is not None:
+            acc = accuracy(per_clip[0] if clips is None else per_clip)
         trials.append((value, fraction, acc))
         return candidate, fraction, acc
 
@@ -187,7 +205,8 @@ def calibrate(
 
     results: dict = {}
     if integer:
-        low, high = 1, len(frames)
+        longest = max(len(s) for s in streams)
+        low, high = 1, longest
         while low < high and len(trials) < max_trials:  # smallest value that is past
             mid = (low + high) // 2
             results[mid] = evaluate(mid)
@@ -196,7 +215,7 @@ def calibrate(
             else:
                 low = mid + 1
         for value in (low - 1, low, low + 1):
-            if 1 <= value <= len(frames) and value not in results:
+            if 1 <= value <= longest and value not in results:
                 results[value] = evaluate(value)
     else:
         low, high = 0.0, 1.0
@@ -227,7 +246,7 @@ def calibrate(
     chosen, fraction, acc = results[best]
     if not met:
         warnings.warn(
-            f"calibrate: {type(policy).__name__} cannot meet {target_text} on this clip of {len(frames)} "
+            f"calibrate: {type(policy).__name__} cannot meet {target_text} on {len(streams)} clip(s) of {total} "
             f"frames; closest: {policy.threshold_param}={to_value(best)!r} gives key fraction {fraction:.3f}"
             + (f", accuracy {acc:.3f}" if acc is not None else ""),
             stacklevel=2,

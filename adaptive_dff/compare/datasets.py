@@ -1,0 +1,253 @@
+"""Data sets for ``adaptive-dff compare``: plain Python objects a user can build too.
+
+A :class:`Dataset` holds two splits of :class:`Clip` objects: ``calibration``
+(where each policy's threshold is chosen for a key-frame budget) and
+``test`` (where it is scored). Every clip's frames are decoded into memory
+before any timing starts, so decoding is never part of a measured time.
+
+Built in:
+
+* :func:`synthetic_datasets` (the default): procedurally generated clips
+  with exact labels in three scenarios, each a data set: steady motion,
+  motion that varies between clips, and scene cuts;
+* :func:`camvid_val_dataset`: CamVid's 15 fps ``val/`` clip, every frame
+  labelled, cut in two: the first third calibrates, the rest is scored;
+* :func:`video_dataset`: any video files without labels; the first 30% of
+  each calibrates, the rest is scored, and accuracy means agreement with
+  the per-frame prediction of the model.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+@dataclass
+class Clip:
+    """One continuous stream of frames.
+
+    Attributes:
+        name: unique within its data set (used in result files).
+        frames: ``[H, W, 3]`` uint8 RGB frames, all of one size.
+        labels: per frame ``[H, W]`` integer class ids, or ``None`` for an
+            unlabelled clip.
+        fps: frames per second of the source, when known.
+    """
+
+    name: str
+    frames: Sequence[np.ndarray]
+    labels: Optional[Sequence[np.ndarray]] = None
+    fps: Optional[float] = None
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def labelled(self) -> bool:
+        return self.labels is not None
+
+
+@dataclass
+class Dataset:
+    """Calibration and test clips plus the label space.
+
+    Attributes:
+        name: short name, written into every result row.
+        calibration: clips the thresholds are calibrated on.
+        test: clips the policies are scored on (kept apart from calibration).
+        num_classes: class ids are ``0 .. num_classes - 1``.
+        ignore_index: a label value left out of metrics (CamVid's void), or ``None``.
+        class_names: optional names of the classes.
+        spec: a JSON-able description (what was loaded, from where); it is
+            part of the run's configuration, so a changed data set is noticed.
+    """
+
+    name: str
+    calibration: list
+    test: list
+    num_classes: int
+    ignore_index: Optional[int] = None
+    class_names: tuple = ()
+    spec: dict = field(default_factory=dict)
+
+    @property
+    def labelled(self) -> bool:
+        return all(c.labelled for c in self.calibration + self.test)
+
+    def check(self) -> "Dataset":
+        """Name the first problem: an empty split, a clip shorter than 2 frames,
+        frames of the wrong layout or size, labels of the wrong shape or range."""
+        if not isinstance(self.num_classes, (int, np.integer)) or self.num_classes < 1:
+            raise ValueError(f"data set {self.name!r}: num_classes must be a positive integer, got {self.num_classes!r}")
+        names = set()
+        for split in ("calibration", "test"):
+            clips = getattr(self, split)
+            if not clips:
+                raise ValueError(f"data set {self.name!r} has no {split} clips")
+            for clip in clips:
+                if clip.name in names:
+                    raise ValueError(f"data set {self.name!r}: two clips are named {clip.name!r}")
+                names.add(clip.name)
+                _check_clip(self, clip)
+        labelled = {c.labelled for c in self.calibration + self.test}
+        if len(labelled) > 1:
+            raise ValueError(f"data set {self.name!r} mixes labelled and unlabelled clips")
+        return self
+
+
+def _check_clip(dataset: Dataset, clip: Clip) -> None:
+    where = f"data set {dataset.name!r}, clip {clip.name!r}"
+    if len(clip.frames) < 2:
+        raise ValueError(f"{where}: needs at least 2 frames, has {len(clip.frames)}")
+    shape = None
+    for t, frame in enumerate(clip.frames):
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"{where}, frame {t}: must be [H, W, 3] uint8 RGB, got shape {frame.shape} dtype {frame.dtype}")
+        if shape is None:
+            shape = frame.shape
+        elif frame.shape != shape:
+            raise ValueError(f"{where}, frame {t}: shape {frame.shape} differs from frame 0's {shape}")
+    if clip.labels is None:
+        return
+    if len(clip.labels) != len(clip.frames):
+        raise ValueError(f"{where}: {len(clip.labels)} labels for {len(clip.frames)} frames")
+    for t, label in enumerate(clip.labels):
+        label = np.asarray(label)
+        if label.shape != shape[:2]:
+            raise ValueError(f"{where}, label {t}: shape {label.shape}, expected {shape[:2]}")
+        if not np.issubdtype(label.dtype, np.integer):
+            raise ValueError(f"{where}, label {t}: must hold integer class ids, got dtype {label.dtype}")
+        kept = label if dataset.ignore_index is None else label[label != dataset.ignore_index]
+        if kept.size and (kept.min() < 0 or kept.max() >= dataset.num_classes):
+            raise ValueError(
+                f"{where}, label {t}: values {kept.min()}..{kept.max()} outside 0..{dataset.num_classes - 1}"
+                + (f" (ignore_index {dataset.ignore_index})" if dataset.ignore_index is not None else "")
+            )
+
+
+# -- synthetic ---------------------------------------------------------------
+
+# Three scenarios, each its own data set: where a fixed interval is hard to
+# beat (steady motion), and where adaptive policies can spend the same budget
+# better (motion that varies between clips, scene cuts). Per clip:
+# SyntheticVideo arguments; cuts are given as fractions of the clip length.
+SYNTHETIC_SCENARIOS = {
+    "steady": [dict(camera_speed=2.0, object_speed=2.0), dict(camera_speed=2.0, object_speed=1.5)],
+    "varying": [dict(camera_speed=0.3, object_speed=0.3), dict(camera_speed=4.0, object_speed=3.0),
+                dict(camera_speed=1.0, object_speed=1.0)],
+    "cuts": [dict(camera_speed=1.0, object_speed=1.0, cuts=(0.2, 0.5, 0.65, 0.85)),
+             dict(camera_speed=1.0, object_speed=1.0, cuts=(0.1, 0.45, 0.75))],
+}
+
+
+def synthetic_dataset(
+    scenario: str = "steady", *, frames: int = 48, height: int = 128, width: int = 256, seed: int = 0
+) -> Dataset:
+    """Generated clips with exact labels for one of :data:`SYNTHETIC_SCENARIOS`.
+
+    Each split holds one ``frames``-long ``height x width`` clip per entry of
+    the scenario; calibration and test clips differ only in their seeds.
+    Deterministic by ``seed``.
+    """
+    from adaptive_dff.data import CLASS_NAMES, SyntheticVideo
+
+    if scenario not in SYNTHETIC_SCENARIOS:
+        raise ValueError(f"unknown synthetic scenario {scenario!r}; choose from {sorted(SYNTHETIC_SCENARIOS)}")
+    for name, value, minimum in (("frames", frames, 10), ("height", height, 16), ("width", width, 16),
+                                 ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ValueError(f"synthetic data set: {name} must be an integer >= {minimum}, got {value!r}")
+    number = list(SYNTHETIC_SCENARIOS).index(scenario)
+    splits: dict = {"calibration": [], "test": []}
+    for s, split in enumerate(splits):
+        for j, spec in enumerate(SYNTHETIC_SCENARIOS[scenario]):
+            spec = dict(spec)
+            cuts = sorted({min(max(1, int(round(f * frames))), frames - 1) for f in spec.pop("cuts", ())})
+            clip_seed = int(np.random.SeedSequence([seed, number, s, j]).generate_state(1)[0])
+            video = SyntheticVideo(height=height, width=width, num_frames=frames, seed=clip_seed,
+                                   scene_cuts=cuts, **spec)
+            splits[split].append(Clip(
+                name=f"{split}-{j}",
+                frames=[video.frame(t) for t in range(frames)],
+                labels=[video.label(t) for t in range(frames)],
+            ))
+    spec = {"kind": "synthetic", "scenario": scenario, "frames": frames, "height": height, "width": width,
+            "seed": seed}
+    return Dataset(name=f"synthetic-{scenario}", num_classes=len(CLASS_NAMES), class_names=tuple(CLASS_NAMES),
+                   spec=spec, **splits)
+
+
+def synthetic_datasets(**kwargs) -> list:
+    """One :func:`synthetic_dataset` per scenario (the default of ``adaptive-dff compare``)."""
+    return [synthetic_dataset(name, **kwargs) for name in SYNTHETIC_SCENARIOS]
+
+
+# -- CamVid ------------------------------------------------------------------
+
+CAMVID_CALIBRATION_FRAMES = 34  # the first third of the 101-frame val clip
+
+
+def camvid_val_dataset(data_root: str) -> Dataset:
+    """CamVid's ``val/`` clip (15 fps, 101 frames at 480x360, every frame labelled).
+
+    Frames ``0..33`` calibrate, ``34..100`` are scored. 11 classes, void (11) ignored.
+    """
+    from training.camvid import CLASS_NAMES, NUM_CLASSES, VOID, load_split
+
+    if not data_root:
+        raise ValueError("--dataset camvid-val needs the data folder: pass --data-root PATH")
+    frames, labels = load_split(data_root, "val")
+    if len(frames) <= CAMVID_CALIBRATION_FRAMES + 1:
+        raise ValueError(
+            f"CamVid val/ under {data_root!r} holds {len(frames)} frames; the clip has 101 "
+            f"(at least {CAMVID_CALIBRATION_FRAMES + 2} are needed)"
+        )
+    n = CAMVID_CALIBRATION_FRAMES
+    return Dataset(
+        name="camvid-val", num_classes=NUM_CLASSES, ignore_index=VOID, class_names=CLASS_NAMES,
+        calibration=[Clip("val-calibration", frames[:n], labels[:n], fps=15.0)],
+        test=[Clip("val-test", frames[n:], labels[n:], fps=15.0)],
+        spec={"kind": "camvid-val", "data_root": os.path.abspath(data_root), "frames": len(frames),
+              "calibration_frames": n},
+    )
+
+
+# -- video files ---------------------------------------------------------------
+
+VIDEO_CALIBRATION_SHARE = 0.3
+
+
+def video_dataset(paths: Sequence[str], *, num_classes: int, max_frames: Optional[int] = None) -> Dataset:
+    """Unlabelled video files: each is decoded whole (up to ``max_frames``),
+    then split in time: the first 30% calibrates, the rest is scored.
+
+    Raises the reader's named errors for a file that is missing or cannot be
+    opened; a file whose decoding stops part-way is used up to that frame,
+    with a warning naming the file and frame.
+    """
+    from adaptive_dff.video import VideoReader
+
+    if not paths:
+        raise ValueError("video data set: give at least one video file")
+    calibration, test, spec = [], [], []
+    for number, path in enumerate(paths):
+        reader = VideoReader(path, max_frames=max_frames)
+        frames = list(reader)
+        if len(frames) < 10:
+            raise ValueError(f"video file {path!r} holds {len(frames)} frames; compare needs at least 10")
+        cut = max(2, int(round(len(frames) * VIDEO_CALIBRATION_SHARE)))
+        stem = f"{number}-{os.path.splitext(os.path.basename(path))[0]}"
+        fps = reader.fps or None
+        calibration.append(Clip(f"{stem}-calibration", frames[:cut], fps=fps))
+        test.append(Clip(f"{stem}-test", frames[cut:], fps=fps))
+        spec.append({"path": os.path.abspath(path), "frames": len(frames), "truncated": reader.truncated})
+    if any(s["truncated"] for s in spec):
+        warnings.warn("some videos stopped decoding early; see the warnings above", stacklevel=2)
+    return Dataset(name="video", calibration=calibration, test=test, num_classes=num_classes,
+                   spec={"kind": "video", "files": spec, "max_frames": max_frames})

@@ -1,0 +1,276 @@
+"""Scoring one policy on one clip: the two modes of ``adaptive-dff compare``.
+
+* **oracle** (:func:`oracle_cell`): key regions take the true labels; other
+  regions carry their key region's labels along the flow from the current
+  region to the key region (OpenCV DIS, or the model's flow network). This
+  measures the policy's choices alone, apart from any model's quality.
+* **model** (:func:`model_cell`): a DFF model runs under the policy with
+  :class:`adaptive_dff.VideoRunner`; its predictions are scored.
+
+Both return a :class:`CellResult` of sums (a confusion matrix, update counts,
+milliseconds per stage), so cells over several clips add up exactly. Frame 0
+of every clip is a key frame and is left out of the timings (DVSNet's
+protocol); it is scored like any other frame.
+
+Labels are carried by bilinear interpolation of their one-hot encoding
+(``cv2.remap``, ``BORDER_REPLICATE``: a pixel whose source lies outside the
+region takes the nearest edge) and an argmax over the classes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from adaptive_dff.metrics import confusion_matrix, mean_iou
+
+
+@dataclass
+class CellResult:
+    """Sums over the frames of one or more clips.
+
+    Attributes:
+        confusion: ``[K, K]`` int64 confusion matrix (rows: truth).
+        frames: frames scored.
+        timed_frames: frames timed (each clip's frame 0 left out).
+        updates: (frame, region) pairs recomputed; ``region_frames`` all pairs.
+        ms: milliseconds per stage, summed over the timed frames.
+        agree_pixels, pixels: pixels equal to the reference prediction and
+            all pixels (model mode on unlabelled clips; else 0).
+    """
+
+    confusion: np.ndarray
+    frames: int = 0
+    timed_frames: int = 0
+    updates: int = 0
+    region_frames: int = 0
+    ms: dict = field(default_factory=dict)
+    agree_pixels: int = 0
+    pixels: int = 0
+
+    @property
+    def key_fraction(self) -> float:
+        return self.updates / self.region_frames if self.region_frames else float("nan")
+
+    @property
+    def accuracy(self) -> float:
+        return mean_iou(self.confusion)
+
+    @property
+    def ms_per_frame(self) -> float:
+        return sum(self.ms.values()) / self.timed_frames if self.timed_frames else float("nan")
+
+    @property
+    def fps(self) -> float:
+        total = sum(self.ms.values())
+        return 1e3 * self.timed_frames / total if total > 0 else float("nan")
+
+    def __add__(self, other: "CellResult") -> "CellResult":
+        ms = dict(self.ms)
+        for stage, value in other.ms.items():
+            ms[stage] = ms.get(stage, 0.0) + value
+        return CellResult(
+            confusion=self.confusion + other.confusion, frames=self.frames + other.frames,
+            timed_frames=self.timed_frames + other.timed_frames, updates=self.updates + other.updates,
+            region_frames=self.region_frames + other.region_frames, ms=ms,
+            agree_pixels=self.agree_pixels + other.agree_pixels, pixels=self.pixels + other.pixels,
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "confusion": self.confusion.tolist(), "frames": self.frames, "timed_frames": self.timed_frames,
+            "updates": self.updates, "region_frames": self.region_frames, "ms": self.ms,
+            "agree_pixels": self.agree_pixels, "pixels": self.pixels,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "CellResult":
+        data = dict(data)
+        data["confusion"] = np.asarray(data["confusion"], dtype=np.int64)
+        return cls(**data)
+
+
+def carry_labels(key_label: np.ndarray, flow: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Carry ``key_label`` ``[h, w]`` to the current frame along ``flow`` ``[h, w, 2]``
+    (current -> key, ``dx, dy`` in pixels).
+
+    Returns ``(labels [h, w] int32, confidence [h, w] float32)``: the argmax of
+    the bilinearly warped one-hot classes and its weight (1 inside a uniform
+    area, lower at carried boundaries). Values outside ``0..num_classes - 1``
+    (void) carry no class evidence. Non-finite flow counts as zero.
+    """
+    h, w = key_label.shape
+    flow = np.nan_to_num(np.asarray(flow, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    map_x, map_y = gx + flow[..., 0], gy + flow[..., 1]
+    one_hot = (key_label[..., None] == np.arange(num_classes)).astype(np.float32)
+    # cv2.remap is exact for float32 with up to 4 channels; wider inputs go
+    # through a coarser path, so remap four classes at a time.
+    chunks = [
+        cv2.remap(np.ascontiguousarray(one_hot[..., c:c + 4]), map_x, map_y, cv2.INTER_LINEAR,
+                  borderMode=cv2.BORDER_REPLICATE).reshape(h, w, -1)
+        for c in range(0, num_classes, 4)
+    ]
+    warped = np.concatenate(chunks, axis=-1)
+    return warped.argmax(axis=-1).astype(np.int32), warped.max(axis=-1)
+
+
+class _Stopwatch:
+    """Milliseconds spent inside a wrapped function (a flow function here)."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self.ms = 0.0
+
+    def __call__(self, *args):
+        start = time.perf_counter()
+        try:
+            return self.fn(*args)
+        finally:
+            self.ms += (time.perf_counter() - start) * 1e3
+
+
+ORACLE_STAGES = ("decision", "flow", "carry", "merge")
+
+
+def oracle_cell(
+    policy, regions, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray], *,
+    num_classes: int, ignore_index: Optional[int], flow: Callable, propagation: str = "warp",
+) -> CellResult:
+    """Replay ``policy`` on one clip with true labels on key regions, carried labels elsewhere.
+
+    Args:
+        flow: ``flow(current, key) -> [h, w, 2]`` for a region pair; a policy
+            that needs flow gets the same function, and its flow is reused
+            for carrying, never computed twice.
+        propagation: ``"warp"`` carries labels along the flow; ``"copy"``
+            reuses the key labels as they are.
+
+    Timed stages (ms, frame 0 left out): ``decision`` (the policy, without
+    its flow), ``flow``, ``carry``, ``merge``.
+    """
+    from schedulers import Tracker
+
+    timed_flow = _Stopwatch(flow)
+    tracker = Tracker(policy, regions=regions, flow=timed_flow)
+    grid = tracker.regions
+    ms = {stage: 0.0 for stage in ORACLE_STAGES}
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    key_labels: list = []
+    updates = region_frames = 0
+    for t, (frame, truth) in enumerate(zip(frames, labels)):
+        truth = np.asarray(truth)
+        flow_before = timed_flow.ms
+        start = time.perf_counter()
+        decision = tracker.step(frame)
+        decided = time.perf_counter()
+        flow_in_decision = timed_flow.ms - flow_before
+        crops = grid.split(frame)
+        truth_crops = grid.split(truth)
+        policy_flows = decision.extras.get("flow")
+        outputs, confidences = [], []
+        carry_ms = 0.0
+        flow_ms = timed_flow.ms
+        if not key_labels:
+            key_labels = [None] * len(crops)
+        for r, (crop, truth_crop) in enumerate(zip(crops, truth_crops)):
+            if decision.update[r]:  # always on frame 0
+                key_labels[r] = truth_crop
+                outputs.append(truth_crop.astype(np.int32))
+                confidences.append(1.0)
+                continue
+            if propagation == "copy":
+                region_flow = np.zeros(crop.shape[:2] + (2,), np.float32)
+            elif policy_flows is not None:
+                region_flow = policy_flows[r]
+            else:
+                region_flow = timed_flow(crop, tracker.key_regions_[r])
+            begin = time.perf_counter()
+            carried, confidence = carry_labels(key_labels[r], region_flow, num_classes)
+            carry_ms += (time.perf_counter() - begin) * 1e3
+            outputs.append(carried)
+            confidences.append(confidence)
+        flow_ms = timed_flow.ms - flow_ms
+        begin = time.perf_counter()
+        prediction = outputs[0] if len(outputs) == 1 else grid.merge(outputs, confidences, *truth.shape[:2])
+        merge_ms = (time.perf_counter() - begin) * 1e3
+        confusion += confusion_matrix(truth, prediction, num_classes, ignore_index)
+        updates += int(np.count_nonzero(decision.update))
+        region_frames += len(decision.update)
+        if t > 0:
+            ms["decision"] += (decided - start) * 1e3 - flow_in_decision
+            ms["flow"] += flow_in_decision + flow_ms
+            ms["carry"] += carry_ms
+            ms["merge"] += merge_ms
+    n = len(frames)
+    return CellResult(confusion=confusion, frames=n, timed_frames=n - 1, updates=updates,
+                      region_frames=region_frames, ms=ms)
+
+
+def model_cell(
+    model, policy, regions, frames: Sequence[np.ndarray], reference: Sequence[np.ndarray], *,
+    num_classes: int, ignore_index: Optional[int], labelled: bool, propagation: str = "warp",
+) -> tuple[CellResult, list]:
+    """Run ``model`` under ``policy`` over one clip with :class:`adaptive_dff.VideoRunner`.
+
+    ``reference`` holds the true labels (``labelled``) or the per-frame
+    predictions of the same model, which the result is scored against.
+    Timed stages are the runner's (prepare, flow, decision, feature, warp,
+    head, merge). Returns the result and the predicted labels per frame.
+    """
+    from adaptive_dff.runner import STAGES, VideoRunner
+
+    runner = VideoRunner(model, policy, regions=regions, propagation=propagation)
+    ms = {stage: 0.0 for stage in STAGES}
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    updates = region_frames = agree = pixels = 0
+    predictions = []
+    for t, (frame, truth) in enumerate(zip(frames, reference)):
+        result = runner.step(frame)
+        predictions.append(result.labels)
+        confusion += confusion_matrix(truth, result.labels, num_classes, ignore_index if labelled else None)
+        if not labelled:
+            agree += int(np.count_nonzero(result.labels == truth))
+            pixels += truth.size
+        updates += int(np.count_nonzero(result.update))
+        region_frames += len(result.update)
+        if t > 0:
+            for stage, value in result.timings.items():
+                ms[stage] += value
+    n = len(frames)
+    return CellResult(confusion=confusion, frames=n, timed_frames=n - 1, updates=updates,
+                      region_frames=region_frames, ms=ms, agree_pixels=agree, pixels=pixels), predictions
+
+
+def model_flow(model) -> Callable:
+    """``flow(current, key) -> [h, w, 2]`` from ``model``'s flow network, in pixels of the
+    region, upsampled bilinearly from the feature grid (for policies and calibration)."""
+
+    def flow(current: np.ndarray, key: np.ndarray) -> np.ndarray:
+        _, current_p = model.pad_frames(current)
+        _, key_p = model.pad_frames(key)
+        out = model.run_flow(current_p, key_p)
+        stride = model.output_stride
+        h, w = current.shape[:2]
+        grid = np.asarray(out["flow"])[0, : -(-h // stride), : -(-w // stride)] * stride
+        return cv2.resize(grid, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+
+    return flow
+
+
+def model_pair_features(model) -> Callable:
+    """``features(current, key, flow) -> [h', w', C]``: the flow network's features of a region pair."""
+
+    def features(current: np.ndarray, key: np.ndarray, flow=None) -> np.ndarray:
+        _, current_p = model.pad_frames(current)
+        _, key_p = model.pad_frames(key)
+        out = model.run_flow(current_p, key_p)
+        stride = model.output_stride
+        h, w = current.shape[:2]
+        return np.asarray(out["features"])[0, : -(-h // stride), : -(-w // stride)]
+
+    return features

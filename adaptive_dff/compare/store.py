@@ -1,0 +1,134 @@
+"""The output folder of ``adaptive-dff compare``: one file per finished cell, written atomically.
+
+Layout of ``--out DIR``::
+
+    compare.json        the configuration this folder belongs to (checked on every rerun)
+    calibration/*.json  one chosen threshold per (policy, regions, budget)
+    cells/*.json        one result per (policy, regions, budget, clip), written as each finishes
+    results.csv         one row per (data set, policy, regions, budget)
+    results.json        the rows, versions, machine and full configuration
+    pareto.png          accuracy against key-frame fraction and against frames per second
+    summary.md          the tables at the fair budgets, and how to read them
+
+A rerun of the same command skips the cells already in ``cells/``; a folder
+holding another configuration is refused before any work starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from typing import Optional
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path: str, payload) -> None:
+    write_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
+
+
+def read_json(path: str) -> Optional[dict]:
+    """The JSON in ``path``, ``None`` when absent; a damaged file is an error naming it."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path!r} is damaged ({error}); delete it to recompute it") from None
+
+
+class ResultFolder:
+    """One compare run's folder (see the module docstring)."""
+
+    def __init__(self, out: str):
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise ValueError(f"--out {out!r} exists and is not a folder")
+        self.out = out
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.out, *parts)
+
+    # -- configuration ------------------------------------------------------
+
+    def claim(self, signature: dict) -> None:
+        """Refuse a folder of another configuration; else record this one."""
+        previous = read_json(self.path("compare.json"))
+        if previous is not None:
+            if previous.get("signature") != signature:
+                old = previous.get("signature", {})
+                keys = sorted(k for k in set(old) | set(signature) if old.get(k) != signature.get(k))
+                details = "; ".join(f"{k}: {old.get(k)!r} there, {signature.get(k)!r} now" for k in keys)
+                raise ValueError(
+                    f"--out {self.out!r} holds results of a different configuration ({details}); "
+                    "choose another folder, or rerun with the same options to continue it"
+                )
+            return
+        write_json(self.path("compare.json"), {"signature": signature})
+
+    def signature(self) -> dict:
+        data = read_json(self.path("compare.json"))
+        if data is None:
+            raise ValueError(f"{self.out!r} is not a compare results folder (no compare.json)")
+        return data["signature"]
+
+    # -- cells and calibrations ------------------------------------------------
+
+    def cell(self, cell_id: str) -> Optional[dict]:
+        return read_json(self.path("cells", cell_id + ".json"))
+
+    def save_cell(self, cell_id: str, payload: dict) -> None:
+        write_json(self.path("cells", cell_id + ".json"), payload)
+
+    def _entries(self, subfolder: str) -> dict:
+        """``{name: payload}`` of the JSON files in ``subfolder`` (temporary files left out)."""
+        folder = self.path(subfolder)
+        if not os.path.isdir(folder):
+            return {}
+        return {
+            name[:-5]: read_json(os.path.join(folder, name))
+            for name in sorted(os.listdir(folder)) if name.endswith(".json") and not name.startswith(".")
+        }
+
+    def cells(self) -> dict:
+        return self._entries("cells")
+
+    def calibration(self, cal_id: str) -> Optional[dict]:
+        return read_json(self.path("calibration", cal_id + ".json"))
+
+    def save_calibration(self, cal_id: str, payload: dict) -> None:
+        write_json(self.path("calibration", cal_id + ".json"), payload)
+
+    def calibrations(self) -> dict:
+        return self._entries("calibration")
+
+    # -- outputs ------------------------------------------------------------
+
+    def write_csv(self, rows: list, columns: list) -> None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_value(row.get(k)) for k in columns})
+        write_atomic(self.path("results.csv"), buffer.getvalue().encode())
+
+
+def _csv_value(value):
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else value
