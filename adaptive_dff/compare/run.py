@@ -194,6 +194,7 @@ class Workspace:
         self._model = None
         self._flow = None
         self._references: dict = {}
+        self._warm: set = set()
 
     def clip(self, dataset: str, name: str):
         return next(c for c in self.datasets[dataset].calibration + self.datasets[dataset].test if c.name == name)
@@ -285,6 +286,22 @@ class Workspace:
         self.folder.save_calibration(cell.calibration_ident, payload)
         return payload
 
+    def warm_up(self, clip, grid) -> None:
+        """Trace and compile the model's stages for this clip's region sizes, so no
+        compilation lands inside a timed frame (once per frame size and grid)."""
+        from schedulers import FixedInterval
+
+        from adaptive_dff.runner import VideoRunner
+
+        key = (clip.frames[0].shape, repr(grid))
+        if key in self._warm:
+            return
+        for propagation in ("warp", "copy"):
+            runner = VideoRunner(self.model(), FixedInterval(2), regions=grid, propagation=propagation)
+            for frame in clip.frames[:3]:
+                runner.step(frame)
+        self._warm.add(key)
+
     def run_cell(self, cell: Cell) -> dict:
         dataset = self.datasets[cell.dataset]
         clip = self.clip(cell.dataset, cell.clip)
@@ -306,6 +323,7 @@ class Workspace:
                 ignore_index=dataset.ignore_index, flow=self.flow(), propagation=propagation,
             )
         else:
+            self.warm_up(clip, grid)
             result, _ = model_cell(
                 self.model(), policy, grid, clip.frames, reference, num_classes=dataset.num_classes,
                 ignore_index=dataset.ignore_index, labelled=clip.labelled, propagation=propagation,
@@ -404,6 +422,9 @@ def run_compare(
     todo = [c for c in cells if folder.cell(c.ident) is None]
     log(f"compare: {len(cells)} cells ({len(cells) - len(todo)} already done), mode {config.mode}, "
         f"data sets {', '.join(names)}, results in {out}")
+    if config.mode == "model" and not config.model:
+        log("note: no --model given: an untrained compact model runs; its timings are real, "
+            "its accuracy figures mean nothing")
     started = time.perf_counter()
     progress = _Progress(len(todo), log)
     if jobs == 1 or len(todo) <= 1:

@@ -68,12 +68,13 @@ class ResultFolder:
 
     def claim(self, signature: dict) -> None:
         """Refuse a folder of another configuration; else record this one."""
+        signature = json.loads(json.dumps(signature, default=str))  # as it reads back: lists, not tuples
         previous = read_json(self.path("compare.json"))
         if previous is not None:
             if previous.get("signature") != signature:
-                old = previous.get("signature", {})
-                keys = sorted(k for k in set(old) | set(signature) if old.get(k) != signature.get(k))
-                details = "; ".join(f"{k}: {old.get(k)!r} there, {signature.get(k)!r} now" for k in keys)
+                old, new = _flatten(previous.get("signature", {})), _flatten(signature)
+                keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+                details = "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys)
                 raise ValueError(
                     f"--out {self.out!r} holds results of a different configuration ({details}); "
                     "choose another folder, or rerun with the same options to continue it"
@@ -126,6 +127,13 @@ class ResultFolder:
         for row in rows:
             writer.writerow({k: _csv_value(row.get(k)) for k in columns})
         write_atomic(self.path("results.csv"), buffer.getvalue().encode())
+
+
+def _flatten(signature: dict) -> dict:
+    """``{"config.budgets": ..., "datasets": ...}``: the configuration's keys one by one."""
+    flat = {k: v for k, v in signature.items() if k != "config"}
+    flat.update({f"config.{k}": v for k, v in signature.get("config", {}).items()})
+    return flat
 
 
 def _csv_value(value):

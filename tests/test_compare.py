@@ -1,0 +1,290 @@
+"""``adaptive-dff compare``: label carrying, cell bookkeeping, resumable folders, shards, bad input."""
+
+import csv
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from adaptive_dff.compare import (
+    CellResult,
+    Clip,
+    CompareConfig,
+    Dataset,
+    camvid_val_dataset,
+    carry_labels,
+    merge,
+    oracle_cell,
+    run_compare,
+    synthetic_dataset,
+)
+from adaptive_dff.compare import run as compare_run
+from adaptive_dff.metrics import confusion_matrix, mean_iou
+from adaptive_dff.data import SyntheticVideo
+from schedulers import DISFlow, FixedInterval, FrameDifference, RegionGrid
+
+
+def quiet(_):
+    pass
+
+
+def numpy_carry(key_label, flow, num_classes):
+    """Independent reference: bilinear weights of the four neighbours, border replicated."""
+    h, w = key_label.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    x = np.clip(xs + flow[..., 0], 0, w - 1)
+    y = np.clip(ys + flow[..., 1], 0, h - 1)
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = x - x0, y - y0
+    scores = np.zeros((h, w, num_classes))
+    for yy, xx, weight in ((y0, x0, (1 - fx) * (1 - fy)), (y0, x1, fx * (1 - fy)),
+                           (y1, x0, (1 - fx) * fy), (y1, x1, fx * fy)):
+        label = key_label[yy, xx]
+        for c in range(num_classes):
+            scores[..., c] += weight * (label == c)
+    return scores
+
+
+def test_carry_labels_matches_a_numpy_bilinear_reference_on_random_data():
+    rng = np.random.default_rng(0)
+    # Blocky random labels (so carried boundaries matter) and a smooth random flow reaching outside.
+    key = cv2.resize(rng.integers(0, 9, (6, 10)).astype(np.uint8), (50, 30), interpolation=cv2.INTER_NEAREST)
+    flow = cv2.resize(rng.normal(0, 6, (4, 5, 2)).astype(np.float32), (50, 30))
+    labels, confidence = carry_labels(key, flow, 9)
+    reference = numpy_carry(key, flow, 9)
+    np.testing.assert_allclose(confidence, reference.max(-1), atol=1e-4)
+    top2 = np.sort(reference, axis=-1)[..., -2:]
+    clear = top2[..., 1] - top2[..., 0] > 1e-3
+    assert clear.mean() > 0.9
+    np.testing.assert_array_equal(labels[clear], reference.argmax(-1)[clear])
+    assert (labels != key).mean() > 0.1  # the flow really moved something
+
+
+def test_carry_labels_treats_void_and_non_finite_flow_safely():
+    key = np.full((8, 8), 11, np.uint8)
+    key[:, :4] = 2
+    flow = np.zeros((8, 8, 2), np.float32)
+    flow[0, 0] = np.nan
+    labels, confidence = carry_labels(key, flow, 11)
+    assert labels.max() < 11 and labels[0, 0] == 2
+    assert np.all(confidence[:, 4:] == 0)  # void carries no class evidence
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset():
+    def clips(split, seeds, cuts):
+        out = []
+        for j, seed in enumerate(seeds):
+            video = SyntheticVideo(height=48, width=64, num_frames=14, seed=seed, scene_cuts=cuts[j], camera_speed=2.0)
+            out.append(Clip(f"{split}-{j}", [video.frame(t) for t in range(14)], [video.label(t) for t in range(14)]))
+        return out
+
+    return Dataset("tiny", clips("cal", [1, 2], [(), (7,)]), clips("test", [3, 4], [(5,), ()]), num_classes=7)
+
+
+def copy_miou(clip, interval, num_classes=7):
+    """What FixedInterval(interval) with copied labels must score, computed directly."""
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    for t, truth in enumerate(clip.labels):
+        confusion += confusion_matrix(truth, clip.labels[t - t % interval], num_classes)
+    return mean_iou(confusion)
+
+
+def test_oracle_cell_bookkeeping_against_a_direct_computation(tiny_dataset):
+    clip = tiny_dataset.test[0]
+    zero = lambda c, k: np.zeros(c.shape[:2] + (2,), np.float32)  # noqa: E731
+    copied = oracle_cell(FixedInterval(4), None, clip.frames, clip.labels, num_classes=7, ignore_index=None,
+                         flow=zero, propagation="copy")
+    assert copied.updates == 4 and copied.region_frames == 14 and copied.timed_frames == 13
+    assert copied.accuracy == pytest.approx(copy_miou(clip, 4))
+    warped_by_zero = oracle_cell(FixedInterval(4), None, clip.frames, clip.labels, num_classes=7, ignore_index=None,
+                                 flow=zero)
+    np.testing.assert_array_equal(warped_by_zero.confusion, copied.confusion)
+    every = oracle_cell(FixedInterval(1), RegionGrid(2, 2, 8), clip.frames, clip.labels, num_classes=7,
+                        ignore_index=None, flow=DISFlow())
+    assert every.accuracy == 1.0 and every.key_fraction == 1.0
+    with_flow = oracle_cell(FixedInterval(4), None, clip.frames, clip.labels, num_classes=7, ignore_index=None,
+                            flow=DISFlow())
+    assert with_flow.accuracy != copied.accuracy and with_flow.ms["flow"] > 0
+    summed = copied + with_flow
+    assert summed.frames == 28 and np.array_equal(summed.confusion, copied.confusion + with_flow.confusion)
+    assert CellResult.from_json(json.loads(json.dumps(summed.to_json()))).accuracy == summed.accuracy
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+SMALL = dict(policies=("fixed_interval", "copy", "frame_difference"), budgets=(0.2, 0.5), sweep=(0.35,),
+             regions=("1x1", "2x2"), overlap=8)
+
+
+def test_compare_writes_every_output_and_a_rerun_does_no_work(tiny_dataset, tmp_path):
+    out = str(tmp_path / "run")
+    report = run_compare(CompareConfig(**SMALL), tiny_dataset, out, log=quiet)
+    rows = read_csv(os.path.join(out, "results.csv"))
+    assert len(rows) == 3 * 2 * 3 and report["cells_done"] == report["cells_planned"] == 36
+    for column in ("policy", "budget", "key_fraction", "accuracy", "fps"):
+        assert column in rows[0]
+    for name in ("results.json", "pareto.png", "summary.md"):
+        assert os.path.getsize(os.path.join(out, name)) > 0
+    fixed = {(r["regions"], float(r["budget"])): r for r in rows if r["policy"] == "fixed_interval"}
+    # On 14-frame clips intervals 5 and 6 both give 3/14 key frames (the larger is kept); 2 gives 7/14.
+    assert fixed[("1x1", 0.2)]["threshold"] == "6" and fixed[("1x1", 0.5)]["threshold"] == "2"
+    assert float(fixed[("1x1", 0.5)]["key_fraction"]) == 0.5
+    copy = {float(r["budget"]): float(r["accuracy"]) for r in rows if r["policy"] == "copy" and r["regions"] == "1x1"}
+    confusion = sum(confusion_matrix(t, c.labels[i - i % 6], 7) for c in tiny_dataset.test for i, t in enumerate(c.labels))
+    assert copy[0.2] == pytest.approx(mean_iou(confusion))
+    summary = open(os.path.join(out, "summary.md")).read()
+    assert "budget 0.20" in summary and "fixed_interval" in summary
+    stamp = {n: os.path.getmtime(os.path.join(out, "cells", n)) for n in os.listdir(os.path.join(out, "cells"))}
+    messages = []
+    run_compare(CompareConfig(**SMALL), tiny_dataset, out, log=messages.append)
+    assert "36 already done" in messages[0]
+    assert stamp == {n: os.path.getmtime(os.path.join(out, "cells", n)) for n in os.listdir(os.path.join(out, "cells"))}
+
+
+def test_an_interrupted_compare_keeps_finished_cells_and_continues(tiny_dataset, tmp_path, monkeypatch):
+    out = str(tmp_path / "run")
+    config = CompareConfig(policies=("frame_difference",), budgets=(0.3,), sweep=(), regions=("1x1",))
+    original = compare_run.Workspace.run_cell
+    calls = []
+
+    def crash_on_second(self, cell):
+        calls.append(cell)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, cell)
+
+    monkeypatch.setattr(compare_run.Workspace, "run_cell", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_compare(config, tiny_dataset, out, log=quiet)
+    assert len(os.listdir(os.path.join(out, "cells"))) == 1
+    monkeypatch.setattr(compare_run.Workspace, "run_cell", original)
+    messages = []
+    report = run_compare(config, tiny_dataset, out, log=messages.append)
+    assert "1 already done" in messages[0] and report["cells_done"] == 2
+
+
+def test_a_folder_of_another_configuration_is_refused_before_any_work(tiny_dataset, tmp_path):
+    out = str(tmp_path / "run")
+    config = CompareConfig(policies=("fixed_interval",), budgets=(0.3,), sweep=(), regions=("1x1",))
+    run_compare(config, tiny_dataset, out, log=quiet)
+    before = sorted(os.listdir(os.path.join(out, "cells")))
+    other = CompareConfig(policies=("fixed_interval",), budgets=(0.25,), sweep=(), regions=("1x1",))
+    with pytest.raises(ValueError, match="different configuration.*budgets"):
+        run_compare(other, tiny_dataset, out, log=quiet)
+    assert sorted(os.listdir(os.path.join(out, "cells"))) == before
+
+
+def test_shards_merge_into_the_results_of_one_run(tiny_dataset, tmp_path):
+    config = dict(policies=("fixed_interval", "frame_difference"), budgets=(0.2,), sweep=(), regions=("1x1",))
+    whole = run_compare(CompareConfig(**config), tiny_dataset, str(tmp_path / "whole"), log=quiet)
+    parts = [str(tmp_path / f"part{i}") for i in (1, 2)]
+    for i, part in enumerate(parts, 1):
+        half = run_compare(CompareConfig(**config), tiny_dataset, part, shard=(i, 2), log=quiet)
+        assert half["cells_done"] == 2
+    merged = merge(parts, str(tmp_path / "merged"), log=quiet)
+    assert merged["cells_done"] == 4
+
+    def figures(report):
+        return [(r["policy"], r["key_fraction"], r["accuracy"], r["threshold"]) for r in report["rows"]]
+
+    assert figures(merged) == figures(whole)
+    other = str(tmp_path / "other")
+    run_compare(CompareConfig(**{**config, "budgets": (0.3,)}), tiny_dataset, other, shard=(1, 4), log=quiet)
+    with pytest.raises(ValueError, match="only shards of one run merge"):
+        merge([parts[0], other], str(tmp_path / "m2"), log=quiet)
+
+
+def test_parallel_jobs_give_the_same_figures(tiny_dataset, tmp_path):
+    config = dict(policies=("fixed_interval", "frame_difference"), budgets=(0.2, 0.4), sweep=(), regions=("1x1",))
+    one = run_compare(CompareConfig(**config), tiny_dataset, str(tmp_path / "one"), log=quiet)
+    two = run_compare(CompareConfig(**config), tiny_dataset, str(tmp_path / "two"), jobs=2, log=quiet)
+    assert [(r["key_fraction"], r["accuracy"]) for r in one["rows"]] == \
+           [(r["key_fraction"], r["accuracy"]) for r in two["rows"]]
+
+
+def test_model_mode_on_unlabelled_clips_scores_agreement_with_the_per_frame_model(tmp_path):
+    from helpers import tiny_dff
+
+    model = tiny_dff(classes=7)
+    model.key_step(np.zeros((64, 64, 3), np.uint8))
+    path = str(tmp_path / "tiny.keras")
+    model.save(path)
+    video = SyntheticVideo(height=64, width=128, num_frames=16, seed=5)
+    frames = [video.frame(t) for t in range(16)]
+    dataset = Dataset("unlabelled", [Clip("cal", frames[:8])], [Clip("test", frames[8:])], num_classes=7)
+    config = CompareConfig(mode="model", model=path, policies=("fixed_interval", "copy"), budgets=(0.5,),
+                           sweep=(), regions=("1x1",))
+    report = run_compare(config, dataset, str(tmp_path / "run"), log=quiet)
+    rows = {r["policy"]: r for r in report["rows"]}
+    assert rows["per_frame"]["accuracy"] == 1.0 and rows["per_frame"]["agreement"] == 1.0
+    assert rows["per_frame"]["key_fraction"] == 1.0 and rows["fixed_interval"]["key_fraction"] == 0.5
+    assert rows["fixed_interval"]["ms_warp"] > 0 and rows["copy"]["ms_warp"] == 0
+    assert rows["per_frame"]["ms_feature"] > rows["fixed_interval"]["ms_feature"]
+    assert 0 < rows["copy"]["agreement"] <= 1
+    assert os.path.exists(str(tmp_path / "run" / "reference" / "unlabelled" / "test.npz"))
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(policies=("nope",)), "unknown policy 'nope'"),
+    (dict(budgets=(0.0,)), r"budget must be a key-frame fraction in \(0, 1\], got 0.0"),
+    (dict(budgets=(0.2,), sweep=(1.5,)), "got 1.5"),
+    (dict(regions=("2by2",)), "written RxC"),
+    (dict(mode="fast"), "unknown mode"),
+    (dict(policies=("decision_network",)), "needs a trained decision model"),
+    (dict(model="missing.keras", mode="model"), "missing.keras"),
+])
+def test_bad_configurations_are_named(change, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        CompareConfig(**change).check()
+
+
+def test_bad_data_sets_are_named(tmp_path):
+    frames = [np.zeros((16, 16, 3), np.uint8)] * 3
+    labels = [np.zeros((16, 16), np.uint8)] * 2 + [np.full((16, 16), 9, np.uint8)]
+    with pytest.raises(ValueError, match="clip 'b', label 2: values 9..9 outside 0..6"):
+        Dataset("d", [Clip("a", frames)], [Clip("b", frames, labels)], num_classes=7).check()
+    with pytest.raises(ValueError, match="clip 'a', frame 1: shape"):
+        Dataset("d", [Clip("a", [frames[0], np.zeros((8, 16, 3), np.uint8)])], [Clip("b", frames)], 7).check()
+    with pytest.raises(ValueError, match="no test clips"):
+        Dataset("d", [Clip("a", frames)], [], 7).check()
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        camvid_val_dataset(str(tmp_path))
+
+
+def test_cli_errors_are_clear_and_early(tmp_path, capsys):
+    from adaptive_dff.cli import main
+
+    assert main(["compare", "--dataset", "kitti", "--out", str(tmp_path / "a")]) == 2
+    assert "unknown data set 'kitti'" in capsys.readouterr().err
+    assert main(["compare", "--budgets", "1.2", "--out", str(tmp_path / "b")]) == 2
+    assert "got 1.2" in capsys.readouterr().err
+    assert main(["compare", "--video", str(tmp_path / "none.mp4"), "--out", str(tmp_path / "c")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    assert main(["compare", "--video", str(broken), "--out", str(tmp_path / "d")]) == 2
+    assert "cannot be opened" in capsys.readouterr().err
+    assert not any(os.path.exists(tmp_path / x) for x in "abcd")
+
+
+def test_the_synthetic_scenarios_are_deterministic_and_distinct():
+    a = synthetic_dataset("cuts", frames=12, height=32, width=48)
+    b = synthetic_dataset("cuts", frames=12, height=32, width=48)
+    assert all(np.array_equal(x, y) for x, y in zip(a.test[0].frames, b.test[0].frames))
+    assert not np.array_equal(a.test[0].frames[0], a.calibration[0].frames[0])
+    with pytest.raises(ValueError, match="unknown synthetic scenario"):
+        synthetic_dataset("rain")
+
+
+def test_camvid_val_splits_the_clip_in_time(data_root):
+    dataset = camvid_val_dataset(str(data_root)).check()
+    assert [len(c) for c in dataset.calibration + dataset.test] == [34, 67]
+    assert dataset.ignore_index == 11 and dataset.num_classes == 11
+    assert dataset.test[0].frames[0].shape == (360, 480, 3)
