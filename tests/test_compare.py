@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import pathlib
 
 import cv2
 import numpy as np
@@ -236,6 +237,7 @@ def test_model_mode_on_unlabelled_clips_scores_agreement_with_the_per_frame_mode
     (dict(budgets=(0.0,)), r"budget must be a key-frame fraction in \(0, 1\], got 0.0"),
     (dict(budgets=(0.2,), sweep=(1.5,)), "got 1.5"),
     (dict(regions=("2by2",)), "written RxC"),
+    (dict(regions=("0x2",)), "rows must be an integer >= 1"),
     (dict(mode="fast"), "unknown mode"),
     (dict(policies=("decision_network",)), "needs a trained decision model"),
     (dict(model="missing.keras", mode="model"), "missing.keras"),
@@ -267,11 +269,13 @@ def test_cli_errors_are_clear_and_early(tmp_path, capsys):
     assert "got 1.2" in capsys.readouterr().err
     assert main(["compare", "--video", str(tmp_path / "none.mp4"), "--out", str(tmp_path / "c")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert main(["compare", "--frames", "10", "--regions", "8x8", "--out", str(tmp_path / "e")]) == 2
+    assert "regions 8x8: overlap 16 px is larger than a region" in capsys.readouterr().err
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")
     assert main(["compare", "--video", str(broken), "--out", str(tmp_path / "d")]) == 2
     assert "cannot be opened" in capsys.readouterr().err
-    assert not any(os.path.exists(tmp_path / x) for x in "abcd")
+    assert not any(os.path.exists(tmp_path / x) for x in "abcde")
 
 
 def test_the_synthetic_scenarios_are_deterministic_and_distinct():
@@ -288,3 +292,34 @@ def test_camvid_val_splits_the_clip_in_time(data_root):
     assert [len(c) for c in dataset.calibration + dataset.test] == [34, 67]
     assert dataset.ignore_index == 11 and dataset.num_classes == 11
     assert dataset.test[0].frames[0].shape == (360, 480, 3)
+
+
+def test_the_main_command_runs_on_the_embedded_default(tmp_path, capsys):
+    from adaptive_dff.cli import main
+
+    out = tmp_path / "run"
+    args = ["compare", "--frames", "12", "--budgets", "0.3", "--sweep", "--regions", "1x1", "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    for scenario in ("synthetic-steady", "synthetic-varying", "synthetic-cuts"):
+        assert scenario in printed
+    rows = read_csv(out / "results.csv")
+    assert {r["dataset"] for r in rows} == {"synthetic-steady", "synthetic-varying", "synthetic-cuts"}
+    assert len(rows) == 3 * 4  # the four default policies at one budget
+    assert main(args) == 0 and "already done" in capsys.readouterr().out
+
+
+def test_readme_compare_example_runs(tmp_path):
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Compare scheduling policies", 1)[1]
+    assert "adaptive-dff compare\n" in readme.split("## Compare scheduling policies", 1)[0]  # the main job
+    block = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
+    video = SyntheticVideo(height=64, width=96, num_frames=20, seed=2)
+    frames, labels = [video.frame(t) for t in range(20)], [video.label(t) for t in range(20)]
+    namespace = {"frames_a": frames[:10], "labels_a": labels[:10], "frames_b": frames[10:], "labels_b": labels[10:]}
+    exec(block.replace("runs/mine", str(tmp_path / "mine")).replace("budgets=(0.1, 0.2)", "budgets=(0.2,), sweep=()"),
+         namespace)
+    assert {r["policy"] for r in namespace["report"]["rows"]} == {"fixed_interval", "copy", "frame_difference",
+                                                                  "flow_magnitude"}

@@ -410,6 +410,12 @@ def run_compare(
         raise ValueError(f"data set names repeat: {names}")
     for dataset in datasets:
         dataset.check()
+        height, width = dataset.test[0].frames[0].shape[:2]
+        for grid in config.regions:
+            try:
+                parse_grid(grid, config.overlap).boxes(height, width)
+            except ValueError as error:
+                raise ValueError(f"data set {dataset.name!r}, regions {grid}: {error}") from None
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     folder = ResultFolder(out)
