@@ -323,3 +323,20 @@ def test_readme_compare_example_runs(tmp_path):
          namespace)
     assert {r["policy"] for r in namespace["report"]["rows"]} == {"fixed_interval", "copy", "frame_difference",
                                                                   "flow_magnitude"}
+
+
+def test_decision_network_policy_runs_and_a_mismatched_one_fails_before_any_cell(tiny_dataset, tmp_path):
+    from schedulers import DecisionModel
+
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0.5, 1.0, 48)
+    paths = {}
+    for channels in (4, 7):  # OpenCV pair features have 4 channels
+        paths[channels] = str(tmp_path / f"decision{channels}.keras")
+        DecisionModel(epochs=1).fit(rng.normal(size=(48, 8, 8, channels)), scores).save(paths[channels])
+    config = dict(policies=("decision_network",), budgets=(0.3,), sweep=(), regions=("1x1",))
+    report = run_compare(CompareConfig(decision_model=paths[4], **config), tiny_dataset, str(tmp_path / "a"), log=quiet)
+    assert report["rows"][0]["policy"] == "decision_network" and report["rows"][0]["threshold_param"] == "target"
+    with pytest.raises(ValueError, match=r"policy decision_network cannot run .* fitted on \(8, 8, 7\)"):
+        run_compare(CompareConfig(decision_model=paths[7], **config), tiny_dataset, str(tmp_path / "b"), log=quiet)
+    assert not os.path.exists(tmp_path / "b" / "cells")

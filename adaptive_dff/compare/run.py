@@ -286,6 +286,26 @@ class Workspace:
         self.folder.save_calibration(cell.calibration_ident, payload)
         return payload
 
+    def preflight(self) -> None:
+        """Run every policy on the first frames of each data set, so a policy that cannot
+        work here (a decision model fitted on other features, a bad grid) fails before any long work."""
+        from schedulers import Tracker
+
+        for dataset in self.datasets.values():
+            frames = dataset.calibration[0].frames[:2]
+            for name in self.config.policies:
+                policy = self.make_policy(name)
+                for grid in self.config.regions:
+                    tracker = Tracker(policy, regions=parse_grid(grid, self.config.overlap),
+                                      flow=self.flow() if getattr(policy, "needs_flow", False) else None,
+                                      features=self.pair_features())
+                    try:
+                        for frame in frames:
+                            tracker.step(frame)
+                    except (ValueError, TypeError) as error:
+                        raise ValueError(f"policy {name} cannot run on data set {dataset.name!r} "
+                                         f"with regions {grid}: {error}") from None
+
     def warm_up(self, clip, grid) -> None:
         """Trace and compile the model's stages for this clip's region sizes, so no
         compilation lands inside a timed frame (once per frame size and grid)."""
@@ -428,13 +448,15 @@ def run_compare(
     todo = [c for c in cells if folder.cell(c.ident) is None]
     log(f"compare: {len(cells)} cells ({len(cells) - len(todo)} already done), mode {config.mode}, "
         f"data sets {', '.join(names)}, results in {out}")
-    if config.mode == "model" and not config.model:
+    if not config.model and (config.mode == "model" or not all(d.labelled for d in datasets)):
         log("note: no --model given: an untrained compact model runs; its timings are real, "
-            "its accuracy figures mean nothing")
+            "its accuracy figures (and per-frame references for unlabelled clips) mean nothing")
     started = time.perf_counter()
     progress = _Progress(len(todo), log)
+    workspace = Workspace(config, datasets, folder)
+    if todo:
+        workspace.preflight()
     if jobs == 1 or len(todo) <= 1:
-        workspace = Workspace(config, datasets, folder)
         for cell in todo:
             progress.done(cell, workspace.run_cell(cell))
     else:
@@ -443,7 +465,6 @@ def run_compare(
         import multiprocessing
 
         # Calibrations first, once each, so parallel cells do not repeat them.
-        workspace = Workspace(config, datasets, folder)
         for cell in {c.calibration_ident: c for c in todo if c.policy != PER_FRAME}.values():
             workspace.calibrate(cell)
         context = multiprocessing.get_context("spawn")
