@@ -325,6 +325,67 @@ def test_masked_cross_entropy_against_numpy():
         assert ours[b] == pytest.approx(-picked[keep].mean(), rel=1e-5)
 
 
+def test_class_weighted_cross_entropy_and_median_frequency_weights():
+    import tensorflow as tf
+
+    from training.losses import masked_cross_entropy, median_frequency_weights
+
+    rng = np.random.default_rng(5)
+    logits = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    label = rng.integers(0, 6, (2, 3, 4))
+    weights = rng.uniform(0.5, 3.0, 5).astype(np.float32)
+    ours = masked_cross_entropy(tf.constant(label), tf.constant(logits), void=5, class_weights=weights).numpy()
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    for b in range(2):
+        keep = label[b] != 5
+        picked = np.take_along_axis(log_p[b], np.where(keep, label[b], 0)[..., None], -1)[..., 0]
+        assert ours[b] == pytest.approx(-(picked * weights[np.where(keep, label[b], 0)])[keep].sum() / keep.sum(),
+                                        rel=1e-5)
+    # By hand: image A (4 px): class 0 x3, class 1 x1; image B (4 px): class 0 x2, void x2; class 2 absent.
+    a = np.array([[0, 0], [0, 1]])
+    b = np.array([[0, 0], [9, 9]])
+    f0, f1 = 5 / 6, 1 / 4  # class 0: 5 px over 6 kept px of the images holding it; class 1: 1 px over 4
+    median = np.median([f0, f1])
+    np.testing.assert_allclose(median_frequency_weights([a, b], 3, void=9), [median / f0, median / f1, 1.0],
+                               rtol=1e-6)
+
+
+def test_training_augmentation_scales_pads_with_void_and_keeps_labels_aligned():
+    from training.features import augment
+
+    rng = np.random.default_rng(0)
+    label = np.repeat(np.arange(8, dtype=np.uint8), 8)[None].repeat(40, 0)  # vertical stripes, 8 px each
+    frame = (label[..., None] * 30).repeat(3, -1).astype(np.uint8)  # the image encodes the label
+    config = {"scale_min": 0.5, "scale_max": 0.5, "colour_jitter": 0.0}
+    image, crop = augment(rng, frame, label, 32, 48, config, void=11)
+    assert image.shape == (32, 48, 3) and image.dtype == np.float32 and crop.shape == (32, 48)
+    assert (crop == 11).any() and np.all(image[crop == 11] == 0)  # padded: black and void
+    inside = crop != 11
+    # Away from stripe edges, the bilinear image still encodes the nearest-neighbour label.
+    edges = np.abs(np.diff(crop.astype(int), axis=1, prepend=crop[:, :1])) > 0
+    edges |= np.roll(edges, -1, axis=1)
+    keep = inside & ~edges
+    np.testing.assert_allclose(image[..., 0][keep], crop[keep] * 30.0, atol=16)
+    jittered, _ = augment(np.random.default_rng(1), frame, label, 32, 48,
+                          {"scale_min": 1.0, "scale_max": 1.0, "colour_jitter": 0.3}, void=11)
+    assert jittered.min() >= 0 and jittered.max() <= 255
+
+
+def test_poly_learning_rate_follows_the_optimizer_steps():
+    from training.runtime import learning_rate_at, learning_rate_schedule
+
+    config = {"learning_rate": 0.01, "steps": 100, "lr_schedule": "poly"}
+    schedule = learning_rate_schedule(config)
+    for step in (0, 37, 99, 100):
+        assert float(schedule(step)) == pytest.approx(learning_rate_at(config, step), rel=1e-5)
+    assert learning_rate_at(config, 50) == pytest.approx(0.01 * 0.5 ** 0.9)
+    assert learning_rate_schedule({**config, "lr_schedule": "constant"}) == 0.01
+    with pytest.raises(ValueError, match="lr_schedule"):
+        validate("flow", {"lr_schedule": "cosine"})
+    with pytest.raises(ValueError, match="scale_min <= scale_max"):
+        validate("features", {"scale_min": 2.0, "scale_max": 1.0})
+
+
 def test_mixed_precision_and_xla_options_train(tmp_path):
     run = cli(*flow_args(tmp_path / "mixed", "--set", "steps=2", "--set", "mixed_precision=true",
                          "--set", "jit_compile=true"))

@@ -17,6 +17,7 @@ COMMON = {
     "steps": (int, 1000),
     "batch_size": (int, 4),  # per replica
     "learning_rate": (float, 1e-3),
+    "lr_schedule": (str, "constant"),  # "constant" or "poly" (to 0 at `steps`, power 0.9)
     "height": (int, 256),
     "width": (int, 384),
     "checkpoint_every": (int, 100),
@@ -52,6 +53,10 @@ PROGRAM_FIELDS = {
         "data_root": (str, ""),
         "train_limit": (int, 0),
         "eval_limit": (int, 0),
+        "scale_min": (float, 1.0),  # random rescaling of each training frame before the crop
+        "scale_max": (float, 1.0),
+        "colour_jitter": (float, 0.0),  # brightness and contrast changes of up to this fraction
+        "class_weighting": (str, "none"),  # "none" or "median_frequency" (SegNet's class balancing)
     },
     "decision": {
         "model": (str, ""),  # model.keras of a 'train dff' run ("" : an untrained compact model)
@@ -76,7 +81,8 @@ PRESETS = {
     "features": {
         "smoke": {"steps": 6, "batch_size": 2, "height": 128, "width": 128, "checkpoint_every": 3, "eval_limit": 6},
         "default": {"steps": 4000, "batch_size": 8, "height": 256, "width": 384, "checkpoint_every": 200,
-                    "learning_rate": 1e-3},
+                    "learning_rate": 1e-3, "lr_schedule": "poly", "scale_min": 0.75, "scale_max": 1.5,
+                    "colour_jitter": 0.2, "class_weighting": "median_frequency"},
     },
     "decision": {
         "smoke": {"height": 128, "width": 128, "max_frames": 16, "max_offset": 4, "key_stride": 6,
@@ -137,6 +143,17 @@ def validate(program: str, values: dict) -> dict:
             raise ValueError(f"config key {key!r} must be >= 1, got {config[key]}")
     if config["learning_rate"] <= 0:
         raise ValueError(f"config key 'learning_rate' must be > 0, got {config['learning_rate']}")
+    if config["lr_schedule"] not in ("constant", "poly"):
+        raise ValueError(f"config key 'lr_schedule' must be 'constant' or 'poly', got {config['lr_schedule']!r}")
+    if "scale_min" in config:
+        if not 0 < config["scale_min"] <= config["scale_max"]:
+            raise ValueError(f"config keys need 0 < scale_min <= scale_max, got {config['scale_min']} and "
+                             f"{config['scale_max']}")
+        if not 0 <= config["colour_jitter"] < 1:
+            raise ValueError(f"config key 'colour_jitter' must be in [0, 1), got {config['colour_jitter']}")
+        if config["class_weighting"] not in ("none", "median_frequency"):
+            raise ValueError("config key 'class_weighting' must be 'none' or 'median_frequency', "
+                             f"got {config['class_weighting']!r}")
     return config
 
 

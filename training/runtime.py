@@ -82,6 +82,23 @@ def versions() -> dict:
     }
 
 
+def learning_rate_schedule(config: dict):
+    """The optimizer's learning rate: a constant, or ``poly`` decay to 0 at ``steps``
+    (``lr * (1 - step / steps) ** 0.9``, as DeepLab trains). It follows the optimizer's
+    own step count, so a resumed run continues the schedule where it stopped."""
+    if config.get("lr_schedule", "constant") == "poly":
+        return keras.optimizers.schedules.PolynomialDecay(
+            config["learning_rate"], decay_steps=config["steps"], end_learning_rate=0.0, power=0.9)
+    return config["learning_rate"]
+
+
+def learning_rate_at(config: dict, step: int) -> float:
+    """The learning rate used for optimizer step ``step`` (0-based)."""
+    if config.get("lr_schedule", "constant") == "poly":
+        return config["learning_rate"] * (1 - min(step, config["steps"]) / config["steps"]) ** 0.9
+    return config["learning_rate"]
+
+
 def check_run_folder(out: str, program: str, signature: dict) -> None:
     """Refuse a folder that holds another program's or another model's run.
 
@@ -158,7 +175,7 @@ class Trainer:
         self.log = log
         self.global_batch = config["batch_size"] * strategy.num_replicas_in_sync
         with strategy.scope():
-            self.optimizer = keras.optimizers.Adam(config["learning_rate"])
+            self.optimizer = keras.optimizers.Adam(learning_rate_schedule(config))
             if config["mixed_precision"]:
                 # float16 gradients underflow without loss scaling.
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
@@ -234,7 +251,7 @@ class Trainer:
                 raise FloatingPointError(f"loss became {loss_value} at step {step}; the last checkpoint is kept")
             with writer.as_default():
                 tf.summary.scalar("loss", loss_value, step=step)
-                tf.summary.scalar("learning_rate", self.config["learning_rate"], step=step)
+                tf.summary.scalar("learning_rate", learning_rate_at(self.config, step - 1), step=step)
             if progress is not None:
                 progress.update(step, [("loss", loss_value)])
             elif (step - start) % report_every == 0 or step == total:
