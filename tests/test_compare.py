@@ -230,6 +230,10 @@ def test_model_mode_on_unlabelled_clips_scores_agreement_with_the_per_frame_mode
     assert rows["per_frame"]["ms_feature"] > rows["fixed_interval"]["ms_feature"]
     assert 0 < rows["copy"]["agreement"] <= 1
     assert os.path.exists(str(tmp_path / "run" / "reference" / "unlabelled" / "test.npz"))
+    # A different model saved under the same path is a different comparison.
+    tiny_dff(classes=7).save(path)
+    with pytest.raises(ValueError, match="config.model"):
+        run_compare(config, dataset, str(tmp_path / "run"), log=quiet)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -239,6 +243,7 @@ def test_model_mode_on_unlabelled_clips_scores_agreement_with_the_per_frame_mode
     (dict(regions=("2by2",)), "written RxC"),
     (dict(regions=("0x2",)), "rows must be an integer >= 1"),
     (dict(mode="fast"), "unknown mode"),
+    (dict(budgets=(0.2, 0.20001)), "budgets repeat"),
     (dict(policies=("decision_network",)), "needs a trained decision model"),
     (dict(model="missing.keras", mode="model"), "missing.keras"),
 ])

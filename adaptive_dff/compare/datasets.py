@@ -79,6 +79,20 @@ class Dataset:
     def labelled(self) -> bool:
         return all(c.labelled for c in self.calibration + self.test)
 
+    def fingerprint(self) -> str:
+        """SHA-256 over every frame and label of both splits (identifies the data, wherever it lives)."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for split in (self.calibration, self.test):
+            for clip in split:
+                digest.update(clip.name.encode())
+                for array in list(clip.frames) + list(clip.labels or []):
+                    array = np.ascontiguousarray(array)
+                    digest.update(str((array.shape, array.dtype.str)).encode())
+                    digest.update(array.data)
+        return digest.hexdigest()
+
     def check(self) -> "Dataset":
         """Name the first problem: an empty split, a clip shorter than 2 frames,
         frames of the wrong layout or size, labels of the wrong shape or range."""
@@ -213,8 +227,7 @@ def camvid_val_dataset(data_root: str) -> Dataset:
         name="camvid-val", num_classes=NUM_CLASSES, ignore_index=VOID, class_names=CLASS_NAMES,
         calibration=[Clip("val-calibration", frames[:n], labels[:n], fps=15.0)],
         test=[Clip("val-test", frames[n:], labels[n:], fps=15.0)],
-        spec={"kind": "camvid-val", "data_root": os.path.abspath(data_root), "frames": len(frames),
-              "calibration_frames": n},
+        spec={"kind": "camvid-val", "frames": len(frames), "calibration_frames": n},
     )
 
 
@@ -246,7 +259,7 @@ def video_dataset(paths: Sequence[str], *, num_classes: int, max_frames: Optiona
         fps = reader.fps or None
         calibration.append(Clip(f"{stem}-calibration", frames[:cut], fps=fps))
         test.append(Clip(f"{stem}-test", frames[cut:], fps=fps))
-        spec.append({"path": os.path.abspath(path), "frames": len(frames), "truncated": reader.truncated})
+        spec.append({"file": os.path.basename(path), "frames": len(frames), "truncated": reader.truncated})
     if any(s["truncated"] for s in spec):
         warnings.warn("some videos stopped decoding early; see the warnings above", stacklevel=2)
     return Dataset(name="video", calibration=calibration, test=test, num_classes=num_classes,

@@ -181,11 +181,13 @@ def oracle_cell(
             if decision.update[r]:  # always on frame 0
                 key_labels[r] = truth_crop
                 outputs.append(truth_crop.astype(np.int32))
-                confidences.append(1.0)
+                confidences.append(np.inf)  # true labels win over carried ones in overlaps
                 continue
             if propagation == "copy":
-                region_flow = np.zeros(crop.shape[:2] + (2,), np.float32)
-            elif policy_flows is not None:
+                outputs.append(key_labels[r].astype(np.int32))
+                confidences.append(1.0)
+                continue
+            if policy_flows is not None:
                 region_flow = policy_flows[r]
             else:
                 region_flow = timed_flow(crop, tracker.key_regions_[r])

@@ -306,5 +306,6 @@ def write(folder: ResultFolder, config_extra: Optional[dict] = None, log=print) 
 def _planned(signature: dict):
     from adaptive_dff.compare.run import CompareConfig, plan_cells, test_clips
 
-    config = CompareConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in signature["config"].items()})
+    config = CompareConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in signature["config"].items()
+                              if k not in ("model", "decision_model")})
     return plan_cells(config, test_clips(signature))

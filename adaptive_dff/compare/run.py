@@ -93,6 +93,9 @@ class CompareConfig:
         for budget in tuple(self.budgets) + tuple(self.sweep):
             if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget <= 1:
                 raise ValueError(f"a budget must be a key-frame fraction in (0, 1], got {budget!r}")
+        rounded = [round(float(b), 4) for b in self.budgets]
+        if len(set(rounded)) != len(rounded):
+            raise ValueError(f"budgets repeat (to 4 decimals): {list(self.budgets)}")
         for grid in self.regions:
             parse_grid(grid, self.overlap)
         for path in (self.model, self.decision_model):
@@ -402,10 +405,28 @@ def _run_in_worker(cell: Cell) -> dict:
     return _WORKSPACE.run_cell(cell)
 
 
+def file_digest(path: Optional[str]) -> Optional[str]:
+    """SHA-256 of a file's bytes (``None`` for no file)."""
+    if not path:
+        return None
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def signature(config: CompareConfig, datasets: Sequence[Dataset]) -> dict:
-    """What identifies a comparison: the configuration and, per data set, its description and test clips."""
-    return {"config": asdict(config),
-            "datasets": [{"name": d.name, "spec": d.spec, "labelled": d.labelled,
+    """What identifies a comparison: the configuration (model files by content, not by path) and,
+    per data set, its description, the fingerprint of its frames and labels, and its test clips.
+    Shards run on machines with the data in other folders still merge."""
+    settings = asdict(config)
+    for key in ("model", "decision_model"):
+        settings[key] = file_digest(settings[key])
+    return {"config": settings,
+            "datasets": [{"name": d.name, "spec": d.spec, "fingerprint": d.fingerprint(), "labelled": d.labelled,
                           "test_clips": [c.name for c in d.test]} for d in datasets]}
 
 
@@ -474,6 +495,7 @@ def run_compare(
                 progress.done(cell, payload)
     log(f"compare: finished {len(todo)} cells in {time.perf_counter() - started:.0f} s")
     return report.write(folder, config_extra={"versions": versions(), "machine": machine(), "jobs": jobs,
+                                              "files": {"model": config.model, "decision_model": config.decision_model},
                                               "shard": None if shard is None else f"{shard[0]}/{shard[1]}"},
                         log=log)
 
@@ -511,6 +533,10 @@ def merge(dirs: Sequence[str], out: str, log=print) -> dict:
         if os.path.abspath(folder.out) == os.path.abspath(out):
             continue
         for ident, payload in folder.calibrations().items():
+            known = target.calibration(ident)
+            if known is not None and known["threshold"] != payload["threshold"]:
+                raise ValueError(f"{folder.out!r} calibrated {ident} to {payload['threshold']} but another shard "
+                                 f"to {known['threshold']}; the shards did not run the same comparison")
             target.save_calibration(ident, payload)
         for ident, payload in folder.cells().items():
             target.save_cell(ident, payload)
