@@ -272,8 +272,10 @@ def test_decision_smoke_builds_trains_and_reuses_its_data_set(tmp_path):
     from schedulers import DecisionModel
 
     assert DecisionModel.load(out / "decision.keras").predict(np.load(out / "dataset.npz")["X"][:3]).shape == (3,)
+    stamp = os.path.getmtime(out / "decision.keras")
     again = cli("train", "decision", "--out", str(out), "--config", "smoke")
-    assert "reusing the data set" in again.stdout
+    assert "reusing the data set" in again.stdout and "already trained" in again.stdout
+    assert os.path.getmtime(out / "decision.keras") == stamp  # not fitted again
 
 
 @pytest.mark.data

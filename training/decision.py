@@ -118,6 +118,14 @@ def run(config: dict, out: str, log=print) -> dict:
         owner = np.concatenate([np.full(len(p[1]), i) for i, p in enumerate(parts)])
         _save_npz_atomic(cache, X=X, y=y, video=owner)
         log(f"built {len(y)} samples from {len(clips)} videos")
+    finished = os.path.join(out, "metrics.json")
+    if os.path.exists(os.path.join(out, "decision.keras")) and os.path.exists(finished):
+        import json
+
+        with open(finished) as f:
+            metrics = json.load(f)["metrics"]
+        log(f"already trained: {os.path.join(out, 'decision.keras')} (held-out MAE {metrics['held_out_mae']:.4f})")
+        return metrics
     held_out = owner == owner.max()  # the last video is held out
     decision = DecisionModel(epochs=config["epochs"], seed=config["seed"], learning_rate=config["learning_rate"])
     decision.fit(X[~held_out], y[~held_out])
