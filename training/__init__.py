@@ -3,10 +3,10 @@
 Each program takes a validated configuration (:mod:`training.config`: named
 presets such as ``smoke``, or a JSON file), trains in a run folder that it
 can resume from after any interruption (:mod:`training.runtime`), and ends
-with a ``model.keras`` and a ``metrics.json``. Available now: ``flow``
+with a ``model.keras`` and a ``metrics.json``. The programs: ``flow``
 (flow-network pretraining on FlyingChairs-style pairs, :mod:`training.flow`),
+``features`` (the feature network and head per frame, :mod:`training.features`),
 ``dff`` (end to end on (key, current) pairs, :mod:`training.dff`) and
 ``decision`` (DVSNet's decision network from videos,
-:mod:`training.decision`). The per-frame feature-net program is still to
-come.
+:mod:`training.decision`).
 """
