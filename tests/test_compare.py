@@ -115,6 +115,17 @@ def test_oracle_cell_bookkeeping_against_a_direct_computation(tiny_dataset):
     assert CellResult.from_json(json.loads(json.dumps(summed.to_json()))).accuracy == summed.accuracy
 
 
+def test_copy_equals_carrying_along_a_zero_flow_with_void_labels(tiny_dataset):
+    clip = tiny_dataset.test[1]
+    labels = [np.where(label == 6, 11, label).astype(np.uint8) for label in clip.labels]  # class 6 becomes void
+    zero = lambda c, k: np.zeros(c.shape[:2] + (2,), np.float32)  # noqa: E731
+    for grid in (None, RegionGrid(2, 2, 8)):
+        results = [oracle_cell(FrameDifference(threshold=6.0), grid, clip.frames, labels, num_classes=6,
+                               ignore_index=11, flow=zero, propagation=p) for p in ("copy", "warp")]
+        assert results[0].updates == results[1].updates < results[0].region_frames
+        np.testing.assert_array_equal(results[0].confusion, results[1].confusion)
+
+
 def read_csv(path):
     with open(path) as f:
         return list(csv.DictReader(f))

@@ -119,6 +119,14 @@ def carry_labels(key_label: np.ndarray, flow: np.ndarray, num_classes: int) -> t
     return warped.argmax(axis=-1).astype(np.int32), warped.max(axis=-1)
 
 
+def copy_labels(key_label: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`carry_labels` along a zero flow, without the remap: the key labels as they
+    are, void (values outside ``0..num_classes - 1``) carrying no class (class 0, confidence 0)."""
+    labels = key_label.astype(np.int32)
+    known = (labels >= 0) & (labels < num_classes)
+    return np.where(known, labels, 0), known.astype(np.float32)
+
+
 class _Stopwatch:
     """Milliseconds spent inside a wrapped function (a flow function here)."""
 
@@ -184,8 +192,9 @@ def oracle_cell(
                 confidences.append(np.inf)  # true labels win over carried ones in overlaps
                 continue
             if propagation == "copy":
-                outputs.append(key_labels[r].astype(np.int32))
-                confidences.append(1.0)
+                copied, confidence = copy_labels(key_labels[r], num_classes)
+                outputs.append(copied)
+                confidences.append(confidence)
                 continue
             if policy_flows is not None:
                 region_flow = policy_flows[r]
