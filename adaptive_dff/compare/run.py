@@ -198,6 +198,7 @@ class Workspace:
         self._flow = None
         self._references: dict = {}
         self._warm: set = set()
+        self._decision_model = None
 
     def clip(self, dataset: str, name: str):
         return next(c for c in self.datasets[dataset].calibration + self.datasets[dataset].test if c.name == name)
@@ -253,7 +254,9 @@ class Workspace:
 
         cls = schedulers.POLICIES[POLICIES[name][0]]
         if name == "decision_network":
-            policy = cls(model=schedulers.DecisionModel.load(self.config.decision_model))
+            if self._decision_model is None:
+                self._decision_model = schedulers.DecisionModel.load(self.config.decision_model)
+            policy = cls(model=self._decision_model)
         else:
             policy = cls()
         if threshold is not None:
