@@ -31,6 +31,7 @@ _EXPORTS = {
     "resnet101_features": "adaptive_dff.networks",
     "FlowNetS": "adaptive_dff.networks",
     "flownet_half": "adaptive_dff.networks",
+    "flownet_quarter": "adaptive_dff.networks",
     "FlowNetInception": "adaptive_dff.networks",
     "SegmentationHead": "adaptive_dff.networks",
 }

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     warp.add_argument("--repeats", type=_positive, default=20)
     model = bench_sub.add_parser("model", help="latency of each DFF part, cost ratio r, ideal speedup")
     model.add_argument("--feature", default="resnet101", help="compact, resnet50 or resnet101")
-    model.add_argument("--flow", default="flownet_s", help="flownet_s, flownet_half or flownet_inception")
+    model.add_argument("--flow", default="flownet_s", help="flownet_s, flownet_half, flownet_quarter or flownet_inception")
     model.add_argument("--height", type=_positive, default=512)
     model.add_argument("--width", type=_positive, default=1024)
     model.add_argument("--repeats", type=_positive, default=5)

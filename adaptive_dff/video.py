@@ -1,4 +1,5 @@
-"""Reading video files as RGB frames with OpenCV (no TensorFlow).
+"""Reading video files, or folders of numbered images, as RGB frames with
+OpenCV (no TensorFlow).
 
 A file that cannot be opened is an error up front. A file whose decoding
 stops part-way (truncated or corrupt) yields the frames decoded so far and
@@ -7,10 +8,16 @@ keeps ``frames_read`` and ``truncated`` so callers can report it too.
 Containers often announce one frame more than they hold, so a shortfall of
 one frame (or 1%) is not reported. Damage that the decoder conceals (a
 corrupt frame that still decodes) cannot be seen here.
+
+A folder is read as an image sequence: its image files (``.png``, ``.jpg``,
+``.jpeg``, ``.bmp``, ``.ppm``, ``.tif``, ``.tiff``) in name order, e.g.
+CamVid's 15 fps ``val/`` clip. An image that does not decode, or whose size
+differs from the first, is an error naming the file and its frame index.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import warnings
 from typing import Iterator, Optional
@@ -19,15 +26,26 @@ import cv2
 import numpy as np
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
+
+
+def image_sequence(folder: str) -> list[str]:
+    """The image files of ``folder`` in name order; an error when it holds none."""
+    paths = sorted(p for p in glob.glob(os.path.join(folder, "*")) if p.lower().endswith(IMAGE_SUFFIXES))
+    if not paths:
+        raise ValueError(f"folder {folder!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+    return paths
+
+
 class VideoDecodeWarning(UserWarning):
     """Decoding stopped before the frame count the container announced."""
 
 
 class VideoReader:
-    """Iterate over a video file's frames as ``[H, W, 3]`` uint8 RGB.
+    """Iterate over a video file's frames (or a folder's images) as ``[H, W, 3]`` uint8 RGB.
 
     Args:
-        path: the video file.
+        path: the video file, or a folder of numbered images.
         max_frames: stop after this many frames (``None``: all).
 
     Attributes (after iterating): ``frames_read``; ``frames_expected`` (the
@@ -35,7 +53,9 @@ class VideoReader:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: OpenCV cannot open it, or it holds no decodable frame.
+        ValueError: OpenCV cannot open it, or it holds no decodable frame;
+            for a folder: no images, an image that does not decode, or one
+            of another size.
     """
 
     def __init__(self, path, max_frames: Optional[int] = None):
@@ -45,6 +65,13 @@ class VideoReader:
         ):
             raise ValueError(f"max_frames must be an integer >= 1 or None, got {max_frames!r}")
         self.max_frames = max_frames
+        self.frames_read = 0
+        self.truncated = False
+        self.images = image_sequence(self.path) if os.path.isdir(self.path) else None
+        if self.images is not None:
+            self.frames_expected = len(self.images)
+            self.fps = 0.0
+            return
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"video file {self.path!r} does not exist")
         capture = cv2.VideoCapture(self.path)
@@ -54,10 +81,11 @@ class VideoReader:
         capture.release()
         if not opened:
             raise ValueError(f"video file {self.path!r} cannot be opened by OpenCV (not a video, or an unsupported codec)")
-        self.frames_read = 0
-        self.truncated = False
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        if self.images is not None:
+            yield from self._iter_images()
+            return
         capture = cv2.VideoCapture(self.path)
         self.frames_read = 0
         self.truncated = False
@@ -83,3 +111,20 @@ class VideoReader:
                 VideoDecodeWarning,
                 stacklevel=2,
             )
+
+    def _iter_images(self) -> Iterator[np.ndarray]:
+        self.frames_read = 0
+        first_shape = None
+        for index, path in enumerate(self.images[: self.max_frames]):
+            image = cv2.imread(path, cv2.IMREAD_COLOR)
+            if image is None:
+                raise ValueError(f"image {path!r} (frame {index} of folder {self.path!r}) cannot be decoded")
+            if first_shape is None:
+                first_shape = image.shape
+            elif image.shape != first_shape:
+                raise ValueError(
+                    f"image {path!r} (frame {index} of folder {self.path!r}) is {image.shape[1]}x{image.shape[0]}; "
+                    f"the sequence started at {first_shape[1]}x{first_shape[0]}"
+                )
+            self.frames_read += 1
+            yield cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -13,6 +13,7 @@ from adaptive_dff.networks import (
     ResNetFeatures,
     SegmentationHead,
     flownet_half,
+    flownet_quarter,
     resnet50_features,
     resnet101_features,
 )
@@ -88,6 +89,8 @@ def test_flownet_rejects_bad_arguments_and_sizes():
         FlowNetInception(encoder=[[8, 3]] * 5)
     with pytest.raises(ValueError, match="flownet_half fixes width=0.5"):
         flownet_half(width=0.25)
+    with pytest.raises(ValueError, match="flownet_quarter fixes width=0.25"):
+        flownet_quarter(width=0.5)
     net = tiny_parts()["flownet_s"]
     frames = np.zeros((1, 100, 150, 3), np.float32)
     with pytest.raises(ValueError, match=r"frame height must be a multiple of 128, got shape \(1, 100, 150, 3\)"):
@@ -154,7 +157,8 @@ def test_dff_cost_ratios(size):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("builder", [resnet50_features, resnet101_features, FlowNetS, flownet_half, FlowNetInception, CompactFeatures])
+@pytest.mark.parametrize("builder", [resnet50_features, resnet101_features, FlowNetS, flownet_half, flownet_quarter,
+                                     FlowNetInception, CompactFeatures])
 def test_full_size_round_trip(builder, tmp_path):
     model = builder()
     x = sample_input(model, np.random.default_rng(1), 128, 128)

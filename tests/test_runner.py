@@ -132,6 +132,30 @@ def test_video_files_good_truncated_missing_and_not_a_video(model, clip, tmp_pat
         assert len(list(VideoReader(path, max_frames=4))) == 4  # stopping early is not truncation
 
 
+def test_a_folder_of_images_is_a_video(clip, tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, frame in enumerate(clip):
+        cv2.imwrite(str(folder / f"seq_{t:05d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    (folder / "notes.txt").write_text("not an image")
+    reader = VideoReader(folder, max_frames=7)
+    frames = list(reader)
+    assert len(frames) == 7 and reader.frames_read == 7 and reader.frames_expected == 10
+    for t in range(7):
+        np.testing.assert_array_equal(frames[t], clip[t])  # PNG is lossless, name order, RGB
+
+    (folder / "seq_00004.png").write_bytes(b"broken")
+    with pytest.raises(ValueError, match=r"seq_00004.png'.*frame 4 of folder.*cannot be decoded"):
+        list(VideoReader(folder))
+    cv2.imwrite(str(folder / "seq_00004.png"), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"frame 4 of folder.*is 8x8; the sequence started at"):
+        list(VideoReader(folder))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="holds no image files"):
+        VideoReader(empty)
+
+
 def test_learned_scheduler_reads_the_flow_networks_features(model, clip):
     from schedulers import DecisionModel, DecisionNetworkScheduler
 

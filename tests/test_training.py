@@ -99,6 +99,26 @@ def test_chairs_pairs_are_deterministic_and_their_flow_is_right():
         ChairsPairs([np.zeros((64, 64, 3), np.float32)])
 
 
+def test_chairs_pairs_motion_scale_and_photometric_changes():
+    rng = np.random.default_rng(2)
+    images = [cv2.GaussianBlur(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8), (0, 0), 3) for _ in range(2)]
+    plain = ChairsPairs(images, height=96, width=128, seed=4)
+    jittered = ChairsPairs(images, height=96, width=128, seed=4, photometric=0.2)
+    for i in range(3):
+        a, b = plain[i], jittered[i]
+        np.testing.assert_array_equal(a["flow"], b["flow"])  # the geometry is untouched
+        change = np.abs(a["image1"].astype(float) - b["image1"]).mean()
+        assert 1.0 < change < 0.5 * 255 * 0.2 + 10
+    small = ChairsPairs(images, height=96, width=128, seed=4, motion_scale=(0.2, 0.2), background_shift=24)
+    large = ChairsPairs(images, height=96, width=128, seed=4, motion_scale=(2.0, 2.0), background_shift=24)
+    magnitude = [np.mean([np.linalg.norm(p[i]["flow"], axis=-1).mean() for i in range(6)]) for p in (small, large)]
+    assert magnitude[1] > 4 * magnitude[0]
+    with pytest.raises(ValueError, match="motion_scale must be"):
+        ChairsPairs(images, motion_scale=(2.0, 1.0))
+    with pytest.raises(ValueError, match="photometric must be in"):
+        ChairsPairs(images, photometric=1.5)
+
+
 def flow_args(out, *extra):
     return ["train", "flow", "--out", str(out), "--config", "smoke", *extra]
 

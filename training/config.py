@@ -34,6 +34,13 @@ PROGRAM_FIELDS = {
         "source": (str, "synthetic"),  # "synthetic" or "camvid" (textures of the pairs)
         "data_root": (str, ""),
         "eval_examples": (str, ""),  # folder of FlyingChairs examples (*-img0.ppm, *-img1.ppm, *-gt.flo)
+        # The pairs (training.pairs.ChairsPairs): largest crop and background translations in px, a per-pair
+        # factor on both drawn log-uniformly in [motion_scale_min, motion_scale_max], and photometric changes.
+        "max_shift": (float, 24.0),
+        "background_shift": (float, 12.0),
+        "motion_scale_min": (float, 1.0),
+        "motion_scale_max": (float, 1.0),
+        "photometric": (float, 0.0),
     },
     "dff": {
         "feature_net": (str, "compact"),
@@ -76,7 +83,8 @@ PRESETS = {
         "smoke": {"steps": 20, "batch_size": 2, "height": 128, "width": 128, "checkpoint_every": 10,
                   "learning_rate": 1e-3, "width_multiplier": 0.25},
         "default": {"steps": 6000, "batch_size": 8, "height": 256, "width": 384, "checkpoint_every": 200,
-                    "learning_rate": 5e-4},
+                    "learning_rate": 5e-4, "max_shift": 24.0, "background_shift": 24.0, "motion_scale_min": 0.2,
+                    "motion_scale_max": 2.0, "photometric": 0.1},
     },
     "features": {
         "smoke": {"steps": 6, "batch_size": 2, "height": 128, "width": 128, "checkpoint_every": 3, "eval_limit": 6},
@@ -145,6 +153,15 @@ def validate(program: str, values: dict) -> dict:
         raise ValueError(f"config key 'learning_rate' must be > 0, got {config['learning_rate']}")
     if config["lr_schedule"] not in ("constant", "poly"):
         raise ValueError(f"config key 'lr_schedule' must be 'constant' or 'poly', got {config['lr_schedule']!r}")
+    if "motion_scale_min" in config:
+        if not 0 < config["motion_scale_min"] <= config["motion_scale_max"]:
+            raise ValueError(f"config keys need 0 < motion_scale_min <= motion_scale_max, got "
+                             f"{config['motion_scale_min']} and {config['motion_scale_max']}")
+        if not 0 <= config["photometric"] < 1:
+            raise ValueError(f"config key 'photometric' must be in [0, 1), got {config['photometric']}")
+        for key in ("max_shift", "background_shift"):
+            if config[key] < 0:
+                raise ValueError(f"config key {key!r} must be >= 0, got {config[key]}")
     if "scale_min" in config:
         if not 0 < config["scale_min"] <= config["scale_max"]:
             raise ValueError(f"config keys need 0 < scale_min <= scale_max, got {config['scale_min']} and "

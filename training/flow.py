@@ -112,7 +112,10 @@ def run(config: dict, out: str, log=print, strategy=None) -> dict:
     examples = load_examples(config["eval_examples"]) if config["eval_examples"] else None
     images = source_images(config)
     h, w = runtime.check_frame_size(config)
-    pairs = ChairsPairs(images, height=h, width=w, seed=config["seed"])
+    pairs = ChairsPairs(images, height=h, width=w, seed=config["seed"], max_shift=config["max_shift"],
+                        background_shift=config["background_shift"],
+                        motion_scale=(config["motion_scale_min"], config["motion_scale_max"]),
+                        photometric=config["photometric"])
     strategy, flow_net = runtime.start("flow", config, out, signature(config), lambda: build_flow_net(config), strategy)
 
     def make_sample(index):

@@ -17,7 +17,7 @@ resumes at step ``s`` sees the same pairs as one that never stopped.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import cv2
 import numpy as np
@@ -45,8 +45,16 @@ class ChairsPairs:
         height, width: size of the pairs.
         num_crops: ``(min, max)`` crops pasted per pair.
         crop_size: ``(min, max)`` side of a crop in pixels.
-        max_shift: largest translation of a crop between the two images (px);
-            the background moves by up to half of it.
+        max_shift: largest translation of a crop between the two images (px).
+        background_shift: largest translation of the background (px; default
+            half of ``max_shift``).
+        motion_scale: ``(min, max)``; each pair draws a factor log-uniformly in
+            this range and multiplies every translation by it, so one data set
+            holds both small and large displacements (default ``(1, 1)``).
+        photometric: largest relative brightness, contrast and per-channel
+            gain change of ``image1`` against ``image0``, plus Gaussian noise of
+            ``photometric * 10`` grey levels on both; 0 (the default) keeps
+            the pair exact in colour.
         max_rotation: largest rotation of a crop (degrees; background: a third).
         max_zoom: largest relative scale change of a crop (background: a third).
         seed: pairs are a function of ``(seed, index)``.
@@ -63,6 +71,9 @@ class ChairsPairs:
         max_shift: float = 24.0,
         max_rotation: float = 15.0,
         max_zoom: float = 0.1,
+        background_shift: Optional[float] = None,
+        motion_scale: Sequence[float] = (1.0, 1.0),
+        photometric: float = 0.0,
         seed: int = 0,
     ):
         images = list(images)
@@ -82,6 +93,10 @@ class ChairsPairs:
             raise ValueError(f"num_crops must be (min, max) with 1 <= min <= max, got {tuple(num_crops)}")
         if not 8 <= crop_size[0] <= crop_size[1]:
             raise ValueError(f"crop_size must be (min, max) with 8 <= min <= max, got {tuple(crop_size)}")
+        if not 0 < motion_scale[0] <= motion_scale[1]:
+            raise ValueError(f"motion_scale must be (min, max) with 0 < min <= max, got {tuple(motion_scale)}")
+        if not 0 <= photometric < 1:
+            raise ValueError(f"photometric must be in [0, 1), got {photometric}")
         self.images = images
         self.height, self.width = int(height), int(width)
         self.num_crops = (int(num_crops[0]), int(num_crops[1]))
@@ -89,6 +104,9 @@ class ChairsPairs:
         self.max_shift = float(max_shift)
         self.max_rotation = float(max_rotation)
         self.max_zoom = float(max_zoom)
+        self.background_shift = self.max_shift / 2 if background_shift is None else float(background_shift)
+        self.motion_scale = (float(motion_scale[0]), float(motion_scale[1]))
+        self.photometric = float(photometric)
         self.seed = int(seed)
 
     def _background(self, rng) -> np.ndarray:
@@ -128,9 +146,11 @@ class ChairsPairs:
         h, w = self.height, self.width
         cx, cy = w / 2, h / 2
         background = self._background(rng)
+        low, high = np.log(self.motion_scale)
+        shift_scale = float(np.exp(rng.uniform(low, high))) if high > low else self.motion_scale[0]
         motion_bg = _affine(
             rng.uniform(-1, 1) * self.max_rotation / 3, 1 + rng.uniform(-1, 1) * self.max_zoom / 3,
-            *(rng.uniform(-1, 1, 2) * self.max_shift / 2), cx, cy,
+            *(rng.uniform(-1, 1, 2) * self.background_shift * shift_scale), cx, cy,
         )
         image0 = background.copy()
         image1 = cv2.warpAffine(background, motion_bg, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
@@ -143,7 +163,7 @@ class ChairsPairs:
                             rng.uniform(0, h) - side / 2, side / 2, side / 2)
             centre = place @ np.array([side / 2, side / 2, 1.0])
             motion = _affine(rng.uniform(-1, 1) * self.max_rotation, 1 + rng.uniform(-1, 1) * self.max_zoom,
-                             *(rng.uniform(-1, 1, 2) * self.max_shift), centre[0], centre[1])
+                             *(rng.uniform(-1, 1, 2) * self.max_shift * shift_scale), centre[0], centre[1])
             for image, matrix, layer in ((image0, place, layer0), (image1, _compose(motion, place), None)):
                 warped = cv2.warpAffine(patch, matrix, (w, h), flags=cv2.INTER_LINEAR)
                 covered = cv2.warpAffine(mask, matrix, (w, h), flags=cv2.INTER_NEAREST).astype(bool)
@@ -159,7 +179,22 @@ class ChairsPairs:
                 x, y = grid_x[on_top], grid_y[on_top]
                 flow[on_top, 0] = m[0, 0] * x + m[0, 1] * y + m[0, 2] - x
                 flow[on_top, 1] = m[1, 0] * x + m[1, 1] * y + m[1, 2] - y
+        if self.photometric:
+            image0, image1 = self._photometric(rng, image0, image1)
         return {"image0": image0, "image1": image1, "flow": flow}
+
+    def _photometric(self, rng, image0: np.ndarray, image1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``image1`` with its brightness, contrast and channel gains changed; noise on both."""
+        p = self.photometric
+        out1 = image1.astype(np.float32)
+        mean = out1.mean()
+        out1 = (out1 - mean) * rng.uniform(1 - p, 1 + p) + mean * rng.uniform(1 - p, 1 + p)
+        out1 *= rng.uniform(1 - p / 2, 1 + p / 2, 3).astype(np.float32)
+        noisy = []
+        for image in (image0.astype(np.float32), out1):
+            noise = rng.normal(0.0, 10.0 * p, image.shape).astype(np.float32)
+            noisy.append(np.clip(image + noise, 0, 255).round().astype(np.uint8))
+        return noisy[0], noisy[1]
 
 
 def moved_pair(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, *, strength: float = 1.0,

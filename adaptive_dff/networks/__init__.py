@@ -1,7 +1,7 @@
 """The parts of a DFF model: feature networks, flow networks and task heads."""
 
 from adaptive_dff.networks.base import NetworkContract
-from adaptive_dff.networks.flownet import FlowNetInception, FlowNetS, flownet_half
+from adaptive_dff.networks.flownet import FlowNetInception, FlowNetS, flownet_half, flownet_quarter
 from adaptive_dff.networks.head import SegmentationHead
 from adaptive_dff.networks.resnet import (
     CompactFeatures,
@@ -19,6 +19,7 @@ FEATURE_NETS = {
 FLOW_NETS = {
     "flownet_s": FlowNetS,
     "flownet_half": flownet_half,
+    "flownet_quarter": flownet_quarter,
     "flownet_inception": FlowNetInception,
 }
 
@@ -32,6 +33,7 @@ __all__ = [
     "ResNetFeatures",
     "SegmentationHead",
     "flownet_half",
+    "flownet_quarter",
     "resnet50_features",
     "resnet101_features",
 ]

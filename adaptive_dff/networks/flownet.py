@@ -177,6 +177,17 @@ def flownet_half(**kwargs) -> FlowNetS:
     return FlowNetS(width=0.5, **kwargs)
 
 
+def flownet_quarter(**kwargs) -> FlowNetS:
+    """FlowNet-Quarter: FlowNetS with a quarter of the channels (about 1/16 of
+    its cost). Not one of DFF's nets: the flow net of the CPU default model,
+    where FlowNet-Inception's many small layers cost nearly as much time as the
+    compact feature net."""
+    if "width" in kwargs:
+        raise ValueError("flownet_quarter fixes width=0.25; use FlowNetS(width=...) for other widths")
+    kwargs.setdefault("name", "flownet_quarter")
+    return FlowNetS(width=0.25, **kwargs)
+
+
 # (channels, stride) of the FlowNet-Inception encoder after a 7x7 stem conv.
 FLOWNET_INCEPTION_ENCODER = (
     (64, 2), (128, 2), (128, 1), (256, 2), (256, 1), (256, 2), (256, 1), (512, 2), (512, 1),
