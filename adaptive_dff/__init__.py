@@ -21,6 +21,8 @@ _EXPORTS = {
     "KeyFrame": "adaptive_dff.model",
     "load_model": "adaptive_dff.model",
     "compact_dff": "adaptive_dff.model",
+    "load_default": "adaptive_dff.pretrained",
+    "load_default_decision": "adaptive_dff.pretrained",
     "count_macs": "adaptive_dff.macs",
     "VideoRunner": "adaptive_dff.runner",
     "StepResult": "adaptive_dff.runner",

@@ -50,14 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
                          help="more budgets tracing the curves (default 0.05 0.15 0.25 0.5; none: --sweep)")
     compare.add_argument("--regions", nargs="+", default=None, metavar="RxC", help="region grids (default 1x1 2x2)")
     compare.add_argument("--flow", default="dis", help="oracle mode's flow: dis (OpenCV, default) or model")
-    compare.add_argument("--model", default=None, help="a .keras DFF model (default: an untrained compact model)")
-    compare.add_argument("--decision-model", default=None, help="a saved decision model, for decision_network")
+    compare.add_argument("--model", default=None,
+                         help="a .keras DFF model (model mode's default: the shipped CamVid model on camvid-val "
+                              "and videos, an untrained compact model on the synthetic sets)")
+    compare.add_argument("--decision-model", default=None,
+                         help="a saved decision model, for decision_network (default with the shipped model: "
+                              "the shipped decision model)")
     compare.add_argument("--frames", type=_positive, default=None, help="synthetic clip length / video frame limit")
     compare.add_argument("--out", default=None, help="results folder (default: a new folder under runs/)")
     compare.add_argument("--jobs", type=_positive, default=1, help="cells run in this many processes")
     compare.add_argument("--shard", default=None, metavar="i/n", help="run only shard i of n of the cells")
     compare.add_argument("--merge", nargs="+", default=None, metavar="DIR", help="join shard folders into --out")
     compare.add_argument("--seed", type=int, default=0)
+
+    export = sub.add_parser("export-default", help="install trained models as the shipped default (see docs/model_card.md)")
+    export.add_argument("--dff", required=True, help="model.keras of a 'train dff' run (11 CamVid classes)")
+    export.add_argument("--decision", required=True, help="decision.keras of a 'train decision' run on that model")
 
     macs = sub.add_parser("macs", help="GMACs of every network and DFF's cost ratios")
     macs.add_argument("--height", type=_positive, default=1024)
@@ -125,11 +133,23 @@ def _compare(args) -> None:
             raise ValueError("--merge needs --out, the folder to write the joined results to")
         compare_run.merge(args.merge, args.out)
         return
-    config = compare_run.CompareConfig(mode=args.mode, flow=args.flow, model=args.model,
-                                       decision_model=args.decision_model, seed=args.seed)
+    model, decision_model = args.model, args.decision_model
+    if args.mode == "model" and model is None:
+        if args.video or args.dataset == "camvid-val":
+            from adaptive_dff.pretrained import default_decision_path, default_model_path
+
+            model = default_model_path()
+            if decision_model is None:
+                decision_model = default_decision_path()
+            print(f"model mode: the shipped CamVid model ({model})")
+        else:
+            print("model mode on the synthetic sets: an untrained compact model (timings only; the shipped "
+                  "model knows CamVid's classes, not the generated ones)")
+    config = compare_run.CompareConfig(mode=args.mode, flow=args.flow, model=model,
+                                       decision_model=decision_model, seed=args.seed)
     if args.policies:
         config.policies = tuple(args.policies)
-    elif args.decision_model:
+    elif decision_model:
         config.policies = compare_run.DEFAULT_POLICIES + ("decision_network",)
     if args.budgets:
         config.budgets = tuple(args.budgets)
@@ -139,22 +159,22 @@ def _compare(args) -> None:
         config.regions = tuple(args.regions)
     config.check()
     shard = compare_run.parse_shard(args.shard)
-    dataset = _compare_dataset(args)
+    dataset = _compare_dataset(args, model)
     out = args.out or os.path.join("runs", time.strftime("compare-%Y%m%d-%H%M%S"))
     compare_run.run_compare(config, dataset, out, jobs=args.jobs, shard=shard)
 
 
-def _compare_dataset(args):
+def _compare_dataset(args, model: Optional[str]):
     from adaptive_dff.compare import datasets
 
     if args.video:
         if args.dataset:
             raise ValueError("give either --dataset or --video, not both")
         num_classes = 11
-        if args.model:
+        if model:
             from adaptive_dff.model import load_model
 
-            num_classes = load_model(args.model).head.get_config()["num_classes"]
+            num_classes = load_model(model).head.get_config()["num_classes"]
         return datasets.video_dataset(args.video, num_classes=num_classes, max_frames=args.frames)
     name = args.dataset or "synthetic"
     if name == "synthetic":
@@ -213,6 +233,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _train(args)
         elif args.command == "compare":
             _compare(args)
+        elif args.command == "export-default":
+            from adaptive_dff.pretrained import export_default
+
+            for name, entry in export_default(args.dff, args.decision).items():
+                print(f"{name}: {entry['bytes'] / 1e6:.2f} MB, sha256 {entry['sha256'][:16]}...")
         elif args.command == "macs":
             from adaptive_dff.bench.costs import cost_table
 

@@ -298,13 +298,23 @@ def test_decision_smoke_builds_trains_and_reuses_its_data_set(tmp_path):
     assert os.path.getmtime(out / "decision.keras") == stamp  # not fitted again
 
 
+def test_decision_video_items_take_frame_spans():
+    from training.decision import parse_video_item
+
+    assert parse_video_item("clips/a.mp4") == ("clips/a.mp4", 0, None)
+    assert parse_video_item("camvid/val@0:34") == ("camvid/val", 0, 34)
+    for bad in ("a.mp4@5", "a.mp4@x:3", "a.mp4@4:4"):
+        with pytest.raises(ValueError, match="a.mp4"):
+            parse_video_item(bad)
+
+
 @pytest.mark.data
 def test_decision_on_real_videos_and_bad_video_lists(tmp_path, data_root):
-    videos = ",".join(str(data_root / "videos" / n) for n in ("box.mp4", "cup.mp4"))
+    videos = ",".join([str(data_root / "videos" / "box.mp4"), str(data_root / "camvid" / "val") + "@10:40"])
     out = tmp_path / "real"
     cli("train", "decision", "--out", str(out), "--config", "smoke", "--set", f"videos={videos}")
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
-    assert metrics["held_out_video"] == "cup.mp4" and metrics["train_samples"] > 0
+    assert metrics["held_out_video"] == "val@10:40" and metrics["train_samples"] > 0
     single = cli("train", "decision", "--out", str(tmp_path / "one"), "--config", "smoke",
                  "--set", f"videos={data_root / 'videos' / 'box.mp4'}", check=False)
     assert single.returncode == 2 and "needs at least two videos" in single.stderr

@@ -67,7 +67,9 @@ PROGRAM_FIELDS = {
     },
     "decision": {
         "model": (str, ""),  # model.keras of a 'train dff' run ("" : an untrained compact model)
-        "videos": (str, "synthetic"),  # "synthetic" or comma-separated video files (the last is held out)
+        # "synthetic", or comma-separated video files or image folders, each optionally PATH@FIRST:LAST (a frame
+        # span); the last is held out
+        "videos": (str, "synthetic"),
         "max_frames": (int, 120),
         "max_offset": (int, 12),
         "key_stride": (int, 6),

@@ -9,6 +9,8 @@ offsets ``o = 0..max_offset``, per region of a :class:`schedulers.RegionGrid`:
   prediction propagated from ``t`` agrees with the per-frame prediction on
   ``t + o``.
 
+Videos are files or folders of numbered images (``videos`` in the config,
+comma-separated), each optionally cut to a frame span ``PATH@FIRST:LAST``.
 No labels are needed. The data set is cached in ``--out`` (``dataset.npz``,
 written atomically), so a rerun skips building it. A
 :class:`schedulers.DecisionModel` is fitted on the training videos and its
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -46,14 +49,32 @@ def _videos(config: dict) -> list[tuple[str, list]]:
             clips.append((f"synthetic-{i}", [video.frame(t) for t in range(len(video))]))
         return clips
     clips = []
-    for path in [p for p in spec.split(",") if p]:
-        frames = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in VideoReader(path, max_frames=config["max_frames"])]
+    for item in [p for p in spec.split(",") if p]:
+        path, first, last = parse_video_item(item)
+        limit = min(last, first + config["max_frames"]) if last is not None else first + config["max_frames"]
+        frames = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in VideoReader(path, max_frames=limit)]
+        frames = frames[first:]
         if len(frames) <= config["max_offset"]:
-            raise ValueError(f"video {path!r} has {len(frames)} frames; it needs more than max_offset={config['max_offset']}")
-        clips.append((os.path.basename(path), frames))
+            raise ValueError(f"video {item!r} has {len(frames)} frames; it needs more than max_offset={config['max_offset']}")
+        clips.append((os.path.basename(os.path.normpath(path)) + (item[len(path):]), frames))
     if len(clips) < 2:
         raise ValueError(f"config key 'videos' needs at least two videos (one is held out), got {spec!r}")
     return clips
+
+
+def parse_video_item(item: str) -> tuple[str, int, Optional[int]]:
+    """``PATH`` or ``PATH@FIRST:LAST`` (frames ``FIRST..LAST-1`` only, e.g. the calibration
+    part of a clip that is scored elsewhere) -> ``(path, first, last or None)``."""
+    if "@" not in item:
+        return item, 0, None
+    path, _, span = item.rpartition("@")
+    try:
+        first, last = (int(v) for v in span.split(":"))
+    except ValueError:
+        raise ValueError(f"video {item!r}: a frame span is written PATH@FIRST:LAST, e.g. clip.mp4@0:34") from None
+    if not 0 <= first < last:
+        raise ValueError(f"video {item!r}: the frame span needs 0 <= FIRST < LAST, got {first}:{last}")
+    return path, first, last
 
 
 def build_samples(model, frames: list, grid: RegionGrid, config: dict) -> tuple[np.ndarray, np.ndarray]:

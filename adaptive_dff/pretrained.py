@@ -1,0 +1,157 @@
+"""The default model that ships inside the package, trained on CamVid.
+
+Two files in ``adaptive_dff/weights/`` (see ``docs/model_card.md`` for the
+data, the commands that rebuild them and their accuracy):
+
+* ``camvid_dff.keras``: a :class:`adaptive_dff.DFFModel`, compact feature net
+  + FlowNet-Quarter + segmentation head, 11 CamVid classes (0 Sky, 1
+  Building, 2 Pole, 3 Road, 4 Pavement, 5 Tree, 6 SignSymbol, 7 Fence, 8 Car,
+  9 Pedestrian, 10 Bicyclist; it never predicts void);
+* ``camvid_decision.keras`` (+ ``.json``): a :class:`schedulers.DecisionModel`
+  fitted on that model's flow-network features, DVSNet's 2x2 regions.
+
+``manifest.json`` beside them holds each file's size and SHA-256, checked on
+every load, so a truncated or altered file is reported as such (with the way
+to restore it) rather than failing somewhere inside Keras.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+MANIFEST = os.path.join(WEIGHTS_DIR, "manifest.json")
+DFF_FILE = "camvid_dff.keras"
+DECISION_FILE = "camvid_decision.keras"
+
+RESTORE = (
+    "restore it with 'git checkout -- adaptive_dff/weights' in a source checkout or by reinstalling "
+    "adaptive-dff, or rebuild it with the commands in docs/model_card.md"
+)
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _manifest() -> dict:
+    if not os.path.isfile(MANIFEST):
+        raise FileNotFoundError(f"the default model's manifest {MANIFEST!r} is missing; {RESTORE}")
+    try:
+        with open(MANIFEST) as f:
+            manifest = json.load(f)
+        return dict(manifest["files"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"the default model's manifest {MANIFEST!r} is damaged ({error}); {RESTORE}") from None
+
+
+def verified_path(name: str) -> str:
+    """The path of the shipped file ``name``, after checking its size and SHA-256.
+
+    Raises:
+        FileNotFoundError: the file (or the manifest) is missing.
+        ValueError: the file differs from what the manifest records.
+    """
+    entry = _manifest().get(name)
+    if entry is None:
+        raise ValueError(f"the default model's manifest {MANIFEST!r} does not list {name!r}; {RESTORE}")
+    path = os.path.join(WEIGHTS_DIR, name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"the default model file {path!r} is missing; {RESTORE}")
+    size = os.path.getsize(path)
+    if size != entry["bytes"]:
+        raise ValueError(f"the default model file {path!r} is damaged: {size} bytes where {entry['bytes']} "
+                         f"were shipped; {RESTORE}")
+    if _sha256(path) != entry["sha256"]:
+        raise ValueError(f"the default model file {path!r} is damaged: its SHA-256 differs from the shipped one; "
+                         f"{RESTORE}")
+    return path
+
+
+def default_model_path() -> str:
+    """The checked path of the default DFF model (``.keras``), e.g. for ``--model``."""
+    return verified_path(DFF_FILE)
+
+
+def default_decision_path() -> str:
+    """The checked path of the default decision model (``.keras``; its ``.json`` beside it)."""
+    verified_path(DECISION_FILE + ".json")
+    return verified_path(DECISION_FILE)
+
+
+def load_default():
+    """The default :class:`adaptive_dff.DFFModel` (CamVid, 11 classes), checked and loaded.
+
+    Frames of any size are accepted (see :class:`adaptive_dff.DFFModel`); it was
+    trained and scored on CamVid's 480x360 frames of driving scenes.
+    """
+    from adaptive_dff.model import load_model
+
+    return load_model(default_model_path())
+
+
+def load_default_decision():
+    """The default :class:`schedulers.DecisionModel`, fitted on the default DFF
+    model's flow-network features over 2x2 regions (64 px overlap)."""
+    from schedulers import DecisionModel
+
+    return DecisionModel.load(default_decision_path())
+
+
+def write_manifest(files: list) -> None:
+    """Record size and SHA-256 of ``files`` (names in :data:`WEIGHTS_DIR`) in the manifest, atomically."""
+    import tempfile
+
+    entries = {}
+    for name in files:
+        path = os.path.join(WEIGHTS_DIR, name)
+        entries[name] = {"bytes": os.path.getsize(path), "sha256": _sha256(path)}
+    fd, tmp = tempfile.mkstemp(suffix=".json", dir=WEIGHTS_DIR)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"files": entries}, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, MANIFEST)
+
+
+def export_default(dff_path: str, decision_path: str) -> dict:
+    """Install a trained DFF model and decision model as the shipped default.
+
+    Both are loaded and checked first (11 CamVid classes; the decision model's
+    input has as many channels as the DFF model's flow features), then copied
+    into :data:`WEIGHTS_DIR` and the manifest rewritten. Returns the manifest
+    entries.
+    """
+    import shutil
+
+    import numpy as np
+
+    from adaptive_dff.model import load_model
+    from schedulers import DecisionModel
+
+    model = load_model(dff_path)
+    classes = model.head.get_config().get("num_classes")
+    if classes != 11:
+        raise ValueError(f"the default model predicts CamVid's 11 classes; {dff_path!r} predicts {classes}")
+    decision = DecisionModel.load(decision_path)
+    frame = np.zeros((128, 128, 3), np.uint8)
+    _, key = model.key_step(frame)
+    _, flow_out = model.propagate_step(frame, key)
+    channels = int(flow_out["features"].shape[-1])
+    wanted = int(decision.model_.input_shape[-1])
+    if channels != wanted:
+        raise ValueError(f"decision model {decision_path!r} reads {wanted} feature channels; the flow net of "
+                         f"{dff_path!r} gives {channels}")
+    os.makedirs(WEIGHTS_DIR, exist_ok=True)
+    copies = [(dff_path, DFF_FILE), (decision_path, DECISION_FILE), (decision_path + ".json", DECISION_FILE + ".json")]
+    for source, name in copies:
+        shutil.copyfile(source, os.path.join(WEIGHTS_DIR, name + ".tmp"))
+    for _, name in copies:
+        os.replace(os.path.join(WEIGHTS_DIR, name + ".tmp"), os.path.join(WEIGHTS_DIR, name))
+    write_manifest([name for _, name in copies])
+    return _manifest()
