@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--merge", nargs="+", default=None, metavar="DIR", help="join shard folders into --out")
     compare.add_argument("--seed", type=int, default=0)
 
+    evaluate = sub.add_parser("evaluate", help="a model's mIoU on CamVid: per frame, and under DFF on the val clip")
+    evaluate.add_argument("--model", default=None, help="a .keras DFF model (default: the shipped model)")
+    evaluate.add_argument("--data-root", default=None, help="the real data folder (holding camvid/)")
+    evaluate.add_argument("--split", default="test", help="the split scored per frame (default test)")
+    evaluate.add_argument("--interval", type=_positive, default=5, help="key-frame interval on the val clip (default 5)")
+    evaluate.add_argument("--json", default=None, help="also write the figures to this JSON file")
+
     export = sub.add_parser("export-default", help="install trained models as the shipped default (see docs/model_card.md)")
     export.add_argument("--dff", required=True, help="model.keras of a 'train dff' run (11 CamVid classes)")
     export.add_argument("--decision", required=True, help="decision.keras of a 'train decision' run on that model")
@@ -121,6 +128,23 @@ def _data_root(given: Optional[str]) -> Optional[str]:
         return given
     candidate = os.environ.get("ADAPTIVE_DFF_DATA") or os.path.join("..", "shared", "data")
     return candidate if os.path.isdir(candidate) else None
+
+
+def _evaluate(args) -> None:
+    from adaptive_dff.evaluate import evaluate_camvid
+    from adaptive_dff.model import load_model
+    from adaptive_dff.pretrained import default_model_path
+
+    root = _data_root(args.data_root)
+    if root is None:
+        raise ValueError("evaluate needs the data folder: pass --data-root PATH (or set ADAPTIVE_DFF_DATA)")
+    path = args.model or default_model_path()
+    print(f"model: {path}")
+    result = evaluate_camvid(load_model(path), root, split=args.split, interval=args.interval)
+    if args.json:
+        from training.runtime import write_json_atomic
+
+        write_json_atomic(args.json, {"model": path, **result})
 
 
 def _compare(args) -> None:
@@ -233,6 +257,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _train(args)
         elif args.command == "compare":
             _compare(args)
+        elif args.command == "evaluate":
+            _evaluate(args)
         elif args.command == "export-default":
             from adaptive_dff.pretrained import export_default
 
