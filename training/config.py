@@ -85,8 +85,8 @@ PRESETS = {
         "smoke": {"steps": 20, "batch_size": 2, "height": 128, "width": 128, "checkpoint_every": 10,
                   "learning_rate": 1e-3, "width_multiplier": 0.25},
         "default": {"steps": 6000, "batch_size": 8, "height": 256, "width": 384, "checkpoint_every": 200,
-                    "learning_rate": 5e-4, "max_shift": 24.0, "background_shift": 24.0, "motion_scale_min": 0.2,
-                    "motion_scale_max": 2.0, "photometric": 0.1},
+                    "learning_rate": 5e-4, "max_shift": 24.0, "background_shift": 24.0, "motion_scale_min": 0.1,
+                    "motion_scale_max": 1.5, "photometric": 0.1, "lr_schedule": "poly"},
     },
     "features": {
         "smoke": {"steps": 6, "batch_size": 2, "height": 128, "width": 128, "checkpoint_every": 3, "eval_limit": 6},
