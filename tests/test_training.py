@@ -119,6 +119,18 @@ def test_chairs_pairs_motion_scale_and_photometric_changes():
         ChairsPairs(images, photometric=1.5)
 
 
+def test_flow_loss_is_the_full_resolution_epe_of_the_evaluation():
+    from training.flow import full_resolution_epe
+
+    rng = np.random.default_rng(5)
+    grid = rng.normal(0, 2, (2, 6, 8, 2)).astype(np.float32)
+    flow = rng.normal(0, 20, (2, 96, 128, 2)).astype(np.float32)
+    loss = full_resolution_epe(grid, flow).numpy()
+    for b in range(2):
+        upsampled = cv2.resize(grid[b], (128, 96), interpolation=cv2.INTER_LINEAR) * 16
+        np.testing.assert_allclose(loss[b], np.linalg.norm(upsampled - flow[b], axis=-1).mean(), rtol=1e-5)
+
+
 def flow_args(out, *extra):
     return ["train", "flow", "--out", str(out), "--config", "smoke", *extra]
 
@@ -192,7 +204,7 @@ from training.config import load_config
 from training import flow
 config = load_config("flow", "smoke", ["steps=3", "batch_size=1"])
 metrics = flow.run(config, {str(tmp_path / 'mirrored')!r}, strategy=strategy)
-assert metrics["steps"] == 3 and metrics["final_loss_grid_epe"] > 0
+assert metrics["steps"] == 3 and metrics["final_loss_epe"] > 0
 print("replicas", strategy.num_replicas_in_sync)
 """
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
@@ -422,5 +434,5 @@ def test_mixed_precision_and_xla_options_train(tmp_path):
     run = cli(*flow_args(tmp_path / "mixed", "--set", "steps=2", "--set", "mixed_precision=true",
                          "--set", "jit_compile=true"))
     metrics = json.loads((tmp_path / "mixed" / "metrics.json").read_text())
-    assert metrics["config"]["mixed_precision"] is True and np.isfinite(metrics["metrics"]["final_loss_grid_epe"])
+    assert metrics["config"]["mixed_precision"] is True and np.isfinite(metrics["metrics"]["final_loss_epe"])
     assert "mixed precision on a CPU is slower" in run.stderr
