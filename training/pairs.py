@@ -48,9 +48,11 @@ class ChairsPairs:
         max_shift: largest translation of a crop between the two images (px).
         background_shift: largest translation of the background (px; default
             half of ``max_shift``).
-        motion_scale: ``(min, max)``; each pair draws a factor log-uniformly in
-            this range and multiplies every translation by it, so one data set
-            holds both small and large displacements (default ``(1, 1)``).
+        motion_scale: ``(min, max)``; the background and each crop draw their
+            own factor log-uniformly in this range, which multiplies their
+            translation, so one data set holds small and large displacements,
+            and fast crops over a nearly still background as in FlyingChairs
+            (default ``(1, 1)``).
         photometric: largest relative brightness, contrast and per-channel
             gain change of ``image1`` against ``image0``, plus Gaussian noise of
             ``photometric * 10`` grey levels on both; 0 (the default) keeps
@@ -147,10 +149,13 @@ class ChairsPairs:
         cx, cy = w / 2, h / 2
         background = self._background(rng)
         low, high = np.log(self.motion_scale)
-        shift_scale = float(np.exp(rng.uniform(low, high))) if high > low else self.motion_scale[0]
+
+        def shift_scale():
+            return float(np.exp(rng.uniform(low, high))) if high > low else self.motion_scale[0]
+
         motion_bg = _affine(
             rng.uniform(-1, 1) * self.max_rotation / 3, 1 + rng.uniform(-1, 1) * self.max_zoom / 3,
-            *(rng.uniform(-1, 1, 2) * self.background_shift * shift_scale), cx, cy,
+            *(rng.uniform(-1, 1, 2) * self.background_shift * shift_scale()), cx, cy,
         )
         image0 = background.copy()
         image1 = cv2.warpAffine(background, motion_bg, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
@@ -163,7 +168,7 @@ class ChairsPairs:
                             rng.uniform(0, h) - side / 2, side / 2, side / 2)
             centre = place @ np.array([side / 2, side / 2, 1.0])
             motion = _affine(rng.uniform(-1, 1) * self.max_rotation, 1 + rng.uniform(-1, 1) * self.max_zoom,
-                             *(rng.uniform(-1, 1, 2) * self.max_shift * shift_scale), centre[0], centre[1])
+                             *(rng.uniform(-1, 1, 2) * self.max_shift * shift_scale()), centre[0], centre[1])
             for image, matrix, layer in ((image0, place, layer0), (image1, _compose(motion, place), None)):
                 warped = cv2.warpAffine(patch, matrix, (w, h), flags=cv2.INTER_LINEAR)
                 covered = cv2.warpAffine(mask, matrix, (w, h), flags=cv2.INTER_NEAREST).astype(bool)
