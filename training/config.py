@@ -52,6 +52,7 @@ PROGRAM_FIELDS = {
         "max_offset": (int, 9),
         "eval_stride": (int, 4),
         "train_limit": (int, 0),  # use only the first n training frames (0: all)
+        "class_weighting": (str, "none"),  # "none" or "median_frequency" (as 'train features'; CamVid only)
     },
     "features": {
         "feature_net": (str, "compact"),
@@ -164,15 +165,15 @@ def validate(program: str, values: dict) -> dict:
         for key in ("max_shift", "background_shift"):
             if config[key] < 0:
                 raise ValueError(f"config key {key!r} must be >= 0, got {config[key]}")
+    if config.get("class_weighting", "none") not in ("none", "median_frequency"):
+        raise ValueError("config key 'class_weighting' must be 'none' or 'median_frequency', "
+                         f"got {config['class_weighting']!r}")
     if "scale_min" in config:
         if not 0 < config["scale_min"] <= config["scale_max"]:
             raise ValueError(f"config keys need 0 < scale_min <= scale_max, got {config['scale_min']} and "
                              f"{config['scale_max']}")
         if not 0 <= config["colour_jitter"] < 1:
             raise ValueError(f"config key 'colour_jitter' must be in [0, 1), got {config['colour_jitter']}")
-        if config["class_weighting"] not in ("none", "median_frequency"):
-            raise ValueError("config key 'class_weighting' must be 'none' or 'median_frequency', "
-                             f"got {config['class_weighting']!r}")
     return config
 
 

@@ -29,7 +29,7 @@ from adaptive_dff.metrics import confusion_matrix, mean_iou
 from adaptive_dff.model import DFFModel, load_model
 from adaptive_dff.networks import FEATURE_NETS, FLOW_NETS, SegmentationHead
 from training import camvid, runtime
-from training.losses import masked_cross_entropy
+from training.losses import masked_cross_entropy, median_frequency_weights
 from training.pairs import moved_pair
 
 OFFSETS = (1, 5, 9)
@@ -163,15 +163,21 @@ def run(config: dict, out: str, log=print, strategy=None) -> dict:
     h, w = runtime.check_frame_size(config)
     if not 0 <= config["max_offset"] <= 30:
         raise ValueError(f"config key 'max_offset' must be in 0..30, got {config['max_offset']}")
+    if config["class_weighting"] != "none" and config["source"] != "camvid":
+        raise ValueError("config key 'class_weighting' = 'median_frequency' needs source 'camvid'")
     data = load_data(config)
-    strategy, model = runtime.start("dff", config, out, signature(config), lambda: build_model(config), strategy)
     classes, void = num_classes(config), void_label(config)
+    weights = None
+    if config["class_weighting"] == "median_frequency":
+        weights = median_frequency_weights(data["train"][1], classes, void)
+        log("class weights (median frequency): " + " ".join(f"{v:.2f}" for v in weights))
+    strategy, model = runtime.start("dff", config, out, signature(config), lambda: build_model(config), strategy)
     make_sample = sample_maker(config, data)
     spec = (tf.TensorSpec((h, w, 3), tf.float32), tf.TensorSpec((h, w, 3), tf.float32), tf.TensorSpec((h, w), tf.int32))
 
     def loss_fn(model, batch, training):
         key, current, label = batch
-        return masked_cross_entropy(label, model({"key": key, "current": current}, training=training), void)
+        return masked_cross_entropy(label, model({"key": key, "current": current}, training=training), void, weights)
 
     trainer = runtime.Trainer(out=out, model=model, loss_fn=loss_fn, make_sample=make_sample, sample_spec=spec,
                               config=config, strategy=strategy, log=log)
