@@ -116,6 +116,7 @@ def write_manifest(files: list) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump({"files": entries}, f, indent=2, sort_keys=True)
         f.write("\n")
+    os.chmod(tmp, 0o644)
     os.replace(tmp, MANIFEST)
 
 
@@ -148,10 +149,27 @@ def export_default(dff_path: str, decision_path: str) -> dict:
         raise ValueError(f"decision model {decision_path!r} reads {wanted} feature channels; the flow net of "
                          f"{dff_path!r} gives {channels}")
     os.makedirs(WEIGHTS_DIR, exist_ok=True)
-    copies = [(dff_path, DFF_FILE), (decision_path, DECISION_FILE), (decision_path + ".json", DECISION_FILE + ".json")]
-    for source, name in copies:
-        shutil.copyfile(source, os.path.join(WEIGHTS_DIR, name + ".tmp"))
-    for _, name in copies:
-        os.replace(os.path.join(WEIGHTS_DIR, name + ".tmp"), os.path.join(WEIGHTS_DIR, name))
-    write_manifest([name for _, name in copies])
+    staged = os.path.join(WEIGHTS_DIR, "staged")
+    os.makedirs(staged, exist_ok=True)
+    try:
+        _deflated_copy(dff_path, os.path.join(staged, DFF_FILE))
+        decision.save(os.path.join(staged, DECISION_FILE))  # without optimizer state
+        _deflated_copy(os.path.join(staged, DECISION_FILE), os.path.join(staged, DECISION_FILE + ".deflated"))
+        os.replace(os.path.join(staged, DECISION_FILE + ".deflated"), os.path.join(staged, DECISION_FILE))
+        names = [DFF_FILE, DECISION_FILE, DECISION_FILE + ".json"]
+        for name in names:
+            os.replace(os.path.join(staged, name), os.path.join(WEIGHTS_DIR, name))
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    write_manifest(names)
     return _manifest()
+
+
+def _deflated_copy(source: str, target: str) -> None:
+    """Copy a ``.keras`` archive (a zip file) with every member deflated at the highest level;
+    Keras reads it as before, and trained float32 weights shrink by several percent."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
+        for item in src.infolist():
+            dst.writestr(item.filename, src.read(item.filename))

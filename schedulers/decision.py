@@ -212,7 +212,12 @@ class DecisionModel:
         fd, tmp = tempfile.mkstemp(suffix=".keras", dir=folder)
         os.close(fd)
         try:
-            self.model_.save(tmp)
+            import keras
+
+            # An uncompiled copy: the file holds the network, not Adam's moments (a third of the size).
+            inference = keras.models.clone_model(self.model_)
+            inference.set_weights(self.model_.get_weights())
+            inference.save(tmp)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
