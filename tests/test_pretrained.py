@@ -35,7 +35,7 @@ def test_the_shipped_files_fit_the_size_limit():
     with open(pretrained.MANIFEST) as f:
         files = json.load(f)["files"]
     assert set(files) == {pretrained.DFF_FILE, pretrained.DECISION_FILE, pretrained.DECISION_FILE + ".json"}
-    assert sum(entry["bytes"] for entry in files.values()) <= 20 * 1024 * 1024
+    assert sum(entry["bytes"] for entry in files.values()) <= 20_000_000  # the 20 MB
 
 
 def test_a_missing_or_damaged_file_is_named_with_the_way_to_restore_it(weights_copy):
