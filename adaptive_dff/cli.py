@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Rerunning the same command continues an interrupted run.",
     )
     compare.add_argument("--dataset", default=None, help="synthetic (default: three generated scenarios) or camvid-val")
-    compare.add_argument("--video", nargs="+", default=None, metavar="FILE", help="unlabelled video files instead")
+    compare.add_argument("--video", nargs="+", default=None, metavar="FILE", help="unlabelled video files (or folders of numbered images) instead")
     compare.add_argument("--data-root", default=None, help="the real data folder (for camvid-val)")
     compare.add_argument("--mode", default="oracle", help="oracle (default) or model")
     compare.add_argument("--policies", nargs="+", default=None, metavar="NAME",

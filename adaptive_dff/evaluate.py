@@ -50,6 +50,8 @@ def evaluate_camvid(model, data_root: str, *, split: str = "test", interval: int
     """Per-frame mIoU on ``split`` and per-frame vs DFF mIoU on the ``val`` clip."""
     from training.camvid import CLASS_NAMES, NUM_CLASSES, VOID, load_split
 
+    if not hasattr(model, "head") or not hasattr(model, "key_step"):
+        raise ValueError(f"evaluate needs a DFF model (adaptive_dff.DFFModel), got {type(model).__name__}")
     classes = model.head.get_config().get("num_classes")
     if classes != NUM_CLASSES:
         raise ValueError(f"the model predicts {classes} classes; CamVid has {NUM_CLASSES}")
@@ -62,14 +64,17 @@ def evaluate_camvid(model, data_root: str, *, split: str = "test", interval: int
     clip_dff = interval_confusion(model, clip_frames, clip_labels, NUM_CLASSES, VOID, interval)
     result = {
         "split": split, "split_frames": len(frames), "per_frame_miou": mean_iou(split_confusion),
-        "per_class_iou": dict(zip(CLASS_NAMES, (round(float(v), 4) for v in iou_per_class(split_confusion)))),
+        "per_class_iou": {name: (round(float(v), 4) if np.isfinite(v) else None)
+                          for name, v in zip(CLASS_NAMES, iou_per_class(split_confusion))},
         "clip_frames": len(clip_frames), "interval": interval,
         "clip_per_frame_miou": mean_iou(clip_per_frame), "clip_dff_miou": mean_iou(clip_dff),
     }
-    result["clip_dff_share"] = result["clip_dff_miou"] / result["clip_per_frame_miou"]
+    base = result["clip_per_frame_miou"]
+    result["clip_dff_share"] = result["clip_dff_miou"] / base if base > 0 else float("nan")
     log(f"CamVid {split} ({len(frames)} frames at {frames[0].shape[1]}x{frames[0].shape[0]}): "
         f"per-frame mIoU {result['per_frame_miou']:.3f}")
-    log("  per class: " + ", ".join(f"{name} {iou:.3f}" for name, iou in result["per_class_iou"].items()))
+    log("  per class: " + ", ".join(f"{name} {'-' if iou is None else f'{iou:.3f}'}"
+                                    for name, iou in result["per_class_iou"].items()))
     log(f"CamVid val clip ({len(clip_frames)} frames, 15 fps): per-frame mIoU {result['clip_per_frame_miou']:.3f}; "
         f"DFF with a key frame every {interval} clip frames {result['clip_dff_miou']:.3f} "
         f"= {result['clip_dff_share']:.1%} of per-frame")

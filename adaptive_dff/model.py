@@ -17,7 +17,6 @@ the parts' common size divisor; predictions are class logits ``[B, H, W, K]``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import keras
 import tensorflow as tf

@@ -61,6 +61,8 @@ def verified_path(name: str) -> str:
     entry = _manifest().get(name)
     if entry is None:
         raise ValueError(f"the default model's manifest {MANIFEST!r} does not list {name!r}; {RESTORE}")
+    if not isinstance(entry, dict) or not {"bytes", "sha256"} <= set(entry):
+        raise ValueError(f"the default model's manifest {MANIFEST!r} is damaged (entry {name!r}); {RESTORE}")
     path = os.path.join(WEIGHTS_DIR, name)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"the default model file {path!r} is missing; {RESTORE}")
@@ -106,18 +108,13 @@ def load_default_decision():
 
 def write_manifest(files: list) -> None:
     """Record size and SHA-256 of ``files`` (names in :data:`WEIGHTS_DIR`) in the manifest, atomically."""
-    import tempfile
+    from schedulers.files import write_json_atomic
 
     entries = {}
     for name in files:
         path = os.path.join(WEIGHTS_DIR, name)
         entries[name] = {"bytes": os.path.getsize(path), "sha256": _sha256(path)}
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=WEIGHTS_DIR)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"files": entries}, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, MANIFEST)
+    write_json_atomic(MANIFEST, {"files": entries}, indent=2, sort_keys=True)
 
 
 def export_default(dff_path: str, decision_path: str) -> dict:
@@ -136,6 +133,8 @@ def export_default(dff_path: str, decision_path: str) -> dict:
     from schedulers import DecisionModel
 
     model = load_model(dff_path)
+    if not hasattr(model, "head") or not hasattr(model, "key_step"):
+        raise ValueError(f"{dff_path!r} holds a {type(model).__name__}, not a DFF model (a 'train dff' run's model.keras)")
     classes = model.head.get_config().get("num_classes")
     if classes != 11:
         raise ValueError(f"the default model predicts CamVid's 11 classes; {dff_path!r} predicts {classes}")

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Optional, Sequence
 
 import cv2
 import numpy as np
 
 from schedulers.base import Context, Decision, Policy
+from schedulers.files import atomic_path, write_json_atomic
 
 
 def resize_features(features: np.ndarray, size: Sequence[int]) -> np.ndarray:
@@ -208,25 +208,15 @@ class DecisionModel:
         path = os.fspath(path)
         if not path.endswith(".keras"):
             raise ValueError(f"path must end in .keras, got {path!r}")
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(suffix=".keras", dir=folder)
-        os.close(fd)
-        try:
-            import keras
+        import keras
 
-            # An uncompiled copy: the file holds the network, not Adam's moments (a third of the size).
-            inference = keras.models.clone_model(self.model_)
-            inference.set_weights(self.model_.get_weights())
+        # An uncompiled copy: the file holds the network, not Adam's moments (a third of the size).
+        inference = keras.models.clone_model(self.model_)
+        inference.set_weights(self.model_.get_weights())
+        with atomic_path(path, ".keras") as tmp:
             inference.save(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
         meta = {"params": self.get_params(), "mean": self.mean_.tolist(), "std": self.std_.tolist()}
-        fd, tmp = tempfile.mkstemp(suffix=".json", dir=folder)
-        with os.fdopen(fd, "w") as f:
-            json.dump(meta, f)
-        os.replace(tmp, path + ".json")
+        write_json_atomic(path + ".json", meta)
 
     @classmethod
     def load(cls, path: str) -> "DecisionModel":

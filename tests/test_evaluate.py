@@ -22,12 +22,15 @@ def sk_miou(truths, guesses):
 @pytest.mark.data
 def test_evaluate_matches_sklearn_and_a_hand_written_dff_loop(data_root):
     model = tiny_dff(classes=11)
-    result = evaluate_camvid(model, str(data_root), split="val", interval=5, log=lambda *_: None)
+    result = evaluate_camvid(model, str(data_root), split="test", interval=5, log=lambda *_: None)
 
+    test_frames, test_labels = load_split(str(data_root), "test")
+    assert result["split_frames"] == len(test_frames) == 233
+    guesses = [np.argmax(model.key_step(f)[0].numpy()[0], -1) for f in test_frames]
+    assert result["per_frame_miou"] == pytest.approx(sk_miou(test_labels, guesses), abs=1e-9)
     frames, labels = load_split(str(data_root), "val")
     per_frame = [np.argmax(model.key_step(f)[0].numpy()[0], -1) for f in frames]
-    assert result["per_frame_miou"] == pytest.approx(sk_miou(labels, per_frame), abs=1e-9)
-    assert result["clip_per_frame_miou"] == pytest.approx(result["per_frame_miou"], abs=1e-9)
+    assert result["clip_per_frame_miou"] == pytest.approx(sk_miou(labels, per_frame), abs=1e-9)
 
     dff = []
     for t, frame in enumerate(frames):
@@ -40,6 +43,9 @@ def test_evaluate_matches_sklearn_and_a_hand_written_dff_loop(data_root):
     assert result["clip_dff_share"] == pytest.approx(result["clip_dff_miou"] / result["clip_per_frame_miou"])
 
     every = evaluate_camvid(model, str(data_root), split="val", interval=1, log=lambda *_: None)
+    assert every["split_frames"] == len(frames)
     assert every["clip_dff_miou"] == pytest.approx(every["clip_per_frame_miou"], abs=1e-9)
     with pytest.raises(ValueError, match="predicts 5 classes; CamVid has 11"):
         evaluate_camvid(tiny_dff(classes=5), str(data_root))
+    with pytest.raises(ValueError, match="needs a DFF model"):
+        evaluate_camvid(model.flow_net, str(data_root))

@@ -1,4 +1,4 @@
-"""The shipped default model: integrity checks with named errors, and its accuracy claims."""
+"""The shipped default model: it loads and predicts, fits the size limit, and is checked on load."""
 
 import json
 import os

@@ -310,14 +310,34 @@ def test_decision_smoke_builds_trains_and_reuses_its_data_set(tmp_path):
     assert os.path.getmtime(out / "decision.keras") == stamp  # not fitted again
 
 
-def test_decision_video_items_take_frame_spans():
-    from training.decision import parse_video_item
+def test_decision_video_items_take_frame_spans(tmp_path):
+    from training.config import load_config
+    from training.decision import _videos, parse_video_item
 
     assert parse_video_item("clips/a.mp4") == ("clips/a.mp4", 0, None)
     assert parse_video_item("camvid/val@0:34") == ("camvid/val", 0, 34)
+    assert parse_video_item("runs@2/clip.mp4") == ("runs@2/clip.mp4", 0, None)  # an @ inside a folder name
     for bad in ("a.mp4@5", "a.mp4@x:3", "a.mp4@4:4"):
         with pytest.raises(ValueError, match="a.mp4"):
             parse_video_item(bad)
+
+    folders = []
+    for name, shade in (("one", 0), ("two", 100)):
+        folder = tmp_path / name
+        folder.mkdir()
+        for t in range(12):
+            cv2.imwrite(str(folder / f"f{t:03d}.png"), np.full((32, 48, 3), shade + t, np.uint8))
+        folders.append(folder)
+    config = load_config("decision", "smoke", ["height=32", "width=48", "max_frames=5", "max_offset=2"])
+    config["videos"] = f"{folders[0]}@3:10,{folders[1]}"
+    clips = _videos(config)
+    assert [name for name, _ in clips] == ["one@3:10", "two"]
+    assert [int(f[0, 0, 0]) for f in clips[0][1]] == [3, 4, 5, 6, 7]  # frames 3.. capped by max_frames
+    assert [int(f[0, 0, 0]) for f in clips[1][1]] == [100, 101, 102, 103, 104]
+    config["videos"] = f"{folders[0]}@8:20,{folders[1]}"
+    config["max_frames"] = 20
+    with pytest.raises(ValueError, match=r"one@8:20'.*frames up to 19, the video has 12"):
+        _videos(config)
 
 
 @pytest.mark.data

@@ -37,7 +37,7 @@ PROGRAM_FIELDS = {
         # The pairs (training.pairs.ChairsPairs): largest crop and background translations in px, a per-pair
         # factor on both drawn log-uniformly in [motion_scale_min, motion_scale_max], and photometric changes.
         "max_shift": (float, 24.0),
-        "background_shift": (float, 12.0),
+        "background_shift": (float, 12.0),  # not derived from max_shift: set both to change both
         "motion_scale_min": (float, 1.0),
         "motion_scale_max": (float, 1.0),
         "photometric": (float, 0.0),

@@ -20,7 +20,7 @@ mean absolute error reported on held-out videos.
 from __future__ import annotations
 
 import os
-import tempfile
+import re
 from typing import Optional
 
 import cv2
@@ -30,6 +30,7 @@ from adaptive_dff.data import SyntheticVideo
 from adaptive_dff.video import VideoReader
 from schedulers import DecisionModel, RegionGrid
 from schedulers.decision import resize_features
+from schedulers.files import atomic_path
 from training import runtime
 
 
@@ -53,6 +54,8 @@ def _videos(config: dict) -> list[tuple[str, list]]:
         path, first, last = parse_video_item(item)
         limit = min(last, first + config["max_frames"]) if last is not None else first + config["max_frames"]
         frames = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in VideoReader(path, max_frames=limit)]
+        if last is not None and len(frames) < limit:
+            raise ValueError(f"video {item!r}: the span asks for frames up to {limit - 1}, the video has {len(frames)}")
         frames = frames[first:]
         if len(frames) <= config["max_offset"]:
             raise ValueError(f"video {item!r} has {len(frames)} frames; it needs more than max_offset={config['max_offset']}")
@@ -65,13 +68,12 @@ def _videos(config: dict) -> list[tuple[str, list]]:
 def parse_video_item(item: str) -> tuple[str, int, Optional[int]]:
     """``PATH`` or ``PATH@FIRST:LAST`` (frames ``FIRST..LAST-1`` only, e.g. the calibration
     part of a clip that is scored elsewhere) -> ``(path, first, last or None)``."""
-    if "@" not in item:
-        return item, 0, None
-    path, _, span = item.rpartition("@")
-    try:
-        first, last = (int(v) for v in span.split(":"))
-    except ValueError:
-        raise ValueError(f"video {item!r}: a frame span is written PATH@FIRST:LAST, e.g. clip.mp4@0:34") from None
+    match = re.fullmatch(r"(.+)@(\d+):(\d+)", item)
+    if match is None:
+        if os.path.exists(item) or "@" not in os.path.basename(item):
+            return item, 0, None
+        raise ValueError(f"video {item!r}: a frame span is written PATH@FIRST:LAST, e.g. clip.mp4@0:34")
+    path, first, last = match.group(1), int(match.group(2)), int(match.group(3))
     if not 0 <= first < last:
         raise ValueError(f"video {item!r}: the frame span needs 0 <= FIRST < LAST, got {first}:{last}")
     return path, first, last
@@ -106,10 +108,8 @@ def build_samples(model, frames: list, grid: RegionGrid, config: dict) -> tuple[
 
 
 def _save_npz_atomic(path: str, **arrays) -> None:
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path, ".npz") as tmp:
+        np.savez(tmp, **arrays)
 
 
 def run(config: dict, out: str, log=print) -> dict:

@@ -9,9 +9,10 @@ the flow from image 0 to image 1: ``img0[y, x] ~ img1[y + v, x + u]``.
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
+
+from schedulers.files import write_bytes_atomic
 
 TAG = 202021.25
 
@@ -45,10 +46,5 @@ def write_flo(path, flow: np.ndarray) -> None:
     flow = np.asarray(flow, np.float32)
     if flow.ndim != 3 or flow.shape[2] != 2:
         raise ValueError(f"flow must be [H, W, 2], got shape {flow.shape}")
-    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
-    fd, tmp = tempfile.mkstemp(suffix=".flo", dir=folder)
-    with os.fdopen(fd, "wb") as f:
-        f.write(np.float32(TAG).astype("<f4").tobytes())
-        f.write(np.array([flow.shape[1], flow.shape[0]], "<i4").tobytes())
-        f.write(flow.astype("<f4").tobytes())
-    os.replace(tmp, path)
+    header = np.float32(TAG).astype("<f4").tobytes() + np.array([flow.shape[1], flow.shape[0]], "<i4").tobytes()
+    write_bytes_atomic(path, header + flow.astype("<f4").tobytes())

@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 import warnings
 from typing import Callable, Optional
@@ -32,6 +31,8 @@ from typing import Callable, Optional
 import keras
 import numpy as np
 import tensorflow as tf
+
+from schedulers import files
 
 
 def choose_strategy() -> tf.distribute.Strategy:
@@ -55,24 +56,12 @@ def set_precision(mixed: bool) -> None:
 
 
 def write_json_atomic(path: str, payload: dict) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=folder)
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
+    files.write_json_atomic(path, payload, indent=2, sort_keys=True, default=str)
 
 
 def save_model_atomic(model: keras.Model, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".keras", dir=folder)
-    os.close(fd)
-    try:
+    with files.atomic_path(path, ".keras") as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def versions() -> dict:

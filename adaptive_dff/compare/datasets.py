@@ -255,7 +255,7 @@ def video_dataset(paths: Sequence[str], *, num_classes: int, max_frames: Optiona
         if len(frames) < 10:
             raise ValueError(f"video file {path!r} holds {len(frames)} frames; compare needs at least 10")
         cut = max(2, int(round(len(frames) * VIDEO_CALIBRATION_SHARE)))
-        stem = f"{number}-{os.path.splitext(os.path.basename(path))[0]}"
+        stem = f"{number}-{os.path.splitext(os.path.basename(os.path.normpath(path)))[0]}"
         fps = reader.fps or None
         calibration.append(Clip(f"{stem}-calibration", frames[:cut], fps=fps))
         test.append(Clip(f"{stem}-test", frames[cut:], fps=fps))

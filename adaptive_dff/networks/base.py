@@ -15,7 +15,6 @@ normalise them internally.
 
 from __future__ import annotations
 
-import keras
 from keras import layers
 
 

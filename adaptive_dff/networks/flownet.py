@@ -178,8 +178,8 @@ def flownet_half(**kwargs) -> FlowNetS:
 
 
 def flownet_quarter(**kwargs) -> FlowNetS:
-    """FlowNet-Quarter: FlowNetS with a quarter of the channels (about 1/16 of
-    its cost). Not one of DFF's nets: the flow net of the CPU default model,
+    """FlowNet-Quarter: FlowNetS with a quarter of the channels (about 1/12 of
+    its MACs). Not one of DFF's nets: the flow net of the CPU default model,
     where FlowNet-Inception's many small layers cost nearly as much time as the
     compact feature net."""
     if "width" in kwargs:
