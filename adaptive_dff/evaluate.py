@@ -50,7 +50,9 @@ def evaluate_camvid(model, data_root: str, *, split: str = "test", interval: int
     """Per-frame mIoU on ``split`` and per-frame vs DFF mIoU on the ``val`` clip."""
     from training.camvid import CLASS_NAMES, NUM_CLASSES, VOID, load_split
 
-    if not hasattr(model, "head") or not hasattr(model, "key_step"):
+    from adaptive_dff.model import DFFModel
+
+    if not isinstance(model, DFFModel):
         raise ValueError(f"evaluate needs a DFF model (adaptive_dff.DFFModel), got {type(model).__name__}")
     classes = model.head.get_config().get("num_classes")
     if classes != NUM_CLASSES:

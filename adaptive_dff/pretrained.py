@@ -129,15 +129,16 @@ def export_default(dff_path: str, decision_path: str) -> dict:
 
     import numpy as np
 
-    from adaptive_dff.model import load_model
+    from adaptive_dff.model import DFFModel, load_model
     from schedulers import DecisionModel
+    from training.camvid import NUM_CLASSES
 
     model = load_model(dff_path)
-    if not hasattr(model, "head") or not hasattr(model, "key_step"):
+    if not isinstance(model, DFFModel):
         raise ValueError(f"{dff_path!r} holds a {type(model).__name__}, not a DFF model (a 'train dff' run's model.keras)")
     classes = model.head.get_config().get("num_classes")
-    if classes != 11:
-        raise ValueError(f"the default model predicts CamVid's 11 classes; {dff_path!r} predicts {classes}")
+    if classes != NUM_CLASSES:
+        raise ValueError(f"the default model predicts CamVid's {NUM_CLASSES} classes; {dff_path!r} predicts {classes}")
     decision = DecisionModel.load(decision_path)
     frame = np.zeros((128, 128, 3), np.uint8)
     _, key = model.key_step(frame)

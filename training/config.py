@@ -157,11 +157,8 @@ def validate(program: str, values: dict) -> dict:
     if config["lr_schedule"] not in ("constant", "poly"):
         raise ValueError(f"config key 'lr_schedule' must be 'constant' or 'poly', got {config['lr_schedule']!r}")
     if "motion_scale_min" in config:
-        if not 0 < config["motion_scale_min"] <= config["motion_scale_max"]:
-            raise ValueError(f"config keys need 0 < motion_scale_min <= motion_scale_max, got "
-                             f"{config['motion_scale_min']} and {config['motion_scale_max']}")
-        if not 0 <= config["photometric"] < 1:
-            raise ValueError(f"config key 'photometric' must be in [0, 1), got {config['photometric']}")
+        _check_range(config, "motion_scale_min", "motion_scale_max")
+        _check_fraction(config, "photometric")
         for key in ("max_shift", "background_shift"):
             if config[key] < 0:
                 raise ValueError(f"config key {key!r} must be >= 0, got {config[key]}")
@@ -169,12 +166,21 @@ def validate(program: str, values: dict) -> dict:
         raise ValueError("config key 'class_weighting' must be 'none' or 'median_frequency', "
                          f"got {config['class_weighting']!r}")
     if "scale_min" in config:
-        if not 0 < config["scale_min"] <= config["scale_max"]:
-            raise ValueError(f"config keys need 0 < scale_min <= scale_max, got {config['scale_min']} and "
-                             f"{config['scale_max']}")
-        if not 0 <= config["colour_jitter"] < 1:
-            raise ValueError(f"config key 'colour_jitter' must be in [0, 1), got {config['colour_jitter']}")
+        _check_range(config, "scale_min", "scale_max")
+        _check_fraction(config, "colour_jitter")
     return config
+
+
+def _check_range(config: dict, low: str, high: str) -> None:
+    """``0 < config[low] <= config[high]``, else an error naming both keys."""
+    if not 0 < config[low] <= config[high]:
+        raise ValueError(f"config keys need 0 < {low} <= {high}, got {config[low]} and {config[high]}")
+
+
+def _check_fraction(config: dict, key: str) -> None:
+    """``0 <= config[key] < 1``, else an error naming the key."""
+    if not 0 <= config[key] < 1:
+        raise ValueError(f"config key {key!r} must be in [0, 1), got {config[key]}")
 
 
 def load_config(program: str, preset_or_file: str = "default", overrides: Optional[Iterable[str]] = None) -> dict:

@@ -14,10 +14,11 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from adaptive_dff.metrics import confusion_matrix, mean_iou
+from adaptive_dff.evaluate import per_frame_confusion
+from adaptive_dff.metrics import mean_iou
 from training import camvid, runtime
 from training.losses import masked_cross_entropy, median_frequency_weights
-from training.dff import _crop, _valid, build_model, num_classes, void_label
+from training.dff import _crop, build_model, num_classes, void_label
 
 
 def signature(config: dict) -> dict:
@@ -104,12 +105,8 @@ def run(config: dict, out: str, log=print, strategy=None) -> dict:
     trainer = runtime.Trainer(out=out, model=model, loss_fn=loss_fn, make_sample=make_sample, sample_spec=spec,
                               config=config, strategy=strategy, log=log)
     summary = trainer.run()
-    conf = np.zeros((classes, classes), np.int64)
-    ignore = void if void < 256 else None
     eval_frames, eval_labels = data["eval"]
-    for frame, label in zip(eval_frames, eval_labels):
-        guess = np.argmax(model.key_step(frame)[0].numpy()[0], -1)
-        conf += confusion_matrix(*_valid(label, guess, ignore), classes)
+    conf = per_frame_confusion(model, eval_frames, eval_labels, classes, void if void < 256 else None)
     metrics = {"final_loss": summary["loss"], "steps": summary["steps"], "per_frame_miou": mean_iou(conf),
                "evaluated_frames": len(eval_frames)}
     log(f"per-frame mIoU on {len(eval_frames)} evaluation frames: {metrics['per_frame_miou']:.3f}")
