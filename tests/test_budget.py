@@ -285,3 +285,159 @@ def test_video_runner_with_a_budget():
         for i, r in enumerate(runners):
             r.step(frames[t] if i == 0 else frames[29 - t])
     assert abs(shared.key_fraction - 0.2) <= 0.01
+
+
+# -- real video ---------------------------------------------------------------------------
+
+VIDEOS = ("vtest.avi", "box.mp4", "cup.mp4")  # static CCTV, two hand-held clips
+
+
+def read_clip(data_root, name: str, max_frames: int = MAX_FRAMES) -> list:
+    """RGB frames of a sample video or of CamVid's ``val`` clip, downscaled to :data:`SIZE`."""
+    if name == "camvid-val":
+        paths = sorted((data_root / "camvid" / "val").glob("*.png"))[:max_frames]
+        images = [cv2.imread(str(p)) for p in paths]
+    else:
+        capture = cv2.VideoCapture(str(data_root / "videos" / name))
+        images = []
+        while len(images) < max_frames:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            images.append(bgr)
+        capture.release()
+    if len(images) < 100 or any(i is None for i in images):
+        pytest.fail(f"could not read clip {name} from {data_root}")
+    return [cv2.cvtColor(cv2.resize(i, SIZE, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB) for i in images]
+
+
+def fit_decision_model(frames) -> "object":
+    """A small DecisionModel on OpenCV pair features of ``frames`` (CamVid's calibration part):
+    the target is the share of pixels whose warp error is under 6 grey levels in 100."""
+    from schedulers import DecisionModel, OpenCVPairFeatures
+    from schedulers.decision import resize_features
+
+    features = OpenCVPairFeatures()
+    X, y = [], []
+    for key in range(0, len(frames) - 1, 3):
+        for offset in (1, 4, 9):
+            if key + offset < len(frames):
+                pair = features(frames[key + offset], frames[key])
+                X.append(resize_features(pair, (8, 8)))
+                y.append(float(np.mean(pair[..., 3] < 0.06)))
+    return DecisionModel(conv_filters=8, dense_units=(16,), epochs=15, seed=0).fit(np.stack(X), np.array(y))
+
+
+def make_policy(name: str, decision_model=None):
+    if name == "decision_network":
+        return DecisionNetworkScheduler(model=decision_model, target=0.9)
+    return {"frame_difference": FrameDifference, "flow_magnitude": FlowMagnitude}[name]()
+
+
+def measured_spend(policy, frames, grid, target) -> float:
+    """Key fraction of region-frames of ``KeyBudget(policy, target)`` over ``frames``."""
+    tracker = Tracker(KeyBudget(policy, target), regions=grid)
+    return float(np.mean(np.concatenate([tracker.step(f).update for f in frames])))
+
+
+def long_enough(frames, target) -> bool:
+    """The promise holds on streams at least 10 key intervals long."""
+    return len(frames) >= 10 / target
+
+
+@pytest.fixture(scope="module")
+def clips(data_root):
+    return {name: read_clip(data_root, name) for name in VIDEOS + ("camvid-val",)}
+
+
+@pytest.fixture(scope="module")
+def decision_model(clips):
+    return fit_decision_model(clips["camvid-val"][:34])  # CamVid's calibration frames only
+
+
+def check_spend(policy_name, grid, targets, clips, decision_model=None):
+    failures = []
+    for name, frames in clips.items():
+        for target in targets:
+            if long_enough(frames, target):
+                spend = measured_spend(make_policy(policy_name, decision_model), frames, GRIDS[grid], target)
+                if abs(spend - target) > 0.02:
+                    failures.append(f"{name} {grid} target {target}: spent {spend:.3f}")
+    assert not failures, failures
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("grid", list(GRIDS))
+def test_frame_difference_spend_holds_on_real_video(clips, grid):
+    check_spend("frame_difference", grid, TARGETS, clips)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("grid, targets, names", [
+    ("1x1", (0.1, 0.33), VIDEOS + ("camvid-val",)), ("2x2", (0.2,), ("vtest.avi", "cup.mp4"))])
+def test_flow_magnitude_spend_holds_on_real_video(clips, grid, targets, names):
+    check_spend("flow_magnitude", grid, targets, {k: clips[k] for k in names})
+
+
+@pytest.mark.data
+def test_decision_network_spend_holds_on_real_video(clips, decision_model):
+    check_spend("decision_network", "1x1", (0.2,), {"camvid-val": clips["camvid-val"]}, decision_model)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["flow_magnitude", "decision_network"])
+@pytest.mark.parametrize("grid", list(GRIDS))
+def test_every_policy_grid_and_target_on_real_video(clips, decision_model, policy, grid):
+    check_spend(policy, grid, TARGETS, clips, decision_model)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("policy, grid, target", [("frame_difference", "2x2", 0.1), ("flow_magnitude", "1x1", 0.2)])
+def test_shared_budget_total_holds_over_the_real_clips(clips, policy, grid, target):
+    shared = SharedBudget(make_policy(policy), target=target, regions=GRIDS[grid])
+    for t in range(max(len(f) for f in clips.values())):
+        shared.step({name: frames[t] for name, frames in clips.items() if t < len(frames)})
+    assert abs(shared.key_fraction - target) <= 0.01, shared.key_fraction
+    # The static CCTV camera gets fewer keys than the hand-held clips.
+    assert shared.stream_key_fraction("vtest.avi") < shared.stream_key_fraction("cup.mp4")
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["frame_difference", "flow_magnitude", "decision_network"])
+@pytest.mark.parametrize("grid", list(GRIDS))
+def test_shared_budget_every_target_over_the_real_clips(clips, decision_model, policy, grid):
+    for target in TARGETS:
+        shared = SharedBudget(make_policy(policy, decision_model), target=target, regions=GRIDS[grid])
+        for t in range(max(len(f) for f in clips.values())):
+            shared.step({name: frames[t] for name, frames in clips.items() if t < len(frames)})
+        assert abs(shared.key_fraction - target) <= 0.01, (target, shared.key_fraction)
+
+
+def spend_table(data_root) -> None:
+    """Print the spend of every policy, grid, target and clip (``python tests/test_budget.py``)."""
+    clip_frames = {name: read_clip(data_root, name) for name in VIDEOS + ("camvid-val",)}
+    model = fit_decision_model(clip_frames["camvid-val"][:34])
+    print("policy            grid  target  " + "  ".join(f"{n:>10}" for n in clip_frames) + "  shared")
+    for policy in ("frame_difference", "flow_magnitude", "decision_network"):
+        for grid in GRIDS:
+            for target in TARGETS:
+                cells = []
+                for frames in clip_frames.values():
+                    ok = long_enough(frames, target)
+                    cells.append(f"{measured_spend(make_policy(policy, model), frames, GRIDS[grid], target):10.3f}"
+                                 if ok else f"{'(short)':>10}")
+                shared = SharedBudget(make_policy(policy, model), target=target, regions=GRIDS[grid])
+                for t in range(max(len(f) for f in clip_frames.values())):
+                    shared.step({n: f[t] for n, f in clip_frames.items() if t < len(f)})
+                print(f"{policy:17} {grid}  {target:6.2f}  " + "  ".join(cells) + f"  {shared.key_fraction:6.3f}",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    import os
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    spend_table(pathlib.Path(os.environ.get("ADAPTIVE_DFF_DATA", root.parent / "shared" / "data")))

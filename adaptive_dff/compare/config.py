@@ -24,6 +24,12 @@ ARMS = {
     "flow_magnitude": ("flow_magnitude", "warp"),
     "decision_network": ("decision_network", "warp"),
 }
+# Arms without calibration: "<arm>@budget" wraps the arm's policy in a
+# schedulers.KeyBudget per clip (the budget is its target); "<arm>@shared"
+# runs the data set's test clips side by side under one schedulers.SharedBudget.
+BUDGET_MODES = ("budget", "shared")
+SHARED_CLIP = "all-test-clips"  # the clip name of a shared arm's one cell
+
 DEFAULT_POLICIES = ("fixed_interval", "copy", "frame_difference", "flow_magnitude")
 DEFAULT_BUDGETS = (0.10, 0.20, 0.33)
 DEFAULT_SWEEP = (0.05, 0.15, 0.25, 0.5)
@@ -88,11 +94,10 @@ class CompareConfig:
         if not policies:
             raise ValueError("give at least one policy")
         for name in policies:
-            if name not in ARMS:
-                raise ValueError(f"unknown policy {name!r}; choose from {sorted(ARMS)}")
+            parse_arm(name)
         if len(set(policies)) != len(policies):
             raise ValueError(f"policies repeat: {list(policies)}")
-        if "decision_network" in policies and not self.decision_model:
+        if any(parse_arm(p)[0] == "decision_network" for p in policies) and not self.decision_model:
             raise ValueError("the decision_network policy needs a trained decision model: pass --decision-model PATH")
         if not self.budgets:
             raise ValueError("give at least one budget")
@@ -139,6 +144,18 @@ def resolve_defaults(config: CompareConfig, kinds: Iterable[Optional[str]], log:
             log(f"model mode: the shipped CamVid model ({model})")
     resolved = replace(config, model=model, decision_model=decision_model)
     return replace(resolved, policies=resolved.chosen_policies())
+
+
+def parse_arm(name: str) -> tuple:
+    """``(arm, budget mode)`` of an arm name: ``"flow_magnitude"`` -> ``("flow_magnitude", None)``,
+    ``"flow_magnitude@budget"`` -> ``("flow_magnitude", "budget")``, likewise ``@shared``."""
+    arm, _, mode = str(name).partition("@")
+    if arm not in ARMS:
+        raise ValueError(f"unknown policy {name!r}; choose from {sorted(ARMS)}, each optionally "
+                         f"followed by {' or '.join('@' + m for m in BUDGET_MODES)}")
+    if "@" in str(name) and mode not in BUDGET_MODES:
+        raise ValueError(f"unknown budget mode in policy {name!r}; write <policy>@budget or <policy>@shared")
+    return arm, (mode or None)
 
 
 def parse_grid(text: str, overlap: int = 0):

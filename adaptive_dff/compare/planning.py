@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
 
-from adaptive_dff.compare.config import PER_FRAME, CompareConfig
+from adaptive_dff.compare.config import PER_FRAME, SHARED_CLIP, CompareConfig, parse_arm
 from adaptive_dff.compare.datasets import Dataset
 from schedulers.files import file_sha256
 
@@ -37,7 +37,8 @@ class Cell:
 
 def plan_cells(config: CompareConfig, test_clips: dict) -> list:
     """Every cell, in a fixed order, from ``{data set name: [test clip names]}``
-    (in model mode the per-frame baseline comes first)."""
+    (in model mode the per-frame baseline comes first; a shared-budget arm has one
+    cell per budget that runs all the test clips side by side)."""
     cells = []
     for dataset, clips in test_clips.items():
         if config.mode == "model":
@@ -45,7 +46,10 @@ def plan_cells(config: CompareConfig, test_clips: dict) -> list:
         for policy in config.chosen_policies():
             for grid in config.regions:
                 for budget, kind in config.all_budgets():
-                    cells += [Cell(dataset, policy, grid, budget, kind, clip) for clip in clips]
+                    if parse_arm(policy)[1] == "shared":  # one cell: every test clip side by side
+                        cells.append(Cell(dataset, policy, grid, budget, kind, SHARED_CLIP))
+                    else:
+                        cells += [Cell(dataset, policy, grid, budget, kind, clip) for clip in clips]
     return cells
 
 

@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Optional, Sequence
 
 from adaptive_dff.compare import report
-from adaptive_dff.compare.config import PER_FRAME, CompareConfig, parse_grid, resolve_defaults
+from adaptive_dff.compare.config import PER_FRAME, CompareConfig, parse_arm, parse_grid, resolve_defaults
 from adaptive_dff.compare.datasets import Dataset
 from adaptive_dff.compare.planning import Cell, plan_cells, signature, test_clips
 from adaptive_dff.compare.scoring import CellResult
@@ -90,7 +90,8 @@ def run_compare(
         import multiprocessing
 
         # Calibrations first, once each, so parallel cells do not repeat them.
-        for cell in {c.calibration_ident: c for c in todo if c.policy != PER_FRAME}.values():
+        for cell in {c.calibration_ident: c for c in todo
+                     if c.policy != PER_FRAME and parse_arm(c.policy)[1] is None}.values():
             workspace.calibrate(cell)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,

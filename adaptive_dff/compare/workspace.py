@@ -16,10 +16,12 @@ from typing import Sequence
 
 import numpy as np
 
-from adaptive_dff.compare.config import ARMS, PER_FRAME, CompareConfig, parse_grid
+from adaptive_dff.compare.config import ARMS, PER_FRAME, CompareConfig, parse_arm, parse_grid
 from adaptive_dff.compare.datasets import Dataset
 from adaptive_dff.compare.planning import Cell
-from adaptive_dff.compare.scoring import model_cell, model_flow, model_pair_features, oracle_cell
+from adaptive_dff.compare.scoring import (
+    CellResult, model_cell, model_flow, model_pair_features, model_steps, oracle_cell, oracle_steps, side_by_side,
+)
 from adaptive_dff.compare.store import ResultFolder
 from schedulers.files import save_keras_atomic, write_bytes_atomic
 
@@ -82,10 +84,15 @@ class Workspace:
                 self._references[key] = predictions
         return self._references[key]
 
-    def make_policy(self, name: str, threshold=None):
-        """A fresh policy of the arm ``name``, with ``threshold`` set when given."""
+    def make_policy(self, name: str, threshold=None, budget=None):
+        """A fresh policy of the arm ``name``, with ``threshold`` set when given; an
+        ``@budget`` arm wraps it in a :class:`schedulers.KeyBudget` of target ``budget``
+        (``@shared`` arms get the bare policy: :meth:`run_cell` shares one budget)."""
         import schedulers
 
+        name, mode = parse_arm(name)
+        if mode == "budget":
+            return schedulers.KeyBudget(self.make_policy(name), target=0.1 if budget is None else budget)
         cls = schedulers.POLICIES[ARMS[name][0]]
         if name == "decision_network":
             if self._decision_model is None:
@@ -162,23 +169,58 @@ class Workspace:
                 runner.step(frame)
         self._warm.add(key)
 
+    def run_shared(self, cell: Cell, dataset: Dataset, grid, propagation: str) -> CellResult:
+        """Every test clip of ``dataset`` side by side, frame by frame, under one
+        :class:`schedulers.SharedBudget` of target ``cell.budget``; the clips' sums."""
+        from schedulers import SharedBudget
+
+        shared = SharedBudget(self.make_policy(parse_arm(cell.policy)[0]), target=cell.budget, regions=grid)
+        steps = []
+        for clip in dataset.test:
+            reference = self.reference(dataset, clip)
+            policy = shared.stream(clip.name, regions=grid)
+            if self.config.mode == "oracle":
+                steps.append(oracle_steps(policy, grid, clip.frames, reference, num_classes=dataset.num_classes,
+                                          ignore_index=dataset.ignore_index, flow=self.flow(),
+                                          propagation=propagation))
+            else:
+                self.warm_up(clip, grid)
+                steps.append(model_steps(self.model(), policy, grid, clip.frames, reference,
+                                         num_classes=dataset.num_classes, ignore_index=dataset.ignore_index,
+                                         labelled=clip.labelled, propagation=propagation))
+        results = side_by_side(steps)
+        results = [r[0] if isinstance(r, tuple) else r for r in results]
+        total = results[0]
+        for result in results[1:]:
+            total = total + result
+        return total
+
     def run_cell(self, cell: Cell) -> dict:
         """Score ``cell`` (calibrating its threshold first if needed), save it and return its payload."""
         dataset = self.datasets[cell.dataset]
-        clip = self.clip(cell.dataset, cell.clip)
-        reference = self.reference(dataset, clip)
+        budget_mode = None if cell.policy == PER_FRAME else parse_arm(cell.policy)[1]
+        if budget_mode != "shared":
+            clip = self.clip(cell.dataset, cell.clip)
+            reference = self.reference(dataset, clip)
         start = time.perf_counter()
         if cell.policy == PER_FRAME:
             from schedulers import FixedInterval
 
             calibration = None
             policy, propagation, grid = FixedInterval(1), "warp", None
+        elif budget_mode is not None:  # the budget is the target: nothing to calibrate
+            calibration = None
+            policy = self.make_policy(cell.policy, budget=cell.budget)
+            propagation = ARMS[parse_arm(cell.policy)[0]][1]
+            grid = parse_grid(cell.regions, self.config.overlap)
         else:
             calibration = self.calibrate(cell)
             policy = self.make_policy(cell.policy, calibration["threshold"])
             propagation = ARMS[cell.policy][1]
             grid = parse_grid(cell.regions, self.config.overlap)
-        if self.config.mode == "oracle":
+        if budget_mode == "shared":
+            result = self.run_shared(cell, dataset, grid, propagation)
+        elif self.config.mode == "oracle":
             result = oracle_cell(
                 policy, grid, clip.frames, reference, num_classes=dataset.num_classes,
                 ignore_index=dataset.ignore_index, flow=self.flow(), propagation=propagation,
