@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--data-root", default=None, help="the real data folder (for camvid-val)")
     compare.add_argument("--mode", default="oracle", help="oracle (default) or model")
     compare.add_argument("--policies", nargs="+", default=None, metavar="NAME",
-                         help="fixed_interval copy frame_difference flow_magnitude decision_network "
+                         help="fixed_interval copy frame_difference flow_magnitude decision_network, each optionally "
+                              "with @budget (a KeyBudget per clip) or @shared (one SharedBudget over the test clips) "
                               "(default: all but decision_network, which needs --decision-model)")
     compare.add_argument("--budgets", nargs="+", type=float, default=None, help="fair key-frame budgets (default 0.10 0.20 0.33)")
     compare.add_argument("--sweep", nargs="*", type=float, default=None,
