@@ -227,7 +227,7 @@ def test_pair_table_carries_exactly_as_the_oracle_arms():
     """The table's fixed-interval score is the oracle cell's, pixel for pixel (same DIS flow, same carrying)."""
     from schedulers import DISFlow, FixedInterval
 
-    from adaptive_dff.compare.evaluate import oracle_cell
+    from adaptive_dff.compare.scoring import oracle_cell
     from adaptive_dff.data import SyntheticVideo
 
     video = SyntheticVideo(height=48, width=64, num_frames=9, seed=3)

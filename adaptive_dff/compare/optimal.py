@@ -123,10 +123,10 @@ def build_pair_table(
     """The :class:`PairTable` of one clip: ``T * window`` calls of ``flow(current, key)``
     (``[h, w, 2]``, current -> key) and the steps of :func:`carry_labels` (each key's
     one-hot classes built once), or :func:`copy_labels` for ``propagation="copy"`` (no
-    flow): labels exactly as :func:`oracle_cell` carries them (a test checks it)."""
+    flow): labels exactly as :func:`~adaptive_dff.compare.scoring.oracle_cell` carries them (a test checks it)."""
     import cv2
 
-    from adaptive_dff.compare.evaluate import copy_labels
+    from adaptive_dff.compare.scoring import copy_labels
 
     window = check_window(window)
     if propagation not in ("warp", "copy"):
