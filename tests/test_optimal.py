@@ -154,7 +154,7 @@ def test_phase_fair_fixed_against_an_explicit_loop():
     rng = np.random.default_rng(5)
     tables = [random_table(rng, 23, 7), random_table(rng, 17, 7)]
     rows = phase_fair_fixed(tables)
-    assert [r["interval"] for r in rows] == list(range(1, 8))
+    assert [r["interval"] for r in rows] == list(range(1, 9))
     for row in rows:
         fraction, accuracy, fraction0, accuracy0 = explicit_phase_fair(tables, row["interval"])
         assert row["key_fraction"] == pytest.approx(fraction)

@@ -174,14 +174,14 @@ def same_budget(tables: Sequence[PairTable], fraction: float, **kwargs) -> Point
 
 
 def phase_fair_fixed(tables: Sequence[PairTable], intervals: Optional[Sequence[int]] = None) -> list:
-    """Per interval ``l`` (default ``1..window``): ``{"interval", "key_fraction", "accuracy",
+    """Per interval ``l`` (default ``1..window + 1``, every interval whose keys carry at most ``window`` frames): ``{"interval", "key_fraction", "accuracy",
     "phase0_key_fraction", "phase0_accuracy"}``, means over the phases ``first = 1..l``
     (``first = l`` is phase 0, the policy's own schedule)."""
     tables = list(tables)
     window = tables[0].window
     frames = sum(t.frames for t in tables)
     out = []
-    for interval in intervals or range(1, window + 1):
+    for interval in intervals or range(1, window + 2):
         if not 1 <= interval <= window + 1:
             raise ValueError(f"interval {interval} outside 1..{window + 1} (the window {window} plus one)")
         runs = []

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from adaptive_dff.compare.config import ARMS, PER_FRAME, CompareConfig, parse_grid
+from adaptive_dff.compare.config import ARMS, CEILING_ARMS, PAIR_TABLE, PER_FRAME, CompareConfig, parse_grid
 from adaptive_dff.compare.datasets import Dataset
 from adaptive_dff.compare.planning import Cell
 from adaptive_dff.compare.scoring import model_cell, model_flow, model_pair_features, oracle_cell
@@ -46,10 +46,16 @@ class Workspace:
         return self._model
 
     def flow(self):
-        """Flow for policies and for carrying labels: OpenCV DIS or the model's flow network."""
+        """Flow for policies and for carrying labels: OpenCV DIS, the model's flow network,
+        or (``flow="exact"``) the generator's own flow of each clip."""
         if self._flow is None:
             if self.config.mode == "model" or self.config.flow == "model":
                 self._flow = model_flow(self.model())
+            elif self.config.flow == "exact":
+                from adaptive_dff.compare.exact_flow import ExactFlow
+
+                grids = [parse_grid(g, self.config.overlap) for g in self.config.regions]
+                self._flow = ExactFlow(list(self.datasets.values()), grids)
             else:
                 from schedulers import DISFlow
 
@@ -134,6 +140,8 @@ class Workspace:
         for dataset in self.datasets.values():
             frames = dataset.calibration[0].frames[:2]
             for name in self.config.chosen_policies():
+                if name in CEILING_ARMS:
+                    continue
                 policy = self.make_policy(name)
                 for grid in self.config.regions:
                     tracker = Tracker(policy, regions=parse_grid(grid, self.config.overlap),
@@ -166,6 +174,8 @@ class Workspace:
         """Score ``cell`` (calibrating its threshold first if needed), save it and return its payload."""
         dataset = self.datasets[cell.dataset]
         clip = self.clip(cell.dataset, cell.clip)
+        if cell.policy == PAIR_TABLE:
+            return self.run_pair_table(cell, dataset, clip)
         reference = self.reference(dataset, clip)
         start = time.perf_counter()
         if cell.policy == PER_FRAME:
@@ -191,6 +201,28 @@ class Workspace:
             )
         payload = {"cell": asdict(cell), "threshold": None if calibration is None else calibration["threshold"],
                    "result": result.to_json(), "seconds": time.perf_counter() - start}
+        self.folder.save_cell(cell.ident, payload)
+        return payload
+
+
+    def run_pair_table(self, cell: Cell, dataset: Dataset, clip) -> dict:
+        """The clip's pair tables (labels carried along this comparison's flow, and copied),
+        saved in the cell's payload; its result holds the clip's frames and the time spent."""
+        from adaptive_dff.compare.optimal import build_pair_table
+        from adaptive_dff.compare.scoring import CellResult
+
+        start = time.perf_counter()
+        tables = {}
+        for propagation in ("warp", "copy"):
+            began = time.perf_counter()
+            table = build_pair_table(clip.frames, self.reference(dataset, clip), num_classes=dataset.num_classes,
+                                     ignore_index=dataset.ignore_index, flow=self.flow(), window=self.config.window,
+                                     propagation=propagation)
+            tables[propagation] = {"tp": table.tp.tolist(), "predicted": table.predicted.tolist(),
+                                   "truth": table.truth.tolist(), "ms": (time.perf_counter() - began) * 1e3}
+        result = CellResult(confusion=np.zeros((dataset.num_classes,) * 2, np.int64), frames=len(clip.frames))
+        payload = {"cell": asdict(cell), "threshold": None, "result": result.to_json(), "tables": tables,
+                   "seconds": time.perf_counter() - start}
         self.folder.save_cell(cell.ident, payload)
         return payload
 
