@@ -85,3 +85,27 @@ def test_exact_flow_is_refused_on_data_without_it():
     plain = Dataset("mine", [Clip("a", frames)], [Clip("b", frames)], num_classes=2)
     with pytest.raises(NoExactFlowError, match="data set 'mine', clip 'a' has no exact flow"):
         check_exact_flow([plain])
+
+
+def test_compare_runs_on_the_exact_flow_and_refuses_it_on_camvid_before_any_work(tmp_path, capsys):
+    from adaptive_dff.cli import main
+    from adaptive_dff.compare import CompareConfig, run_compare
+
+    dataset = synthetic_dataset("steady", frames=12, height=48, width=64)
+    config = CompareConfig(policies=("fixed_interval", "flow_magnitude", "optimal"), budgets=(0.25,), sweep=(),
+                           regions=("1x1", "2x2"), overlap=8, flow="exact", window=6)
+    report = run_compare(config, dataset, str(tmp_path / "exact"), log=lambda *a: None)
+    rows = {(r["policy"], r["regions"]): r for r in report["rows"]}
+    assert rows[("optimal", "1x1")]["accuracy"] >= rows[("fixed_interval", "1x1")]["accuracy_phase0"] - 1e-9
+    assert "the generator's exact flow" in (tmp_path / "exact" / "summary.md").read_text()
+    plain = Dataset("mine", [Clip("a", dataset.test[0].frames, dataset.test[0].labels)],
+                    [Clip("b", dataset.test[1].frames, dataset.test[1].labels)], num_classes=7)
+    with pytest.raises(NoExactFlowError, match="clip 'a' has no exact flow"):
+        run_compare(config, plain, str(tmp_path / "plain"), log=lambda *a: None)
+    assert not (tmp_path / "plain").exists()
+    code = main(["compare", "--dataset", "camvid-val", "--data-root", str(tmp_path / "nowhere"), "--flow", "exact",
+                 "--out", str(tmp_path / "camvid")])
+    assert code == 2 and "--flow exact needs a data set with exact flow" in capsys.readouterr().err
+    code = main(["compare", "--window", "2.5", "--out", str(tmp_path / "w")])
+    assert code == 2 and "window must be a whole number of frames >= 1, got 2.5" in capsys.readouterr().err
+    assert not (tmp_path / "camvid").exists() and not (tmp_path / "w").exists()

@@ -245,3 +245,17 @@ def test_pair_table_carries_exactly_as_the_oracle_arms():
         np.testing.assert_array_equal(tp, np.diag(cell.confusion))
         np.testing.assert_array_equal(predicted, cell.confusion.sum(0))
         np.testing.assert_array_equal(table.truth.sum(0), cell.confusion.sum(1))
+
+
+def test_long_clips_use_the_lagrangian_relaxation_and_stay_real_schedules():
+    rng = np.random.default_rng(4)
+    tables = [random_table(rng, 30, 6), random_table(rng, 26, 6)]
+    exact, _, _ = optimal_curve(tables, [0.2])
+    relaxed, budget, same = optimal_curve(tables, [0.2], exact_limit=10)  # both clips above the limit
+    best = {p.keys: p.accuracy for p in exact}
+    assert len(relaxed) >= 5
+    for point in relaxed:  # every point the relaxation reports is a schedule's real score, at most the DP's best
+        assert point.accuracy <= best[point.keys] + 0.01
+    assert budget[0.2].accuracy == pytest.approx(score(tables, budget[0.2].schedules))
+    assert abs(budget[0.2].keys - round(0.2 * 56)) <= 2  # the nearest hull point found
+    assert budget[0.2].accuracy >= best[budget[0.2].keys] - 0.02
