@@ -8,7 +8,7 @@ confusion summed over the data set's clips, as in every compare row.
   reached, the best schedule found (module :mod:`~adaptive_dff.compare.optimal`
   says how), spread over clips by a knapsack; :func:`same_budget` the best
   when every clip spends the same share.
-* :func:`phase_fair_fixed`: a fixed interval ``l`` for ``l = 1..window``, as
+* :func:`phase_fair_fixed`: a fixed interval ``l`` for ``l = 1..window + 1``, as
   the mean over its ``l`` phases (where its first key after frame 0 falls:
   frame ``1..l``; frame 0 is always a key). With short clips a fixed
   interval's accuracy depends on that phase; Deep Feature Flow's evaluation
@@ -174,7 +174,8 @@ def same_budget(tables: Sequence[PairTable], fraction: float, **kwargs) -> Point
 
 
 def phase_fair_fixed(tables: Sequence[PairTable], intervals: Optional[Sequence[int]] = None) -> list:
-    """Per interval ``l`` (default ``1..window + 1``, every interval whose keys carry at most ``window`` frames): ``{"interval", "key_fraction", "accuracy",
+    """Per interval ``l`` (default ``1..window + 1``: every interval whose keys carry at most
+    ``window`` frames): ``{"interval", "key_fraction", "accuracy",
     "phase0_key_fraction", "phase0_accuracy"}``, means over the phases ``first = 1..l``
     (``first = l`` is phase 0, the policy's own schedule)."""
     tables = list(tables)

@@ -12,7 +12,8 @@ copied). From a data set's tables (:mod:`adaptive_dff.compare.ceiling`):
   the same share: what a per-stream budget can reach);
 * every row gets ``headroom_captured`` at the key fraction it really spent,
   against the dense phase-fair fixed curve (intervals ``1..window``) and the
-  optimal curve (every number of keys), both on whole frames.
+  optimal curve (every number of keys), both on whole frames (a region grid can
+  pass the whole-frame ceiling: it is a different, finer choice of keys).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def pair_tables(cells: dict, signature: dict) -> dict:
         if not entry["test_clips"] or any(c not in mine for c in entry["test_clips"]):
             continue
         out[entry["name"]] = {
-            propagation: [PairTable(*(np.asarray(mine[c][propagation][k], np.int64) for k in ("tp", "predicted", "truth")))
+            propagation: [PairTable(*(np.asarray(mine[c][propagation][k], np.int64)
+                                      for k in ("tp", "predicted", "truth")))
                           for c in entry["test_clips"]]
             for propagation in ("warp", "copy")}
     return out
@@ -125,8 +127,9 @@ def summary_lines(rows: list, curves: Optional[dict], window: Optional[int]) -> 
         return []
     lines = [
         "Headroom at the fair budgets: each row against the fixed interval (phase-fair: the mean over "
-        f"where its first key falls; every interval 1..{window + 1 if window else window}) and the optimal schedule (every number of "
-        "keys), both on whole frames and interpolated at the key fraction the row really spent. Headroom "
+        f"where its first key falls; every interval 1..{window + 1 if window else window}) and the optimal "
+        "schedule (every number of keys), both on whole frames (a region grid may pass that ceiling) and "
+        "interpolated at the key fraction the row really spent. Headroom "
         "captured = (row - fixed) / (optimal - fixed). `fixed_interval` and `copy` on 1x1 are phase-fair "
         "(their phase-0 figures are in results.csv); `optimal` spreads the data set's budget over its clips, "
         "`optimal_per_clip` gives every clip the same share.",
