@@ -149,7 +149,7 @@ def _evaluate(args) -> None:
     if args.json:
         from schedulers.files import write_json_atomic
 
-        write_json_atomic(args.json, {"model": path, **result}, indent=2, sort_keys=True, default=str)
+        write_json_atomic(args.json, {"model": path, **result})
 
 
 def _compare(args) -> None:

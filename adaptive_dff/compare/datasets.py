@@ -66,7 +66,6 @@ class Dataset:
         test: clips the policies are scored on (kept apart from calibration).
         num_classes: class ids are ``0 .. num_classes - 1``.
         ignore_index: a label value left out of metrics (CamVid's void), or ``None``.
-        class_names: optional names of the classes.
         spec: a JSON-able description (what was loaded, from where); it is
             part of the run's configuration, so a changed data set is noticed.
     """
@@ -76,7 +75,6 @@ class Dataset:
     test: list
     num_classes: int
     ignore_index: Optional[int] = None
-    class_names: tuple = ()
     spec: dict = field(default_factory=dict)
 
     @property
@@ -204,7 +202,7 @@ def synthetic_dataset(
             ))
     spec = {"kind": "synthetic", "scenario": scenario, "frames": frames, "height": height, "width": width,
             "seed": seed}
-    return Dataset(name=f"synthetic-{scenario}", num_classes=len(CLASS_NAMES), class_names=tuple(CLASS_NAMES),
+    return Dataset(name=f"synthetic-{scenario}", num_classes=len(CLASS_NAMES),
                    spec=spec, **splits)
 
 
@@ -223,7 +221,7 @@ def camvid_val_dataset(data_root: str) -> Dataset:
 
     Frames ``0..33`` calibrate, ``34..100`` are scored. 11 classes, void (11) ignored.
     """
-    from adaptive_dff.data.camvid import CLASS_NAMES, NUM_CLASSES, VOID, load_split
+    from adaptive_dff.data.camvid import NUM_CLASSES, VOID, load_split
 
     if not data_root:
         raise ValueError("--dataset camvid-val needs the data folder: pass --data-root PATH")
@@ -235,7 +233,7 @@ def camvid_val_dataset(data_root: str) -> Dataset:
         )
     n = CAMVID_CALIBRATION_FRAMES
     return Dataset(
-        name="camvid-val", num_classes=NUM_CLASSES, ignore_index=VOID, class_names=CLASS_NAMES,
+        name="camvid-val", num_classes=NUM_CLASSES, ignore_index=VOID,
         calibration=[Clip("val-calibration", frames[:n], labels[:n], fps=15.0)],
         test=[Clip("val-test", frames[n:], labels[n:], fps=15.0)],
         spec={"kind": "camvid-val", "frames": len(frames), "calibration_frames": n},

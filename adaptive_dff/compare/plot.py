@@ -18,7 +18,7 @@ import io
 import math
 from typing import Optional
 
-from adaptive_dff.compare.store import write_atomic
+from schedulers.files import write_bytes_atomic
 
 
 def speedup(key_fraction: float, cost_ratio: float) -> float:
@@ -104,4 +104,4 @@ def plot(rows: list, path: str, title: str, mode: str = "model", curves: Optiona
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
-    write_atomic(path, buffer.getvalue())
+    write_bytes_atomic(path, buffer.getvalue())

@@ -15,12 +15,13 @@ from typing import Optional
 
 import numpy as np
 
-from adaptive_dff.compare.planning import config_of, plan_cells, test_clips
 from adaptive_dff.compare import ceiling_rows
 from adaptive_dff.compare.ceiling_rows import OPTIMAL_ROWS
+from adaptive_dff.compare.planning import config_of, plan_cells, test_clips
 from adaptive_dff.compare.plot import plot
 from adaptive_dff.compare.scoring import CellResult
-from adaptive_dff.compare.store import ResultFolder, write_atomic, write_json
+from adaptive_dff.compare.store import ResultFolder
+from schedulers.files import write_bytes_atomic, write_json_atomic
 
 COLUMNS = [
     "dataset", "mode", "policy", "regions", "kind", "budget", "threshold_param", "threshold",
@@ -208,7 +209,7 @@ def write(folder: ResultFolder, config_extra: Optional[dict] = None, log=print) 
     calibrations = folder.calibrations()
     report = {"signature": signature, **(config_extra or {}), "cells_done": done, "cells_planned": planned,
               "calibration": calibrations, "rows": rows, "curves": curves}
-    write_json(folder.path("results.json"), report)
+    write_json_atomic(folder.path("results.json"), report)
     title = f"{config['mode']} mode"
     if rows:
         plot(rows, folder.path("pareto.png"), "Scheduling policies at equal key-frame budgets, " + title,
@@ -261,7 +262,7 @@ def write(folder: ResultFolder, config_extra: Optional[dict] = None, log=print) 
         text += ["## Budgets a policy could not meet on the calibration clips", "", *[f"- {u}" for u in unmet], ""]
     text += ["Files: `results.csv` (every row, the sweep included), `results.json` (with versions, machine and "
              "configuration), `pareto.png`.", ""]
-    write_atomic(folder.path("summary.md"), "\n".join(text).encode())
+    write_bytes_atomic(folder.path("summary.md"), "\n".join(text).encode())
     log(f"\nwrote {folder.path('results.csv')}, results.json, pareto.png, summary.md ({done} of {planned} cells)")
     return report
 

@@ -230,7 +230,7 @@ class Workspace:
 def load_compare_model(config: CompareConfig, datasets: Sequence[Dataset], folder: ResultFolder):
     """The model file given, or an untrained compact model saved in the folder (so reruns,
     other processes and shards use the very same weights)."""
-    from adaptive_dff.model import compact_dff, load_model
+    from adaptive_dff.model import DFFModel, compact_dff, load_model
 
     num_classes = {d.num_classes for d in datasets}
     if len(num_classes) > 1:
@@ -250,9 +250,10 @@ def load_compare_model(config: CompareConfig, datasets: Sequence[Dataset], folde
             model = compact_dff(num_classes=dataset.num_classes)
             model.key_step(np.zeros((64, 64, 3), np.uint8))  # build the weights
             save_keras_atomic(model, path)
-    classes = model.head.get_config().get("num_classes")
-    if classes is not None and classes != dataset.num_classes:
+    if not isinstance(model, DFFModel):
+        raise ValueError(f"{config.model!r} holds a {type(model).__name__}, not a DFF model (adaptive_dff.DFFModel)")
+    if model.num_classes != dataset.num_classes:
         raise ValueError(
-            f"the model predicts {classes} classes but data set {dataset.name!r} has {dataset.num_classes}"
+            f"the model predicts {model.num_classes} classes but data set {dataset.name!r} has {dataset.num_classes}"
         )
     return model
