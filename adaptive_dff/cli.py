@@ -50,7 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--sweep", nargs="*", type=float, default=None,
                          help="more budgets tracing the curves (default 0.05 0.15 0.25 0.5; none: --sweep)")
     compare.add_argument("--regions", nargs="+", default=None, metavar="RxC", help="region grids (default 1x1 2x2)")
-    compare.add_argument("--flow", default="dis", help="oracle mode's flow: dis (OpenCV, default) or model")
+    compare.add_argument("--flow", default="dis",
+                         help="oracle mode's flow: dis (OpenCV, default), model, or exact (the generated sets' own flow)")
+    compare.add_argument("--window", type=float, default=None,
+                         help="frames a key carries at most, for the optimal arm and the phase-fair curves (default 30)")
+    compare.add_argument("--cost-ratio", type=float, default=None,
+                         help="oracle mode's speedup panel: cost of a propagated frame over a key frame (default 0.40)")
     compare.add_argument("--model", default=None,
                          help="a .keras DFF model (model mode's default: the shipped CamVid model on camvid-val "
                               "and videos, an untrained compact model on the synthetic sets)")
@@ -145,7 +150,7 @@ def _evaluate(args) -> None:
     if args.json:
         from schedulers.files import write_json_atomic
 
-        write_json_atomic(args.json, {"model": path, **result}, indent=2, sort_keys=True, default=str)
+        write_json_atomic(args.json, {"model": path, **result})
 
 
 def _compare(args) -> None:
@@ -163,9 +168,19 @@ def _compare(args) -> None:
         return
     given = {"policies": args.policies or None, "budgets": args.budgets or None, "sweep": args.sweep,
              "regions": args.regions or None}
+    numbers = {"window": args.window, "cost_ratio": args.cost_ratio}
+    if numbers["window"] is not None and float(numbers["window"]).is_integer():
+        numbers["window"] = int(numbers["window"])
     config = CompareConfig(mode=args.mode, flow=args.flow, model=args.model, decision_model=args.decision_model,
-                           seed=args.seed, **{k: tuple(v) for k, v in given.items() if v is not None})
-    config = resolve_defaults(config, [dataset_kind(args.dataset, args.video)]).check()
+                           seed=args.seed, **{k: tuple(v) for k, v in given.items() if v is not None},
+                           **{k: v for k, v in numbers.items() if v is not None})
+    kind = dataset_kind(args.dataset, args.video)
+    config = resolve_defaults(config, [kind]).check()
+    if config.flow == "exact" and kind != "synthetic":
+        from adaptive_dff.compare.exact_flow import NoExactFlowError
+
+        raise NoExactFlowError(f"--flow exact needs a data set with exact flow (the generated ones); "
+                               f"{args.dataset or 'the videos'} has none")
     shard = parse_shard(args.shard)
     datasets = compare_datasets(args.dataset, videos=args.video, data_root=_data_root(args.data_root),
                                 frames=args.frames, seed=args.seed, model=config.model)

@@ -16,47 +16,21 @@ averaged per frame), as the CamVid literature reports mIoU.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
-
 import numpy as np
 
-from adaptive_dff.metrics import confusion_matrix, iou_per_class, mean_iou
-
-
-def per_frame_confusion(model, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray], num_classes: int,
-                        ignore_index: Optional[int]) -> np.ndarray:
-    """Confusion matrix of ``model.key_step`` on every frame."""
-    confusion = np.zeros((num_classes, num_classes), np.int64)
-    for frame, label in zip(frames, labels):
-        guess = np.argmax(model.key_step(frame)[0].numpy()[0], -1)
-        confusion += confusion_matrix(label, guess, num_classes, ignore_index)
-    return confusion
-
-
-def interval_confusion(model, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray], num_classes: int,
-                       ignore_index: Optional[int], interval: int) -> np.ndarray:
-    """Confusion matrix of DFF over a clip, a key frame every ``interval`` frames."""
-    from adaptive_dff.runner import VideoRunner
-    from schedulers import FixedInterval
-
-    confusion = np.zeros((num_classes, num_classes), np.int64)
-    runner = VideoRunner(model, FixedInterval(interval))
-    for step, label in zip(runner.run(frames), labels):
-        confusion += confusion_matrix(label, step.labels, num_classes, ignore_index)
-    return confusion
+from adaptive_dff.confusion import interval_confusion, per_frame_confusion
+from adaptive_dff.metrics import iou_per_class, mean_iou
 
 
 def evaluate_camvid(model, data_root: str, *, split: str = "test", interval: int = 5, log=print) -> dict:
     """Per-frame mIoU on ``split`` and per-frame vs DFF mIoU on the ``val`` clip."""
     from adaptive_dff.data.camvid import CLASS_NAMES, NUM_CLASSES, VOID, load_split
-
     from adaptive_dff.model import DFFModel
 
     if not isinstance(model, DFFModel):
         raise ValueError(f"evaluate needs a DFF model (adaptive_dff.DFFModel), got {type(model).__name__}")
-    classes = model.head.get_config().get("num_classes")
-    if classes != NUM_CLASSES:
-        raise ValueError(f"the model predicts {classes} classes; CamVid has {NUM_CLASSES}")
+    if model.num_classes != NUM_CLASSES:
+        raise ValueError(f"the model predicts {model.num_classes} classes; CamVid has {NUM_CLASSES}")
     if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
         raise ValueError(f"interval must be a positive integer, got {interval!r}")
     frames, labels = load_split(data_root, split)

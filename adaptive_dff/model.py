@@ -19,12 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from adaptive_dff.frames import as_frame_batch, lcm
+from adaptive_dff.networks.base import OutputSpec
 from adaptive_dff.warp import bilinear_warp
 
-_REQUIRED = ("output_stride", "output_channels", "size_divisor")
 
 
 @dataclass
@@ -43,15 +44,18 @@ class KeyFrame:
     width: int
 
 
-def _check_part(part, role: str) -> None:
+def _output_spec(part, role: str) -> OutputSpec:
+    """``part.output_spec``, or a ``TypeError`` naming ``role`` when ``part`` does not state one."""
     if not callable(part):
         raise TypeError(f"{role} must be a callable Keras model, got {type(part).__name__}")
-    missing = [a for a in _REQUIRED if not hasattr(part, a)]
-    if missing:
+    spec = getattr(part, "output_spec", None)
+    if not isinstance(spec, OutputSpec):
         raise TypeError(
-            f"{role} ({type(part).__name__}) must report {', '.join(_REQUIRED)}; missing "
-            f"{', '.join(missing)} (the networks in adaptive_dff.networks do)"
+            f"{role} ({type(part).__name__}) must report output_stride, output_channels and size_divisor "
+            "as one value, output_spec (an adaptive_dff.networks.OutputSpec); the networks in "
+            "adaptive_dff.networks do"
         )
+    return spec
 
 
 @keras.saving.register_keras_serializable(package="adaptive_dff")
@@ -75,35 +79,35 @@ class DFFModel(keras.Model):
     """
 
     def __init__(self, *, feature_net, flow_net, head, name: str = "dff", **kwargs):
-        _check_part(feature_net, "feature_net")
-        _check_part(flow_net, "flow_net")
-        _check_part(head, "head")
-        if feature_net.output_stride != flow_net.output_stride:
+        features = _output_spec(feature_net, "feature_net")
+        flow = _output_spec(flow_net, "flow_net")
+        classes = _output_spec(head, "head")
+        if features.stride != flow.stride:
             raise ValueError(
                 f"flow_net must predict on the feature grid: feature_net has output stride "
-                f"{feature_net.output_stride}, flow_net {flow_net.output_stride}"
+                f"{features.stride}, flow_net {flow.stride}"
             )
-        if flow_net.output_channels != feature_net.output_channels:
+        if flow.channels != features.channels:
             raise ValueError(
-                f"flow_net's scale field has {flow_net.output_channels} channels but "
-                f"feature_net outputs {feature_net.output_channels}; build the flow net "
-                f"with feature_channels={feature_net.output_channels}"
+                f"flow_net's scale field has {flow.channels} channels but "
+                f"feature_net outputs {features.channels}; build the flow net "
+                f"with feature_channels={features.channels}"
             )
         head_in = getattr(head, "input_channels", None)
-        if head_in is not None and head_in != feature_net.output_channels:
+        if head_in is not None and head_in != features.channels:
             raise ValueError(
                 f"head expects {head_in} input channels but feature_net outputs "
-                f"{feature_net.output_channels}"
+                f"{features.channels}"
             )
-        if head.output_stride != 1:
-            raise ValueError(f"head must keep the feature grid (output stride 1), got {head.output_stride}")
+        if classes.stride != 1:
+            raise ValueError(f"head must keep the feature grid (output stride 1), got {classes.stride}")
         super().__init__(name=name, **kwargs)
         self.feature_net = feature_net
         self.flow_net = flow_net
         self.head = head
-        self.output_stride = int(feature_net.output_stride)
-        self.size_divisor = lcm(feature_net.size_divisor, flow_net.size_divisor)
-        self.num_classes = int(head.output_channels)
+        self.output_stride = int(features.stride)
+        self.size_divisor = lcm(features.size_divisor, flow.size_divisor)
+        self.num_classes = int(classes.channels)
         self.built = True  # the parts are built functional models
         self._key_fn = tf.function(self._key_impl, reduce_retracing=True)
         self._propagate_fn = tf.function(self._propagate_impl, reduce_retracing=True)
@@ -196,6 +200,18 @@ class DFFModel(keras.Model):
     def run_warp(self, key_features: tf.Tensor, flow_out: dict) -> tf.Tensor:
         """Key features warped along ``flow_out["flow"]`` and multiplied by its scale field."""
         return self._stage_fns["warp"](key_features, flow_out["flow"], flow_out["scale"])
+
+    def grid_shape(self, height: int, width: int) -> tuple[int, int]:
+        """Feature-grid size ``(ceil(height / s), ceil(width / s))`` of an unpadded ``height x width``
+        region (``s`` the output stride): the part of the padded grid that covers the region."""
+        return -(-int(height) // self.output_stride), -(-int(width) // self.output_stride)
+
+    def crop_to_grid(self, grid, height: int, width: int) -> np.ndarray:
+        """The first item of a batch on the padded feature grid (``[B, h', w', C]``, e.g. the
+        flow net's ``flow`` or ``features``) cropped to the grid of a ``height x width`` region:
+        ``[ceil(height / s), ceil(width / s), C]`` numpy. Flow stays in feature-grid pixels."""
+        gh, gw = self.grid_shape(height, width)
+        return np.asarray(grid)[0, :gh, :gw]
 
     def run_head(self, features: tf.Tensor, padded_shape, height: int, width: int) -> tf.Tensor:
         """Head on grid features, logits upsampled to the padded frame and cropped to ``height x width``."""

@@ -105,7 +105,7 @@ def write_manifest(files: list) -> None:
     for name in files:
         path = os.path.join(WEIGHTS_DIR, name)
         entries[name] = {"bytes": os.path.getsize(path), "sha256": file_sha256(path)}
-    write_json_atomic(MANIFEST, {"files": entries}, indent=2, sort_keys=True)
+    write_json_atomic(MANIFEST, {"files": entries})
 
 
 def export_default(dff_path: str, decision_path: str) -> dict:
@@ -120,16 +120,16 @@ def export_default(dff_path: str, decision_path: str) -> dict:
 
     import numpy as np
 
+    from adaptive_dff.data.camvid import NUM_CLASSES
     from adaptive_dff.model import DFFModel, load_model
     from schedulers import DecisionModel
-    from adaptive_dff.data.camvid import NUM_CLASSES
 
     model = load_model(dff_path)
     if not isinstance(model, DFFModel):
         raise ValueError(f"{dff_path!r} holds a {type(model).__name__}, not a DFF model (a 'train dff' run's model.keras)")
-    classes = model.head.get_config().get("num_classes")
-    if classes != NUM_CLASSES:
-        raise ValueError(f"the default model predicts CamVid's {NUM_CLASSES} classes; {dff_path!r} predicts {classes}")
+    if model.num_classes != NUM_CLASSES:
+        raise ValueError(f"the default model predicts CamVid's {NUM_CLASSES} classes; {dff_path!r} predicts "
+                         f"{model.num_classes}")
     decision = DecisionModel.load(decision_path)
     frame = np.zeros((128, 128, 3), np.uint8)
     _, key = model.key_step(frame)

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Optional, Union
 
+import cv2
 import numpy as np
 
 from schedulers.base import Context, Policy
@@ -55,10 +56,6 @@ class StepResult:
     timings: dict = field(default_factory=dict)
     logits: Optional[np.ndarray] = None
     extras: dict = field(default_factory=dict)
-
-    @property
-    def total_ms(self) -> float:
-        return float(sum(self.timings.values()))
 
 
 class _Timer:
@@ -107,6 +104,7 @@ class VideoRunner:
         self.model = model
         self.policy = policy
         self.keep_logits = keep_logits
+        self._full_resolution = bool(getattr(policy, "needs_full_resolution_flow", False))
         self.reset()
 
     def reset(self) -> "VideoRunner":
@@ -118,12 +116,14 @@ class VideoRunner:
             self.policy.reset()
         return self
 
-    def _flow_for_policy(self, flow_out, crop_shape) -> np.ndarray:
-        """Flow-net output on the region's grid, in frame pixels ``[h/s, w/s, 2]``."""
-        stride = self.model.output_stride
-        gh = -(-crop_shape[0] // stride)
-        gw = -(-crop_shape[1] // stride)
-        return np.asarray(flow_out["flow"])[0, :gh, :gw] * stride
+    def _flow_for_policy(self, flow_out, crop: np.ndarray) -> np.ndarray:
+        """Flow-net output for a region, in region pixels: on the region's feature grid
+        ``[ceil(h/s), ceil(w/s), 2]``, or upsampled bilinearly to ``[h, w, 2]`` for a policy
+        that reads flow at full resolution (``needs_full_resolution_flow``)."""
+        grid = self.model.crop_to_grid(flow_out["flow"], *crop.shape[:2]) * self.model.output_stride
+        if self._full_resolution:
+            return cv2.resize(grid, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_LINEAR)
+        return grid
 
     def step(self, frame) -> StepResult:
         index = self.frame_index_ + 1
@@ -147,11 +147,11 @@ class VideoRunner:
             if getattr(self.policy, "needs_flow", False) or getattr(self.policy, "needs_flow_features", False):
                 for r, padded in enumerate(prepared):
                     flows[r] = timer.run("flow", model.run_flow, padded, self.keys_[r][1])
-                context.flow = [self._flow_for_policy(f, c.shape) for f, c in zip(flows, crops)]
+                context.flow = [self._flow_for_policy(f, c) for f, c in zip(flows, crops)]
+                context.flow_stride = 1 if self._full_resolution else model.output_stride
                 if getattr(self.policy, "needs_flow_features", False):
-                    context.flow_features = [
-                        np.asarray(f["features"])[0, : m.shape[0], : m.shape[1]] for f, m in zip(flows, context.flow)
-                    ]
+                    context.flow_features = [model.crop_to_grid(f["features"], *c.shape[:2])
+                                             for f, c in zip(flows, crops)]
             context.key_regions = [k[3] for k in self.keys_]
             decision = timer.run("decision", self.policy.decide, context)
 

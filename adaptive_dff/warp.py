@@ -12,9 +12,10 @@ Convention (fixed by the design notes):
 * A non-finite flow vector (NaN or +-inf) samples outside the grid: the output
   there is zero and nothing non-finite reaches the output or the gradients.
 
-Sampling coordinates and blending weights are always computed in float32, so
-the warp is safe under the ``mixed_float16`` policy; the gathered values keep
-the dtype of ``features``.
+Sampling coordinates and blending weights are computed in float32, so the
+warp is safe under the ``mixed_float16`` policy (float16 coordinates would
+round 1000.3 to 1000.5), and in float64 when the features or the flow are
+float64; the gathered values keep the dtype of ``features``.
 
 There is no core TensorFlow op that samples at arbitrary points, so the four
 neighbours of every sampling point are gathered from the flattened feature map
@@ -30,7 +31,7 @@ import tensorflow as tf
 
 from adaptive_dff._validation import check_floating, static_shape
 
-__all__ = ["bilinear_warp", "FlowWarp"]
+__all__ = ["bilinear_warp", "FlowWarp", "warp_graph"]
 
 _raw = tf.raw_ops
 
@@ -78,26 +79,29 @@ def bilinear_warp(features: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
     return _warp_compiled(features, flow)
 
 
-def _warp(features: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
-    f32 = tf.float32
+def warp_graph(features: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
+    """The ops of :func:`bilinear_warp` without its checks and without XLA (``bilinear_warp``
+    runs them compiled); for callers that compile themselves and for benchmarks."""
+    # Coordinates and weights in float32 (also under mixed precision), float64 for float64 inputs.
+    coord = tf.float64 if tf.float64 in (features.dtype, flow.dtype) else tf.float32
     i32 = tf.int32
     shape = _raw.Shape(input=features, out_type=i32)
     batch, height, width, channels = (shape[0], shape[1], shape[2], shape[3])
-    width_f = _raw.Cast(x=width, DstT=f32)
-    height_f = _raw.Cast(x=height, DstT=f32)
+    width_f = _raw.Cast(x=width, DstT=coord)
+    height_f = _raw.Cast(x=height, DstT=coord)
 
-    flow = _raw.Cast(x=flow, DstT=f32) if flow.dtype != f32 else flow
+    flow = _raw.Cast(x=flow, DstT=coord) if flow.dtype != coord else flow
     dx = flow[..., 0]
     dy = flow[..., 1]
-    grid_x = _raw.Cast(x=_raw.Range(start=0, limit=width, delta=1), DstT=f32)
-    grid_y = _raw.Cast(x=_raw.Range(start=0, limit=height, delta=1), DstT=f32)
+    grid_x = _raw.Cast(x=_raw.Range(start=0, limit=width, delta=1), DstT=coord)
+    grid_y = _raw.Cast(x=_raw.Range(start=0, limit=height, delta=1), DstT=coord)
     x = _raw.AddV2(x=dx, y=_raw.Reshape(tensor=grid_x, shape=[1, 1, -1]))
     y = _raw.AddV2(x=dy, y=_raw.Reshape(tensor=grid_y, shape=[1, -1, 1]))
 
     # Non-finite coordinates and coordinates far outside go to -2, where both
     # neighbours are outside the grid. Clipping keeps the int32 cast defined.
     finite = _raw.LogicalAnd(x=_raw.IsFinite(x=x), y=_raw.IsFinite(x=y))
-    outside = _raw.Fill(dims=_raw.Shape(input=x), value=tf.constant(-2.0, f32))
+    outside = _raw.Fill(dims=_raw.Shape(input=x), value=tf.constant(-2.0, coord))
     x = _raw.SelectV2(condition=finite, t=x, e=outside)
     y = _raw.SelectV2(condition=finite, t=y, e=outside)
     x = _raw.ClipByValue(t=x, clip_value_min=-2.0, clip_value_max=width_f + 1.0)
@@ -115,7 +119,7 @@ def _warp(features: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
     def inside(i, size):
         return _raw.Cast(
             x=_raw.LogicalAnd(x=_raw.GreaterEqual(x=i, y=0), y=_raw.Less(x=i, y=size)),
-            DstT=f32,
+            DstT=coord,
         )
 
     wx0 = (1.0 - ax) * inside(x0i, width)
@@ -146,7 +150,7 @@ def _warp(features: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
     ):
         index = _raw.Reshape(tensor=rows + cols, shape=[-1])
         weight = _raw.Reshape(tensor=wy * wx, shape=[-1, 1])
-        if features.dtype != f32:
+        if features.dtype != coord:
             weight = _raw.Cast(x=weight, DstT=features.dtype)
         term = _raw.Mul(x=_raw.GatherV2(params=flat, indices=index, axis=0), y=weight)
         out = term if out is None else _raw.AddV2(x=out, y=term)
@@ -157,7 +161,7 @@ def _warp(features: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
 # the blend into one pass over the output (about 4x faster on CPU than the same
 # graph run op by op; see ``adaptive-dff bench warp``). Inside a caller that is
 # itself compiled with XLA the function is simply inlined.
-_warp_compiled = tf.function(_warp, jit_compile=True, autograph=False)
+_warp_compiled = tf.function(warp_graph, jit_compile=True, autograph=False)
 
 
 @keras.saving.register_keras_serializable(package="adaptive_dff")

@@ -4,9 +4,13 @@ A policy never touches a model. It declares what it needs (``needs_flow``,
 ``needs_flow_features``) so a pipeline computes flow before deciding only for
 policies that use it, and reuses that same flow for the warp.
 
-Conventions (scikit-learn's habits): ``__init__`` stores hyperparameters
-only; run-time state ends in ``_``; ``reset()`` clears it; ``get_params()``
-returns the hyperparameters.
+Conventions (scikit-learn's habits, one implementation in :class:`Estimator`
+for policies, :class:`schedulers.DecisionModel` and :class:`schedulers.RegionGrid`):
+``__init__`` stores its arguments under their own names and nothing else;
+run-time and fitted state ends in ``_``; ``get_params()`` reads the
+constructor's signature, ``set_params()`` changes parameters, ``clone()``
+gives a new object with the same parameters and no state; a policy's
+``reset()`` clears its run-time state.
 
 Every policy here decides by one score per region and one threshold:
 ``update = score > threshold`` (for ``FixedInterval`` the score is the number
@@ -30,6 +34,48 @@ def check_int(value, name: str, minimum: int) -> int:
     return int(value)
 
 
+class Estimator:
+    """scikit-learn's estimator conventions, introspected from the constructor.
+
+    A subclass's ``__init__`` takes keyword arguments and stores each under
+    its own name; anything computed later (fitted or run-time state) ends in
+    ``_``.
+    """
+
+    @classmethod
+    def _param_names(cls) -> list:
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        return [p.name for p in parameters
+                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    def get_params(self) -> dict:
+        """The constructor's parameters and their current values."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params):
+        """Set parameters by name (unknown names are refused before any is set); returns ``self``."""
+        valid = self._param_names()
+        for name in params:
+            if name not in valid:
+                raise ValueError(f"{type(self).__name__} has no parameter {name!r}; it has {sorted(valid)}")
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    def clone(self):
+        """A new object of the same class and parameters, without fitted or run-time state.
+
+        Parameter values are passed as they are, not copied: a fitted
+        decision model given to a policy stays that fitted model (as
+        scikit-learn's ``clone`` with prefit estimators would not), and a
+        flow function is not duplicated."""
+        return type(self)(**self.get_params())
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+
 @dataclass
 class Context:
     """What a policy sees for one frame, region by region.
@@ -39,9 +85,15 @@ class Context:
         regions: the current frame cut into regions, each ``[h, w, 3]`` uint8 RGB.
         key_regions: the key frame of each region, cropped alike.
         key_indices: frame index of each region's key frame.
-        flow: per region, ``[h, w, 2]`` float32 flow from the current region
-            to its key region (``dx, dy`` in pixels), or ``None`` when the
-            policy did not ask for it.
+        flow: per region, float32 flow from the current region to its key
+            region (``dx, dy`` in pixels of the region, whatever the grid),
+            ``[ceil(h / flow_stride), ceil(w / flow_stride), 2]``, or ``None``
+            when the policy did not ask for it.
+        flow_stride: region pixels per flow pixel: 1 (full resolution, as
+            :class:`schedulers.Tracker` gives it) or a network's feature grid
+            (16, as the video runner gives a flow network's output). A policy
+            that must read flow at full resolution sets
+            ``needs_full_resolution_flow``, and gets stride 1 from either.
         flow_features: per region, the flow network's features, or ``None``.
     """
 
@@ -51,6 +103,7 @@ class Context:
     key_indices: Sequence[int]
     flow: Optional[Sequence[np.ndarray]] = None
     flow_features: Optional[Sequence[np.ndarray]] = None
+    flow_stride: int = 1
 
     @property
     def num_regions(self) -> int:
@@ -79,7 +132,7 @@ class Decision:
         return bool(np.any(self.update))
 
 
-class Policy:
+class Policy(Estimator):
     """Base class of key-frame policies: ``decide(context) -> Decision``.
 
     Subclasses implement :meth:`score` (one float per region, higher means
@@ -89,22 +142,10 @@ class Policy:
 
     needs_flow: bool = False
     needs_flow_features: bool = False
+    needs_full_resolution_flow: bool = False  # True: Context.flow at flow_stride 1, whoever runs the policy
     threshold_param: str = "threshold"
     update_when_below: bool = False  # True: update where score < threshold (see decide)
     integer_threshold: bool = False  # True: the threshold takes whole numbers (calibration)
-
-    def get_params(self) -> dict:
-        """The constructor's hyperparameters and their current values."""
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {name: getattr(self, name) for name in names}
-
-    def set_params(self, **params) -> "Policy":
-        valid = self.get_params()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"{type(self).__name__} has no parameter {name!r}; it has {sorted(valid)}")
-            setattr(self, name, value)
-        return self
 
     def reset(self) -> "Policy":
         """Forget run-time state (attributes ending in ``_``)."""
@@ -139,7 +180,3 @@ class Policy:
         threshold = self.decision_threshold()
         update = scores < threshold if self.update_when_below else scores > threshold
         return Decision(update=update, scores=scores, frame_index=context.frame_index)
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"

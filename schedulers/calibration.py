@@ -96,9 +96,7 @@ def key_fraction(decisions: Sequence[Decision]) -> float:
 
 
 def _with_threshold(policy: Policy, value: float) -> Policy:
-    params = policy.get_params()
-    params[policy.threshold_param] = value
-    return type(policy)(**params)
+    return policy.clone().set_params(**{policy.threshold_param: value})
 
 
 def calibrate(

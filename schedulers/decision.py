@@ -25,8 +25,8 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from schedulers.base import Context, Decision, Policy
-from schedulers.files import atomic_path, write_json_atomic
+from schedulers.base import Context, Decision, Estimator, Policy
+from schedulers.files import save_keras_atomic, write_json_atomic
 
 
 def resize_features(features: np.ndarray, size: Sequence[int]) -> np.ndarray:
@@ -93,7 +93,7 @@ class OpenCVPairFeatures:
         return np.dstack([flow[..., 0], flow[..., 1], magnitude, error]).astype(np.float32)
 
 
-class DecisionModel:
+class DecisionModel(Estimator):
     """A small Keras regressor with scikit-learn's habits (``fit``/``predict``/``score``).
 
     Architecture (DVSNet): one 3x3 conv (``conv_filters``, ReLU) over the
@@ -118,18 +118,15 @@ class DecisionModel:
         seed: int = 0,
     ):
         self.conv_filters = conv_filters
-        self.dense_units = dense_units
+        self.dense_units = tuple(dense_units)
         self.learning_rate = learning_rate
         self.epochs = epochs
         self.batch_size = batch_size
         self.seed = seed
 
-    def get_params(self) -> dict:
-        return {
-            "conv_filters": self.conv_filters, "dense_units": tuple(self.dense_units),
-            "learning_rate": self.learning_rate, "epochs": self.epochs,
-            "batch_size": self.batch_size, "seed": self.seed,
-        }
+    def __getstate__(self) -> dict:
+        # The traced prediction function is rebuilt on first use; the Keras model pickles itself.
+        return {k: v for k, v in vars(self).items() if k != "_predict_fn"}
 
     @staticmethod
     def _check_xy(X, y=None):
@@ -213,8 +210,7 @@ class DecisionModel:
         # An uncompiled copy: the file holds the network, not Adam's moments (a third of the size).
         inference = keras.models.clone_model(self.model_)
         inference.set_weights(self.model_.get_weights())
-        with atomic_path(path, ".keras") as tmp:
-            inference.save(tmp)
+        save_keras_atomic(inference, path)
         meta = {"params": self.get_params(), "mean": self.mean_.tolist(), "std": self.std_.tolist()}
         write_json_atomic(path + ".json", meta)
 
@@ -303,9 +299,8 @@ class DecisionNetworkScheduler(Policy):
                     if getattr(self, "features_", None) is None:
                         self.features_ = OpenCVPairFeatures()
                     features = self.features_
-                flow = None if context.flow is None else context.flow[r]
-                if flow is not None and flow.shape[:2] != context.regions[r].shape[:2]:
-                    flow = None  # a coarse flow cannot drive a full-size warp error
+                # A coarse flow cannot drive a full-size warp error: the fallback then computes its own.
+                flow = None if context.flow is None or context.flow_stride != 1 else context.flow[r]
                 raw = features(context.regions[r], context.key_regions[r], flow)
             grids.append(resize_features(raw, self.feature_size))
         return np.stack(grids)

@@ -42,9 +42,11 @@ def write_bytes_atomic(path, data: bytes) -> None:
 
 
 def write_json_atomic(path, payload, **dump_options) -> None:
-    """Write ``payload`` as JSON to ``path`` atomically (``dump_options`` go to :func:`json.dump`)."""
+    """Write ``payload`` as JSON to ``path`` atomically: indented by 2, keys sorted, values JSON
+    does not know written as their ``str`` (``dump_options`` go to :func:`json.dump` and override these)."""
+    options = {"indent": 2, "sort_keys": True, "default": str, **dump_options}
     with atomic_path(path, ".json") as tmp, open(tmp, "w") as f:
-        json.dump(payload, f, **dump_options)
+        json.dump(payload, f, **options)
 
 
 def file_sha256(path) -> str:
@@ -62,3 +64,52 @@ def save_keras_atomic(model, path) -> None:
     """Save a Keras model (anything with ``.save(path)``) to a ``.keras`` file atomically."""
     with atomic_path(path, ".keras") as tmp:
         model.save(tmp)
+
+
+def read_json(path):
+    """The JSON in ``path``, ``None`` when there is no such file; a damaged file is a
+    ``ValueError`` naming it."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path!r} is damaged ({error}); delete it to recompute it") from None
+
+
+def _flatten(record, prefix: str = "") -> dict:
+    """``{"a.b": value}`` of nested dictionaries (other values, lists too, as they are)."""
+    if not isinstance(record, dict):
+        return {prefix: record}
+    flat = {}
+    for key, value in record.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def claim_folder(out, record_file: str, record: dict, what: str, *, write: bool = True) -> None:
+    """Make the folder ``out`` belong to ``record``, kept as JSON in ``out/record_file``.
+
+    A folder holding another record is refused with a ``ValueError`` that
+    names every key that differs (``"--out DIR holds <what> (key: old there,
+    new now); ..."``); a folder holding this record is accepted as it is (a
+    rerun continues it); an empty or new one gets the record written, unless
+    ``write`` is false (check only, write once every other check passed)."""
+    out = os.fspath(out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out!r} exists and is not a folder")
+    record = json.loads(json.dumps(record, default=str))  # as it reads back: lists, not tuples
+    path = os.path.join(out, record_file)
+    previous = read_json(path)
+    if previous is None:
+        if write:
+            write_json_atomic(path, record)
+        return
+    if previous != record:
+        old, new = _flatten(previous), _flatten(record)
+        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        details = "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys)
+        raise ValueError(f"--out {out!r} holds {what} ({details}); choose another folder, "
+                         "or rerun with the same options to continue it")

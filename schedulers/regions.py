@@ -13,12 +13,12 @@ from typing import Sequence
 
 import numpy as np
 
-from schedulers.base import check_int
+from schedulers.base import Estimator, check_int
 
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 (end exclusive)
 
 
-class RegionGrid:
+class RegionGrid(Estimator):
     """``rows x cols`` overlapping regions. ``RegionGrid(1, 1)`` is the whole frame."""
 
     def __init__(self, rows: int = 1, cols: int = 1, overlap: int = 0):
@@ -29,11 +29,11 @@ class RegionGrid:
     def __len__(self) -> int:
         return self.rows * self.cols
 
-    def __repr__(self) -> str:
-        return f"RegionGrid(rows={self.rows}, cols={self.cols}, overlap={self.overlap})"
-
-    def get_params(self) -> dict:
-        return {"rows": self.rows, "cols": self.cols, "overlap": self.overlap}
+    def set_params(self, **params) -> "RegionGrid":
+        """Set ``rows``, ``cols`` or ``overlap``, checked as in the constructor; returns ``self``."""
+        super().set_params(**params)
+        self.__init__(**self.get_params())
+        return self
 
     def boxes(self, height: int, width: int) -> list[Box]:
         """The regions of a ``height x width`` frame, row-major, as ``(y0, y1, x0, x1)``.

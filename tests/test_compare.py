@@ -139,7 +139,8 @@ def test_compare_writes_every_output_and_a_rerun_does_no_work(tiny_dataset, tmp_
     out = str(tmp_path / "run")
     report = run_compare(CompareConfig(**SMALL), tiny_dataset, out, log=quiet)
     rows = read_csv(os.path.join(out, "results.csv"))
-    assert len(rows) == 3 * 2 * 3 and report["cells_done"] == report["cells_planned"] == 36
+    # 36 policy cells and one pair table per test clip (fixed interval and copy are read phase-fair from it)
+    assert len(rows) == 3 * 2 * 3 and report["cells_done"] == report["cells_planned"] == 38
     for column in ("policy", "budget", "key_fraction", "accuracy", "fps"):
         assert column in rows[0]
     for name in ("results.json", "pareto.png", "summary.md"):
@@ -147,16 +148,27 @@ def test_compare_writes_every_output_and_a_rerun_does_no_work(tiny_dataset, tmp_
     fixed = {(r["regions"], float(r["budget"])): r for r in rows if r["policy"] == "fixed_interval"}
     # On 14-frame clips intervals 5 and 6 both give 3/14 key frames (the larger is kept); 2 gives 7/14.
     assert fixed[("1x1", 0.2)]["threshold"] == "6" and fixed[("1x1", 0.5)]["threshold"] == "2"
-    assert float(fixed[("1x1", 0.5)]["key_fraction"]) == 0.5
-    copy = {float(r["budget"]): float(r["accuracy"]) for r in rows if r["policy"] == "copy" and r["regions"] == "1x1"}
+    assert float(fixed[("1x1", 0.5)]["key_fraction_phase0"]) == 0.5  # phase 0; phase-fair: (8 + 7) / 28
+    assert float(fixed[("1x1", 0.5)]["key_fraction"]) == pytest.approx(15 / 28, abs=1e-5)
+    copy = {float(r["budget"]): r for r in rows if r["policy"] == "copy" and r["regions"] == "1x1"}
     confusion = sum(confusion_matrix(t, c.labels[i - i % 6], 7) for c in tiny_dataset.test for i, t in enumerate(c.labels))
-    assert copy[0.2] == pytest.approx(mean_iou(confusion))
+    assert float(copy[0.2]["accuracy_phase0"]) == pytest.approx(mean_iou(confusion))
+    phases = []  # phase-fair: the first key after frame 0 at frame 1..6, then every 6
+    for first in range(1, 7):
+        confusion = 0
+        for c in tiny_dataset.test:
+            keys = [0] + list(range(first, len(c.labels), 6))
+            confusion = confusion + sum(confusion_matrix(t, c.labels[max(k for k in keys if k <= i)], 7)
+                                        for i, t in enumerate(c.labels))
+        phases.append(mean_iou(confusion))
+    assert float(copy[0.2]["accuracy"]) == pytest.approx(np.mean(phases), abs=1e-5)
+    assert copy[0.2]["phase_fair"] == "True" and copy[0.2]["regions"] == "1x1"
     summary = open(os.path.join(out, "summary.md")).read()
     assert "budget 0.20" in summary and "fixed_interval" in summary
     stamp = {n: os.path.getmtime(os.path.join(out, "cells", n)) for n in os.listdir(os.path.join(out, "cells"))}
     messages = []
     run_compare(CompareConfig(**SMALL), tiny_dataset, out, log=messages.append)
-    assert "36 already done" in messages[0]
+    assert "38 already done" in messages[0]
     assert stamp == {n: os.path.getmtime(os.path.join(out, "cells", n)) for n in os.listdir(os.path.join(out, "cells"))}
 
 
@@ -199,9 +211,9 @@ def test_shards_merge_into_the_results_of_one_run(tiny_dataset, tmp_path):
     parts = [str(tmp_path / f"part{i}") for i in (1, 2)]
     for i, part in enumerate(parts, 1):
         half = run_compare(CompareConfig(**config), tiny_dataset, part, shard=(i, 2), log=quiet)
-        assert half["cells_done"] == 2
+        assert half["cells_done"] == 3  # of 4 policy cells and 2 pair tables
     merged = merge(parts, str(tmp_path / "merged"), log=quiet)
-    assert merged["cells_done"] == 4
+    assert merged["cells_done"] == 6
 
     def figures(report):
         return [(r["policy"], r["key_fraction"], r["accuracy"], r["threshold"]) for r in report["rows"]]
@@ -248,7 +260,11 @@ def test_model_mode_on_unlabelled_clips_scores_agreement_with_the_per_frame_mode
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(policies=("nope",)), "unknown policy 'nope'"),
+    (dict(policies=("nope",)), "unknown arm 'nope'"),
+    (dict(policies=("optimal",), mode="model"), "optimal arm runs in oracle mode only"),
+    (dict(window=0), "window must be a whole number of frames >= 1, got 0"),
+    (dict(window=2.5), "got 2.5"),
+    (dict(flow="exact", mode="model"), "--flow exact is oracle mode's"),
     (dict(budgets=(0.0,)), r"budget must be a key-frame fraction in \(0, 1\], got 0.0"),
     (dict(budgets=(0.2,), sweep=(1.5,)), "got 1.5"),
     (dict(regions=("2by2",)), "written RxC"),
@@ -258,7 +274,7 @@ def test_model_mode_on_unlabelled_clips_scores_agreement_with_the_per_frame_mode
     (dict(policies=("decision_network",)), "needs a trained decision model"),
     (dict(policies=("decision_network@shared",)), "needs a trained decision model"),
     (dict(policies=("flow_magnitude@nope",)), "unknown budget mode in policy 'flow_magnitude@nope'"),
-    (dict(policies=("nope@budget",)), "unknown policy 'nope@budget'"),
+    (dict(policies=("nope@budget",)), "unknown arm 'nope@budget'"),
     (dict(model="missing.keras", mode="model"), "missing.keras"),
 ])
 def test_bad_configurations_are_named(change, message):
@@ -324,7 +340,10 @@ def test_the_main_command_runs_on_the_embedded_default(tmp_path, capsys):
         assert scenario in printed
     rows = read_csv(out / "results.csv")
     assert {r["dataset"] for r in rows} == {"synthetic-steady", "synthetic-varying", "synthetic-cuts"}
-    assert len(rows) == 3 * 4  # the four default policies at one budget
+    assert len(rows) == 3 * 6  # the four default policies and the two optimal rows at one budget
+    optimal = [r for r in rows if r["policy"] == "optimal"]
+    assert all(float(r["accuracy"]) >= float(f["accuracy"]) - 1e-9 for r in optimal for f in rows
+               if f["dataset"] == r["dataset"] and f["regions"] == "1x1" and f["key_fraction"] == r["key_fraction"])
     assert main(args) == 0 and "already done" in capsys.readouterr().out
 
 
@@ -341,7 +360,7 @@ def test_readme_compare_example_runs(tmp_path):
     exec(block.replace("runs/mine", str(tmp_path / "mine")).replace("budgets=(0.1, 0.2)", "budgets=(0.2,), sweep=()"),
          namespace)
     assert {r["policy"] for r in namespace["report"]["rows"]} == {"fixed_interval", "copy", "frame_difference",
-                                                                  "flow_magnitude"}
+                                                                  "flow_magnitude", "optimal", "optimal_per_clip"}
 
 
 def test_decision_network_policy_runs_and_a_mismatched_one_fails_before_any_cell(tiny_dataset, tmp_path):
@@ -374,7 +393,8 @@ def test_budget_and_shared_arms_need_no_calibration_and_hold_their_spend(tmp_pat
                            budgets=(0.2,), sweep=(0.5,), regions=("1x1", "2x2"), overlap=8)
     out = str(tmp_path / "run")
     report = run_compare(config, dataset, out, log=quiet)
-    assert report["cells_done"] == report["cells_planned"] == 2 * 2 * (3 + 1 + 3)
+    # and one pair table per test clip, which scores fixed_interval phase-fair
+    assert report["cells_done"] == report["cells_planned"] == 2 * 2 * (3 + 1 + 3) + 3
     rows = {(r["policy"], r["regions"], float(r["budget"])): r for r in read_csv(os.path.join(out, "results.csv"))}
     assert len(rows) == 3 * 2 * 2
     cells = [json.load(open(os.path.join(out, "cells", n))) for n in os.listdir(os.path.join(out, "cells"))]
@@ -391,4 +411,4 @@ def test_budget_and_shared_arms_need_no_calibration_and_hold_their_spend(tmp_pat
     assert not [n for n in os.listdir(os.path.join(out, "calibration")) if "@" in n]
     messages = []
     run_compare(config, dataset, out, log=messages.append)
-    assert "28 already done" in messages[0]
+    assert "31 already done" in messages[0]

@@ -381,3 +381,29 @@ def test_bad_indices():
 def test_import_does_not_load_tensorflow():
     code = "import adaptive_dff.data, sys; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_object_size_and_scene_motion():
+    """object_size scales the objects; with object_motion="scene" an object still on its own path
+    moves on screen with the background's pan (its exact flow matches the background's at the centre)."""
+    from adaptive_dff.data import SyntheticVideo
+
+    small = SyntheticVideo(height=64, width=96, num_frames=4, seed=3, object_size=(0.05, 0.06))
+    large = SyntheticVideo(height=64, width=96, num_frames=4, seed=3, object_size=(0.2, 0.21))
+    assert (large.instances(0) > 0).sum() > 3 * (small.instances(0) > 0).sum()
+    video = SyntheticVideo(height=64, width=96, num_frames=6, seed=3, object_speed=0.0, camera_speed=3.0,
+                           brightness=0.0, object_motion="scene", num_objects=1)
+    still = SyntheticVideo(height=64, width=96, num_frames=6, seed=3, object_speed=0.0, camera_speed=3.0,
+                           brightness=0.0, num_objects=1)
+    layers = video.instances(3)
+    assert (layers == 1).any()
+    flow = video.flow(3, 0)
+    background = video.flow(3, 0)[layers == 0].mean(axis=0)
+    assert np.abs(flow[layers == 1].mean(axis=0)).max() > 1.0  # carried by the pan
+    assert np.abs(flow[layers == 1].mean(axis=0) - background).max() < 2.0
+    assert np.abs(still.flow(3, 0)[still.instances(3) == 1]).max() < 0.5  # on screen paths: only the zoom and roll
+    for bad in ((0.0, 0.1), (0.3, 0.2), (0.1, 0.6), "big", (0.1,)):
+        with pytest.raises(ValueError, match="object_size"):
+            SyntheticVideo(object_size=bad)
+    with pytest.raises(ValueError, match="object_motion must be one of"):
+        SyntheticVideo(object_motion="world")

@@ -10,6 +10,7 @@ from adaptive_dff.networks import (
     CompactFeatures,
     FlowNetInception,
     FlowNetS,
+    OutputSpec,
     ResNetFeatures,
     SegmentationHead,
     flownet_half,
@@ -34,26 +35,26 @@ def test_contract_shapes_and_keras_round_trip(kind, tmp_path):
     rng = np.random.default_rng(0)
     x = sample_input(model, rng)
     out = model(x, training=False)
-    info = model.describe()
-    assert set(info) == {"name", "output_stride", "output_channels", "size_divisor"}
+    info = model.output_spec
+    assert isinstance(info, OutputSpec)
     if kind == "head":
-        assert out.shape == (2, 8, 16, 5) and info["output_stride"] == 1
+        assert out.shape == (2, 8, 16, 5) and info.stride == 1
     elif kind.startswith("flownet"):
-        assert info["output_stride"] == 16 and info["size_divisor"] == 128
+        assert info.stride == 16 and info.size_divisor == 128
         assert out["flow"].shape == (2, 8, 16, 2) and out["flow"].dtype == "float32"
         assert out["scale"].shape == (2, 8, 16, 16)
         assert out["features"].shape[:3] == (2, 8, 16)
         # The scale field starts at one everywhere: warped features pass unchanged.
         np.testing.assert_allclose(out["scale"].numpy(), 1.0)
     else:
-        assert info["output_stride"] == 16 and info["output_channels"] == 16
+        assert info.stride == 16 and info.channels == 16
         assert out.shape == (2, 8, 16, 16)
 
     path = tmp_path / f"{kind}.keras"
     model.save(path)
     loaded = keras.models.load_model(path)
     assert type(loaded) is type(model)
-    assert loaded.describe() == info
+    assert loaded.output_spec == info
     assert loaded.get_config() == model.get_config()
     again = loaded(x, training=False)
     for a, b in zip(keras.tree.flatten(out), keras.tree.flatten(again)):

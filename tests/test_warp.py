@@ -244,3 +244,32 @@ def test_gradients_inside_xla_with_float16_features():
     np.testing.assert_allclose(g_f.numpy().astype(np.float32), r_f.numpy(), atol=2e-2, rtol=1e-2)
     np.testing.assert_allclose(g_m.numpy(), r_m.numpy(), atol=5e-2, rtol=2e-2)
     assert np.abs(r_m.numpy()).max() > 0.1
+
+
+def test_float64_keeps_float64_coordinates_and_matches_finite_differences():
+    rng = np.random.default_rng(12)
+    features = rng.standard_normal((1, 6, 7, 2))
+    flow = rng.uniform(-2.5, 2.5, (1, 6, 7, 2))
+    frac = flow - np.floor(flow)
+    flow = np.where(np.abs(frac - 0.5) > 0.4, flow + 0.25, flow)  # away from the kinks
+    probe = rng.standard_normal((1, 6, 7, 2))
+
+    def loss(m):
+        return float(np.sum(bilinear_warp(features, m).numpy() * probe))
+
+    f_t, m_t = tf.constant(features), tf.constant(flow)
+    with tf.GradientTape() as tape:
+        tape.watch(m_t)
+        out = bilinear_warp(f_t, m_t)
+        value = tf.reduce_sum(out * probe)
+    assert out.dtype == tf.float64
+    np.testing.assert_allclose(out.numpy(), remap_reference(features, flow), atol=1e-5)
+    g_m = tape.gradient(value, m_t).numpy()
+    eps = 1e-6
+    worst = 0.0
+    for index in [tuple(rng.integers(0, s) for s in flow.shape) for _ in range(20)]:
+        d = np.zeros_like(flow)
+        d[index] = eps
+        numeric = (loss(flow + d) - loss(flow - d)) / (2 * eps)
+        worst = max(worst, abs(g_m[index] - numeric) / max(abs(numeric), 1e-3))
+    assert worst < 1e-4

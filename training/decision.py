@@ -90,7 +90,6 @@ def build_samples(model, frames: list, grid: RegionGrid, config: dict) -> tuple[
         return per_frame[t]
 
     X, y = [], []
-    stride = model.output_stride
     for key in range(0, len(frames) - config["max_offset"], config["key_stride"]):
         keys = [model.key_step(c)[1] for c in grid.split(frames[key])]
         for offset in range(config["max_offset"] + 1):
@@ -99,7 +98,7 @@ def build_samples(model, frames: list, grid: RegionGrid, config: dict) -> tuple[
                 logits, flow_out = model.propagate_step(crop, kf)
                 agree = np.mean(np.argmax(logits.numpy()[0], -1) == frame_labels(current)[r])
                 h, w = boxes[r][1] - boxes[r][0], boxes[r][3] - boxes[r][2]
-                features = np.asarray(flow_out["features"])[0, : -(-h // stride), : -(-w // stride)]
+                features = model.crop_to_grid(flow_out["features"], h, w)
                 X.append(resize_features(features, (config["feature_size"],) * 2))
                 y.append(agree)
         for t in [t for t in per_frame if t < key]:
@@ -159,6 +158,5 @@ def run(config: dict, out: str, log=print) -> dict:
     }
     log(f"held-out MAE {metrics['held_out_mae']:.4f} (predicting the training mean: {metrics['mean_predictor_mae']:.4f})")
     decision.save(os.path.join(out, "decision.keras"))
-    runtime.write_json_atomic(os.path.join(out, "metrics.json"),
-                              {"program": "decision", "metrics": metrics, "config": config, "versions": runtime.versions()})
+    runtime.write_metrics(out, "decision", config, metrics)
     return metrics

@@ -72,7 +72,8 @@ def build_model(config: dict) -> DFFModel:
     return model
 
 
-def _crop(rng, h, w, *arrays):
+def random_crop(rng: np.random.Generator, h: int, w: int, *arrays: np.ndarray) -> list:
+    """The same random ``h x w`` window of each of ``arrays`` (``[H, W, ...]``, all of one size)."""
     top = int(rng.integers(0, arrays[0].shape[0] - h + 1))
     left = int(rng.integers(0, arrays[0].shape[1] - w + 1))
     return [a[top : top + h, left : left + w] for a in arrays]
@@ -87,7 +88,7 @@ def sample_maker(config: dict, data: dict):
         def make(index):
             rng = np.random.default_rng([seed, index])
             i = int(rng.integers(len(frames)))
-            image, label = _crop(rng, h, w, frames[i], labels[i])
+            image, label = random_crop(rng, h, w, frames[i], labels[i])
             offset = int(rng.integers(0, max_offset + 1))
             pair = moved_pair(np.ascontiguousarray(image), np.ascontiguousarray(label), rng,
                               strength=offset / 9.0, void=camvid.VOID)

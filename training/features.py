@@ -14,12 +14,12 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from adaptive_dff.evaluate import per_frame_confusion
+from adaptive_dff.confusion import per_frame_confusion
 from adaptive_dff.metrics import mean_iou
 from adaptive_dff.data import camvid
 from training import runtime
 from training.losses import masked_cross_entropy, median_frequency_weights
-from training.dff import _crop, build_model, num_classes, void_label
+from training.dff import build_model, random_crop, num_classes, void_label
 
 
 def signature(config: dict) -> dict:
@@ -60,7 +60,7 @@ def augment(rng: np.random.Generator, frame: np.ndarray, label: np.ndarray, h: i
     if pad_h or pad_w:
         frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)))
         label = np.pad(label, ((0, pad_h), (0, pad_w)), constant_values=void)
-    image, label = _crop(rng, h, w, frame, label)
+    image, label = random_crop(rng, h, w, frame, label)
     if rng.random() < 0.5:
         image, label = image[:, ::-1], label[:, ::-1]
     image = image.astype(np.float32)

@@ -20,9 +20,7 @@ last checkpoint: no step before it is repeated or lost.
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import sys
 import time
 import warnings
@@ -32,6 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from adaptive_dff.environment import machine, versions
 from schedulers import files
 
 
@@ -53,22 +52,6 @@ def set_precision(mixed: bool) -> None:
     if mixed and not tf.config.list_logical_devices("GPU"):
         warnings.warn("mixed precision on a CPU is slower than float32; it is meant for GPUs", stacklevel=2)
     keras.config.set_dtype_policy("mixed_float16" if mixed else "float32")
-
-
-def write_json_atomic(path: str, payload: dict) -> None:
-    files.write_json_atomic(path, payload, indent=2, sort_keys=True, default=str)
-
-
-def save_model_atomic(model: keras.Model, path: str) -> None:
-    with files.atomic_path(path, ".keras") as tmp:
-        model.save(tmp)
-
-
-def versions() -> dict:
-    return {
-        "python": sys.version.split()[0], "tensorflow": tf.__version__, "keras": keras.__version__,
-        "numpy": np.__version__, "machine": platform.machine(), "system": platform.system(),
-    }
 
 
 def learning_rate_schedule(config: dict):
@@ -93,27 +76,14 @@ def check_run_folder(out: str, program: str, signature: dict) -> None:
 
     Only reads; :func:`claim_run_folder` writes, once every check passed.
     """
-    path = os.path.join(out, "run.json")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ValueError(f"--out {out!r} exists and is not a folder")
-    if not os.path.exists(path):
-        return
-    try:
-        with open(path) as f:
-            previous = json.load(f)
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"--out {out!r} holds an unreadable run.json ({error}); choose another folder") from None
-    if previous.get("program") != program or previous.get("signature") != signature:
-        raise ValueError(
-            f"--out {out!r} holds a checkpoint of a different model: program {previous.get('program')!r} "
-            f"with {previous.get('signature')}, not {program!r} with {signature}; choose another folder"
-        )
+    files.claim_folder(out, "run.json", {"program": program, "signature": signature},
+                       "a checkpoint of a different model", write=False)
 
 
 def claim_run_folder(out: str, program: str, signature: dict) -> None:
-    path = os.path.join(out, "run.json")
-    if not os.path.exists(path):
-        write_json_atomic(path, {"program": program, "signature": signature})
+    """Record the run in ``run.json`` (after :func:`check_run_folder` and every other check passed)."""
+    files.claim_folder(out, "run.json", {"program": program, "signature": signature},
+                       "a checkpoint of a different model")
 
 
 def check_frame_size(config: dict, divisor: int = 128) -> tuple[int, int]:
@@ -263,11 +233,14 @@ class Trainer:
 
 def finish(out: str, program: str, model: keras.Model, config: dict, metrics: dict) -> None:
     """Write the final model and the metrics JSON, atomically."""
-    save_model_atomic(model, os.path.join(out, "model.keras"))
-    write_json_atomic(
-        os.path.join(out, "metrics.json"),
-        {"program": program, "metrics": metrics, "config": config, "versions": versions()},
-    )
+    files.save_keras_atomic(model, os.path.join(out, "model.keras"))
+    write_metrics(out, program, config, metrics)
+
+
+def write_metrics(out: str, program: str, config: dict, metrics: dict) -> None:
+    """``metrics.json`` of a run: the metrics, the configuration, versions and machine (atomically)."""
+    files.write_json_atomic(os.path.join(out, "metrics.json"), {
+        "program": program, "metrics": metrics, "config": config, "versions": versions(), "machine": machine()})
 
 
 def sample_dataset(make_sample: Callable[[int], tuple], first_index: int, output_signature, global_batch: int,

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from adaptive_dff.bench.timing import format_table, time_interleaved
-from adaptive_dff.warp import _warp, bilinear_warp
+from adaptive_dff.warp import bilinear_warp, warp_graph
 
 
 def _remap_chunked(features: np.ndarray, map_x, map_y, chunk: int) -> np.ndarray:
@@ -50,7 +50,7 @@ def run(shape=(1, 64, 128, 1024), repeats: int = 20, seed: int = 0) -> dict:
     flow = tf.constant(flow_np)
     scale = tf.constant(1.5)
 
-    graph_warp = tf.function(_warp, autograph=False)
+    graph_warp = tf.function(warp_graph, autograph=False)
     multiply = tf.function(lambda x: tf.raw_ops.Mul(x=x, y=scale), autograph=False)
 
     ours = bilinear_warp(features, flow).numpy()

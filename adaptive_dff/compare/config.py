@@ -30,13 +30,22 @@ ARMS = {
 BUDGET_MODES = ("budget", "shared")
 SHARED_CLIP = "all-test-clips"  # the clip name of a shared arm's one cell
 
+# Arms that are no scheduling policy: the best placement of whole-frame keys, found
+# offline from every clip's pair table (compare.optimal); oracle mode only.
+CEILING_ARMS = ("optimal",)
 DEFAULT_POLICIES = ("fixed_interval", "copy", "frame_difference", "flow_magnitude")
 DEFAULT_BUDGETS = (0.10, 0.20, 0.33)
 DEFAULT_SWEEP = (0.05, 0.15, 0.25, 0.5)
 DEFAULT_REGIONS = ("1x1", "2x2")
 MODES = ("oracle", "model")
-FLOWS = ("dis", "model")
+FLOWS = ("dis", "model", "exact")
 PER_FRAME = "per_frame"
+PAIR_TABLE = "pair_table"  # the cells that carry every (key, frame) pair of a test clip (oracle mode)
+DEFAULT_WINDOW = 30
+# Cost of a propagated frame over a key frame (flow net / feature net time) of the shipped
+# CamVid model on this kind of CPU (model card, `adaptive-dff bench model`): oracle mode's
+# second plot panel draws the speedup 1 / (f + (1 - f) r) such a model gets at key fraction f.
+DEFAULT_COST_RATIO = 0.40
 
 # Data set kinds (``Dataset.spec["kind"]``) whose classes the shipped CamVid model knows.
 SHIPPED_MODEL_KINDS = ("camvid-val", "video")
@@ -56,8 +65,9 @@ class CompareConfig:
         sweep: further budgets that trace each policy's curve.
         regions: region grids as ``"RxC"`` (DVSNet: ``"2x2"``).
         overlap: pixels shared by neighbouring regions.
-        flow: oracle mode's flow: ``"dis"`` (OpenCV DIS) or ``"model"`` (the
-            model's flow network). Model mode always uses the model's.
+        flow: oracle mode's flow: ``"dis"`` (OpenCV DIS), ``"model"`` (the
+            model's flow network) or ``"exact"`` (the generator's own flow, for
+            data sets whose clips carry one). Model mode always uses the model's.
         model: a ``.keras`` DFF model file, or ``None``: in model mode the
             shipped CamVid model on CamVid and videos, otherwise an untrained
             compact model (timings only; accuracy then means nothing).
@@ -65,6 +75,10 @@ class CompareConfig:
             ``decision_network`` policy (with the shipped model, by default
             the shipped decision model).
         seed: seed of the untrained model.
+        window: the farthest a key frame carries (frames after it) for the
+            optimal arm's search and the phase-fair fixed interval's curve.
+        cost_ratio: ``r`` of the speedup panel in oracle mode (see
+            :data:`DEFAULT_COST_RATIO`).
     """
 
     mode: str = "oracle"
@@ -77,12 +91,19 @@ class CompareConfig:
     model: Optional[str] = None
     decision_model: Optional[str] = None
     seed: int = 0
+    window: int = DEFAULT_WINDOW
+    cost_ratio: float = DEFAULT_COST_RATIO
 
     def chosen_policies(self) -> tuple:
         """``policies``, or the default ones when none were given."""
         if self.policies is not None:
             return tuple(self.policies)
-        return DEFAULT_POLICIES + (("decision_network",) if self.decision_model else ())
+        return (DEFAULT_POLICIES + (("decision_network",) if self.decision_model else ())
+                + (CEILING_ARMS if self.mode == "oracle" else ()))
+
+    def needs_pair_tables(self) -> bool:
+        """Oracle mode with an arm read from the pair tables (optimal; fixed interval and copy phase-fair)."""
+        return self.mode == "oracle" and bool({"optimal", "fixed_interval", "copy"} & set(self.chosen_policies()))
 
     def check(self) -> "CompareConfig":
         """Name the first problem of the configuration; returns ``self``."""
@@ -94,10 +115,23 @@ class CompareConfig:
         if not policies:
             raise ValueError("give at least one policy")
         for name in policies:
-            parse_arm(name)
+            if name not in CEILING_ARMS:
+                parse_arm(name)
+        if self.mode != "oracle" and set(CEILING_ARMS) & set(policies):
+            raise ValueError("the optimal arm runs in oracle mode only (in model mode its pair table would "
+                             "cost a model run per (key, frame) pair); drop it or use --mode oracle")
+        if self.flow == "exact" and self.mode != "oracle":
+            raise ValueError("--flow exact is oracle mode's; model mode always uses the model's flow")
+        from adaptive_dff.compare.optimal import check_window
+
+        check_window(self.window)
+        if isinstance(self.cost_ratio, bool) or not isinstance(self.cost_ratio, (int, float)) \
+                or not 0 <= self.cost_ratio <= 1:
+            raise ValueError(f"cost_ratio must be a number in [0, 1], got {self.cost_ratio!r}")
         if len(set(policies)) != len(policies):
             raise ValueError(f"policies repeat: {list(policies)}")
-        if any(parse_arm(p)[0] == "decision_network" for p in policies) and not self.decision_model:
+        if any(parse_arm(p)[0] == "decision_network" for p in policies if p not in CEILING_ARMS) \
+                and not self.decision_model:
             raise ValueError("the decision_network policy needs a trained decision model: pass --decision-model PATH")
         if not self.budgets:
             raise ValueError("give at least one budget")
@@ -151,8 +185,8 @@ def parse_arm(name: str) -> tuple:
     ``"flow_magnitude@budget"`` -> ``("flow_magnitude", "budget")``, likewise ``@shared``."""
     arm, _, mode = str(name).partition("@")
     if arm not in ARMS:
-        raise ValueError(f"unknown policy {name!r}; choose from {sorted(ARMS)}, each optionally "
-                         f"followed by {' or '.join('@' + m for m in BUDGET_MODES)}")
+        raise ValueError(f"unknown arm {name!r}; choose from {sorted(ARMS)}, each optionally "
+                         f"followed by {' or '.join('@' + m for m in BUDGET_MODES)}, or {', '.join(CEILING_ARMS)}")
     if "@" in str(name) and mode not in BUDGET_MODES:
         raise ValueError(f"unknown budget mode in policy {name!r}; write <policy>@budget or <policy>@shared")
     return arm, (mode or None)

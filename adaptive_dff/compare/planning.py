@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
 
-from adaptive_dff.compare.config import PER_FRAME, SHARED_CLIP, CompareConfig, parse_arm
+from adaptive_dff.compare.config import CEILING_ARMS, PAIR_TABLE, PER_FRAME, SHARED_CLIP, CompareConfig, parse_arm
 from adaptive_dff.compare.datasets import Dataset
 from schedulers.files import file_sha256
 
@@ -23,7 +23,7 @@ class Cell:
     policy: str
     regions: str
     budget: float
-    kind: str  # "budget" (a fair budget), "sweep" (a curve point) or "baseline" (per frame)
+    kind: str  # "budget" (a fair budget), "sweep" (a curve point), "baseline" (per frame) or "table" (pair table)
     clip: str
 
     @property
@@ -37,13 +37,20 @@ class Cell:
 
 def plan_cells(config: CompareConfig, test_clips: dict) -> list:
     """Every cell, in a fixed order, from ``{data set name: [test clip names]}``
-    (in model mode the per-frame baseline comes first; a shared-budget arm has one
-    cell per budget that runs all the test clips side by side)."""
+    (in model mode the per-frame baseline comes first; in oracle mode each test
+    clip's pair table, which the optimal arm and the phase-fair fixed interval
+    and copy are read from; the optimal arm has no cells of its own; a
+    shared-budget arm has one cell per budget that runs all the test clips side
+    by side)."""
     cells = []
     for dataset, clips in test_clips.items():
         if config.mode == "model":
             cells += [Cell(dataset, PER_FRAME, "1x1", 1.0, "baseline", clip) for clip in clips]
+        if config.needs_pair_tables():
+            cells += [Cell(dataset, PAIR_TABLE, "1x1", 0.0, "table", clip) for clip in clips]
         for policy in config.chosen_policies():
+            if policy in CEILING_ARMS:
+                continue
             for grid in config.regions:
                 for budget, kind in config.all_budgets():
                     if parse_arm(policy)[1] == "shared":  # one cell: every test clip side by side

@@ -15,28 +15,37 @@ from typing import Optional
 
 import numpy as np
 
+from adaptive_dff.compare import ceiling_rows
+from adaptive_dff.compare.ceiling_rows import OPTIMAL_ROWS
 from adaptive_dff.compare.planning import config_of, plan_cells, test_clips
+from adaptive_dff.compare.plot import plot
 from adaptive_dff.compare.scoring import CellResult
-from adaptive_dff.compare.store import ResultFolder, write_atomic, write_json
+from adaptive_dff.compare.store import ResultFolder
+from schedulers.files import write_bytes_atomic, write_json_atomic
 
 COLUMNS = [
     "dataset", "mode", "policy", "regions", "kind", "budget", "threshold_param", "threshold",
     "calibration_key_fraction", "calibration_met", "key_fraction", "accuracy", "accuracy_metric",
     "agreement", "fps", "ms_per_frame", "ms_prepare", "ms_flow", "ms_decision", "ms_feature", "ms_warp",
     "ms_head", "ms_carry", "ms_merge", "clips", "clips_planned", "frames",
+    "phase_fair", "accuracy_phase0", "key_fraction_phase0", "fixed_at_key_fraction", "optimal_at_key_fraction",
+    "headroom_captured", "note",
 ]
 
 
-def rows_from(folder: ResultFolder) -> tuple[list, dict]:
-    """``(rows, signature)`` of the finished cells in ``folder``."""
+def rows_from(folder: ResultFolder, cells: Optional[dict] = None) -> tuple[list, dict]:
+    """``(rows, signature)`` of the finished cells in ``folder`` (or of ``cells``, its cells
+    already read); pair-table cells make no row of their own (see :mod:`.ceiling_rows`)."""
     signature = folder.signature()
     mode = signature["config"]["mode"]
     planned = defaultdict(int)
     for cell in _planned(signature):
         planned[(cell.dataset, cell.policy, cell.regions, cell.budget)] += 1
     groups: dict = {}
-    for payload in folder.cells().values():
+    for payload in (folder.cells() if cells is None else cells).values():
         cell = payload["cell"]
+        if cell["kind"] == "table":
+            continue
         key = (cell["dataset"], cell["policy"], cell["regions"], cell["budget"])
         result = CellResult.from_json(payload["result"])
         group = groups.setdefault(key, {"cell": cell, "result": None, "clips": 0, "threshold": payload["threshold"]})
@@ -88,7 +97,7 @@ def budget_table(rows: list) -> tuple[list, list]:
     best = {}
     for b in budgets:
         scored = [(by_key[(p, g, b)]["accuracy"], p, g) for p, g in series
-                  if (p, g, b) in by_key and not math.isnan(by_key[(p, g, b)]["accuracy"])
+                  if (p, g, b) in by_key and p not in OPTIMAL_ROWS and not math.isnan(by_key[(p, g, b)]["accuracy"])
                   and abs(by_key[(p, g, b)]["key_fraction"] - b) <= OFF_BUDGET]
         if scored:
             best[b] = max(scored)[1:]
@@ -174,63 +183,7 @@ def findings(rows: list, tolerance: float = OFF_BUDGET) -> list:
     return out
 
 
-def plot(rows: list, path: str, title: str, mode: str = "model") -> None:
-    """``pareto.png``: per data set (one row of panels), accuracy against key-frame fraction
-    and against fps; one curve per policy (colour) and region grid (line style)."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    fig, grid_axes = plt.subplots(len(datasets), 2, figsize=(12, 4.2 * len(datasets)), squeeze=False)
-    policies = sorted({r["policy"] for r in rows if r["policy"] != "per_frame"})
-    colours = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(policies)}
-    grids = sorted({r["regions"] for r in rows if r["policy"] != "per_frame"})
-    styles = {g: s for g, s in zip(grids, ["-", "--", ":", "-."] * 4)}
-    for dataset, axes in zip(datasets, grid_axes):
-        mine = [r for r in rows if r["dataset"] == dataset]
-        for policy in policies:
-            for grid in grids:
-                points = sorted((r for r in mine if r["policy"] == policy and r["regions"] == grid),
-                                key=lambda r: r["key_fraction"])
-                if not points:
-                    continue
-                for ax, x in zip(axes, ("key_fraction", "fps")):
-                    ax.plot([r[x] for r in points], [r["accuracy"] for r in points], styles[grid],
-                            color=colours[policy], marker="o", markersize=3, label=f"{policy} {grid}")
-                    fair = [r for r in points if r["kind"] == "budget"]
-                    ax.plot([r[x] for r in fair], [r["accuracy"] for r in fair], "o", color=colours[policy],
-                            markersize=7)
-        for r in mine:
-            if r["policy"] == "per_frame":
-                for ax, x in zip(axes, ("key_fraction", "fps")):
-                    ax.axhline(r["accuracy"], color="black", linewidth=0.8, linestyle=":")
-                    ax.plot([r[x]], [r["accuracy"]], "k*", markersize=10, label="per frame")
-        speeds = [r["fps"] for r in mine if r.get("fps") and math.isfinite(r["fps"]) and r["fps"] > 0]
-        if speeds and max(speeds) > 10 * min(speeds):
-            axes[1].set_xscale("log")  # e.g. copy (no flow) runs orders of magnitude faster than the rest
-        metric = mine[0]["accuracy_metric"] if mine else "accuracy"
-        axes[0].set_xlabel("key-frame fraction (share of frame-regions recomputed)")
-        axes[1].set_xlabel("frames per second (timed stages only)" if mode == "model"
-                           else "frames per second of the oracle pipeline (no network)")
-        for ax in axes:
-            ax.set_ylabel(metric)
-            ax.set_title(dataset, fontsize=10)
-            ax.grid(alpha=0.3)
-        handles, labels = axes[0].get_legend_handles_labels()
-        unique = dict(zip(labels, handles))
-        axes[0].legend(unique.values(), unique.keys(), fontsize=7, loc="lower right")
-    fig.suptitle(title + "  (large dots: the fair budgets)")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
-
-
+FLOW_TEXT = {"dis": "OpenCV DIS", "model": "the model's flow network", "exact": "the generator's exact flow"}
 MODE_TEXT = {
     "oracle": ("Oracle mode: key frames take the true labels; the other frames carry them along the flow "
                "({flow}). This scores the policies' choices alone, apart from any model. Speed is that of "
@@ -243,22 +196,28 @@ MODE_TEXT = {
 
 def write(folder: ResultFolder, config_extra: Optional[dict] = None, log=print) -> dict:
     """Write results.csv, results.json, pareto.png and summary.md from the finished cells; print the tables."""
-    rows, signature = rows_from(folder)
+    cells = folder.cells()
+    rows, signature = rows_from(folder, cells)
     config = signature["config"]
+    curves = ceiling_rows.apply(rows, cells, signature)
+    order = [d["name"] for d in signature["datasets"]]
+    rows.sort(key=lambda r: (order.index(r["dataset"]), r["policy"] != "per_frame", r["policy"], r["regions"],
+                             r["budget"]))
     folder.write_csv(rows, COLUMNS)
     planned = len(_planned(signature))
-    done = len(folder.cells())
+    done = len(cells)
     calibrations = folder.calibrations()
     report = {"signature": signature, **(config_extra or {}), "cells_done": done, "cells_planned": planned,
-              "calibration": calibrations, "rows": rows}
-    write_json(folder.path("results.json"), report)
+              "calibration": calibrations, "rows": rows, "curves": curves}
+    write_json_atomic(folder.path("results.json"), report)
     title = f"{config['mode']} mode"
     if rows:
-        plot(rows, folder.path("pareto.png"), "Scheduling policies at equal key-frame budgets, " + title, config["mode"])
+        plot(rows, folder.path("pareto.png"), "Scheduling policies at equal key-frame budgets, " + title,
+             config["mode"], curves, config.get("cost_ratio", 0.4))
     text = [
         f"# Scheduling policies compared, {title}",
         "",
-        MODE_TEXT[config["mode"]].format(flow="OpenCV DIS" if config["flow"] == "dis" else "the model's flow network"),
+        MODE_TEXT[config["mode"]].format(flow=FLOW_TEXT.get(config["flow"], config["flow"])),
         "",
         "Each policy's threshold was calibrated on a data set's calibration clips to each key-frame budget, "
         f"then scored on its separate test clips. Cells: {done} of {planned} finished.",
@@ -285,6 +244,7 @@ def write(folder: ResultFolder, config_extra: Optional[dict] = None, log=print) 
             "",
             *[f"- {n}" for n in notes],
             "",
+            *ceiling_rows.summary_lines(mine, curves.get(entry["name"]), config.get("window")),
             "Time per frame (ms) by stage:",
             "",
             markdown_table(speed_header, speed_lines),
@@ -302,7 +262,7 @@ def write(folder: ResultFolder, config_extra: Optional[dict] = None, log=print) 
         text += ["## Budgets a policy could not meet on the calibration clips", "", *[f"- {u}" for u in unmet], ""]
     text += ["Files: `results.csv` (every row, the sweep included), `results.json` (with versions, machine and "
              "configuration), `pareto.png`.", ""]
-    write_atomic(folder.path("summary.md"), "\n".join(text).encode())
+    write_bytes_atomic(folder.path("summary.md"), "\n".join(text).encode())
     log(f"\nwrote {folder.path('results.csv')}, results.json, pareto.png, summary.md ({done} of {planned} cells)")
     return report
 

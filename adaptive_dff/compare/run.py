@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Optional, Sequence
 
 from adaptive_dff.compare import report
-from adaptive_dff.compare.config import PER_FRAME, CompareConfig, parse_arm, parse_grid, resolve_defaults
+from adaptive_dff.compare.config import PAIR_TABLE, PER_FRAME, CompareConfig, parse_arm, parse_grid, resolve_defaults
 from adaptive_dff.compare.datasets import Dataset
 from adaptive_dff.compare.planning import Cell, plan_cells, signature, test_clips
 from adaptive_dff.compare.scoring import CellResult
@@ -61,6 +61,10 @@ def run_compare(
                 parse_grid(grid, config.overlap).boxes(height, width)
             except ValueError as error:
                 raise ValueError(f"data set {dataset.name!r}, regions {grid}: {error}") from None
+    if config.flow == "exact":
+        from adaptive_dff.compare.exact_flow import check_exact_flow
+
+        check_exact_flow(datasets)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     folder = ResultFolder(out)
@@ -91,7 +95,7 @@ def run_compare(
 
         # Calibrations first, once each, so parallel cells do not repeat them.
         for cell in {c.calibration_ident: c for c in todo
-                     if c.policy != PER_FRAME and parse_arm(c.policy)[1] is None}.values():
+                     if c.policy not in (PER_FRAME, PAIR_TABLE) and parse_arm(c.policy)[1] is None}.values():
             workspace.calibrate(cell)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
@@ -115,6 +119,10 @@ class _Progress:
         self.count += 1
         elapsed = time.perf_counter() - self.start
         left = elapsed / self.count * (self.total - self.count)
+        if cell.policy == PAIR_TABLE:
+            self.log(f"[{self.count:>{len(str(self.total))}}/{self.total}] {cell.dataset} {cell.clip}: pair table "
+                     f"(every key carried up to the window)  ({elapsed:.0f} s, ~{left:.0f} s left)")
+            return
         result = CellResult.from_json(payload["result"])
         self.log(f"[{self.count:>{len(str(self.total))}}/{self.total}] {cell.dataset} {cell.clip}: "
                  f"{cell.policy} {cell.regions} budget {cell.budget:.2f}: key {result.key_fraction:.3f} "

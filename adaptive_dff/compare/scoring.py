@@ -306,9 +306,8 @@ def model_flow(model) -> Callable:
         _, current_p = model.pad_frames(current)
         _, key_p = model.pad_frames(key)
         out = model.run_flow(current_p, key_p)
-        stride = model.output_stride
         h, w = current.shape[:2]
-        grid = np.asarray(out["flow"])[0, : -(-h // stride), : -(-w // stride)] * stride
+        grid = model.crop_to_grid(out["flow"], h, w) * model.output_stride
         return cv2.resize(grid, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
 
     return flow
@@ -321,8 +320,6 @@ def model_pair_features(model) -> Callable:
         _, current_p = model.pad_frames(current)
         _, key_p = model.pad_frames(key)
         out = model.run_flow(current_p, key_p)
-        stride = model.output_stride
-        h, w = current.shape[:2]
-        return np.asarray(out["features"])[0, : -(-h // stride), : -(-w // stride)]
+        return model.crop_to_grid(out["features"], *current.shape[:2])
 
     return features

@@ -18,31 +18,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from typing import Optional
 
-from schedulers.files import write_bytes_atomic
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    write_bytes_atomic(path, data)
-
-
-def write_json(path: str, payload) -> None:
-    write_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
-
-
-def read_json(path: str) -> Optional[dict]:
-    """The JSON in ``path``, ``None`` when absent; a damaged file is an error naming it."""
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path!r} is damaged ({error}); delete it to recompute it") from None
+from schedulers.files import claim_folder, read_json, write_bytes_atomic, write_json_atomic
 
 
 class ResultFolder:
@@ -60,19 +39,7 @@ class ResultFolder:
 
     def claim(self, signature: dict) -> None:
         """Refuse a folder of another configuration; else record this one."""
-        signature = json.loads(json.dumps(signature, default=str))  # as it reads back: lists, not tuples
-        previous = read_json(self.path("compare.json"))
-        if previous is not None:
-            if previous.get("signature") != signature:
-                old, new = _flatten(previous.get("signature", {})), _flatten(signature)
-                keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-                details = "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys)
-                raise ValueError(
-                    f"--out {self.out!r} holds results of a different configuration ({details}); "
-                    "choose another folder, or rerun with the same options to continue it"
-                )
-            return
-        write_json(self.path("compare.json"), {"signature": signature})
+        claim_folder(self.out, "compare.json", {"signature": signature}, "results of a different configuration")
 
     def signature(self) -> dict:
         data = read_json(self.path("compare.json"))
@@ -86,7 +53,7 @@ class ResultFolder:
         return read_json(self.path("cells", cell_id + ".json"))
 
     def save_cell(self, cell_id: str, payload: dict) -> None:
-        write_json(self.path("cells", cell_id + ".json"), payload)
+        write_json_atomic(self.path("cells", cell_id + ".json"), payload)
 
     def _entries(self, subfolder: str) -> dict:
         """``{name: payload}`` of the JSON files in ``subfolder`` (temporary files left out)."""
@@ -105,7 +72,7 @@ class ResultFolder:
         return read_json(self.path("calibration", cal_id + ".json"))
 
     def save_calibration(self, cal_id: str, payload: dict) -> None:
-        write_json(self.path("calibration", cal_id + ".json"), payload)
+        write_json_atomic(self.path("calibration", cal_id + ".json"), payload)
 
     def calibrations(self) -> dict:
         return self._entries("calibration")
@@ -118,14 +85,7 @@ class ResultFolder:
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _csv_value(row.get(k)) for k in columns})
-        write_atomic(self.path("results.csv"), buffer.getvalue().encode())
-
-
-def _flatten(signature: dict) -> dict:
-    """``{"config.budgets": ..., "datasets": ...}``: the configuration's keys one by one."""
-    flat = {k: v for k, v in signature.items() if k != "config"}
-    flat.update({f"config.{k}": v for k, v in signature.get("config", {}).items()})
-    return flat
+        write_bytes_atomic(self.path("results.csv"), buffer.getvalue().encode())
 
 
 def _csv_value(value):

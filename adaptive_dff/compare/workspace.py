@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from adaptive_dff.compare.config import ARMS, PER_FRAME, CompareConfig, parse_arm, parse_grid
+from adaptive_dff.compare.config import ARMS, CEILING_ARMS, PAIR_TABLE, PER_FRAME, CompareConfig, parse_arm, parse_grid
 from adaptive_dff.compare.datasets import Dataset
 from adaptive_dff.compare.planning import Cell
 from adaptive_dff.compare.scoring import (
@@ -48,10 +48,16 @@ class Workspace:
         return self._model
 
     def flow(self):
-        """Flow for policies and for carrying labels: OpenCV DIS or the model's flow network."""
+        """Flow for policies and for carrying labels: OpenCV DIS, the model's flow network,
+        or (``flow="exact"``) the generator's own flow of each clip."""
         if self._flow is None:
             if self.config.mode == "model" or self.config.flow == "model":
                 self._flow = model_flow(self.model())
+            elif self.config.flow == "exact":
+                from adaptive_dff.compare.exact_flow import ExactFlow
+
+                grids = [parse_grid(g, self.config.overlap) for g in self.config.regions]
+                self._flow = ExactFlow(list(self.datasets.values()), grids)
             else:
                 from schedulers import DISFlow
 
@@ -141,6 +147,8 @@ class Workspace:
         for dataset in self.datasets.values():
             frames = dataset.calibration[0].frames[:2]
             for name in self.config.chosen_policies():
+                if name in CEILING_ARMS:
+                    continue
                 policy = self.make_policy(name)
                 for grid in self.config.regions:
                     tracker = Tracker(policy, regions=parse_grid(grid, self.config.overlap),
@@ -198,6 +206,8 @@ class Workspace:
     def run_cell(self, cell: Cell) -> dict:
         """Score ``cell`` (calibrating its threshold first if needed), save it and return its payload."""
         dataset = self.datasets[cell.dataset]
+        if cell.policy == PAIR_TABLE:
+            return self.run_pair_table(cell, dataset, self.clip(cell.dataset, cell.clip))
         budget_mode = None if cell.policy == PER_FRAME else parse_arm(cell.policy)[1]
         if budget_mode != "shared":
             clip = self.clip(cell.dataset, cell.clip)
@@ -237,10 +247,32 @@ class Workspace:
         return payload
 
 
+    def run_pair_table(self, cell: Cell, dataset: Dataset, clip) -> dict:
+        """The clip's pair tables (labels carried along this comparison's flow, and copied),
+        saved in the cell's payload; its result holds the clip's frames and the time spent."""
+        from adaptive_dff.compare.optimal import build_pair_table
+        from adaptive_dff.compare.scoring import CellResult
+
+        start = time.perf_counter()
+        tables = {}
+        for propagation in ("warp", "copy"):
+            began = time.perf_counter()
+            table = build_pair_table(clip.frames, self.reference(dataset, clip), num_classes=dataset.num_classes,
+                                     ignore_index=dataset.ignore_index, flow=self.flow(), window=self.config.window,
+                                     propagation=propagation)
+            tables[propagation] = {"tp": table.tp.tolist(), "predicted": table.predicted.tolist(),
+                                   "truth": table.truth.tolist(), "ms": (time.perf_counter() - began) * 1e3}
+        result = CellResult(confusion=np.zeros((dataset.num_classes,) * 2, np.int64), frames=len(clip.frames))
+        payload = {"cell": asdict(cell), "threshold": None, "result": result.to_json(), "tables": tables,
+                   "seconds": time.perf_counter() - start}
+        self.folder.save_cell(cell.ident, payload)
+        return payload
+
+
 def load_compare_model(config: CompareConfig, datasets: Sequence[Dataset], folder: ResultFolder):
     """The model file given, or an untrained compact model saved in the folder (so reruns,
     other processes and shards use the very same weights)."""
-    from adaptive_dff.model import compact_dff, load_model
+    from adaptive_dff.model import DFFModel, compact_dff, load_model
 
     num_classes = {d.num_classes for d in datasets}
     if len(num_classes) > 1:
@@ -260,9 +292,10 @@ def load_compare_model(config: CompareConfig, datasets: Sequence[Dataset], folde
             model = compact_dff(num_classes=dataset.num_classes)
             model.key_step(np.zeros((64, 64, 3), np.uint8))  # build the weights
             save_keras_atomic(model, path)
-    classes = model.head.get_config().get("num_classes")
-    if classes is not None and classes != dataset.num_classes:
+    if not isinstance(model, DFFModel):
+        raise ValueError(f"{config.model!r} holds a {type(model).__name__}, not a DFF model (adaptive_dff.DFFModel)")
+    if model.num_classes != dataset.num_classes:
         raise ValueError(
-            f"the model predicts {classes} classes but data set {dataset.name!r} has {dataset.num_classes}"
+            f"the model predicts {model.num_classes} classes but data set {dataset.name!r} has {dataset.num_classes}"
         )
     return model

@@ -104,6 +104,10 @@ _FOLIAGE_COLOUR = (70.0, 125.0, 55.0)
 _TEXTURE_RANGE = (16.0, 208.0)
 
 _MIN_SIZE = 16
+#: How objects move on screen: ``"screen"``: on their own paths in frame
+#: coordinates (the camera's pan does not move them); ``"scene"``: their own
+#: paths plus the pan of the background (as things in a filmed scene do).
+OBJECT_MOTIONS = ("screen", "scene")
 _MAX_OBJECTS = 254  # instance ids are uint8
 _CACHE_SIZE = 6
 
@@ -134,6 +138,17 @@ def _check_float(name: str, value: Any, minimum: float, maximum: float | None = 
         bound = "<=" if include_max else "<"
         raise ValueError(f"{name} must be {bound} {maximum}, got {value}")
     return value
+
+
+def _check_size(value: Any) -> tuple[float, float]:
+    """``object_size``: ``(low, high)`` fractions of ``sqrt(H * W)``, ``0 < low <= high <= 0.5``."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"object_size must be a pair (low, high) of fractions, got {value!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and 0.0 < low <= high <= 0.5):
+        raise ValueError(f"object_size must satisfy 0 < low <= high <= 0.5, got {value!r}")
+    return low, high
 
 
 # --------------------------------------------------------------------------
@@ -383,7 +398,14 @@ class SyntheticVideo:
             (each object moves at 0.5..1.5 times it, bouncing off a band a
             little wider than the frame, so objects leave the frame partly
             and come back), plus spin and size pulsation scaled with it.
-            0 makes objects still on screen.
+            0 makes objects still on screen (with ``object_motion="screen"``).
+        object_size: ``(low, high)``: each object's radius is drawn uniformly
+            between these fractions of ``sqrt(height * width)``.
+        object_motion: ``"screen"`` (objects follow their own paths in frame
+            coordinates; the camera's pan does not move them) or ``"scene"``
+            (their own paths plus the pan of the background at the frame
+            centre, as things in a filmed scene; they still bounce at the
+            band around the frame, so they stay in view).
 
     Frame indices must be integers in ``0..num_frames - 1``. Results are
     computed from the seed and the index alone (random access); a small
@@ -403,6 +425,8 @@ class SyntheticVideo:
         brightness: float = 0.2,
         camera_speed: float = 2.0,
         object_speed: float = 2.0,
+        object_size: tuple = (0.05, 0.13),
+        object_motion: str = "screen",
     ) -> None:
         self.height = _check_int("height", height, _MIN_SIZE)
         self.width = _check_int("width", width, _MIN_SIZE)
@@ -412,6 +436,10 @@ class SyntheticVideo:
         self.brightness = _check_float("brightness", brightness, 0.0, 1.0, include_max=False)
         self.camera_speed = _check_float("camera_speed", camera_speed, 0.0)
         self.object_speed = _check_float("object_speed", object_speed, 0.0)
+        self.object_size = _check_size(object_size)
+        if object_motion not in OBJECT_MOTIONS:
+            raise ValueError(f"object_motion must be one of {OBJECT_MOTIONS}, got {object_motion!r}")
+        self.object_motion = object_motion
         try:
             cuts = tuple(scene_cuts)
         except TypeError:
@@ -455,7 +483,8 @@ class SyntheticVideo:
             f"SyntheticVideo(height={self.height}, width={self.width}, num_frames={self.num_frames}, "
             f"num_objects={self.num_objects}, seed={self.seed}, scene_cuts={self.scene_cuts}, "
             f"brightness={self.brightness}, camera_speed={self.camera_speed}, "
-            f"object_speed={self.object_speed})"
+            f"object_speed={self.object_speed}, object_size={self.object_size}, "
+            f"object_motion={self.object_motion!r})"
         )
 
     def __len__(self) -> int:
@@ -540,7 +569,7 @@ class SyntheticVideo:
         for j in range(self.num_objects):
             orng = np.random.default_rng([self.seed, s, 1 + j])
             cls = OBJECT_CLASSES[order[j % len(order)]]
-            radius = orng.uniform(0.05, 0.13) * size
+            radius = orng.uniform(*self.object_size) * size
             aspect = math.exp(orng.uniform(-0.3, 0.3))
             direction = orng.uniform(0, two_pi)
             pulse_freq = two_pi / orng.uniform(30.0, 90.0)
@@ -584,8 +613,13 @@ class SyntheticVideo:
         screen_centre = np.array([(self.width - 1) / 2.0, (self.height - 1) / 2.0])
         linear = zoom * _rotation(theta)
         maps = [_affine(linear, screen_centre - linear @ centre)]
+        carried = np.zeros(2)
+        if self.object_motion == "scene":
+            # the screen shift of the background point seen at the frame centre at tau = 0
+            centre0 = scene.origin + scene.wobble_amp * np.sin(scene.wobble_phase)
+            carried = maps[0][:2, :2] @ centre0 + maps[0][:2, 2] - screen_centre
         for obj in scene.objects:
-            anchor = _reflect(obj.start + obj.velocity * tau, obj.lo, obj.hi)
+            anchor = _reflect(obj.start + obj.velocity * tau + carried, obj.lo, obj.hi)
             scale = zoom * math.exp(obj.pulse_amp * math.sin(obj.pulse_freq * tau + obj.pulse_phase))
             root = math.sqrt(obj.aspect)
             radii = np.diag([obj.radius * scale * root, obj.radius * scale / root])

@@ -1,6 +1,6 @@
 """The parts of a DFF model: feature networks, flow networks and task heads."""
 
-from adaptive_dff.networks.base import NetworkContract
+from adaptive_dff.networks.base import NetworkContract, OutputSpec
 from adaptive_dff.networks.flownet import FlowNetInception, FlowNetS, flownet_half, flownet_quarter
 from adaptive_dff.networks.head import SegmentationHead
 from adaptive_dff.networks.resnet import (
@@ -30,6 +30,7 @@ __all__ = [
     "FlowNetInception",
     "FlowNetS",
     "NetworkContract",
+    "OutputSpec",
     "ResNetFeatures",
     "SegmentationHead",
     "flownet_half",

@@ -2,12 +2,11 @@
 
 Each network is a Keras functional model subclass (keras-hub's style): keyword
 arguments with defaults, ``get_config()`` that round-trips, registered as
-serializable. Each reports:
-
-* ``output_stride``: input pixels per output pixel (16 for feature nets);
-* ``output_channels``: channels of the main output;
-* ``size_divisor``: input height and width must be multiples of this (the
-  DFF model pads its frames to it).
+serializable. Each states its main output as one value, ``output_spec``
+(an :class:`OutputSpec`: channels, stride, size divisor; detectron2's
+``Backbone.output_shape()`` in spirit), which :class:`adaptive_dff.DFFModel`
+checks its parts against; ``output_channels``, ``output_stride`` and
+``size_divisor`` read it.
 
 Images enter every network as RGB floats in ``[0, 255]``; the networks
 normalise them internally.
@@ -15,24 +14,45 @@ normalise them internally.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from keras import layers
 
 
-class NetworkContract:
-    """Mixin: the stride/channels/divisor report shared by all networks."""
+@dataclass(frozen=True)
+class OutputSpec:
+    """A network's main output.
 
-    output_stride: int
-    output_channels: int
+    Attributes:
+        channels: channels of the output (feature channels; for a flow net,
+            those of its scale field; for a head, the classes).
+        stride: input pixels per output pixel (16 for feature and flow nets,
+            1 for a head that keeps the feature grid).
+        size_divisor: input height and width must be multiples of this (the
+            DFF model pads its frames to it).
+    """
+
+    channels: int
+    stride: int
     size_divisor: int
 
-    def describe(self) -> dict:
-        """``{"name", "output_stride", "output_channels", "size_divisor"}``."""
-        return {
-            "name": self.name,
-            "output_stride": self.output_stride,
-            "output_channels": self.output_channels,
-            "size_divisor": self.size_divisor,
-        }
+
+class NetworkContract:
+    """Mixin: a network's :class:`OutputSpec` and the attributes that read it."""
+
+    output_spec: OutputSpec
+
+    @property
+    def output_channels(self) -> int:
+        return self.output_spec.channels
+
+    @property
+    def output_stride(self) -> int:
+        return self.output_spec.stride
+
+    @property
+    def size_divisor(self) -> int:
+        return self.output_spec.size_divisor
 
     def _base_config(self) -> dict:
         return {"name": self.name, "trainable": self.trainable}

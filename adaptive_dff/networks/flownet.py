@@ -27,7 +27,7 @@ from typing import Sequence
 import keras
 from keras import layers
 
-from adaptive_dff.networks.base import NetworkContract, check_positive_int
+from adaptive_dff.networks.base import NetworkContract, OutputSpec, check_positive_int
 
 FEATURE_STRIDE = 16
 SIZE_DIVISOR = 128  # half resolution, then six stride-2 stages
@@ -106,9 +106,7 @@ class _FlowNetBase(NetworkContract, keras.Model):
             **kwargs,
         )
         self.feature_channels = feature_channels
-        self.output_stride = FEATURE_STRIDE
-        self.output_channels = feature_channels
-        self.size_divisor = SIZE_DIVISOR
+        self.output_spec = OutputSpec(channels=feature_channels, stride=FEATURE_STRIDE, size_divisor=SIZE_DIVISOR)
 
     def call(self, inputs, training=None, mask=None):
         if isinstance(inputs, dict) and set(inputs) == {"current", "key"}:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from adaptive_dff.networks.base import NetworkContract, check_positive_int
+from adaptive_dff.networks.base import NetworkContract, OutputSpec, check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="adaptive_dff")
@@ -24,9 +24,7 @@ class SegmentationHead(NetworkContract, keras.Model):
         super().__init__(inputs=features, outputs=logits, name=name, **kwargs)
         self.num_classes = num_classes
         self.input_channels = input_channels
-        self.output_stride = 1
-        self.output_channels = num_classes
-        self.size_divisor = 1
+        self.output_spec = OutputSpec(channels=num_classes, stride=1, size_divisor=1)
 
     def get_config(self):
         return {**self._base_config(), "num_classes": self.num_classes, "input_channels": self.input_channels}

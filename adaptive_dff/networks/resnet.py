@@ -20,6 +20,7 @@ from keras import layers
 
 from adaptive_dff.networks.base import (
     NetworkContract,
+    OutputSpec,
     check_positive_int,
     conv_bn_act,
     normalize_image,
@@ -110,9 +111,8 @@ class ResNetFeatures(NetworkContract, keras.Model):
         self.stages = stages
         self.feature_channels = feature_channels
         self.feature_dilation = feature_dilation
-        self.output_stride = 4 * math.prod(s[2] for s in stages)
-        self.output_channels = feature_channels
-        self.size_divisor = self.output_stride
+        stride = 4 * math.prod(s[2] for s in stages)
+        self.output_spec = OutputSpec(channels=feature_channels, stride=stride, size_divisor=stride)
 
     def get_config(self):
         return {
@@ -171,9 +171,8 @@ class CompactFeatures(NetworkContract, keras.Model):
         self.stem_channels = stem_channels
         self.feature_channels = feature_channels
         self.feature_dilation = feature_dilation
-        self.output_stride = 2 * math.prod(s[2] for s in stages)
-        self.output_channels = feature_channels
-        self.size_divisor = self.output_stride
+        stride = 2 * math.prod(s[2] for s in stages)
+        self.output_spec = OutputSpec(channels=feature_channels, stride=stride, size_divisor=stride)
 
     def get_config(self):
         return {

@@ -1,0 +1,220 @@
+"""A data set's dense curves from its pair tables: the optimum, the phase-fair fixed interval, headroom.
+
+All three read the clips' :class:`~adaptive_dff.compare.optimal.PairTable`
+only (no flow is computed here), and every accuracy is the mIoU of the
+confusion summed over the data set's clips, as in every compare row.
+
+* :func:`optimal_curve`: for every total number of keys ``N`` the search
+  reached, the best schedule found (module :mod:`~adaptive_dff.compare.optimal`
+  says how), spread over clips by a knapsack; :func:`same_budget` the best
+  when every clip spends the same share.
+* :func:`phase_fair_fixed`: a fixed interval ``l`` for ``l = 1..window + 1``, as
+  the mean over its ``l`` phases (where its first key after frame 0 falls:
+  frame ``1..l``; frame 0 is always a key). With short clips a fixed
+  interval's accuracy depends on that phase; Deep Feature Flow's evaluation
+  averages over it too.
+* :func:`headroom_captured`: ``(policy - fixed) / (optimal - fixed)``, both
+  curves interpolated linearly at the key fraction the policy really spent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from adaptive_dff.compare.optimal import (
+    EXACT_LIMIT, PairTable, clip_curve, fixed_schedule, knapsack, linear_weights, miou, pair_values,
+)
+
+REFINEMENTS = 2  # re-linearisations around the best schedule found at each budget
+
+
+@dataclass
+class Point:
+    """One schedule of a data set: ``keys`` key frames over ``frames`` frames, its mIoU,
+    and (where kept) the key frames per clip."""
+
+    keys: int
+    frames: int
+    accuracy: float
+    schedules: Optional[list] = None
+
+    @property
+    def key_fraction(self) -> float:
+        return self.keys / self.frames
+
+
+def _totals(tables: Sequence[PairTable]) -> np.ndarray:
+    return sum(t.truth.sum(axis=0) for t in tables)
+
+
+def score(tables: Sequence[PairTable], schedules: Sequence[Sequence[int]]) -> float:
+    """The data set's mIoU when clip ``c`` has the key frames ``schedules[c]``."""
+    tp, predicted = (sum(parts) for parts in zip(*(t.counts(s) for t, s in zip(tables, schedules))))
+    return miou(tp, predicted, _totals(tables))
+
+
+def _feasible(table: PairTable, n: int) -> int:
+    low = -(-table.frames // (table.window + 1))
+    return int(min(max(n, low), table.frames))
+
+
+def clip_targets(tables: Sequence[PairTable], fraction: float) -> list:
+    """Per clip the number of keys nearest to ``fraction`` of its frames that it can spend."""
+    return [_feasible(t, int(round(fraction * t.frames))) for t in tables]
+
+
+class _Search:
+    """Candidates per total number of keys, each kept only if its real mIoU is the best yet."""
+
+    def __init__(self, tables, exact_limit):
+        self.tables, self.exact_limit = tables, exact_limit
+        self.truth = _totals(tables)
+        self.frames = sum(t.frames for t in tables)
+        self.best: dict = {}  # N -> (accuracy, schedules or a callable giving them)
+        self.same: dict = {}  # tuple of per-clip n -> (accuracy, schedules)
+
+    def consider(self, accuracy, total, schedules, split=None):
+        if total not in self.best or accuracy > self.best[total][0]:
+            self.best[total] = (accuracy, schedules)
+        if split is not None and (split not in self.same or accuracy > self.same[split][0]):
+            self.same[split] = (accuracy, schedules)
+
+    def around(self, tp, predicted, targets=(), splits=()):
+        """Search with the proxy linearised at the totals ``(tp, predicted)``."""
+        a, b = linear_weights(tp, predicted, self.truth)
+        curves = []
+        for c, table in enumerate(self.tables):
+            wanted = sorted({n[c] for n in splits} | {max(1, round(N * table.frames / self.frames)) for N in targets})
+            curves.append(clip_curve(table, pair_values(table, a, b), wanted, self.exact_limit))
+        for total, split in knapsack([c.value for c in curves]).items():
+            tp = sum(c.tp[n] for c, n in zip(curves, split))
+            predicted = sum(c.predicted[n] for c, n in zip(curves, split))
+            self.consider(miou(tp, predicted, self.truth), total,
+                          _Lazy(curves, split))
+        for split in splits:
+            chosen = [min(c.value, key=lambda m: (abs(m - n), m)) for c, n in zip(curves, split)]
+            tp = sum(c.tp[n] for c, n in zip(curves, chosen))
+            predicted = sum(c.predicted[n] for c, n in zip(curves, chosen))
+            self.consider(miou(tp, predicted, self.truth), sum(chosen), _Lazy(curves, chosen), tuple(chosen))
+
+    def schedules(self, total) -> list:
+        found = self.best[total][1]
+        return found() if callable(found) else found
+
+
+class _Lazy:
+    """Key frames of a knapsack split, backtracked only when asked for."""
+
+    def __init__(self, curves, split):
+        self.curves, self.split = curves, list(split)
+
+    def __call__(self) -> list:
+        return [c.keys(n) for c, n in zip(self.curves, self.split)]
+
+
+def optimal_curve(
+    tables: Sequence[PairTable], fractions: Sequence[float] = (), *, exact_limit: int = EXACT_LIMIT,
+) -> tuple[list, dict, dict]:
+    """The ceiling of a data set.
+
+    Returns ``(curve, budget_points, same_budget_points)``: ``curve`` a list of
+    :class:`Point` for every total number of keys reached (no schedules kept);
+    per fraction in ``fractions``: the best :class:`Point` for the data set's
+    budget (the nearest reachable total) and for every clip spending the same
+    share (:func:`clip_targets`), schedules kept.
+    """
+    search = _Search(list(tables), exact_limit)
+    window = tables[0].window
+    targets = [int(round(f * search.frames)) for f in fractions]
+    splits = [tuple(clip_targets(tables, f)) for f in fractions]
+    # fixed intervals at every phase: candidates and references
+    references = []
+    for interval in range(1, window + 2):
+        for first in range(1, interval + 1):
+            schedules = [fixed_schedule(t.frames, interval, first) for t in tables]
+            counts = [t.counts(s) for t, s in zip(tables, schedules)]
+            tp, predicted = sum(c[0] for c in counts), sum(c[1] for c in counts)
+            split = tuple(len(s) for s in schedules)
+            search.consider(miou(tp, predicted, search.truth), sum(split), schedules,
+                            split if split in splits else None)
+            if first == interval and interval in (1, 2, 3, 5, 8, 13, 21, window):
+                references.append((tp, predicted))
+    for tp, predicted in references:
+        search.around(tp, predicted, targets, splits)
+    for _ in range(REFINEMENTS):
+        for target, split in zip(targets, splits):
+            for chosen in ([search.schedules(_nearest(search.best, target))],
+                           [search.same[split][1]] if split in search.same else []):
+                for schedules in chosen:
+                    schedules = schedules() if callable(schedules) else schedules
+                    counts = [t.counts(s) for t, s in zip(tables, schedules)]
+                    search.around(sum(c[0] for c in counts), sum(c[1] for c in counts), [target], [split])
+    curve = [Point(n, search.frames, acc) for n, (acc, _) in sorted(search.best.items())]
+    budget = {}
+    same = {}
+    for fraction, target, split in zip(fractions, targets, splits):
+        total = _nearest(search.best, target)
+        budget[fraction] = Point(total, search.frames, search.best[total][0], search.schedules(total))
+        found = search.same.get(split) or min(search.same.items(), key=lambda kv: abs(sum(kv[0]) - sum(split)))[1]
+        schedules = found[1]() if callable(found[1]) else found[1]
+        same[fraction] = Point(sum(len(s) for s in schedules), search.frames, found[0], schedules)
+    return curve, budget, same
+
+
+def _nearest(best: dict, target: int) -> int:
+    return min(best, key=lambda n: (abs(n - target), n))
+
+
+def same_budget(tables: Sequence[PairTable], fraction: float, **kwargs) -> Point:
+    """The best schedule found when every clip spends the same share ``fraction`` of its frames."""
+    return optimal_curve(tables, [fraction], **kwargs)[2][fraction]
+
+
+def phase_fair_fixed(tables: Sequence[PairTable], intervals: Optional[Sequence[int]] = None) -> list:
+    """Per interval ``l`` (default ``1..window + 1``: every interval whose keys carry at most
+    ``window`` frames): ``{"interval", "key_fraction", "accuracy",
+    "phase0_key_fraction", "phase0_accuracy"}``, means over the phases ``first = 1..l``
+    (``first = l`` is phase 0, the policy's own schedule)."""
+    tables = list(tables)
+    window = tables[0].window
+    frames = sum(t.frames for t in tables)
+    out = []
+    for interval in intervals or range(1, window + 2):
+        if not 1 <= interval <= window + 1:
+            raise ValueError(f"interval {interval} outside 1..{window + 1} (the window {window} plus one)")
+        runs = []
+        for first in range(1, interval + 1):
+            schedules = [fixed_schedule(t.frames, interval, first) for t in tables]
+            runs.append((sum(len(s) for s in schedules) / frames, score(tables, schedules)))
+        out.append({"interval": interval, "key_fraction": float(np.mean([r[0] for r in runs])),
+                    "accuracy": float(np.mean([r[1] for r in runs])),
+                    "phase0_key_fraction": runs[-1][0], "phase0_accuracy": runs[-1][1]})
+    return out
+
+
+def interpolate(curve: Sequence[tuple], x: float) -> Optional[float]:
+    """Linear interpolation of ``[(key fraction, accuracy)]`` at ``x``; ``None`` outside it
+    (points at one key fraction are averaged)."""
+    if not curve:
+        return None
+    xs = np.array([p[0] for p in curve], float)
+    ys = np.array([p[1] for p in curve], float)
+    ux = np.unique(xs)
+    uy = np.array([ys[xs == u].mean() for u in ux])
+    if not ux[0] - 1e-12 <= x <= ux[-1] + 1e-12:
+        return None
+    return float(np.interp(x, ux, uy))
+
+
+def headroom_captured(accuracy: float, key_fraction: float, fixed: Sequence[tuple],
+                      optimal: Sequence[tuple], minimum_gap: float = 1e-6) -> Optional[float]:
+    """``(accuracy - fixed) / (optimal - fixed)`` at ``key_fraction``, the two curves
+    ``[(key fraction, accuracy)]`` interpolated there; ``None`` outside either curve or
+    where the optimum is not above the fixed interval by ``minimum_gap``."""
+    low, high = interpolate(fixed, key_fraction), interpolate(optimal, key_fraction)
+    if low is None or high is None or high - low < minimum_gap:
+        return None
+    return float((accuracy - low) / (high - low))
