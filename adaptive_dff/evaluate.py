@@ -20,6 +20,7 @@ import numpy as np
 
 from adaptive_dff.confusion import interval_confusion, per_frame_confusion
 from adaptive_dff.metrics import iou_per_class, mean_iou
+from schedulers.base import check_int
 
 
 def evaluate_camvid(model, data_root: str, *, split: str = "test", interval: int = 5, log=print) -> dict:
@@ -31,8 +32,7 @@ def evaluate_camvid(model, data_root: str, *, split: str = "test", interval: int
         raise ValueError(f"evaluate needs a DFF model (adaptive_dff.DFFModel), got {type(model).__name__}")
     if model.num_classes != NUM_CLASSES:
         raise ValueError(f"the model predicts {model.num_classes} classes; CamVid has {NUM_CLASSES}")
-    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-        raise ValueError(f"interval must be a positive integer, got {interval!r}")
+    check_int(interval, "interval", 1)
     frames, labels = load_split(data_root, split)
     split_confusion = per_frame_confusion(model, frames, labels, NUM_CLASSES, VOID)
     clip_frames, clip_labels = load_split(data_root, "val")

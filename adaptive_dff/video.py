@@ -25,6 +25,8 @@ from typing import Iterator, Optional
 import cv2
 import numpy as np
 
+from schedulers.base import check_int
+
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
 
@@ -60,10 +62,8 @@ class VideoReader:
 
     def __init__(self, path, max_frames: Optional[int] = None):
         self.path = os.fspath(path)
-        if max_frames is not None and (
-            isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer)) or max_frames < 1
-        ):
-            raise ValueError(f"max_frames must be an integer >= 1 or None, got {max_frames!r}")
+        if max_frames is not None:
+            check_int(max_frames, "max_frames", 1)
         self.max_frames = max_frames
         self.frames_read = 0
         self.truncated = False

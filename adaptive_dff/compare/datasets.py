@@ -26,6 +26,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from schedulers.base import check_int
+
 
 @dataclass
 class Clip:
@@ -183,8 +185,7 @@ def synthetic_dataset(
         raise ValueError(f"unknown synthetic scenario {scenario!r}; choose from {sorted(SYNTHETIC_SCENARIOS)}")
     for name, value, minimum in (("frames", frames, 10), ("height", height, 16), ("width", width, 16),
                                  ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise ValueError(f"synthetic data set: {name} must be an integer >= {minimum}, got {value!r}")
+        check_int(value, f"synthetic data set: {name}", minimum)
     number = list(SYNTHETIC_SCENARIOS).index(scenario)
     splits: dict = {"calibration": [], "test": []}
     for s, split in enumerate(splits):

@@ -24,6 +24,7 @@ from adaptive_dff.compare.scoring import CellResult
 from adaptive_dff.compare.store import ResultFolder
 from adaptive_dff.compare.workspace import Workspace
 from adaptive_dff.environment import machine, versions
+from schedulers.base import check_int
 
 _WORKSPACE: Optional[Workspace] = None
 
@@ -65,8 +66,7 @@ def run_compare(
         from adaptive_dff.compare.exact_flow import check_exact_flow
 
         check_exact_flow(datasets)
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    check_int(jobs, "jobs", 1)
     folder = ResultFolder(out)
     identity = signature(config, datasets)
     folder.claim(identity)
