@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="adaptive-dff",
         description="Fast video recognition by Deep Feature Flow and key-frame scheduling.",
     )
+    from adaptive_dff import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="a short end-to-end demo on a generated clip")

@@ -57,6 +57,46 @@ def test_help_does_not_import_tensorflow():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_version_prints_the_package_version():
+    import adaptive_dff
+
+    done = subprocess.run([sys.executable, "-m", "adaptive_dff.cli", "--version"], capture_output=True, text=True,
+                          cwd=ROOT, check=True)
+    assert done.stdout.strip() == f"adaptive-dff {adaptive_dff.__version__}"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", adaptive_dff.__version__)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert f'version = "{adaptive_dff.__version__}"' in pyproject  # one version, in both places
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_another_keras_backend_is_a_clear_error_at_import(backend):
+    import os
+
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)}
+    for code in ("import adaptive_dff", "from adaptive_dff.cli import main"):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+        assert done.returncode != 0
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("ImportError: adaptive-dff needs Keras on its TensorFlow backend")
+        assert repr(backend) in last and "KERAS_BACKEND=tensorflow" in last
+    env["KERAS_BACKEND"] = "tensorflow"
+    done = subprocess.run([sys.executable, "-c", "import adaptive_dff"], env=env, cwd=ROOT)
+    assert done.returncode == 0
+
+
+def test_keras_json_backend_is_read_without_importing_keras(tmp_path, monkeypatch):
+    import adaptive_dff
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.delitem(sys.modules, "keras", raising=False)
+    assert adaptive_dff.keras_backend() == "tensorflow"  # no keras.json
+    (tmp_path / "keras.json").write_text('{"backend": "jax", "floatx": "float32"}')
+    assert adaptive_dff.keras_backend() == "jax"
+    with pytest.raises(ImportError, match="'jax' \\(by Keras's configuration"):
+        adaptive_dff.require_tensorflow_backend()
+
+
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
