@@ -121,7 +121,47 @@ def build_parser() -> argparse.ArgumentParser:
     train_bench.add_argument("--repeats", type=_positive, default=10)
     memory = bench_sub.add_parser("memory", help="resident memory growth over a long stream")
     memory.add_argument("--frames", type=_positive, default=10_000)
+    for command in (macs, warp, model, sched, runner, train_bench, memory):
+        command.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                             help="the same figures as JSON: on stdout (the table then goes to stderr), "
+                                  "or written to FILE")
     return parser
+
+
+def _jsonable(value):
+    """``json.dumps`` fallback for numpy scalars and arrays."""
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _reported(args, name: str, run):
+    """Run ``run()`` (which prints its table) and, with ``--json``, report what it returns as JSON:
+    ``{"command", "arguments", "version", "results"}`` on stdout (the table moved to stderr) or in a file."""
+    import contextlib
+    import json
+
+    if not getattr(args, "json", None):
+        return run()
+    if args.json == "-":
+        with contextlib.redirect_stdout(sys.stderr):
+            results = run()
+    else:
+        results = run()
+    from adaptive_dff import __version__
+
+    arguments = {k: v for k, v in vars(args).items() if k not in ("command", "bench", "json")}
+    text = json.dumps({"command": name, "arguments": arguments, "version": __version__, "results": results},
+                      indent=2, default=_jsonable)
+    if args.json == "-":
+        print(text)
+    else:
+        from schedulers.files import write_bytes_atomic
+
+        write_bytes_atomic(args.json, (text + "\n").encode())
+    return results
 
 
 def _data_root(given: Optional[str]) -> Optional[str]:
@@ -268,33 +308,41 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             for name, entry in export_default(args.dff, args.decision).items():
                 print(f"{name}: {entry['bytes'] / 1e6:.2f} MB, sha256 {entry['sha256'][:16]}...")
         elif args.command == "macs":
-            from adaptive_dff.bench.costs import cost_table
+            from adaptive_dff.bench.costs import cost_figures, format_cost_table
 
-            print(cost_table(args.height, args.width))
+            def macs_run():
+                figures = cost_figures(args.height, args.width)
+                print(format_cost_table(figures))
+                return figures
+
+            _reported(args, "macs", macs_run)
         elif args.bench == "warp":
             from adaptive_dff.bench import warp
 
-            warp.run(shape=tuple(args.shape), repeats=args.repeats)
+            _reported(args, "bench warp", lambda: warp.run(shape=tuple(args.shape), repeats=args.repeats))
         elif args.bench == "model":
             from adaptive_dff.bench import model
 
-            model.run(feature=args.feature, flow=args.flow, height=args.height, width=args.width, repeats=args.repeats)
+            _reported(args, "bench model", lambda: model.run(
+                feature=args.feature, flow=args.flow, height=args.height, width=args.width, repeats=args.repeats))
         elif args.bench == "schedulers":
             from adaptive_dff.bench import schedulers
 
-            schedulers.run(repeats=args.repeats)
+            _reported(args, "bench schedulers", lambda: schedulers.run(repeats=args.repeats))
         elif args.bench == "runner":
             from adaptive_dff.bench import runner
 
-            runner.run(frames=args.frames, interval=args.interval, height=args.height, width=args.width)
+            _reported(args, "bench runner", lambda: runner.run(
+                frames=args.frames, interval=args.interval, height=args.height, width=args.width))
         elif args.bench == "train":
             from adaptive_dff.bench import train as train_bench
 
-            train_bench.run(batch=args.batch, height=args.height, width=args.width, repeats=args.repeats)
+            _reported(args, "bench train", lambda: train_bench.run(
+                batch=args.batch, height=args.height, width=args.width, repeats=args.repeats))
         elif args.bench == "memory":
             from adaptive_dff.bench import runner
 
-            runner.run_memory(frames=args.frames)
+            _reported(args, "bench memory", lambda: runner.run_memory(frames=args.frames))
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"adaptive-dff: error: {error}", file=sys.stderr)
         return 2

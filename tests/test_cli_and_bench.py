@@ -46,10 +46,28 @@ def test_bench_model_rejects_unknown_parts_and_sizes(capsys):
     assert "multiples of 128" in capsys.readouterr().err
 
 
-def test_macs_table_at_small_size(capsys):
-    assert main(["macs", "--height", "128", "--width", "256"]) == 0
+def test_macs_and_bench_json_hold_the_figures_of_the_table(capsys, tmp_path):
+    import json
+
+    assert main(["macs", "--height", "128", "--width", "256", "--json"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)  # stdout is the JSON alone; the table went to stderr
+    assert report["command"] == "macs" and report["arguments"]["height"] == 128
+    figures = report["results"]
+    assert "| feature: compact |" in captured.err and "| resnet101 | flownet_s |" in captured.err
+    for name, gmacs in figures["feature_gmacs"].items():
+        assert f"| feature: {name} | {gmacs:.2f} |" in captured.err
+    row = next(r for r in figures["ratios"] if (r["feature"], r["flow"]) == ("resnet101", "flownet_s"))
+    assert row["ours"] == pytest.approx(figures["feature_gmacs"]["resnet101"] / figures["flow_gmacs"]["flownet_s"])
+    assert row["dff"] == 12.71 and row["ours_over_dff"] == pytest.approx(row["ours"] / 12.71)
+
+    path = tmp_path / "model.json"
+    assert main(["bench", "model", "--feature", "compact", "--flow", "flownet_inception",
+                 "--height", "128", "--width", "128", "--repeats", "1", "--json", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "| resnet101 | flownet_s |" in out and "| feature: compact |" in out
+    results = json.loads(path.read_text())["results"]
+    assert f"measured r = (flow + warp + head) / (feature + head) = {results['r']:.4f}" in out
+    assert results["ideal_speedup"]["10"] == pytest.approx(ideal_speedup(10, results["r"]))
 
 
 def test_help_does_not_import_tensorflow():
@@ -110,7 +128,8 @@ def test_bench_schedulers_reports_shares_of_a_key_frame_step(capsys):
     from adaptive_dff.bench import schedulers
 
     result = schedulers.run(sizes=((64, 128),), repeats=2)
-    shares = result[(64, 128)]
+    shares = result["64x128"]["share_of_key_frame_step"]
+    assert result["64x128"]["ms"]["key-frame step, compact model"] > 0
     assert shares["key-frame step, compact model"] == 1.0
     assert {"FixedInterval(10)", "FrameDifference(pixel)", "FlowMagnitude", "DecisionNetworkScheduler"} <= set(shares)
     assert "of a key-frame step" in capsys.readouterr().out
@@ -124,6 +143,8 @@ def test_bench_runner_and_memory_on_a_short_clip(capsys):
     assert result["speedup"] > 0
     growth = runner.run_memory(frames=30, height=64, width=128, warmup=5)
     assert len(growth) == 2
+    for figures in growth.values():
+        assert figures["growth_mb"] == pytest.approx(figures["rss_after_mb"] - figures["rss_before_mb"])
     out = capsys.readouterr().out
     assert "% of ideal" in out and "growth MB" in out
 

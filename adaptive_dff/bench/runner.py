@@ -89,7 +89,10 @@ def resident_mb() -> float:
 
 
 def run_memory(frames: int = 10_000, height: int = 128, width: int = 256, warmup: int = 200) -> dict:
-    """Resident memory growth over ``frames`` frames through Tracker and VideoRunner."""
+    """Resident memory growth over ``frames`` frames through Tracker and VideoRunner.
+
+    Returns ``{subject: {"frames", "rss_before_mb", "rss_after_mb", "growth_mb", "seconds"}}`` (MB = MiB).
+    """
     from adaptive_dff.runner import VideoRunner
     from schedulers import FixedInterval, FlowMagnitude, RegionGrid, Tracker
 
@@ -109,8 +112,10 @@ def run_memory(frames: int = 10_000, height: int = 128, width: int = 256, warmup
         for t in range(frames):
             subject.step(clip[t % len(clip)])
         after = resident_mb()
-        growth[name] = after - before
-        rows.append((name, frames, f"{before:.1f}", f"{after:.1f}", f"{after - before:+.1f}", f"{time.perf_counter() - start:.0f}"))
+        seconds = time.perf_counter() - start
+        growth[name] = {"frames": frames, "rss_before_mb": before, "rss_after_mb": after,
+                        "growth_mb": after - before, "seconds": seconds}
+        rows.append((name, frames, f"{before:.1f}", f"{after:.1f}", f"{after - before:+.1f}", f"{seconds:.0f}"))
     print(f"memory benchmark: {frames} frames of {height}x{width} after {warmup} warm-up frames")
     print(format_table(rows, ("subject", "frames", "RSS before MB", "RSS after MB", "growth MB", "seconds")))
     print("\ntarget: growth below 50 MB")
