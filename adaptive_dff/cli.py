@@ -73,6 +73,39 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--interval", type=_positive, default=5, help="key-frame interval on the val clip (default 5)")
     evaluate.add_argument("--json", default=None, help="also write the figures to this JSON file")
 
+    segment = sub.add_parser(
+        "segment", help="a video in, an annotated video, a per-frame CSV and a summary out",
+        description="Run the DFF model (the shipped CamVid model by default) under a key-frame policy over a "
+                    "video file or a folder of numbered images; write an annotated video at the source's frame "
+                    "rate and size, a CSV with one row per frame (OUT with .csv), and print a summary.",
+    )
+    segment.add_argument("video", help="a video file, or a folder of numbered images")
+    segment.add_argument("--out", required=True, help="the annotated video to write (.mp4 or .avi)")
+    segment.add_argument("--csv", default=None, help="the per-frame CSV (default: OUT with .csv)")
+    segment.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    segment.add_argument("--model", default=None, help="a .keras DFF model (default: the shipped CamVid model)")
+    segment.add_argument("--classes", default=None,
+                         help="class names: 'camvid' or NAME,NAME,... (default: CamVid's for the shipped model, "
+                              "'class 0', 'class 1', ... otherwise; classes without a known colour get generated ones)")
+    segment.add_argument("--policy", default="fixed_interval",
+                         help="fixed_interval (default), frame_difference, flow_magnitude or decision_network")
+    segment.add_argument("--decision-model", default=None,
+                         help="for decision_network (default with the shipped model: its decision model)")
+    threshold = segment.add_mutually_exclusive_group()
+    threshold.add_argument("--threshold", type=float, default=None,
+                           help="the policy's threshold (fixed_interval: the interval; default: the policy's own)")
+    threshold.add_argument("--key-fraction", type=float, default=None,
+                           help="a key-frame budget in (0, 1]: the threshold is calibrated on the first "
+                                "--calibration-frames frames of the source")
+    segment.add_argument("--calibration-frames", type=_positive, default=30)
+    segment.add_argument("--regions", default="1x1", metavar="RxC", help="region grid, each with its own key frames (DVSNet: 2x2)")
+    segment.add_argument("--overlap", type=int, default=64, help="pixels shared by neighbouring regions (default 64)")
+    segment.add_argument("--compare-every-frame", action="store_true",
+                         help="also run the model on every frame: agreement with its predictions, exact speedup")
+    segment.add_argument("--fps", type=float, default=None, help="output frame rate when the source has none (image folders: 30)")
+    segment.add_argument("--frames", type=_positive, default=None, help="stop after this many frames")
+    segment.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
     export = sub.add_parser("export-default", help="install trained models as the shipped default (see docs/model_card.md)")
     export.add_argument("--dff", required=True, help="model.keras of a 'train dff' run (11 CamVid classes)")
     export.add_argument("--decision", required=True, help="decision.keras of a 'train decision' run on that model")
@@ -190,6 +223,49 @@ def _evaluate(args) -> None:
         write_json_atomic(args.json, {"model": path, **result})
 
 
+def _segment(args) -> None:
+    from adaptive_dff import segment
+    from adaptive_dff.compare.run import parse_grid
+    from adaptive_dff.video import VideoReader
+
+    if args.policy not in segment.POLICIES:
+        raise ValueError(f"unknown policy {args.policy!r}; choose from {', '.join(sorted(segment.POLICIES))}")
+    grid = parse_grid(args.regions, args.overlap)
+    if args.key_fraction is not None and not 0 < args.key_fraction <= 1:
+        raise ValueError(f"--key-fraction must be in (0, 1], got {args.key_fraction}")
+    segment.check_outputs(args.out, args.csv, args.video, args.overwrite)
+    VideoReader(args.video)  # opens? (before the model loads)
+    from adaptive_dff.model import load_model
+    from adaptive_dff.pretrained import CLASS_NAMES, default_model_path
+
+    model = load_model(args.model or default_model_path())
+    names = None
+    if args.classes == "camvid" or (args.classes is None and args.model is None):
+        names = CLASS_NAMES
+    elif args.classes:
+        names = [n.strip() for n in args.classes.split(",")]
+    decision = None
+    if args.policy == "decision_network":
+        from schedulers import DecisionModel
+
+        if args.decision_model:
+            decision = DecisionModel.load(args.decision_model)
+        elif args.model is None:
+            from adaptive_dff.pretrained import load_default_decision
+
+            decision = load_default_decision()
+    policy = segment.make_policy(args.policy, decision)
+    if args.threshold is not None:
+        segment.set_threshold(policy, args.threshold)
+    print(f"model: {args.model or 'the shipped CamVid model'}; policy: {policy!r}; regions: {args.regions}")
+    summary = segment.segment_video(
+        args.video, args.out, model, policy, regions=grid, class_names=names, key_fraction=args.key_fraction,
+        calibration_frames=args.calibration_frames, compare_every_frame=args.compare_every_frame, fps=args.fps,
+        csv_path=args.csv, overwrite=args.overwrite, max_frames=args.frames, progress=not args.no_progress,
+    )
+    print(segment.format_summary(summary))
+
+
 def _compare(args) -> None:
     import time
 
@@ -302,6 +378,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _compare(args)
         elif args.command == "evaluate":
             _evaluate(args)
+        elif args.command == "segment":
+            _segment(args)
         elif args.command == "export-default":
             from adaptive_dff.pretrained import export_default
 
@@ -343,7 +421,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from adaptive_dff.bench import runner
 
             _reported(args, "bench memory", lambda: runner.run_memory(frames=args.frames))
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
         print(f"adaptive-dff: error: {error}", file=sys.stderr)
         return 2
     return 0

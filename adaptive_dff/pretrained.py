@@ -21,6 +21,11 @@ import hashlib
 import json
 import os
 
+# The default model's classes, by class id (CamVid's 11 classes; void is never predicted).
+CLASS_NAMES = (
+    "Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",
+)
+
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 MANIFEST = os.path.join(WEIGHTS_DIR, "manifest.json")
 DFF_FILE = "camvid_dff.keras"
