@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export-default", help="install trained models as the shipped default (see docs/model_card.md)")
     export.add_argument("--dff", required=True, help="model.keras of a 'train dff' run (11 CamVid classes)")
-    export.add_argument("--decision", required=True, help="decision.keras of a 'train decision' run on that model")
+    export.add_argument("--decision", required=True, help="model.keras of a 'train decision' run on that model")
 
     macs = sub.add_parser("macs", help="GMACs of every network and DFF's cost ratios")
     macs.add_argument("--height", type=_positive, default=1024)
