@@ -169,7 +169,7 @@ def _warm_up(model, grid: RegionGrid, frame: np.ndarray) -> None:
 def calibrate_on_first_frames(policy, model, frames: list, grid: RegionGrid, key_fraction: float):
     """:func:`schedulers.calibrate` on ``frames`` (the source's first ones), with the model's flow
     and flow features for the policies that use them."""
-    from adaptive_dff.compare.evaluate import model_flow, model_pair_features
+    from adaptive_dff.compare.scoring import model_flow, model_pair_features
     from schedulers import calibrate
 
     with warnings.catch_warnings(record=True) as caught:

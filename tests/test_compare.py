@@ -21,7 +21,7 @@ from adaptive_dff.compare import (
     run_compare,
     synthetic_dataset,
 )
-from adaptive_dff.compare import run as compare_run
+from adaptive_dff.compare import workspace as compare_workspace
 from adaptive_dff.metrics import confusion_matrix, mean_iou
 from adaptive_dff.data import SyntheticVideo
 from schedulers import DISFlow, FixedInterval, FrameDifference, RegionGrid
@@ -163,7 +163,7 @@ def test_compare_writes_every_output_and_a_rerun_does_no_work(tiny_dataset, tmp_
 def test_an_interrupted_compare_keeps_finished_cells_and_continues(tiny_dataset, tmp_path, monkeypatch):
     out = str(tmp_path / "run")
     config = CompareConfig(policies=("frame_difference",), budgets=(0.3,), sweep=(), regions=("1x1",))
-    original = compare_run.Workspace.run_cell
+    original = compare_workspace.Workspace.run_cell
     calls = []
 
     def crash_on_second(self, cell):
@@ -172,11 +172,11 @@ def test_an_interrupted_compare_keeps_finished_cells_and_continues(tiny_dataset,
             raise KeyboardInterrupt
         return original(self, cell)
 
-    monkeypatch.setattr(compare_run.Workspace, "run_cell", crash_on_second)
+    monkeypatch.setattr(compare_workspace.Workspace, "run_cell", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
         run_compare(config, tiny_dataset, out, log=quiet)
     assert len(os.listdir(os.path.join(out, "cells"))) == 1
-    monkeypatch.setattr(compare_run.Workspace, "run_cell", original)
+    monkeypatch.setattr(compare_workspace.Workspace, "run_cell", original)
     messages = []
     report = run_compare(config, tiny_dataset, out, log=messages.append)
     assert "1 already done" in messages[0] and report["cells_done"] == 2
