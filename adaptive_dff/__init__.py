@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import sys
 
 __version__ = "0.1.0"
+
+# Library code logs under "adaptive_dff..."; nothing shows unless the application configures logging.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def keras_backend() -> str:

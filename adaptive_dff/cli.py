@@ -7,9 +7,15 @@ instant.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Optional, Sequence
+
+from adaptive_dff import console
+
+
+logger = logging.getLogger("adaptive_dff.cli")
 
 
 def _positive(value: str) -> int:
@@ -158,43 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                              help="the same figures as JSON: on stdout (the table then goes to stderr), "
                                   "or written to FILE")
+    _add_verbosity(parser)
     return parser
 
 
-def _jsonable(value):
-    """``json.dumps`` fallback for numpy scalars and arrays."""
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _reported(args, name: str, run):
-    """Run ``run()`` (which prints its table) and, with ``--json``, report what it returns as JSON:
-    ``{"command", "arguments", "version", "results"}`` on stdout (the table moved to stderr) or in a file."""
-    import contextlib
-    import json
-
-    if not getattr(args, "json", None):
-        return run()
-    if args.json == "-":
-        with contextlib.redirect_stdout(sys.stderr):
-            results = run()
-    else:
-        results = run()
-    from adaptive_dff import __version__
-
-    arguments = {k: v for k, v in vars(args).items() if k not in ("command", "bench", "json")}
-    text = json.dumps({"command": name, "arguments": arguments, "version": __version__, "results": results},
-                      indent=2, default=_jsonable)
-    if args.json == "-":
-        print(text)
-    else:
-        from schedulers.files import write_bytes_atomic
-
-        write_bytes_atomic(args.json, (text + "\n").encode())
-    return results
+def _add_verbosity(parser: argparse.ArgumentParser, top: bool = True) -> None:
+    """``--quiet`` and ``--verbose`` on the command and on every subcommand (before or after it)."""
+    group = parser.add_mutually_exclusive_group()
+    default = False if top else argparse.SUPPRESS
+    group.add_argument("-q", "--quiet", action="store_true", default=default, help="show warnings and errors only")
+    group.add_argument("-v", "--verbose", action="store_true", default=default, help="also show debugging messages")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_verbosity(child, top=False)
 
 
 def _data_root(given: Optional[str]) -> Optional[str]:
@@ -215,7 +198,7 @@ def _evaluate(args) -> None:
     if root is None:
         raise ValueError("evaluate needs the data folder: pass --data-root PATH (or set ADAPTIVE_DFF_DATA)")
     path = args.model or default_model_path()
-    print(f"model: {path}")
+    logger.info(f"model: {path}")
     result = evaluate_camvid(load_model(path), root, split=args.split, interval=args.interval)
     if args.json:
         from schedulers.files import write_json_atomic
@@ -224,47 +207,9 @@ def _evaluate(args) -> None:
 
 
 def _segment(args) -> None:
-    from adaptive_dff import segment
-    from adaptive_dff.compare.config import parse_grid
-    from adaptive_dff.video import VideoReader
+    from adaptive_dff.segment import run_command
 
-    if args.policy not in segment.POLICIES:
-        raise ValueError(f"unknown policy {args.policy!r}; choose from {', '.join(sorted(segment.POLICIES))}")
-    grid = parse_grid(args.regions, args.overlap)
-    if args.key_fraction is not None and not 0 < args.key_fraction <= 1:
-        raise ValueError(f"--key-fraction must be in (0, 1], got {args.key_fraction}")
-    segment.check_outputs(args.out, args.csv, args.video, args.overwrite)
-    VideoReader(args.video)  # opens? (before the model loads)
-    from adaptive_dff.model import load_model
-    from adaptive_dff.data.camvid import CLASS_NAMES
-    from adaptive_dff.pretrained import default_model_path
-
-    model = load_model(args.model or default_model_path())
-    names = None
-    if args.classes == "camvid" or (args.classes is None and args.model is None):
-        names = CLASS_NAMES
-    elif args.classes:
-        names = [n.strip() for n in args.classes.split(",")]
-    decision = None
-    if args.policy == "decision_network":
-        from schedulers import DecisionModel
-
-        if args.decision_model:
-            decision = DecisionModel.load(args.decision_model)
-        elif args.model is None:
-            from adaptive_dff.pretrained import load_default_decision
-
-            decision = load_default_decision()
-    policy = segment.make_policy(args.policy, decision)
-    if args.threshold is not None:
-        segment.set_threshold(policy, args.threshold)
-    print(f"model: {args.model or 'the shipped CamVid model'}; policy: {policy!r}; regions: {args.regions}")
-    summary = segment.segment_video(
-        args.video, args.out, model, policy, regions=grid, class_names=names, key_fraction=args.key_fraction,
-        calibration_frames=args.calibration_frames, compare_every_frame=args.compare_every_frame, fps=args.fps,
-        csv_path=args.csv, overwrite=args.overwrite, max_frames=args.frames, progress=not args.no_progress,
-    )
-    print(segment.format_summary(summary))
+    run_command(args)
 
 
 def _compare(args) -> None:
@@ -304,7 +249,7 @@ def _train(args) -> None:
             if root and os.path.isdir(os.path.join(root, "flyingchairs_examples")):
                 config["eval_examples"] = os.path.join(root, "flyingchairs_examples")
             else:
-                print("note: no FlyingChairs examples found; pass --data-root to report end-point error")
+                logger.info("note: no FlyingChairs examples found; pass --data-root to report end-point error")
         if config["source"] == "camvid" and not config["data_root"]:
             config["data_root"] = root or ""
         flow.run(config, args.out)
@@ -329,6 +274,11 @@ def _train(args) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with console.console_logging(console.level_from(args.quiet, args.verbose)):
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         if args.command == "demo":
             from adaptive_dff.demo import run_demo
@@ -346,43 +296,43 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from adaptive_dff.pretrained import export_default
 
             for name, entry in export_default(args.dff, args.decision).items():
-                print(f"{name}: {entry['bytes'] / 1e6:.2f} MB, sha256 {entry['sha256'][:16]}...")
+                logger.info(f"{name}: {entry['bytes'] / 1e6:.2f} MB, sha256 {entry['sha256'][:16]}...")
         elif args.command == "macs":
             from adaptive_dff.bench.costs import cost_figures, format_cost_table
 
             def macs_run():
                 figures = cost_figures(args.height, args.width)
-                print(format_cost_table(figures))
+                logger.info(format_cost_table(figures))
                 return figures
 
-            _reported(args, "macs", macs_run)
+            console.reported(args, "macs", macs_run)
         elif args.bench == "warp":
             from adaptive_dff.bench import warp
 
-            _reported(args, "bench warp", lambda: warp.run(shape=tuple(args.shape), repeats=args.repeats))
+            console.reported(args, "bench warp", lambda: warp.run(shape=tuple(args.shape), repeats=args.repeats))
         elif args.bench == "model":
             from adaptive_dff.bench import model
 
-            _reported(args, "bench model", lambda: model.run(
+            console.reported(args, "bench model", lambda: model.run(
                 feature=args.feature, flow=args.flow, height=args.height, width=args.width, repeats=args.repeats))
         elif args.bench == "schedulers":
             from adaptive_dff.bench import schedulers
 
-            _reported(args, "bench schedulers", lambda: schedulers.run(repeats=args.repeats))
+            console.reported(args, "bench schedulers", lambda: schedulers.run(repeats=args.repeats))
         elif args.bench == "runner":
             from adaptive_dff.bench import runner
 
-            _reported(args, "bench runner", lambda: runner.run(
+            console.reported(args, "bench runner", lambda: runner.run(
                 frames=args.frames, interval=args.interval, height=args.height, width=args.width))
         elif args.bench == "train":
             from adaptive_dff.bench import train as train_bench
 
-            _reported(args, "bench train", lambda: train_bench.run(
+            console.reported(args, "bench train", lambda: train_bench.run(
                 batch=args.batch, height=args.height, width=args.width, repeats=args.repeats))
         elif args.bench == "memory":
             from adaptive_dff.bench import runner
 
-            _reported(args, "bench memory", lambda: runner.run_memory(frames=args.frames))
+            console.reported(args, "bench memory", lambda: runner.run_memory(frames=args.frames))
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
         print(f"adaptive-dff: error: {error}", file=sys.stderr)
         return 2

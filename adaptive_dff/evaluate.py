@@ -16,11 +16,14 @@ averaged per frame), as the CamVid literature reports mIoU.
 
 from __future__ import annotations
 
+import logging
 from typing import Optional, Sequence
 
 import numpy as np
 
 from adaptive_dff.metrics import confusion_matrix, iou_per_class, mean_iou
+
+logger = logging.getLogger(__name__)
 
 
 def per_frame_confusion(model, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray], num_classes: int,
@@ -46,7 +49,7 @@ def interval_confusion(model, frames: Sequence[np.ndarray], labels: Sequence[np.
     return confusion
 
 
-def evaluate_camvid(model, data_root: str, *, split: str = "test", interval: int = 5, log=print) -> dict:
+def evaluate_camvid(model, data_root: str, *, split: str = "test", interval: int = 5, log=logger.info) -> dict:
     """Per-frame mIoU on ``split`` and per-frame vs DFF mIoU on the ``val`` clip."""
     from adaptive_dff.data.camvid import CLASS_NAMES, NUM_CLASSES, VOID, load_split
 

@@ -33,9 +33,9 @@ decoded so far; the summary says where it stopped.
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
-import sys
 import time
 import warnings
 from typing import Callable, Optional
@@ -43,11 +43,14 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
+from adaptive_dff.console import Progress
 from adaptive_dff.overlay import blend_labels, class_palette, draw_legend, draw_regions, put_label
 from adaptive_dff.runner import STAGES, VideoRunner
 from adaptive_dff.video import VideoDecodeWarning, VideoReader
 from schedulers import POLICIES, FixedInterval, RegionGrid
 from schedulers.files import atomic_path
+
+logger = logging.getLogger(__name__)
 
 CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
 SAMPLE_EVERY = 8
@@ -100,51 +103,6 @@ def set_threshold(policy, value: float):
     return policy
 
 
-class Progress:
-    """A one-line progress bar with the time left, on ``stream`` (stderr): redrawn in place on a
-    terminal, else printed at every tenth of the way."""
-
-    def __init__(self, total: int, stream=None, enabled: bool = True):
-        self.total, self.stream, self.enabled = total, stream or sys.stderr, enabled
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.start = time.perf_counter()
-        self.last_tenth = -1
-
-    def update(self, done: int) -> None:
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.start
-        rate = done / elapsed if elapsed > 0 else 0.0
-        if self.total > 0:
-            share = min(done / self.total, 1.0)
-            bar = "#" * int(30 * share) + "-" * (30 - int(30 * share))
-            left = (self.total - done) / rate if rate > 0 else float("nan")
-            text = f"[{bar}] {done}/{self.total} frames  {rate:.1f} frames/s  ~{_duration(left)} left"
-            tenth = int(10 * share)
-        else:
-            text = f"{done} frames  {rate:.1f} frames/s  {_duration(elapsed)} elapsed"
-            tenth = done // 100
-        if self.tty:
-            self.stream.write("\r" + text + "\033[K")
-            self.stream.flush()
-        elif tenth != self.last_tenth:
-            self.last_tenth = tenth
-            self.stream.write(text + "\n")
-            self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled and self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
 def annotate(frame: np.ndarray, step, boxes, names, palette, total_frames: int, alpha: float = 0.5) -> np.ndarray:
     """The annotated RGB frame of one :class:`adaptive_dff.runner.StepResult`."""
     image = blend_labels(frame, step.labels, palette, alpha)
@@ -186,8 +144,8 @@ def calibrate_on_first_frames(policy, model, frames: list, grid: RegionGrid, key
 def segment_video(source: str, out: str, model, policy, *, regions: Optional[RegionGrid] = None,
                   class_names=None, key_fraction: Optional[float] = None, calibration_frames: int = 30,
                   compare_every_frame: bool = False, fps: Optional[float] = None, csv_path: Optional[str] = None,
-                  overwrite: bool = False, max_frames: Optional[int] = None, progress: bool = True,
-                  log: Callable = print) -> dict:
+                  overwrite: bool = False, max_frames: Optional[int] = None, progress: bool = False,
+                  log: Callable = logger.info) -> dict:
     """Run ``model`` under ``policy`` over ``source``; write the annotated video ``out`` and the CSV.
 
     Args:
@@ -207,6 +165,10 @@ def segment_video(source: str, out: str, model, policy, *, regions: Optional[Reg
         csv_path: default: ``out`` with ``.csv``.
         overwrite: replace existing outputs.
         max_frames: stop after this many frames.
+        progress: a progress bar with the time left on stderr.
+        log: ``log(message)`` for notes and the calibration (default: this module's logger, ``INFO``).
+            A source that broke part-way is a ``WARNING`` of this module's logger; each frame a
+            ``DEBUG`` record.
 
     Returns the summary (see the module docstring), with ``stopped`` set to a
     message when the source broke part-way.
@@ -313,6 +275,8 @@ def segment_video(source: str, out: str, model, policy, *, regions: Optional[Reg
                     image = annotate(frame, step, boxes, names, palette, total)
                     writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
                     rows.writerow(row)
+                    logger.debug("frame %d: update %s, scores %s, %.1f ms", index, step.update.astype(int).tolist(),
+                                 np.round(step.scores, 4).tolist(), step.total_ms)
                     index += 1
                     bar.update(index)
         finally:
@@ -322,6 +286,8 @@ def segment_video(source: str, out: str, model, policy, *, regions: Optional[Reg
             stopped = (f"decoding stopped at frame {reader.frames_read} of {reader.frames_expected} announced; "
                        f"the {reader.frames_read} frames decoded were written")
     wall = time.perf_counter() - started
+    if stopped:
+        logger.warning(f"{source!r} broke part-way: {stopped}; {out} and {csv_path} hold the frames before it")
     return _summary(source, out, csv_path, policy, grid, ours_ms, base_ms, agreements, key_counts, wall,
                     calibration, stopped, rate)
 
@@ -359,5 +325,49 @@ def format_summary(summary: dict) -> str:
         lines.append(f"agreement with per-frame predictions: {100 * summary['agreement']:.1f}% of pixels")
     lines.append(f"wall time {summary['wall_seconds']:.1f} s (decoding, drawing and writing included)")
     if summary["stopped"]:
-        lines.append(f"warning: the source broke part-way: {summary['stopped']}")
+        lines.append(f"the source broke part-way: {summary['stopped']}")
     return "\n".join(lines)
+
+
+def run_command(args) -> None:
+    """``adaptive-dff segment``: check the arguments (before the model loads), run, print the summary."""
+    from adaptive_dff.compare.config import parse_grid
+
+    if args.policy not in POLICIES:
+        raise ValueError(f"unknown policy {args.policy!r}; choose from {', '.join(sorted(POLICIES))}")
+    grid = parse_grid(args.regions, args.overlap)
+    if args.key_fraction is not None and not 0 < args.key_fraction <= 1:
+        raise ValueError(f"--key-fraction must be in (0, 1], got {args.key_fraction}")
+    check_outputs(args.out, args.csv, args.video, args.overwrite)
+    VideoReader(args.video)  # opens? (before the model loads)
+    from adaptive_dff.data.camvid import CLASS_NAMES
+    from adaptive_dff.model import load_model
+    from adaptive_dff.pretrained import default_model_path
+
+    model = load_model(args.model or default_model_path())
+    names = None
+    if args.classes == "camvid" or (args.classes is None and args.model is None):
+        names = CLASS_NAMES
+    elif args.classes:
+        names = [n.strip() for n in args.classes.split(",")]
+    decision = None
+    if args.policy == "decision_network":
+        from schedulers import DecisionModel
+
+        if args.decision_model:
+            decision = DecisionModel.load(args.decision_model)
+        elif args.model is None:
+            from adaptive_dff.pretrained import load_default_decision
+
+            decision = load_default_decision()
+    policy = make_policy(args.policy, decision)
+    if args.threshold is not None:
+        set_threshold(policy, args.threshold)
+    logger.info(f"model: {args.model or 'the shipped CamVid model'}; policy: {policy!r}; regions: {args.regions}")
+    summary = segment_video(
+        args.video, args.out, model, policy, regions=grid, class_names=names, key_fraction=args.key_fraction,
+        calibration_frames=args.calibration_frames, compare_every_frame=args.compare_every_frame, fps=args.fps,
+        csv_path=args.csv, overwrite=args.overwrite, max_frames=args.frames,
+        progress=not args.no_progress and logger.isEnabledFor(logging.INFO),
+    )
+    logger.info(format_summary(summary))

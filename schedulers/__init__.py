@@ -8,6 +8,8 @@ frames; :func:`calibrate` tunes a threshold to a key-frame budget or an
 accuracy target. This package imports without TensorFlow.
 """
 
+import logging
+
 from schedulers.base import Context, Decision, Policy
 from schedulers.calibration import CalibrationResult, calibrate, key_fraction, replay
 from schedulers.decision import DecisionModel, DecisionNetworkScheduler, OpenCVPairFeatures
@@ -15,6 +17,8 @@ from schedulers.flow import DISFlow
 from schedulers.policies import FixedInterval, FlowMagnitude, FrameDifference
 from schedulers.regions import RegionGrid
 from schedulers.tracker import Tracker
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # Plain registry of policy names to classes (for command lines and configs).
 POLICIES = {

@@ -1,5 +1,6 @@
 """The command line and the benchmarks, on tiny shapes (speed is not asserted)."""
 
+import logging
 import pathlib
 import re
 import subprocess
@@ -13,11 +14,12 @@ from adaptive_dff.cli import main
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def test_bench_warp_prints_ratios_and_agrees_with_remap(capsys):
+def test_bench_warp_prints_ratios_and_agrees_with_remap(caplog):
     from adaptive_dff.bench import warp
 
+    caplog.set_level(logging.INFO, logger="adaptive_dff")
     result = warp.run(shape=(2, 8, 12, 9), repeats=2)
-    out = capsys.readouterr().out
+    out = caplog.text
     assert "ours vs cv2.remap (4-channel chunks):" in out and "ours / element-wise multiply:" in out
     assert result["max_abs_diff"] < 1e-5
     assert result["speedup_vs_remap"] > 0 and result["ratio_vs_elementwise"] > 0
@@ -124,20 +126,22 @@ def test_ci_runs_the_readme_test_command():
     assert len(test_command) == 1 and test_command[0] in ci
 
 
-def test_bench_schedulers_reports_shares_of_a_key_frame_step(capsys):
+def test_bench_schedulers_reports_shares_of_a_key_frame_step(caplog):
     from adaptive_dff.bench import schedulers
 
+    caplog.set_level(logging.INFO, logger="adaptive_dff")
     result = schedulers.run(sizes=((64, 128),), repeats=2)
     shares = result["64x128"]["share_of_key_frame_step"]
     assert result["64x128"]["ms"]["key-frame step, compact model"] > 0
     assert shares["key-frame step, compact model"] == 1.0
     assert {"FixedInterval(10)", "FrameDifference(pixel)", "FlowMagnitude", "DecisionNetworkScheduler"} <= set(shares)
-    assert "of a key-frame step" in capsys.readouterr().out
+    assert "of a key-frame step" in caplog.text
 
 
-def test_bench_runner_and_memory_on_a_short_clip(capsys):
+def test_bench_runner_and_memory_on_a_short_clip(caplog):
     from adaptive_dff.bench import runner
 
+    caplog.set_level(logging.INFO, logger="adaptive_dff")
     result = runner.run(frames=12, interval=4, height=128, width=128)
     assert result["ideal"] == pytest.approx(ideal_speedup(4, result["r"]))
     assert result["speedup"] > 0
@@ -145,13 +149,13 @@ def test_bench_runner_and_memory_on_a_short_clip(capsys):
     assert len(growth) == 2
     for figures in growth.values():
         assert figures["growth_mb"] == pytest.approx(figures["rss_after_mb"] - figures["rss_before_mb"])
-    out = capsys.readouterr().out
-    assert "% of ideal" in out and "growth MB" in out
+    assert "% of ideal" in caplog.text and "growth MB" in caplog.text
 
 
-def test_bench_train_compares_the_two_steps(capsys):
+def test_bench_train_compares_the_two_steps(caplog):
     from adaptive_dff.bench import train
 
+    caplog.set_level(logging.INFO, logger="adaptive_dff")
     result = train.run(batch=1, height=128, width=128, repeats=1)
     assert result["ratio"] > 0 and set(result["times_ms"]) == {"end-to-end DFF step", "per-frame step"}
-    assert "target <= 1.6x" in capsys.readouterr().out
+    assert "target <= 1.6x" in caplog.text

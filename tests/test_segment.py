@@ -108,8 +108,9 @@ def test_a_video_that_breaks_part_way_gives_the_frames_decoded_so_far(files, tmp
     assert 0 < decodable < FRAMES
     assert main(["segment", str(broken), "--out", str(tmp_path / "b.mp4"), "--model", files["model"],
                  "--no-progress"]) == 0
-    printed = capsys.readouterr().out
-    assert f"decoding stopped at frame {decodable} of {FRAMES} announced" in printed
+    captured = capsys.readouterr()
+    assert f"decoding stopped at frame {decodable} of {FRAMES} announced" in captured.out  # in the summary
+    assert re.search(rf"warning: '.*broken.avi' broke part-way: decoding stopped at frame {decodable} ", captured.err)
     assert len(read_video(tmp_path / "b.mp4")[0]) == decodable == len(read_csv(tmp_path / "b.csv"))
 
 
@@ -121,8 +122,10 @@ def test_a_folder_of_unpadded_images_with_a_broken_one(clip, files, tmp_path, ca
     (folder / "f8.png").write_bytes(b"not a png")
     assert main(["segment", str(folder), "--out", str(tmp_path / "f.mp4"), "--model", files["model"],
                  "--no-progress", "--classes", "Sky,Road,Car,thing,other"]) == 0
-    printed = capsys.readouterr().out
-    assert "gives no frame rate; writing at 30 fps" in printed and "f8.png" in printed and "frame 8" in printed
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "gives no frame rate; writing at 30 fps" in printed
+    assert re.search(r"warning: .* broke part-way: image '.*f8.png' \(frame 8 of folder", captured.err)
     assert "2 of 5 classes have no palette entry" in printed
     frames, fps = read_video(tmp_path / "f.mp4")
     assert len(frames) == 8 and fps == pytest.approx(30.0)
@@ -185,6 +188,37 @@ def test_key_fraction_calibrates_on_the_first_frames(files, tmp_path, capsys):
     assert re.search(r"calibrated FrameDifference.threshold = \S+ on frames 0..7 of the source for a key "
                      r"fraction of 0.25", printed)
     assert len(read_csv(tmp_path / "k.csv")) == FRAMES
+
+
+def test_library_code_logs_and_the_command_prints_quietly_or_verbosely(files, tmp_path, capsys, caplog):
+    import logging
+
+    from adaptive_dff.model import load_model
+    from adaptive_dff.segment import segment_video
+    from schedulers import FixedInterval
+
+    caplog.set_level(logging.DEBUG, logger="adaptive_dff")
+    summary = segment_video(files["video"], str(tmp_path / "lib.mp4"), load_model(files["model"]), FixedInterval(3))
+    assert summary["frames"] == FRAMES and summary["key_fraction"] == pytest.approx(4 / FRAMES)
+    assert capsys.readouterr() == ("", "")  # a library prints nothing (no progress bar unless asked)
+    records = [r for r in caplog.records if r.name == "adaptive_dff.segment"]
+    assert any("no palette entry" in r.getMessage() and r.levelno == logging.INFO for r in records)
+    assert sum(r.getMessage().startswith("frame ") and r.levelno == logging.DEBUG for r in records) == FRAMES
+    caplog.clear()
+
+    assert segment(files, tmp_path / "q.mp4", "--quiet") == 0
+    assert capsys.readouterr() == ("", "")
+    assert len(read_csv(tmp_path / "q.csv")) == FRAMES
+    assert main(["--verbose", "segment", files["video"], "--out", str(tmp_path / "v.mp4"), "--model", files["model"],
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "frame 3: update [0], scores [3.0]" in out and "key fraction" in out
+    assert segment(files, tmp_path / "p.mp4") == 0
+    out = capsys.readouterr().out
+    assert "frame 3: update" not in out and "speedup" in out  # the default: what the command always printed
+    with pytest.raises(SystemExit):
+        main(["segment", files["video"], "--out", str(tmp_path / "x.mp4"), "-q", "-v"])
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_palettes_known_and_generated():

@@ -10,3 +10,8 @@ with a ``model.keras`` and a ``metrics.json``. The programs: ``flow``
 ``decision`` (DVSNet's decision network from videos,
 :mod:`training.decision`).
 """
+
+import logging
+
+# Training programs log under "training..." (the command line shows it; see adaptive_dff.console).
+logging.getLogger(__name__).addHandler(logging.NullHandler())

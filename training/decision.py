@@ -28,6 +28,7 @@ input statistics; load it with :meth:`schedulers.DecisionModel.load`) and
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from typing import Optional
@@ -41,6 +42,8 @@ from schedulers import DecisionModel, RegionGrid
 from schedulers.decision import resize_features
 from schedulers.files import atomic_path
 from training import runtime
+
+logger = logging.getLogger(__name__)
 
 
 def signature(config: dict) -> dict:
@@ -121,7 +124,7 @@ def _save_npz_atomic(path: str, **arrays) -> None:
         np.savez(tmp, **arrays)
 
 
-def run(config: dict, out: str, log=print) -> dict:
+def run(config: dict, out: str, log=logger.info) -> dict:
     runtime.check_run_folder(out, "decision", signature(config))
     from adaptive_dff.model import compact_dff, load_model
 
@@ -176,7 +179,7 @@ def run(config: dict, out: str, log=print) -> dict:
     return metrics
 
 
-def fit_and_log(decision: DecisionModel, X, y, X_held, y_held, out: str, log=print) -> DecisionModel:
+def fit_and_log(decision: DecisionModel, X, y, X_held, y_held, out: str, log=logger.info) -> DecisionModel:
     """Fit ``decision`` with a checkpoint after every epoch in ``out/checkpoints`` (resuming from the
     last one), per-epoch scalars in ``out/tensorboard`` and a progress line every tenth of the epochs."""
     import time

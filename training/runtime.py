@@ -21,6 +21,7 @@ last checkpoint: no step before it is repeated or lost.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import sys
@@ -33,6 +34,8 @@ import numpy as np
 import tensorflow as tf
 
 from schedulers import files
+
+logger = logging.getLogger(__name__)
 
 
 def choose_strategy() -> tf.distribute.Strategy:
@@ -153,7 +156,7 @@ class Trainer:
         strategy: a ``tf.distribute.Strategy``.
     """
 
-    def __init__(self, *, out, model, loss_fn, make_sample, sample_spec, config, strategy, log: Callable = print):
+    def __init__(self, *, out, model, loss_fn, make_sample, sample_spec, config, strategy, log: Callable = logger.info):
         self.out = out
         self.model = model
         self.loss_fn = loss_fn
@@ -227,7 +230,8 @@ class Trainer:
         distributed = iter(self.strategy.experimental_distribute_dataset(dataset))
         train_step = self._train_step_fn()
         writer = tf.summary.create_file_writer(os.path.join(self.out, "tensorboard"))
-        interactive = sys.stdout.isatty()
+        # Keras's progress bar on a terminal, unless the run logs quietly; else a line every twentieth.
+        interactive = sys.stdout.isatty() and logger.isEnabledFor(logging.INFO)
         progress = keras.utils.Progbar(total, stateful_metrics=["loss"]) if interactive else None
         report_every = max(1, (total - start) // 20)
         started = time.perf_counter()

@@ -9,6 +9,8 @@ model at the same frame size, timed in the same run.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from adaptive_dff.bench.timing import format_table, time_interleaved
@@ -23,6 +25,8 @@ from schedulers import (
     FrameDifference,
     OpenCVPairFeatures,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def _decision_scheduler(features: np.ndarray) -> DecisionNetworkScheduler:
@@ -66,10 +70,10 @@ def run(sizes=((480, 640), (1024, 2048)), repeats: int = 20) -> dict:
              ("meets < 1%" if ms / key_ms < 0.01 else "MISSES < 1%") if name in targeted else "")
             for name, ms in times.items()
         ]
-        print(f"\nscheduler decision cost at {height}x{width} (flow excluded), median of {repeats} interleaved rounds")
-        print(format_table(rows, ("candidate", "ms", "of a key-frame step", "target")))
+        logger.info(f"\nscheduler decision cost at {height}x{width} (flow excluded), median of {repeats} interleaved rounds")
+        logger.info(format_table(rows, ("candidate", "ms", "of a key-frame step", "target")))
         results[f"{height}x{width}"] = {
             "ms": times, "share_of_key_frame_step": {name: ms / key_ms for name, ms in times.items()},
         }
-    print("\ntarget: FrameDifference and FlowMagnitude below 1% of a key-frame step of the compact model")
+    logger.info("\ntarget: FrameDifference and FlowMagnitude below 1% of a key-frame step of the compact model")
     return results

@@ -9,6 +9,7 @@ clips than planned is marked in ``clips`` / ``clips_planned``.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from typing import Optional
@@ -18,6 +19,8 @@ import numpy as np
 from adaptive_dff.compare.planning import config_of, plan_cells, test_clips
 from adaptive_dff.compare.scoring import CellResult
 from adaptive_dff.compare.store import ResultFolder, write_atomic, write_json
+
+logger = logging.getLogger(__name__)
 
 COLUMNS = [
     "dataset", "mode", "policy", "regions", "kind", "budget", "threshold_param", "threshold",
@@ -241,7 +244,7 @@ MODE_TEXT = {
 }
 
 
-def write(folder: ResultFolder, config_extra: Optional[dict] = None, log=print) -> dict:
+def write(folder: ResultFolder, config_extra: Optional[dict] = None, log=logger.info) -> dict:
     """Write results.csv, results.json, pareto.png and summary.md from the finished cells; print the tables."""
     rows, signature = rows_from(folder)
     config = signature["config"]
