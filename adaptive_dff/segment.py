@@ -92,6 +92,13 @@ def make_policy(name: str, decision_model=None):
     return POLICIES[name]()
 
 
+def describe(policy) -> str:
+    """``Name(threshold_param=value)``: a policy in a few words (its threshold only)."""
+    value = getattr(policy, policy.threshold_param, None)
+    value = f"{value:.4g}" if isinstance(value, float) else repr(value)
+    return f"{type(policy).__name__}({policy.threshold_param}={value})"
+
+
 def set_threshold(policy, value: float):
     """``policy`` with its threshold parameter set to ``value`` (whole numbers for ``fixed_interval``)."""
     if policy.integer_threshold:
@@ -299,7 +306,7 @@ def _summary(source, out, csv_path, policy, grid, ours_ms, base_ms, agreements, 
     every_ms = float(np.mean(base_ms)) if base_ms else float("nan")
     return {
         "source": source, "video": out, "csv": csv_path, "frames": frames, "fps_written": rate,
-        "policy": repr(policy), "regions": f"{grid.rows}x{grid.cols}",
+        "policy": describe(policy), "regions": f"{grid.rows}x{grid.cols}",
         "key_fraction": float(np.sum(key_counts)) / (frames * len(grid)),
         "key_frames": int(np.count_nonzero(key_counts)),
         "ms_per_frame": mean_ms, "fps": 1e3 / mean_ms,
@@ -363,7 +370,7 @@ def run_command(args) -> None:
     policy = make_policy(args.policy, decision)
     if args.threshold is not None:
         set_threshold(policy, args.threshold)
-    logger.info(f"model: {args.model or 'the shipped CamVid model'}; policy: {policy!r}; regions: {args.regions}")
+    logger.info(f"model: {args.model or 'the shipped CamVid model'}; policy: {describe(policy)}; regions: {args.regions}")
     summary = segment_video(
         args.video, args.out, model, policy, regions=grid, class_names=names, key_fraction=args.key_fraction,
         calibration_frames=args.calibration_frames, compare_every_frame=args.compare_every_frame, fps=args.fps,
