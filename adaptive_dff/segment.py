@@ -186,6 +186,8 @@ def segment_video(source: str, out: str, model, policy, *, regions: Optional[Reg
     if calibration_frames < 2:
         raise ValueError(f"--calibration-frames must be at least 2, got {calibration_frames}")
     grid = regions or RegionGrid(1, 1)
+    if not hasattr(getattr(model, "head", None), "get_config") or not hasattr(model, "run_features"):
+        raise TypeError(f"model must be an adaptive_dff.DFFModel, got {type(model).__name__}")
     num_classes = int(model.head.get_config()["num_classes"])
     names = list(class_names) if class_names else [f"class {k}" for k in range(num_classes)]
     if len(names) != num_classes:

@@ -205,6 +205,8 @@ def test_library_code_logs_and_the_command_prints_quietly_or_verbosely(files, tm
     assert any("no palette entry" in r.getMessage() and r.levelno == logging.INFO for r in records)
     assert sum(r.getMessage().startswith("frame ") and r.levelno == logging.DEBUG for r in records) == FRAMES
     caplog.clear()
+    with pytest.raises(TypeError, match="model must be an adaptive_dff.DFFModel, got SegmentationHead"):
+        segment_video(files["video"], str(tmp_path / "t.mp4"), load_model(files["model"]).head, FixedInterval(3))
 
     assert segment(files, tmp_path / "q.mp4", "--quiet") == 0
     assert capsys.readouterr() == ("", "")
