@@ -93,7 +93,7 @@ def test_another_keras_backend_is_a_clear_error_at_import(backend):
     import os
 
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)}
-    for code in ("import adaptive_dff", "from adaptive_dff.cli import main"):
+    for code in ("import adaptive_dff", "from adaptive_dff.cli import main", "import training.runtime"):
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
         assert done.returncode != 0
         last = done.stderr.strip().splitlines()[-1]
