@@ -7,9 +7,15 @@ instant.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Optional, Sequence
+
+from adaptive_dff import console
+
+
+logger = logging.getLogger("adaptive_dff.cli")
 
 
 def _positive(value: str) -> int:
@@ -24,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="adaptive-dff",
         description="Fast video recognition by Deep Feature Flow and key-frame scheduling.",
     )
+    from adaptive_dff import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="a short end-to-end demo on a generated clip")
@@ -76,9 +85,42 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--interval", type=_positive, default=5, help="key-frame interval on the val clip (default 5)")
     evaluate.add_argument("--json", default=None, help="also write the figures to this JSON file")
 
+    segment = sub.add_parser(
+        "segment", help="a video in, an annotated video, a per-frame CSV and a summary out",
+        description="Run the DFF model (the shipped CamVid model by default) under a key-frame policy over a "
+                    "video file or a folder of numbered images; write an annotated video at the source's frame "
+                    "rate and size, a CSV with one row per frame (OUT with .csv), and print a summary.",
+    )
+    segment.add_argument("video", help="a video file, or a folder of numbered images")
+    segment.add_argument("--out", required=True, help="the annotated video to write (.mp4 or .avi)")
+    segment.add_argument("--csv", default=None, help="the per-frame CSV (default: OUT with .csv)")
+    segment.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    segment.add_argument("--model", default=None, help="a .keras DFF model (default: the shipped CamVid model)")
+    segment.add_argument("--classes", default=None,
+                         help="class names: 'camvid' or NAME,NAME,... (default: CamVid's for the shipped model, "
+                              "'class 0', 'class 1', ... otherwise; classes without a known colour get generated ones)")
+    segment.add_argument("--policy", default="fixed_interval",
+                         help="fixed_interval (default), frame_difference, flow_magnitude or decision_network")
+    segment.add_argument("--decision-model", default=None,
+                         help="for decision_network (default with the shipped model: its decision model)")
+    threshold = segment.add_mutually_exclusive_group()
+    threshold.add_argument("--threshold", type=float, default=None,
+                           help="the policy's threshold (fixed_interval: the interval; default: the policy's own)")
+    threshold.add_argument("--key-fraction", type=float, default=None,
+                           help="a key-frame budget in (0, 1]: the threshold is calibrated on the first "
+                                "--calibration-frames frames of the source")
+    segment.add_argument("--calibration-frames", type=_positive, default=30)
+    segment.add_argument("--regions", default="1x1", metavar="RxC", help="region grid, each with its own key frames (DVSNet: 2x2)")
+    segment.add_argument("--overlap", type=int, default=64, help="pixels shared by neighbouring regions (default 64)")
+    segment.add_argument("--compare-every-frame", action="store_true",
+                         help="also run the model on every frame: agreement with its predictions, exact speedup")
+    segment.add_argument("--fps", type=float, default=None, help="output frame rate when the source has none (image folders: 30)")
+    segment.add_argument("--frames", type=_positive, default=None, help="stop after this many frames")
+    segment.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
     export = sub.add_parser("export-default", help="install trained models as the shipped default (see docs/model_card.md)")
     export.add_argument("--dff", required=True, help="model.keras of a 'train dff' run (11 CamVid classes)")
-    export.add_argument("--decision", required=True, help="decision.keras of a 'train decision' run on that model")
+    export.add_argument("--decision", required=True, help="model.keras of a 'train decision' run on that model")
 
     macs = sub.add_parser("macs", help="GMACs of every network and DFF's cost ratios")
     macs.add_argument("--height", type=_positive, default=1024)
@@ -124,7 +166,24 @@ def build_parser() -> argparse.ArgumentParser:
     train_bench.add_argument("--repeats", type=_positive, default=10)
     memory = bench_sub.add_parser("memory", help="resident memory growth over a long stream")
     memory.add_argument("--frames", type=_positive, default=10_000)
+    for command in (macs, warp, model, sched, runner, train_bench, memory):
+        command.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                             help="the same figures as JSON: on stdout (the table then goes to stderr), "
+                                  "or written to FILE")
+    _add_verbosity(parser)
     return parser
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, top: bool = True) -> None:
+    """``--quiet`` and ``--verbose`` on the command and on every subcommand (before or after it)."""
+    group = parser.add_mutually_exclusive_group()
+    default = False if top else argparse.SUPPRESS
+    group.add_argument("-q", "--quiet", action="store_true", default=default, help="show warnings and errors only")
+    group.add_argument("-v", "--verbose", action="store_true", default=default, help="also show debugging messages")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_verbosity(child, top=False)
 
 
 def _data_root(given: Optional[str]) -> Optional[str]:
@@ -145,12 +204,18 @@ def _evaluate(args) -> None:
     if root is None:
         raise ValueError("evaluate needs the data folder: pass --data-root PATH (or set ADAPTIVE_DFF_DATA)")
     path = args.model or default_model_path()
-    print(f"model: {path}")
+    logger.info(f"model: {path}")
     result = evaluate_camvid(load_model(path), root, split=args.split, interval=args.interval)
     if args.json:
         from schedulers.files import write_json_atomic
 
         write_json_atomic(args.json, {"model": path, **result})
+
+
+def _segment(args) -> None:
+    from adaptive_dff.segment import run_command
+
+    run_command(args)
 
 
 def _compare(args) -> None:
@@ -200,7 +265,7 @@ def _train(args) -> None:
             if root and os.path.isdir(os.path.join(root, "flyingchairs_examples")):
                 config["eval_examples"] = os.path.join(root, "flyingchairs_examples")
             else:
-                print("note: no FlyingChairs examples found; pass --data-root to report end-point error")
+                logger.info("note: no FlyingChairs examples found; pass --data-root to report end-point error")
         if config["source"] == "camvid" and not config["data_root"]:
             config["data_root"] = root or ""
         flow.run(config, args.out)
@@ -225,6 +290,11 @@ def _train(args) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with console.console_logging(console.level_from(args.quiet, args.verbose)):
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         if args.command == "demo":
             from adaptive_dff.demo import run_demo
@@ -236,40 +306,50 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _compare(args)
         elif args.command == "evaluate":
             _evaluate(args)
+        elif args.command == "segment":
+            _segment(args)
         elif args.command == "export-default":
             from adaptive_dff.pretrained import export_default
 
             for name, entry in export_default(args.dff, args.decision).items():
-                print(f"{name}: {entry['bytes'] / 1e6:.2f} MB, sha256 {entry['sha256'][:16]}...")
+                logger.info(f"{name}: {entry['bytes'] / 1e6:.2f} MB, sha256 {entry['sha256'][:16]}...")
         elif args.command == "macs":
-            from adaptive_dff.bench.costs import cost_table
+            from adaptive_dff.bench.costs import cost_figures, format_cost_table
 
-            print(cost_table(args.height, args.width))
+            def macs_run():
+                figures = cost_figures(args.height, args.width)
+                logger.info(format_cost_table(figures))
+                return figures
+
+            console.reported(args, "macs", macs_run)
         elif args.bench == "warp":
             from adaptive_dff.bench import warp
 
-            warp.run(shape=tuple(args.shape), repeats=args.repeats)
+            console.reported(args, "bench warp", lambda: warp.run(shape=tuple(args.shape), repeats=args.repeats))
         elif args.bench == "model":
             from adaptive_dff.bench import model
 
-            model.run(feature=args.feature, flow=args.flow, height=args.height, width=args.width, repeats=args.repeats)
+            console.reported(args, "bench model", lambda: model.run(
+                feature=args.feature, flow=args.flow, height=args.height, width=args.width, repeats=args.repeats))
         elif args.bench == "schedulers":
             from adaptive_dff.bench import schedulers
 
-            schedulers.run(repeats=args.repeats)
+            console.reported(args, "bench schedulers", lambda: schedulers.run(repeats=args.repeats))
         elif args.bench == "runner":
             from adaptive_dff.bench import runner
 
-            runner.run(frames=args.frames, interval=args.interval, height=args.height, width=args.width)
+            console.reported(args, "bench runner", lambda: runner.run(
+                frames=args.frames, interval=args.interval, height=args.height, width=args.width))
         elif args.bench == "train":
             from adaptive_dff.bench import train as train_bench
 
-            train_bench.run(batch=args.batch, height=args.height, width=args.width, repeats=args.repeats)
+            console.reported(args, "bench train", lambda: train_bench.run(
+                batch=args.batch, height=args.height, width=args.width, repeats=args.repeats))
         elif args.bench == "memory":
             from adaptive_dff.bench import runner
 
-            runner.run_memory(frames=args.frames)
-    except (ValueError, TypeError, FileNotFoundError) as error:
+            console.reported(args, "bench memory", lambda: runner.run_memory(frames=args.frames))
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
         print(f"adaptive-dff: error: {error}", file=sys.stderr)
         return 2
     return 0

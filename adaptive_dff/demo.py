@@ -15,6 +15,7 @@ Two parts, both on a procedurally generated clip (exact labels and flow):
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -24,6 +25,8 @@ from adaptive_dff.bench.timing import format_table
 from adaptive_dff.data import CLASS_NAMES, SyntheticVideo
 from adaptive_dff.metrics import confusion_matrix, mean_iou
 from adaptive_dff.warp import bilinear_warp
+
+logger = logging.getLogger(__name__)
 
 
 def propagate_labels(video: SyntheticVideo, interval: int, warp: bool) -> float:
@@ -68,18 +71,18 @@ def run_demo(frames: int = 60, height: int = 256, width: int = 512, seed: int = 
     from adaptive_dff.model import compact_dff
 
     video = SyntheticVideo(height=height, width=width, num_frames=frames, seed=seed)
-    print(f"Generated clip: {frames} frames of {height}x{width}, {len(CLASS_NAMES)} classes, seed {seed}\n")
+    logger.info(f"Generated clip: {frames} frames of {height}x{width}, {len(CLASS_NAMES)} classes, seed {seed}\n")
 
-    print("1. Key-frame labels carried to the other frames (exact flow), mIoU against the true labels")
+    logger.info("1. Key-frame labels carried to the other frames (exact flow), mIoU against the true labels")
     rows, propagation = [], {}
     for interval in (1, 5, 10):
         copy = propagate_labels(video, interval, warp=False)
         warped = propagate_labels(video, interval, warp=True)
         propagation[interval] = {"copy": copy, "warp": warped}
         rows.append((interval, f"{copy:.3f}", f"{warped:.3f}"))
-    print(format_table(rows, ("key interval", "copy", "warp (bilinear_warp)")))
+    logger.info(format_table(rows, ("key interval", "copy", "warp (bilinear_warp)")))
 
-    print("\n2. Speed of a compact DFF model (untrained weights: timings only)")
+    logger.info("\n2. Speed of a compact DFF model (untrained weights: timings only)")
     model = compact_dff(num_classes=len(CLASS_NAMES))
     clip = [video.frame(t) for t in range(frames)]
     # Warm up both paths so tracing and XLA compilation are not timed.
@@ -94,6 +97,6 @@ def run_demo(frames: int = 60, height: int = 256, width: int = 512, seed: int = 
         measured = per_frame / spf
         speed[interval] = {"ms_per_frame": spf * 1e3, "speedup": measured, "ideal": ideal_speedup(interval, r)}
         rows.append((f"key every {interval}", f"{spf * 1e3:.1f}", f"{measured:.2f}", f"{ideal_speedup(interval, r):.2f}"))
-    print(format_table(rows, ("schedule", "ms / frame", "speedup", "ideal l/(1+(l-1)r)")))
-    print(f"\nmeasured r = propagation step / key-frame step = {r:.3f}")
+    logger.info(format_table(rows, ("schedule", "ms / frame", "speedup", "ideal l/(1+(l-1)r)")))
+    logger.info(f"\nmeasured r = propagation step / key-frame step = {r:.3f}")
     return {"propagation": propagation, "speed": speed}

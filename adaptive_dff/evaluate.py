@@ -16,14 +16,18 @@ averaged per frame), as the CamVid literature reports mIoU.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from adaptive_dff.confusion import interval_confusion, per_frame_confusion
 from adaptive_dff.metrics import iou_per_class, mean_iou
 from schedulers.base import check_int
 
+logger = logging.getLogger(__name__)
 
-def evaluate_camvid(model, data_root: str, *, split: str = "test", interval: int = 5, log=print) -> dict:
+
+def evaluate_camvid(model, data_root: str, *, split: str = "test", interval: int = 5, log=logger.info) -> dict:
     """Per-frame mIoU on ``split`` and per-frame vs DFF mIoU on the ``val`` clip."""
     from adaptive_dff.data.camvid import CLASS_NAMES, NUM_CLASSES, VOID, load_split
     from adaptive_dff.model import DFFModel

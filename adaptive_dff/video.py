@@ -10,15 +10,16 @@ one frame (or 1%) is not reported. Damage that the decoder conceals (a
 corrupt frame that still decodes) cannot be seen here.
 
 A folder is read as an image sequence: its image files (``.png``, ``.jpg``,
-``.jpeg``, ``.bmp``, ``.ppm``, ``.tif``, ``.tiff``) in name order, e.g.
-CamVid's 15 fps ``val/`` clip. An image that does not decode, or whose size
+``.jpeg``, ``.bmp``, ``.ppm``, ``.tif``, ``.tiff``) in natural name order
+(runs of digits compare as numbers, so ``img2`` comes before ``img10``, with
+or without zero padding), e.g. CamVid's 15 fps ``val/`` clip. An image that does not decode, or whose size
 differs from the first, is an error naming the file and its frame index.
 """
 
 from __future__ import annotations
 
-import glob
 import os
+import re
 import warnings
 from typing import Iterator, Optional
 
@@ -31,9 +32,22 @@ from schedulers.base import check_int
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
 
 
+def natural_key(name: str) -> tuple:
+    """Sort key comparing runs of digits as numbers: ``img2 < img10``, ``f_9.png < f_10.png``.
+
+    Text parts compare case-insensitively, then as written; equal numbers
+    with different padding (``7`` and ``007``) order by their text.
+    """
+    parts = re.split(r"(\d+)", name)
+    return tuple((0, int(p), p) if i % 2 else (1, p.lower(), p) for i, p in enumerate(parts))
+
+
 def image_sequence(folder: str) -> list[str]:
-    """The image files of ``folder`` in name order; an error when it holds none."""
-    paths = sorted(p for p in glob.glob(os.path.join(folder, "*")) if p.lower().endswith(IMAGE_SUFFIXES))
+    """The image files of ``folder`` in natural name order (see :func:`natural_key`);
+    an error when it holds none."""
+    names = [n for n in os.listdir(folder) if n.lower().endswith(IMAGE_SUFFIXES) and not n.startswith(".")
+             and os.path.isfile(os.path.join(folder, n))]
+    paths = [os.path.join(folder, n) for n in sorted(names, key=natural_key)]
     if not paths:
         raise ValueError(f"folder {folder!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
     return paths

@@ -10,6 +10,8 @@ target online (no threshold) and :class:`SharedBudget` spreads one budget
 over many streams. This package imports without TensorFlow.
 """
 
+import logging
+
 from schedulers.base import Context, Decision, Policy
 from schedulers.budget import KeyBudget
 from schedulers.calibration import CalibrationResult, calibrate, key_fraction, replay
@@ -19,6 +21,8 @@ from schedulers.policies import FixedInterval, FlowMagnitude, FrameDifference
 from schedulers.regions import RegionGrid
 from schedulers.shared_budget import BudgetStream, RegionGridMismatch, SharedBudget
 from schedulers.tracker import Tracker
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # Plain registry of policy names to classes (for command lines and configs).
 POLICIES = {

@@ -156,8 +156,29 @@ class DecisionModel(Estimator):
         outputs = keras.layers.Dense(1, activation="sigmoid", name="confidence")(x)
         return keras.Model(inputs, outputs, name="decision_network")
 
-    def fit(self, X, y) -> "DecisionModel":
-        """Train on feature grids ``X`` ``[N, rows, cols, C]`` and scores ``y`` ``[N]`` in [0, 1]."""
+    def fit(self, X, y, *, validation_data=None, checkpoint_dir: Optional[str] = None,
+            on_epoch_end=None) -> "DecisionModel":
+        """Train on feature grids ``X`` ``[N, rows, cols, C]`` and scores ``y`` ``[N]`` in [0, 1].
+
+        Epoch ``e`` visits the samples in the order of a permutation seeded by
+        ``(seed, e)``, so training is a function of the data, the parameters
+        and the epoch reached.
+
+        Args:
+            validation_data: ``(X_val, y_val)``, scored after every epoch
+                (``val_loss``, ``val_mae`` in the history).
+            checkpoint_dir: a folder for a TensorFlow checkpoint (weights,
+                optimizer state, epoch) written after every epoch; when it
+                holds one, training resumes from it and gives the same model
+                as an uninterrupted run. The checkpoint index is replaced only
+                after its data is written, so a kill at any moment leaves the
+                previous epoch's checkpoint valid.
+            on_epoch_end: ``on_epoch_end(epoch, logs)`` after each epoch (1-based
+                epochs done; ``logs``: ``loss``, ``mae`` and the ``val_`` ones).
+
+        ``history_`` holds the metrics of the epochs run by this call; ``resumed_from_``
+        the epoch it started from.
+        """
         import keras
 
         X, y = self._check_xy(X, y)
@@ -165,12 +186,47 @@ class DecisionModel(Estimator):
         self.std_ = X.std(axis=(0, 1, 2)) + 1e-6
         self.model_ = self._build(X.shape[1:])
         self._predict_fn = None
-        self.model_.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="mse", metrics=["mae"])
-        self.history_ = self.model_.fit(
-            (X - self.mean_) / self.std_, y, epochs=self.epochs, batch_size=self.batch_size,
-            shuffle=True, verbose=0,
-        ).history
+        optimizer = keras.optimizers.Adam(self.learning_rate)
+        self.model_.compile(optimizer=optimizer, loss="mse", metrics=["mae"])
+        validation = None
+        if validation_data is not None:
+            X_val, y_val = self._check_xy(*validation_data)
+            validation = ((X_val - self.mean_) / self.std_, y_val)
+        manager, epoch_done = self._checkpoint(checkpoint_dir, optimizer)
+        self.resumed_from_ = epoch_done
+        X = (X - self.mean_) / self.std_
+        self.history_ = {}
+        for epoch in range(epoch_done, self.epochs):
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(y))
+            logs = self.model_.fit(X[order], y[order], epochs=1, batch_size=self.batch_size, shuffle=False,
+                                   validation_data=validation, verbose=0).history
+            logs = {name: float(values[-1]) for name, values in logs.items()}
+            for name, value in logs.items():
+                self.history_.setdefault(name, []).append(value)
+            if manager is not None:
+                manager[1].assign(epoch + 1)
+                manager[0].save(checkpoint_number=epoch + 1)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, logs)
         return self
+
+    def _checkpoint(self, folder: Optional[str], optimizer):
+        """``((CheckpointManager, epoch variable) or None, epochs already done)``; restores the latest."""
+        if folder is None:
+            return None, 0
+        import tensorflow as tf
+
+        optimizer.build(self.model_.trainable_variables)  # its slots exist now, so a restore fills them
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        checkpoint = tf.train.Checkpoint(model=self.model_, optimizer=optimizer, epoch=epoch)
+        manager = tf.train.CheckpointManager(checkpoint, folder, max_to_keep=2)
+        if manager.latest_checkpoint:
+            try:
+                checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as error:
+                raise ValueError(f"checkpoint {manager.latest_checkpoint!r} does not match this decision model "
+                                 f"({str(error).splitlines()[0]}); choose another folder") from None
+        return (manager, epoch), int(epoch.numpy())
 
     def _check_fitted(self):
         if not hasattr(self, "model_"):

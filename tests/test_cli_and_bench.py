@@ -1,5 +1,6 @@
 """The command line and the benchmarks, on tiny shapes (speed is not asserted)."""
 
+import logging
 import pathlib
 import re
 import subprocess
@@ -13,11 +14,12 @@ from adaptive_dff.cli import main
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def test_bench_warp_prints_ratios_and_agrees_with_remap(capsys):
+def test_bench_warp_prints_ratios_and_agrees_with_remap(caplog):
     from adaptive_dff.bench import warp
 
+    caplog.set_level(logging.INFO, logger="adaptive_dff")
     result = warp.run(shape=(2, 8, 12, 9), repeats=2)
-    out = capsys.readouterr().out
+    out = caplog.text
     assert "ours vs cv2.remap (4-channel chunks):" in out and "ours / element-wise multiply:" in out
     assert result["max_abs_diff"] < 1e-5
     assert result["speedup_vs_remap"] > 0 and result["ratio_vs_elementwise"] > 0
@@ -46,15 +48,73 @@ def test_bench_model_rejects_unknown_parts_and_sizes(capsys):
     assert "multiples of 128" in capsys.readouterr().err
 
 
-def test_macs_table_at_small_size(capsys):
-    assert main(["macs", "--height", "128", "--width", "256"]) == 0
+def test_macs_and_bench_json_hold_the_figures_of_the_table(capsys, tmp_path):
+    import json
+
+    assert main(["macs", "--height", "128", "--width", "256", "--json"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)  # stdout is the JSON alone; the table went to stderr
+    assert report["command"] == "macs" and report["arguments"]["height"] == 128
+    figures = report["results"]
+    assert "| feature: compact |" in captured.err and "| resnet101 | flownet_s |" in captured.err
+    for name, gmacs in figures["feature_gmacs"].items():
+        assert f"| feature: {name} | {gmacs:.2f} |" in captured.err
+    row = next(r for r in figures["ratios"] if (r["feature"], r["flow"]) == ("resnet101", "flownet_s"))
+    assert row["ours"] == pytest.approx(figures["feature_gmacs"]["resnet101"] / figures["flow_gmacs"]["flownet_s"])
+    assert row["dff"] == 12.71 and row["ours_over_dff"] == pytest.approx(row["ours"] / 12.71)
+
+    path = tmp_path / "model.json"
+    assert main(["bench", "model", "--feature", "compact", "--flow", "flownet_inception",
+                 "--height", "128", "--width", "128", "--repeats", "1", "--json", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "| resnet101 | flownet_s |" in out and "| feature: compact |" in out
+    results = json.loads(path.read_text())["results"]
+    assert f"measured r = (flow + warp + head) / (feature + head) = {results['r']:.4f}" in out
+    assert results["ideal_speedup"]["10"] == pytest.approx(ideal_speedup(10, results["r"]))
 
 
 def test_help_does_not_import_tensorflow():
     code = "import sys; from adaptive_dff.cli import build_parser; build_parser(); assert 'tensorflow' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_version_prints_the_package_version():
+    import adaptive_dff
+
+    done = subprocess.run([sys.executable, "-m", "adaptive_dff.cli", "--version"], capture_output=True, text=True,
+                          cwd=ROOT, check=True)
+    assert done.stdout.strip() == f"adaptive-dff {adaptive_dff.__version__}"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", adaptive_dff.__version__)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert f'version = "{adaptive_dff.__version__}"' in pyproject  # one version, in both places
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_another_keras_backend_is_a_clear_error_at_import(backend):
+    import os
+
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)}
+    for code in ("import adaptive_dff", "from adaptive_dff.cli import main", "import training.runtime"):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+        assert done.returncode != 0
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("ImportError: adaptive-dff needs Keras on its TensorFlow backend")
+        assert repr(backend) in last and "KERAS_BACKEND=tensorflow" in last
+    env["KERAS_BACKEND"] = "tensorflow"
+    done = subprocess.run([sys.executable, "-c", "import adaptive_dff"], env=env, cwd=ROOT)
+    assert done.returncode == 0
+
+
+def test_keras_json_backend_is_read_without_importing_keras(tmp_path, monkeypatch):
+    import adaptive_dff
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.delitem(sys.modules, "keras", raising=False)
+    assert adaptive_dff.keras_backend() == "tensorflow"  # no keras.json
+    (tmp_path / "keras.json").write_text('{"backend": "jax", "floatx": "float32"}')
+    assert adaptive_dff.keras_backend() == "jax"
+    with pytest.raises(ImportError, match="'jax' \\(by Keras's configuration"):
+        adaptive_dff.require_tensorflow_backend()
 
 
 def test_ci_runs_the_readme_test_command():
@@ -66,31 +126,36 @@ def test_ci_runs_the_readme_test_command():
     assert len(test_command) == 1 and test_command[0] in ci
 
 
-def test_bench_schedulers_reports_shares_of_a_key_frame_step(capsys):
+def test_bench_schedulers_reports_shares_of_a_key_frame_step(caplog):
     from adaptive_dff.bench import schedulers
 
+    caplog.set_level(logging.INFO, logger="adaptive_dff")
     result = schedulers.run(sizes=((64, 128),), repeats=2)
-    shares = result[(64, 128)]
+    shares = result["64x128"]["share_of_key_frame_step"]
+    assert result["64x128"]["ms"]["key-frame step, compact model"] > 0
     assert shares["key-frame step, compact model"] == 1.0
     assert {"FixedInterval(10)", "FrameDifference(pixel)", "FlowMagnitude", "DecisionNetworkScheduler"} <= set(shares)
-    assert "of a key-frame step" in capsys.readouterr().out
+    assert "of a key-frame step" in caplog.text
 
 
-def test_bench_runner_and_memory_on_a_short_clip(capsys):
+def test_bench_runner_and_memory_on_a_short_clip(caplog):
     from adaptive_dff.bench import runner
 
+    caplog.set_level(logging.INFO, logger="adaptive_dff")
     result = runner.run(frames=12, interval=4, height=128, width=128)
     assert result["ideal"] == pytest.approx(ideal_speedup(4, result["r"]))
     assert result["speedup"] > 0
     growth = runner.run_memory(frames=30, height=64, width=128, warmup=5)
     assert len(growth) == 2
-    out = capsys.readouterr().out
-    assert "% of ideal" in out and "growth MB" in out
+    for figures in growth.values():
+        assert figures["growth_mb"] == pytest.approx(figures["rss_after_mb"] - figures["rss_before_mb"])
+    assert "% of ideal" in caplog.text and "growth MB" in caplog.text
 
 
-def test_bench_train_compares_the_two_steps(capsys):
+def test_bench_train_compares_the_two_steps(caplog):
     from adaptive_dff.bench import train
 
+    caplog.set_level(logging.INFO, logger="adaptive_dff")
     result = train.run(batch=1, height=128, width=128, repeats=1)
     assert result["ratio"] > 0 and set(result["times_ms"]) == {"end-to-end DFF step", "per-frame step"}
-    assert "target <= 1.6x" in capsys.readouterr().out
+    assert "target <= 1.6x" in caplog.text

@@ -1,5 +1,6 @@
 """The demo (the README's main job) on a tiny clip, and the README quick start."""
 
+import logging
 import pathlib
 import re
 import warnings
@@ -12,9 +13,10 @@ from adaptive_dff.cli import main
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def test_demo_runs_and_warping_beats_copying(capsys):
+def test_demo_runs_and_warping_beats_copying(caplog):
+    caplog.set_level(logging.INFO, logger="adaptive_dff")
     result = run_demo(frames=21, height=128, width=256, seed=3)
-    out = capsys.readouterr().out
+    out = caplog.text
     assert "key every 5" in out and "measured r" in out
     prop = result["propagation"]
     assert prop[1]["copy"] == prop[1]["warp"] == 1.0

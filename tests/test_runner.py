@@ -156,6 +156,23 @@ def test_a_folder_of_images_is_a_video(clip, tmp_path):
         VideoReader(empty)
 
 
+def test_a_folder_of_unpadded_numbered_images_is_read_in_natural_order(tmp_path):
+    from adaptive_dff.video import image_sequence, natural_key
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    order = np.random.default_rng(0).permutation(12)  # written in a shuffled order
+    for t in order:
+        cv2.imwrite(str(folder / f"img{t}.png"), np.full((6, 8, 3), 20 * t, np.uint8))
+    assert [p.rsplit("/", 1)[-1] for p in image_sequence(str(folder))] == [f"img{t}.png" for t in range(12)]
+    frames = list(VideoReader(folder))
+    assert [int(f[0, 0, 0]) for f in frames] == [20 * t for t in range(12)]  # not img0, img1, img10, img11, img2
+    # Zero-padded names (CamVid's) keep plain name order; mixed text and numbers compare part by part.
+    padded = [f"0001TP_{n:06d}.png" for n in (8550, 8580, 8610)] + ["Seq05VD_f00000.png", "Seq05VD_f00030.png"]
+    assert sorted(padded, key=natural_key) == sorted(padded)
+    assert sorted(["b2.png", "a10.png", "a9.png", "A9.png"], key=natural_key) == ["A9.png", "a9.png", "a10.png", "b2.png"]
+
+
 def test_learned_scheduler_reads_the_flow_networks_features(model, clip):
     from schedulers import DecisionModel, DecisionNetworkScheduler
 

@@ -303,11 +303,72 @@ def test_decision_smoke_builds_trains_and_reuses_its_data_set(tmp_path):
     assert 0 <= metrics["held_out_mae"] <= 1 and metrics["held_out_samples"] == 10
     from schedulers import DecisionModel
 
-    assert DecisionModel.load(out / "decision.keras").predict(np.load(out / "dataset.npz")["X"][:3]).shape == (3,)
-    stamp = os.path.getmtime(out / "decision.keras")
+    assert DecisionModel.load(out / "model.keras").predict(np.load(out / "dataset.npz")["X"][:3]).shape == (3,)
+    assert sorted(p.name for p in (out / "checkpoints").glob("*.index")) == ["ckpt-2.index", "ckpt-3.index"]
+    assert scalar_tags(out / "tensorboard") >= {"loss", "mae", "held_out_mae", "held_out_loss", "eval/held_out_mae"}
+    stamp = os.path.getmtime(out / "model.keras")
     again = cli("train", "decision", "--out", str(out), "--config", "smoke")
     assert "reusing the data set" in again.stdout and "already trained" in again.stdout
-    assert os.path.getmtime(out / "decision.keras") == stamp  # not fitted again
+    assert os.path.getmtime(out / "model.keras") == stamp  # not fitted again
+
+
+def scalar_tags(folder) -> set:
+    import tensorflow as tf
+
+    tags = set()
+    for path in folder.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags |= {value.tag for value in event.summary.value}
+    return tags
+
+
+def test_decision_fit_resumes_from_its_checkpoint_to_the_same_model(tmp_path):
+    from schedulers import DecisionModel
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((48, 4, 4, 6)).astype(np.float32)
+    y = 1 / (1 + np.exp(-X[:, 0, 0, :2].sum(-1)))
+    held = (X[:8], y[:8])
+    straight = DecisionModel(epochs=5, batch_size=16, seed=3).fit(X, y, validation_data=held,
+                                                                  checkpoint_dir=str(tmp_path / "a"))
+    seen = []
+    DecisionModel(epochs=2, batch_size=16, seed=3).fit(X, y, checkpoint_dir=str(tmp_path / "b"))
+    resumed = DecisionModel(epochs=5, batch_size=16, seed=3).fit(
+        X, y, validation_data=held, checkpoint_dir=str(tmp_path / "b"), on_epoch_end=lambda e, logs: seen.append(e))
+    assert resumed.resumed_from_ == 2 and seen == [3, 4, 5] and len(straight.history_["val_mae"]) == 5
+    for a, b in zip(straight.model_.get_weights(), resumed.model_.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert straight.history_["val_mae"][-1] == pytest.approx(resumed.history_["val_mae"][-1], rel=1e-5)
+    fresh = DecisionModel(epochs=5, batch_size=16, seed=3, conv_filters=8)
+    with pytest.raises(ValueError, match="does not match this decision model"):
+        fresh.fit(X, y, checkpoint_dir=str(tmp_path / "b"))
+
+
+def test_decision_killed_part_way_through_fitting_resumes(tmp_path):
+    out = tmp_path / "killed"
+    common = ("train", "decision", "--out", str(out), "--config", "smoke")
+    cli(*common, "--set", "epochs=1")  # builds the data set (and fits one epoch)
+    (out / "model.keras").unlink()
+    (out / "metrics.json").unlink()
+    args = [sys.executable, "-m", "adaptive_dff.cli", *common, "--set", "epochs=100000"]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    deadline = time.time() + 240
+    reached = 0
+    while time.time() < deadline and reached < 4:
+        time.sleep(0.2)
+        found = [int(p.name.split("-")[1].split(".")[0]) for p in (out / "checkpoints").glob("ckpt-*.index")]
+        reached = max(found, default=0)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert reached >= 4, "no checkpoint appeared before the kill"
+    assert not (out / "model.keras").exists()
+    import tensorflow as tf
+
+    last = int(tf.train.latest_checkpoint(str(out / "checkpoints")).rsplit("-", 1)[1])
+    rerun = cli(*common, "--set", f"epochs={last + 2}")
+    assert f"resuming from epoch {last}" in rerun.stdout
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert metrics["resumed_from_epoch"] == last and metrics["epochs"] == last + 2
 
 
 def test_decision_video_items_take_frame_spans(tmp_path):

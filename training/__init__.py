@@ -10,3 +10,10 @@ with a ``model.keras`` and a ``metrics.json``. The programs: ``flow``
 ``decision`` (DVSNet's decision network from videos,
 :mod:`training.decision`).
 """
+
+import logging
+
+import adaptive_dff  # noqa: F401  (its import stops with a clear error when Keras runs on another backend)
+
+# Training programs log under "training..." (the command line shows it; see adaptive_dff.console).
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -14,11 +14,21 @@ comma-separated), each optionally cut to a frame span ``PATH@FIRST:LAST``.
 No labels are needed. The data set is cached in ``--out`` (``dataset.npz``,
 written atomically), so a rerun skips building it. A
 :class:`schedulers.DecisionModel` is fitted on the training videos and its
-mean absolute error reported on held-out videos.
+mean absolute error reported on the held-out (last) video.
+
+As the other programs, the run folder holds ``run.json``, ``checkpoints/``
+(weights, optimizer state and epoch after every epoch: a run killed at any
+moment resumes from the last finished epoch and ends with the same model as
+an uninterrupted run), ``tensorboard/`` (per epoch: ``loss`` and ``mae`` on
+the training samples, ``held_out_mae`` and ``held_out_loss``; at the end
+``eval/...``), and at the end ``model.keras`` (with ``model.keras.json``, the
+input statistics; load it with :meth:`schedulers.DecisionModel.load`) and
+``metrics.json``, written atomically.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from typing import Optional
@@ -32,6 +42,8 @@ from schedulers import DecisionModel, RegionGrid
 from schedulers.decision import resize_features
 from schedulers.files import atomic_path
 from training import runtime
+
+logger = logging.getLogger(__name__)
 
 
 def signature(config: dict) -> dict:
@@ -111,7 +123,7 @@ def _save_npz_atomic(path: str, **arrays) -> None:
         np.savez(tmp, **arrays)
 
 
-def run(config: dict, out: str, log=print) -> dict:
+def run(config: dict, out: str, log=logger.info) -> dict:
     runtime.check_run_folder(out, "decision", signature(config))
     from adaptive_dff.model import compact_dff, load_model
 
@@ -139,24 +151,75 @@ def run(config: dict, out: str, log=print) -> dict:
         _save_npz_atomic(cache, X=X, y=y, video=owner)
         log(f"built {len(y)} samples from {len(clips)} videos")
     finished = os.path.join(out, "metrics.json")
-    if os.path.exists(os.path.join(out, "decision.keras")) and os.path.exists(finished):
+    final = os.path.join(out, "model.keras")
+    if os.path.exists(final) and os.path.exists(finished):
         import json
 
         with open(finished) as f:
             metrics = json.load(f)["metrics"]
-        log(f"already trained: {os.path.join(out, 'decision.keras')} (held-out MAE {metrics['held_out_mae']:.4f})")
+        log(f"already trained: {final} (held-out MAE {metrics['held_out_mae']:.4f})")
         return metrics
     held_out = owner == owner.max()  # the last video is held out
     decision = DecisionModel(epochs=config["epochs"], seed=config["seed"], learning_rate=config["learning_rate"])
-    decision.fit(X[~held_out], y[~held_out])
+    fit_and_log(decision, X[~held_out], y[~held_out], X[held_out], y[held_out], out, log)
     predicted = decision.predict(X[held_out])
     metrics = {
         "held_out_mae": float(np.abs(predicted - y[held_out]).mean()),
         "mean_predictor_mae": float(np.abs(y[~held_out].mean() - y[held_out]).mean()),
         "train_samples": int((~held_out).sum()), "held_out_samples": int(held_out.sum()),
-        "held_out_video": clips[-1][0], "target_mean": float(y.mean()),
+        "held_out_video": clips[-1][0], "target_mean": float(y.mean()), "epochs": config["epochs"],
+        "resumed_from_epoch": decision.resumed_from_,
     }
     log(f"held-out MAE {metrics['held_out_mae']:.4f} (predicting the training mean: {metrics['mean_predictor_mae']:.4f})")
-    decision.save(os.path.join(out, "decision.keras"))
+    _write_scalars(_writer(out), {f"eval/{k}": v for k, v in metrics.items()}, config["epochs"])
+    decision.save(final)
     runtime.write_metrics(out, "decision", config, metrics)
     return metrics
+
+
+def fit_and_log(decision: DecisionModel, X, y, X_held, y_held, out: str, log=logger.info) -> DecisionModel:
+    """Fit ``decision`` with a checkpoint after every epoch in ``out/checkpoints`` (resuming from the
+    last one), per-epoch scalars in ``out/tensorboard`` and a progress line every tenth of the epochs."""
+    import time
+
+    total, started = decision.epochs, time.perf_counter()
+    writer = _writer(out)
+    every = max(1, total // 10)
+    first = []
+
+    def epoch_end(epoch: int, logs: dict) -> None:
+        if not first:
+            first.append(epoch - 1)
+            if epoch > 1:
+                log(f"resuming from epoch {epoch - 1}")
+        named = {"loss": logs["loss"], "mae": logs["mae"]}
+        if "val_mae" in logs:
+            named.update(held_out_mae=logs["val_mae"], held_out_loss=logs["val_loss"])
+        _write_scalars(writer, named, epoch)
+        if epoch % every == 0 or epoch == total:
+            elapsed = time.perf_counter() - started
+            left = elapsed / (epoch - first[0]) * (total - epoch)
+            log(f"epoch {epoch}/{total}  loss {logs['loss']:.4f}  held-out MAE {logs.get('val_mae', float('nan')):.4f}"
+                f"  {elapsed:.0f}s elapsed, ~{left:.0f}s left")
+
+    decision.fit(X, y, validation_data=(X_held, y_held), checkpoint_dir=os.path.join(out, "checkpoints"),
+                 on_epoch_end=epoch_end)
+    if not first and decision.resumed_from_:
+        log(f"already trained to epoch {decision.resumed_from_} of {total}")
+    return decision
+
+
+def _writer(out: str):
+    import tensorflow as tf
+
+    return tf.summary.create_file_writer(os.path.join(out, "tensorboard"))
+
+
+def _write_scalars(writer, scalars: dict, step: int) -> None:
+    import tensorflow as tf
+
+    with writer.as_default():
+        for name, value in scalars.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
+                tf.summary.scalar(name, value, step=step)
+    writer.flush()

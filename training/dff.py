@@ -20,6 +20,8 @@ frame ``t`` to ``t + k`` for ``k`` in 1, 5, 9.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import tensorflow as tf
 
@@ -32,6 +34,8 @@ from adaptive_dff.data import camvid
 from training import runtime
 from training.losses import masked_cross_entropy, median_frequency_weights
 from training.pairs import moved_pair
+
+logger = logging.getLogger(__name__)
 
 OFFSETS = (1, 5, 9)
 
@@ -160,7 +164,7 @@ def load_data(config: dict) -> dict:
     return {"clips": clips, "eval": ([held_out.frame(t) for t in range(40)], [held_out.label(t) for t in range(40)])}
 
 
-def run(config: dict, out: str, log=print, strategy=None) -> dict:
+def run(config: dict, out: str, log=logger.info, strategy=None) -> dict:
     runtime.check_run_folder(out, "dff", signature(config))
     h, w = runtime.check_frame_size(config)
     if not 0 <= config["max_offset"] <= 30:

@@ -10,6 +10,8 @@ Evaluation: per-frame mIoU on CamVid ``test`` (or a held-out clip).
 
 from __future__ import annotations
 
+import logging
+
 import cv2
 import numpy as np
 import tensorflow as tf
@@ -20,6 +22,8 @@ from adaptive_dff.data import camvid
 from training import runtime
 from training.losses import masked_cross_entropy, median_frequency_weights
 from training.dff import build_model, random_crop, num_classes, void_label
+
+logger = logging.getLogger(__name__)
 
 
 def signature(config: dict) -> dict:
@@ -73,7 +77,7 @@ def augment(rng: np.random.Generator, frame: np.ndarray, label: np.ndarray, h: i
     return image, label
 
 
-def run(config: dict, out: str, log=print, strategy=None) -> dict:
+def run(config: dict, out: str, log=logger.info, strategy=None) -> dict:
     runtime.check_run_folder(out, "features", signature(config))
     h, w = runtime.check_frame_size(config, divisor=16)
     data = load_data(config)

@@ -20,6 +20,7 @@ reported beside that of zero flow.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 
 import cv2
@@ -31,6 +32,8 @@ from adaptive_dff.networks import FLOW_NETS, FlowNetS
 from training import runtime
 from adaptive_dff.data.flo import read_flo
 from training.pairs import ChairsPairs
+
+logger = logging.getLogger(__name__)
 
 STRIDE = 16
 
@@ -121,7 +124,7 @@ def full_resolution_epe(grid_flow, flow):
     return tf.reduce_mean(tf.norm(upsampled - flow + 1e-12, axis=-1), axis=[1, 2])
 
 
-def run(config: dict, out: str, log=print, strategy=None) -> dict:
+def run(config: dict, out: str, log=logger.info, strategy=None) -> dict:
     """Train (or resume) and evaluate; returns the metrics.
 
     ``strategy`` defaults to :func:`training.runtime.choose_strategy`.

@@ -20,6 +20,7 @@ last checkpoint: no step before it is repeated or lost.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -32,6 +33,8 @@ import tensorflow as tf
 
 from adaptive_dff.environment import machine, versions
 from schedulers import files
+
+logger = logging.getLogger(__name__)
 
 
 def choose_strategy() -> tf.distribute.Strategy:
@@ -123,7 +126,7 @@ class Trainer:
         strategy: a ``tf.distribute.Strategy``.
     """
 
-    def __init__(self, *, out, model, loss_fn, make_sample, sample_spec, config, strategy, log: Callable = print):
+    def __init__(self, *, out, model, loss_fn, make_sample, sample_spec, config, strategy, log: Callable = logger.info):
         self.out = out
         self.model = model
         self.loss_fn = loss_fn
@@ -197,7 +200,8 @@ class Trainer:
         distributed = iter(self.strategy.experimental_distribute_dataset(dataset))
         train_step = self._train_step_fn()
         writer = tf.summary.create_file_writer(os.path.join(self.out, "tensorboard"))
-        interactive = sys.stdout.isatty()
+        # Keras's progress bar on a terminal, unless the run logs quietly; else a line every twentieth.
+        interactive = sys.stdout.isatty() and logger.isEnabledFor(logging.INFO)
         progress = keras.utils.Progbar(total, stateful_metrics=["loss"]) if interactive else None
         report_every = max(1, (total - start) // 20)
         started = time.perf_counter()

@@ -10,6 +10,8 @@ ratio predicted from multiply-adds is printed beside it.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import tensorflow as tf
 
@@ -18,6 +20,8 @@ from adaptive_dff.frames import lcm
 from adaptive_dff.macs import count_macs
 from adaptive_dff.networks import FEATURE_NETS, FLOW_NETS, SegmentationHead
 from adaptive_dff.warp import bilinear_warp
+
+logger = logging.getLogger(__name__)
 
 
 def ideal_speedup(interval: int, r: float) -> float:
@@ -74,12 +78,12 @@ def run(
     r = (times["flow"] + times["warp"] + times["head"]) / (times["feature"] + times["head"])
     r_macs = (macs["flow"] + macs["head"]) / (macs["feature"] + macs["head"])
 
-    print(f"model benchmark: {feature} + {flow} + head, frame {height}x{width}, median of {repeats} interleaved rounds")
+    logger.info(f"model benchmark: {feature} + {flow} + head, frame {height}x{width}, median of {repeats} interleaved rounds")
     rows = [(name, f"{times[name]:.1f}", f"{macs[name] / 1e9:.2f}") for name in ("feature", "flow", "warp", "head")]
-    print(format_table(rows, ("part", "ms", "GMACs")))
-    print(f"\nmeasured r = (flow + warp + head) / (feature + head) = {r:.4f}   (from MACs: {r_macs:.4f})")
+    logger.info(format_table(rows, ("part", "ms", "GMACs")))
+    logger.info(f"\nmeasured r = (flow + warp + head) / (feature + head) = {r:.4f}   (from MACs: {r_macs:.4f})")
     speedups = {}
     for interval in (5, 10):
         speedups[interval] = ideal_speedup(interval, r)
-        print(f"DFF ideal speedup at key interval l={interval}: {speedups[interval]:.2f}x   (from MACs: {ideal_speedup(interval, r_macs):.2f}x)")
+        logger.info(f"DFF ideal speedup at key interval l={interval}: {speedups[interval]:.2f}x   (from MACs: {ideal_speedup(interval, r_macs):.2f}x)")
     return {"times_ms": times, "macs": macs, "r": r, "r_macs": r_macs, "ideal_speedup": speedups}

@@ -13,6 +13,7 @@ through :class:`schedulers.Tracker` and :class:`adaptive_dff.VideoRunner`.
 
 from __future__ import annotations
 
+import logging
 import resource
 import time
 
@@ -22,6 +23,8 @@ from adaptive_dff.bench.model import ideal_speedup
 from adaptive_dff.bench.timing import format_table
 from adaptive_dff.data import SyntheticVideo
 from adaptive_dff.model import compact_dff
+
+logger = logging.getLogger(__name__)
 
 
 def _timed_run(runner, frames) -> tuple[list, list]:
@@ -65,16 +68,16 @@ def run(frames: int = 200, interval: int = 10, height: int = 256, width: int = 5
     r = prop_ms / key_ms
     measured = base_ms / sched_ms
     ideal = ideal_speedup(interval, r)
-    print(f"runner benchmark: compact model, {frames} frames of {height}x{width}, two alternating passes, frame 0 excluded")
+    logger.info(f"runner benchmark: compact model, {frames} frames of {height}x{width}, two alternating passes, frame 0 excluded")
     rows = [
         ("per frame (FixedInterval(1))", f"{base_ms:.1f}", "1.00"),
         (f"FixedInterval({interval})", f"{sched_ms:.1f}", f"{measured:.2f}"),
         ("  of which key frames", f"{key_ms:.1f}", ""),
         ("  of which propagated frames", f"{prop_ms:.1f}", ""),
     ]
-    print(format_table(rows, ("schedule", "ms / frame", "speedup")))
-    print(f"\nmeasured r = propagated / key frame = {r:.3f}")
-    print(f"ideal speedup l / (1 + (l-1) r) = {ideal:.2f}x; measured {measured:.2f}x = {100 * measured / ideal:.1f}% of ideal (target >= 90%)")
+    logger.info(format_table(rows, ("schedule", "ms / frame", "speedup")))
+    logger.info(f"\nmeasured r = propagated / key frame = {r:.3f}")
+    logger.info(f"ideal speedup l / (1 + (l-1) r) = {ideal:.2f}x; measured {measured:.2f}x = {100 * measured / ideal:.1f}% of ideal (target >= 90%)")
     return {"speedup": measured, "ideal": ideal, "r": r, "fraction_of_ideal": measured / ideal}
 
 
@@ -89,7 +92,10 @@ def resident_mb() -> float:
 
 
 def run_memory(frames: int = 10_000, height: int = 128, width: int = 256, warmup: int = 200) -> dict:
-    """Resident memory growth over ``frames`` frames through Tracker and VideoRunner."""
+    """Resident memory growth over ``frames`` frames through Tracker and VideoRunner.
+
+    Returns ``{subject: {"frames", "rss_before_mb", "rss_after_mb", "growth_mb", "seconds"}}`` (MB = MiB).
+    """
     from adaptive_dff.runner import VideoRunner
     from schedulers import FixedInterval, FlowMagnitude, RegionGrid, Tracker
 
@@ -109,9 +115,11 @@ def run_memory(frames: int = 10_000, height: int = 128, width: int = 256, warmup
         for t in range(frames):
             subject.step(clip[t % len(clip)])
         after = resident_mb()
-        growth[name] = after - before
-        rows.append((name, frames, f"{before:.1f}", f"{after:.1f}", f"{after - before:+.1f}", f"{time.perf_counter() - start:.0f}"))
-    print(f"memory benchmark: {frames} frames of {height}x{width} after {warmup} warm-up frames")
-    print(format_table(rows, ("subject", "frames", "RSS before MB", "RSS after MB", "growth MB", "seconds")))
-    print("\ntarget: growth below 50 MB")
+        seconds = time.perf_counter() - start
+        growth[name] = {"frames": frames, "rss_before_mb": before, "rss_after_mb": after,
+                        "growth_mb": after - before, "seconds": seconds}
+        rows.append((name, frames, f"{before:.1f}", f"{after:.1f}", f"{after - before:+.1f}", f"{seconds:.0f}"))
+    logger.info(f"memory benchmark: {frames} frames of {height}x{width} after {warmup} warm-up frames")
+    logger.info(format_table(rows, ("subject", "frames", "RSS before MB", "RSS after MB", "growth MB", "seconds")))
+    logger.info("\ntarget: growth below 50 MB")
     return growth

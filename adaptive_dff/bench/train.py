@@ -9,12 +9,16 @@ in one run.
 
 from __future__ import annotations
 
+import logging
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from adaptive_dff.bench.timing import format_table, time_interleaved
 from adaptive_dff.model import compact_dff
+
+logger = logging.getLogger(__name__)
 
 
 def run(batch: int = 2, height: int = 256, width: int = 512, repeats: int = 10, seed: int = 0) -> dict:
@@ -49,7 +53,7 @@ def run(batch: int = 2, height: int = 256, width: int = 512, repeats: int = 10, 
 
     times = time_interleaved({"end-to-end DFF step": dff_step, "per-frame step": frame_step}, repeats=repeats)
     ratio = times["end-to-end DFF step"] / times["per-frame step"]
-    print(f"training-step benchmark: compact model, batch {batch} of {height}x{width}, median of {repeats} interleaved rounds")
-    print(format_table([(k, f"{v:.1f}") for k, v in times.items()], ("step", "ms")))
-    print(f"\nend-to-end DFF step / per-frame step = {ratio:.2f}x (target <= 1.6x)")
+    logger.info(f"training-step benchmark: compact model, batch {batch} of {height}x{width}, median of {repeats} interleaved rounds")
+    logger.info(format_table([(k, f"{v:.1f}") for k, v in times.items()], ("step", "ms")))
+    logger.info(f"\nend-to-end DFF step / per-frame step = {ratio:.2f}x (target <= 1.6x)")
     return {"times_ms": times, "ratio": ratio}

@@ -18,12 +18,16 @@ and the same random flow, in one process, interleaved.
 
 from __future__ import annotations
 
+import logging
+
 import cv2
 import numpy as np
 import tensorflow as tf
 
 from adaptive_dff.bench.timing import format_table, time_interleaved
 from adaptive_dff.warp import bilinear_warp, warp_graph
+
+logger = logging.getLogger(__name__)
 
 
 def _remap_chunked(features: np.ndarray, map_x, map_y, chunk: int) -> np.ndarray:
@@ -67,11 +71,11 @@ def run(shape=(1, 64, 128, 1024), repeats: int = 20, seed: int = 0) -> dict:
     times = time_interleaved(candidates, repeats=repeats)
     base = times["bilinear_warp (ours)"]
     rows = [(name, f"{ms:.2f}", f"{ms / base:.2f}") for name, ms in times.items()]
-    print(f"warp benchmark: features {list(shape)} float32, median of {repeats} interleaved rounds")
-    print(format_table(rows, ("candidate", "ms", "time / ours")))
+    logger.info(f"warp benchmark: features {list(shape)} float32, median of {repeats} interleaved rounds")
+    logger.info(format_table(rows, ("candidate", "ms", "time / ours")))
     speedup = times["cv2.remap, 4-channel chunks"] / base
     vs_elem = base / times["element-wise multiply"]
-    print(f"\nours vs cv2.remap (4-channel chunks): {speedup:.2f}x faster   (target >= 1.5x)")
-    print(f"ours / element-wise multiply:        {vs_elem:.2f}x the time (target <= 2x)")
-    print(f"max |ours - cv2.remap| = {max_diff:.2e}")
+    logger.info(f"\nours vs cv2.remap (4-channel chunks): {speedup:.2f}x faster   (target >= 1.5x)")
+    logger.info(f"ours / element-wise multiply:        {vs_elem:.2f}x the time (target <= 2x)")
+    logger.info(f"max |ours - cv2.remap| = {max_diff:.2e}")
     return {"times_ms": times, "speedup_vs_remap": speedup, "ratio_vs_elementwise": vs_elem, "max_abs_diff": max_diff}

@@ -12,9 +12,12 @@ it knows, and its decision network), so ``run_compare`` from Python and
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Optional
+
+logger = logging.getLogger(__name__)
 
 # name -> (scheduling policy name in schedulers.POLICIES, propagation)
 ARMS = {
@@ -155,7 +158,7 @@ class CompareConfig:
         return [(b, "budget") for b in fair] + [(b, "sweep") for b in sorted(set(sweep))]
 
 
-def resolve_defaults(config: CompareConfig, kinds: Iterable[Optional[str]], log: Callable = print) -> CompareConfig:
+def resolve_defaults(config: CompareConfig, kinds: Iterable[Optional[str]], log: Callable = logger.info) -> CompareConfig:
     """``config`` with what the user left open chosen, for data sets of ``kinds``
     (``Dataset.spec["kind"]``: ``"synthetic"``, ``"camvid-val"``, ``"video"``, or ``None``).
 

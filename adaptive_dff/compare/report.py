@@ -9,6 +9,7 @@ clips than planned is marked in ``clips`` / ``clips_planned``.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from typing import Optional
@@ -22,6 +23,8 @@ from adaptive_dff.compare.plot import plot
 from adaptive_dff.compare.scoring import CellResult
 from adaptive_dff.compare.store import ResultFolder
 from schedulers.files import write_bytes_atomic, write_json_atomic
+
+logger = logging.getLogger(__name__)
 
 COLUMNS = [
     "dataset", "mode", "policy", "regions", "kind", "budget", "threshold_param", "threshold",
@@ -194,7 +197,7 @@ MODE_TEXT = {
 }
 
 
-def write(folder: ResultFolder, config_extra: Optional[dict] = None, log=print) -> dict:
+def write(folder: ResultFolder, config_extra: Optional[dict] = None, log=logger.info) -> dict:
     """Write results.csv, results.json, pareto.png and summary.md from the finished cells; print the tables."""
     cells = folder.cells()
     rows, signature = rows_from(folder, cells)

@@ -11,6 +11,7 @@ large comparison can be split across machines and joined with :func:`merge`.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -25,6 +26,8 @@ from adaptive_dff.compare.store import ResultFolder
 from adaptive_dff.compare.workspace import Workspace
 from adaptive_dff.environment import machine, versions
 from schedulers.base import check_int
+
+logger = logging.getLogger(__name__)
 
 _WORKSPACE: Optional[Workspace] = None
 
@@ -41,7 +44,7 @@ def _run_in_worker(cell: Cell) -> dict:
 
 def run_compare(
     config: CompareConfig, datasets, out: str, *, jobs: int = 1, shard: Optional[tuple] = None,
-    log: Callable = print,
+    log: Callable = logger.info,
 ) -> dict:
     """Run (or continue) a comparison of ``config.policies`` on ``datasets`` (one
     :class:`Dataset` or a list) in the folder ``out``; returns the report.
@@ -129,7 +132,7 @@ class _Progress:
                  f"acc {result.accuracy:.3f}  ({elapsed:.0f} s, ~{left:.0f} s left)")
 
 
-def merge(dirs: Sequence[str], out: str, log: Callable = print) -> dict:
+def merge(dirs: Sequence[str], out: str, log: Callable = logger.info) -> dict:
     """Join the folders of several shards (same configuration) into ``out`` and write its report."""
     if not dirs:
         raise ValueError("--merge needs at least one results folder")
