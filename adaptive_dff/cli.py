@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export-default", help="install trained models as the shipped default (see docs/model_card.md)")
     export.add_argument("--dff", required=True, help="model.keras of a 'train dff' run (11 CamVid classes)")
     export.add_argument("--decision", required=True, help="decision.keras of a 'train decision' run on that model")
+    export.add_argument("--propagation-flow", default=None,
+                        help="set the model's propagation flow: network (the flow net) or dis (OpenCV DIS)")
+    export.add_argument("--dis-downscale", type=_positive, default=None, help="with --propagation-flow dis (default 8)")
+    export.add_argument("--dis-preset", default=None, help="with --propagation-flow dis: ultrafast, fast (default), medium")
 
     macs = sub.add_parser("macs", help="GMACs of every network and DFF's cost ratios")
     macs.add_argument("--height", type=_positive, default=1024)
@@ -111,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--interval", type=_positive, default=10)
     runner.add_argument("--height", type=_positive, default=256)
     runner.add_argument("--width", type=_positive, default=512)
+    dff_bench = bench_sub.add_parser(
+        "dff", help="the shipped model on CamVid's val clip: ms per stage, r, speedups at intervals 5 and 10")
+    dff_bench.add_argument("--frames", type=_positive, default=60)
+    dff_bench.add_argument("--passes", type=_positive, default=2)
+    dff_bench.add_argument("--data-root", default=None, help="the real data folder (holding camvid/)")
     train_bench = bench_sub.add_parser("train", help="end-to-end DFF training step vs a per-frame step")
     train_bench.add_argument("--batch", type=_positive, default=2)
     train_bench.add_argument("--height", type=_positive, default=256)
@@ -262,7 +271,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         elif args.command == "export-default":
             from adaptive_dff.pretrained import export_default
 
-            for name, entry in export_default(args.dff, args.decision).items():
+            exported = export_default(args.dff, args.decision, propagation_flow=args.propagation_flow,
+                                      dis_downscale=args.dis_downscale, dis_preset=args.dis_preset)
+            for name, entry in exported.items():
                 print(f"{name}: {entry['bytes'] / 1e6:.2f} MB, sha256 {entry['sha256'][:16]}...")
         elif args.command == "macs":
             from adaptive_dff.bench.costs import cost_table
@@ -284,6 +295,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from adaptive_dff.bench import runner
 
             runner.run(frames=args.frames, interval=args.interval, height=args.height, width=args.width)
+        elif args.bench == "dff":
+            from adaptive_dff.bench import dff as dff_bench
+
+            root = _data_root(args.data_root)
+            if root is None:
+                raise ValueError("bench dff needs the data folder: pass --data-root PATH (or set ADAPTIVE_DFF_DATA)")
+            dff_bench.run(root, frames=args.frames, passes=args.passes)
         elif args.bench == "train":
             from adaptive_dff.bench import train as train_bench
 
