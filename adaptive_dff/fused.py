@@ -25,6 +25,8 @@ from functools import lru_cache
 import numpy as np
 import tensorflow as tf
 
+from adaptive_dff.warp import bilinear_warp
+
 __all__ = ["bilinear_matrix", "FusedHead"]
 
 
@@ -66,8 +68,9 @@ class FusedHead:
     Args:
         head: the model's head, grid features ``[B, h, w, C]`` -> logits ``[B, h, w, K]``.
 
-    Call :meth:`labels` with grid features, the padded frame size and the
-    frame size. One program is compiled per (grid, padded, frame) shape and
+    Call :meth:`labels` with grid features (a key frame's), or
+    :meth:`propagate` with key features and a flow (a propagated frame; the
+    warp joins the same program), the padded frame size and the frame size. One program is compiled per (grid, padded, frame) shape and
     whether logits are asked for.
     """
 
@@ -76,6 +79,7 @@ class FusedHead:
         self._labels = tf.function(self._labels_impl, jit_compile=True, reduce_retracing=True)
         self._labels_logits = tf.function(self._labels_logits_impl, jit_compile=True, reduce_retracing=True)
         self._matrices: dict = {}
+        self._programs: dict = {}
 
     def _upsampled(self, features, rows, cols):
         logits = tf.cast(self.head(features, training=False), tf.float32)  # [B, h, w, K]
@@ -90,6 +94,34 @@ class FusedHead:
         up = self._upsampled(features, rows, cols)
         return tf.argmax(up, axis=1, output_type=tf.int32), tf.transpose(up, (0, 2, 3, 1))
 
+    def _program(self, warp: bool, scale: bool, logits: bool):
+        """The compiled program: [warp (and scale)], head, upsampling, argmax [and logits]."""
+        key = (warp, scale, logits)
+        if key not in self._programs:
+            finish = self._labels_logits_impl if logits else self._labels_impl
+
+            def program(features, rows, cols, *flow_and_scale):
+                if warp:
+                    features = bilinear_warp(features, flow_and_scale[0])
+                    if scale:
+                        features = features * tf.cast(flow_and_scale[1], features.dtype)
+                return finish(features, rows, cols)
+
+            self._programs[key] = tf.function(program, jit_compile=True, reduce_retracing=True)
+        return self._programs[key]
+
+    def propagate(self, key_features: tf.Tensor, flow: tf.Tensor, scale, padded_hw: tuple, frame_hw: tuple,
+                  logits: bool = False):
+        """Warp ``key_features`` along ``flow`` (times ``scale`` unless ``None``), then as :meth:`labels`.
+
+        The warp (:func:`adaptive_dff.bilinear_warp`), the scale, the head, the
+        upsampling and the argmax run as one XLA program. ``flow``:
+        ``[B, h, w, 2]`` on the key features' grid (see :mod:`adaptive_dff.warp`).
+        """
+        rows, cols = self._crop_matrices(key_features, padded_hw, frame_hw)
+        extra = (flow,) if scale is None else (flow, scale)
+        return self._program(True, scale is not None, logits)(key_features, rows, cols, *extra)
+
     def labels(self, features: tf.Tensor, padded_hw: tuple, frame_hw: tuple, logits: bool = False):
         """Class ids ``[B, H, W]`` int32 (and, with ``logits=True``, logits ``[B, H, W, K]`` float32).
 
@@ -98,6 +130,12 @@ class FusedHead:
             padded_hw: ``(H', W')``, the padded frame the grid covers.
             frame_hw: ``(H, W)``, the frame size to crop to (``H <= H'``, ``W <= W'``).
         """
+        rows, cols = self._crop_matrices(features, padded_hw, frame_hw)
+        if logits:
+            return self._labels_logits(features, rows, cols)
+        return self._labels(features, rows, cols)
+
+    def _crop_matrices(self, features, padded_hw, frame_hw):
         grid_h, grid_w = int(features.shape[1]), int(features.shape[2])
         (padded_h, padded_w), (height, width) = padded_hw, frame_hw
         if not (0 < height <= padded_h and 0 < width <= padded_w):
@@ -106,7 +144,4 @@ class FusedHead:
         if key not in self._matrices:
             self._matrices[key] = (tf.constant(bilinear_matrix(key[2], grid_h, key[4])),
                                    tf.constant(bilinear_matrix(key[3], grid_w, key[5])))
-        rows, cols = self._matrices[key]
-        if logits:
-            return self._labels_logits(features, rows, cols)
-        return self._labels(features, rows, cols)
+        return self._matrices[key]

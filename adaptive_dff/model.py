@@ -81,12 +81,12 @@ class DFFModel(keras.Model):
       ``"dis"`` (OpenCV DIS flow on frames downscaled by ``dis_downscale``,
       scale field one; no network runs on a propagated frame, see
       :mod:`adaptive_dff.dis_propagation`).
-    * ``dis_downscale`` (default 8) and ``dis_preset`` (default ``"fast"``):
+    * ``dis_downscale`` (default 8) and ``dis_preset`` (default ``"ultrafast"``):
       the DIS settings; giving them with ``propagation_flow="network"`` is an
       error, as they would not apply.
     """
 
-    DIS_DEFAULTS = {"dis_downscale": 8, "dis_preset": "fast"}
+    DIS_DEFAULTS = {"dis_downscale": 8, "dis_preset": "ultrafast"}
 
     def __init__(self, *, feature_net, flow_net, head, name: str = "dff", propagation_flow: str = "network",
                  dis_downscale: int | None = None, dis_preset: str | None = None, **kwargs):

@@ -94,7 +94,9 @@ class VideoRunner:
             they are, Clockwork-style; no flow is computed unless the policy
             asks for it).
         fused: run a frame's head, bilinear upsampling and argmax as one
-            XLA program (:class:`adaptive_dff.fused.FusedHead`) and skip the
+            XLA program (:class:`adaptive_dff.fused.FusedHead`), with the
+            warp and scale in the same program on a propagated frame (its
+            time then counts as ``warp``, and ``head`` stays 0), and skip the
             padded frame when nothing needs it; one region and ``"warp"``
             only. ``None`` (default): fused whenever that applies.
 
@@ -281,14 +283,11 @@ class VideoRunner:
         if decision.update[0]:
             features = timer.run("feature", model.run_features, padded_frame())
             new_keys, key_small = [(features, padded, index, crop.copy())], small
-        else:
+            out = timer.run("head", self._fused_head.labels, features, padded_hw, (height, width), self.keep_logits)
+        else:  # warp, scale, head, upsampling and argmax: one XLA program, timed as "warp"
             flow_out = flow_out or propagation_flow()
-            key_features = self.keys_[0][0]
-            if flow_out["scale"] is None:
-                features = timer.run("warp", bilinear_warp, key_features, flow_out["flow"])
-            else:
-                features = timer.run("warp", model.run_warp, key_features, flow_out)
-        out = timer.run("head", self._fused_head.labels, features, padded_hw, (height, width), self.keep_logits)
+            out = timer.run("warp", self._fused_head.propagate, self.keys_[0][0], flow_out["flow"], flow_out["scale"],
+                            padded_hw, (height, width), self.keep_logits)
 
         def merge():
             if self.keep_logits:

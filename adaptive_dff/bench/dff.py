@@ -11,8 +11,9 @@ for each configuration compared:
 * ``before``: the same weights with the flow net as propagation flow and the
   runner's stage-by-stage path (``fused=False``): how the model ran before.
 
-All (configuration, schedule) runs alternate, pass after pass, so drifts of
-a shared machine hit them alike. Frame 0 of each pass is left out (tracing,
+All (configuration, schedule) runs go in lockstep, frame by frame (every
+run steps frame t before any steps frame t + 1), so drifts of a shared
+machine hit them alike. Frame 0 of each pass is left out (tracing,
 and no schedule has a choice there). Per stage the table gives ms per frame
 (mean over frames); r is the mean time of a propagated frame over that of a
 key frame, both measured in the interval runs; the measured speedup at
@@ -41,16 +42,21 @@ def _configurations():
     return {"shipped": (shipped, None), "before": (before, False)}
 
 
-def _one_pass(runner, frames) -> list:
-    """``(total ms, key frame?, timings)`` per frame, frame 0 excluded."""
-    runner.reset()
-    out = []
+def _lockstep_pass(runners: dict, frames) -> dict:
+    """Every runner steps frame t in turn before any steps frame t + 1.
+
+    Returns ``(total ms, key frame?, timings)`` per frame and runner, frame 0 excluded.
+    """
+    out = {key: [] for key in runners}
+    for runner in runners.values():
+        runner.reset()
     for t, frame in enumerate(frames):
-        start = time.perf_counter()
-        result = runner.step(frame)
-        total = (time.perf_counter() - start) * 1e3
-        if t > 0:
-            out.append((total, bool(result.update.any()), dict(result.timings)))
+        for key, runner in runners.items():
+            start = time.perf_counter()
+            result = runner.step(frame)
+            total = (time.perf_counter() - start) * 1e3
+            if t > 0:
+                out[key].append((total, bool(result.update.any()), dict(result.timings)))
     return out
 
 
@@ -68,17 +74,16 @@ def run(data_root: str, frames: int = 60, passes: int = 2) -> dict:
         (name, l): VideoRunner(model, FixedInterval(l), fused=fused)
         for name, (model, fused) in configs.items() for l in INTERVALS
     }
-    for runner in runners.values():  # trace and compile every path
-        _one_pass(runner, clip[:3])
+    _lockstep_pass(runners, clip[:3])  # trace and compile every path
     samples = {key: [] for key in runners}
     for _ in range(passes):
-        for key, runner in runners.items():
-            samples[key] += _one_pass(runner, clip)
+        for key, s in _lockstep_pass(runners, clip).items():
+            samples[key] += s
 
     report = {}
     height, width = clip[0].shape[:2]
     print(f"DFF benchmark: the shipped CamVid model, the first {len(clip)} frames of the val clip at {width}x{height}, "
-          f"{passes} alternating passes, frame 0 of each left out; ms per frame")
+          f"{passes} passes, all runs in lockstep, frame 0 of each left out; ms per frame")
     for name, (model, _) in configs.items():
         per = {}
         rows = []
@@ -98,16 +103,20 @@ def run(data_root: str, frames: int = 60, passes: int = 2) -> dict:
         flow = model.propagation_flow
         if flow == "dis":
             flow = f"dis (downscale {model.dis_downscale}, preset {model.dis_preset})"
-        path = "fused head" if runners[(name, 5)].fused else "stage by stage"
+        path = ("fused (on propagated frames warp, head, upsampling and argmax are one program, timed as warp)"
+                if runners[(name, 5)].fused else "stage by stage")
         print(f"\n{name}: propagation flow {flow}, {path}")
         print(format_table(rows, ("schedule", "ms / frame", "speedup") + STAGE_COLUMNS))
-        print(f"key frame {key_ms:.1f} ms, propagated frame {prop_ms:.1f} ms: r = {r:.3f}")
+        key_med = float(np.median([x[0] for l in INTERVALS[1:] for x in per[l]["samples"] if x[1]]))
+        prop_med = float(np.median([x[0] for l in INTERVALS[1:] for x in per[l]["samples"] if not x[1]]))
+        print(f"key frame {key_ms:.1f} ms, propagated frame {prop_ms:.1f} ms (means): r = {r:.3f}; "
+              f"from medians ({key_med:.1f}, {prop_med:.1f} ms): r = {prop_med / key_med:.3f}")
         speedups = {}
         for l in INTERVALS[1:]:
             measured = base / per[l]["ms"]
             speedups[l] = {"measured": measured, "ideal": ideal_speedup(l, r)}
             print(f"interval {l}: measured speedup {measured:.2f}x, ideal l / (1 + (l - 1) r) = {ideal_speedup(l, r):.2f}x")
-        report[name] = {"r": r, "key_ms": key_ms, "propagated_ms": prop_ms, "speedups": speedups,
+        report[name] = {"r": r, "r_medians": prop_med / key_med, "key_ms": key_ms, "propagated_ms": prop_ms, "speedups": speedups,
                         "ms_per_frame": {l: per[l]["ms"] for l in INTERVALS},
                         "stages": {l: per[l]["stages"] for l in INTERVALS}}
     ratio = report["before"]["ms_per_frame"][10] / report["shipped"]["ms_per_frame"][10]
