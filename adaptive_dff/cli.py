@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--interval", type=_positive, default=10)
     runner.add_argument("--height", type=_positive, default=256)
     runner.add_argument("--width", type=_positive, default=512)
+    export_bench = bench_sub.add_parser(
+        "export", help="the exported SavedModel and its TFLite conversion vs the library: speed and agreement")
+    export_bench.add_argument("--repeats", type=_positive, default=10)
+    export_bench.add_argument("--data-root", default=None, help="the real data folder (holding camvid/)")
     dff_bench = bench_sub.add_parser(
         "dff", help="the shipped model on CamVid's val clip: ms per stage, r, speedups at intervals 5 and 10")
     dff_bench.add_argument("--frames", type=_positive, default=60)
@@ -295,6 +299,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from adaptive_dff.bench import runner
 
             runner.run(frames=args.frames, interval=args.interval, height=args.height, width=args.width)
+        elif args.bench == "export":
+            from adaptive_dff.bench import export as export_bench
+
+            root = _data_root(args.data_root)
+            if root is None:
+                raise ValueError("bench export needs the data folder: pass --data-root PATH (or set ADAPTIVE_DFF_DATA)")
+            export_bench.run(root, repeats=args.repeats)
         elif args.bench == "dff":
             from adaptive_dff.bench import dff as dff_bench
 
