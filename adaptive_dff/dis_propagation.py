@@ -45,8 +45,8 @@ class DISGridFlow:
             raise ValueError(f"downscale must be a positive divisor of the grid stride {stride}, got {downscale!r}")
         self.downscale = downscale
         self.stride = stride
+        DISFlow(preset)  # checks the preset
         self.preset = preset
-        self._dis = DISFlow(preset)
 
     def small(self, frame: np.ndarray) -> np.ndarray:
         """``[H, W, 3]`` uint8 RGB (or ``[H, W]`` gray) -> gray ``[ceil(H/d), ceil(W/d)]`` uint8."""
@@ -75,7 +75,7 @@ class DISGridFlow:
         """
         if current_small.shape != key_small.shape:
             raise ValueError(f"current frame ({current_small.shape}) and key frame ({key_small.shape}) differ in size")
-        flow = self._dis(current_small, key_small)  # small-frame pixels
+        flow = self._flow(current_small, key_small)  # small-frame pixels
         cells = self.stride // self.downscale  # small pixels per grid cell
         grid_h, grid_w = grid_hw
         pad_h = grid_h * cells - flow.shape[0]
@@ -88,6 +88,11 @@ class DISGridFlow:
         if cells > 1:
             flow = cv2.resize(flow, (grid_w, grid_h), interpolation=cv2.INTER_AREA)
         return (flow * (self.downscale / self.stride)).astype(np.float32)
+
+    def _flow(self, current_small: np.ndarray, key_small: np.ndarray) -> np.ndarray:
+        # A new OpenCV DIS object per pair (about 10 us): one reused keeps state
+        # from its last call, and its flow would depend on the frames before.
+        return DISFlow(self.preset)(current_small, key_small)
 
     def __repr__(self) -> str:
         return f"DISGridFlow(downscale={self.downscale}, preset={self.preset!r}, stride={self.stride})"
