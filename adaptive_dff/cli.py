@@ -69,6 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", help="the split scored per frame (default test)")
     evaluate.add_argument("--interval", type=_positive, default=5, help="key-frame interval on the val clip (default 5)")
     evaluate.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    evaluate.add_argument("--propagation-flow", default=None,
+                          help="override the model's propagation flow: network (its flow net) or dis (OpenCV DIS)")
+
+    export_steps = sub.add_parser("export", help="save the key-frame and propagation steps as a TensorFlow SavedModel")
+    export_steps.add_argument("--out", required=True, help="a new or empty folder, or an earlier export (replaced)")
+    export_steps.add_argument("--model", default=None, help="a .keras DFF model (default: the shipped model)")
+    export_steps.add_argument("--height", type=_positive, default=360, help="frame height the signatures take (default 360)")
+    export_steps.add_argument("--width", type=_positive, default=480, help="frame width (default 480)")
+    export_steps.add_argument("--propagation-flow", default=None, help="network or dis (default: the model's)")
+    export_steps.add_argument("--tflite", action="store_true", help="also write key_step.tflite and propagate_step.tflite")
 
     export = sub.add_parser("export-default", help="install trained models as the shipped default (see docs/model_card.md)")
     export.add_argument("--dff", required=True, help="model.keras of a 'train dff' run (11 CamVid classes)")
@@ -153,11 +163,32 @@ def _evaluate(args) -> None:
         raise ValueError("evaluate needs the data folder: pass --data-root PATH (or set ADAPTIVE_DFF_DATA)")
     path = args.model or default_model_path()
     print(f"model: {path}")
-    result = evaluate_camvid(load_model(path), root, split=args.split, interval=args.interval)
+    model = load_model(path)
+    if args.propagation_flow:
+        model.with_propagation_flow(args.propagation_flow)
+    print(f"propagation flow: {getattr(model, 'propagation_flow', 'network')}")
+    result = evaluate_camvid(model, root, split=args.split, interval=args.interval)
     if args.json:
         from training.runtime import write_json_atomic
 
         write_json_atomic(args.json, {"model": path, **result})
+
+
+def _export(args) -> None:
+    from adaptive_dff.export import export_saved_model, to_tflite
+    from adaptive_dff.model import load_model
+    from adaptive_dff.pretrained import default_model_path
+
+    model = load_model(args.model or default_model_path())
+    description = export_saved_model(model, args.out, args.height, args.width, propagation_flow=args.propagation_flow)
+    print(f"SavedModel for {args.width}x{args.height} frames, propagation flow {description['propagation_flow']}: "
+          f"{args.out} (signatures key_step, propagate_step; see adaptive_dff_export.json)")
+    if args.tflite:
+        from schedulers.files import write_bytes_atomic
+
+        for name, content in to_tflite(args.out).items():
+            write_bytes_atomic(os.path.join(args.out, f"{name}.tflite"), content)
+            print(f"{name}.tflite: {len(content) / 1e6:.2f} MB")
 
 
 def _compare(args) -> None:
@@ -279,6 +310,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                       dis_downscale=args.dis_downscale, dis_preset=args.dis_preset)
             for name, entry in exported.items():
                 print(f"{name}: {entry['bytes'] / 1e6:.2f} MB, sha256 {entry['sha256'][:16]}...")
+        elif args.command == "export":
+            _export(args)
         elif args.command == "macs":
             from adaptive_dff.bench.costs import cost_table
 
