@@ -13,7 +13,9 @@ its own key frame, as DVSNet):
 
 Per-stage wall times (ms) are measured around each stage: ``prepare``
 (checks, crops, padding), ``flow``, ``decision``, ``feature``, ``warp``,
-``head``, ``merge``. Only the key
+``head``, ``merge`` (on the fused path of one region, a propagated
+frame's warp, head, upsampling and argmax are one XLA program, timed as
+``warp``). Only the key
 features and key frame of each region are kept; per-frame outputs are
 returned, never stored (memory stays flat over long streams).
 """
