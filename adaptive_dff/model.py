@@ -264,7 +264,9 @@ class DFFModel(keras.Model):
         Returns:
             ``(logits [B, H, W, K], flow_net outputs)``; the flow net's outputs
             (``flow``, ``scale``, ``features``) are returned so a scheduler can
-            reuse them rather than computing the flow again.
+            reuse them rather than computing the flow again. With
+            ``propagation_flow="dis"`` they are ``flow`` (DIS, on the grid)
+            and ``scale`` (ones) only: no flow net runs.
         """
         if not isinstance(key, KeyFrame):
             raise TypeError(f"key must be the KeyFrame returned by key_step, got {type(key).__name__}")
