@@ -84,6 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", help="the split scored per frame (default test)")
     evaluate.add_argument("--interval", type=_positive, default=5, help="key-frame interval on the val clip (default 5)")
     evaluate.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    evaluate.add_argument("--propagation-flow", default=None,
+                          help="override the model's propagation flow: network (its flow net) or dis (OpenCV DIS)")
+
+    export_steps = sub.add_parser("export", help="save the key-frame and propagation steps as a TensorFlow SavedModel")
+    export_steps.add_argument("--out", required=True, help="a new or empty folder, or an earlier export (replaced)")
+    export_steps.add_argument("--model", default=None, help="a .keras DFF model (default: the shipped model)")
+    export_steps.add_argument("--height", type=_positive, default=360, help="frame height the signatures take (default 360)")
+    export_steps.add_argument("--width", type=_positive, default=480, help="frame width (default 480)")
+    export_steps.add_argument("--propagation-flow", default=None, help="network or dis (default: the model's)")
+    export_steps.add_argument("--tflite", action="store_true", help="also write key_step.tflite and propagate_step.tflite")
 
     segment = sub.add_parser(
         "segment", help="a video in, an annotated video, a per-frame CSV and a summary out",
@@ -121,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export-default", help="install trained models as the shipped default (see docs/model_card.md)")
     export.add_argument("--dff", required=True, help="model.keras of a 'train dff' run (11 CamVid classes)")
     export.add_argument("--decision", required=True, help="model.keras of a 'train decision' run on that model")
+    export.add_argument("--propagation-flow", default=None,
+                        help="set the model's propagation flow: network (the flow net) or dis (OpenCV DIS)")
+    export.add_argument("--dis-downscale", type=_positive, default=None, help="with --propagation-flow dis (default 8)")
+    export.add_argument("--dis-preset", default=None, help="with --propagation-flow dis: ultrafast, fast (default), medium")
 
     macs = sub.add_parser("macs", help="GMACs of every network and DFF's cost ratios")
     macs.add_argument("--height", type=_positive, default=1024)
@@ -159,6 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--interval", type=_positive, default=10)
     runner.add_argument("--height", type=_positive, default=256)
     runner.add_argument("--width", type=_positive, default=512)
+    export_bench = bench_sub.add_parser(
+        "export", help="the exported SavedModel and its TFLite conversion vs the library: speed and agreement")
+    export_bench.add_argument("--repeats", type=_positive, default=10)
+    export_bench.add_argument("--data-root", default=None, help="the real data folder (holding camvid/)")
+    dff_bench = bench_sub.add_parser(
+        "dff", help="the shipped model on CamVid's val clip: ms per stage, r, speedups at intervals 5 and 10")
+    dff_bench.add_argument("--frames", type=_positive, default=60)
+    dff_bench.add_argument("--passes", type=_positive, default=2)
+    dff_bench.add_argument("--data-root", default=None, help="the real data folder (holding camvid/)")
     train_bench = bench_sub.add_parser("train", help="end-to-end DFF training step vs a per-frame step")
     train_bench.add_argument("--batch", type=_positive, default=2)
     train_bench.add_argument("--height", type=_positive, default=256)
@@ -205,7 +228,11 @@ def _evaluate(args) -> None:
         raise ValueError("evaluate needs the data folder: pass --data-root PATH (or set ADAPTIVE_DFF_DATA)")
     path = args.model or default_model_path()
     logger.info(f"model: {path}")
-    result = evaluate_camvid(load_model(path), root, split=args.split, interval=args.interval)
+    model = load_model(path)
+    if args.propagation_flow:
+        model.with_propagation_flow(args.propagation_flow)
+    logger.info(f"propagation flow: {getattr(model, 'propagation_flow', 'network')}")
+    result = evaluate_camvid(model, root, split=args.split, interval=args.interval)
     if args.json:
         from schedulers.files import write_json_atomic
 
@@ -216,6 +243,23 @@ def _segment(args) -> None:
     from adaptive_dff.segment import run_command
 
     run_command(args)
+
+
+def _export(args) -> None:
+    from adaptive_dff.export import export_saved_model, to_tflite
+    from adaptive_dff.model import load_model
+    from adaptive_dff.pretrained import default_model_path
+
+    model = load_model(args.model or default_model_path())
+    description = export_saved_model(model, args.out, args.height, args.width, propagation_flow=args.propagation_flow)
+    logger.info(f"SavedModel for {args.width}x{args.height} frames, propagation flow {description['propagation_flow']}: "
+          f"{args.out} (signatures key_step, propagate_step; see adaptive_dff_export.json)")
+    if args.tflite:
+        from schedulers.files import write_bytes_atomic
+
+        for name, content in to_tflite(args.out).items():
+            write_bytes_atomic(os.path.join(args.out, f"{name}.tflite"), content)
+            logger.info(f"{name}.tflite: {len(content) / 1e6:.2f} MB")
 
 
 def _compare(args) -> None:
@@ -311,8 +355,12 @@ def _run(args) -> int:
         elif args.command == "export-default":
             from adaptive_dff.pretrained import export_default
 
-            for name, entry in export_default(args.dff, args.decision).items():
+            exported = export_default(args.dff, args.decision, propagation_flow=args.propagation_flow,
+                                      dis_downscale=args.dis_downscale, dis_preset=args.dis_preset)
+            for name, entry in exported.items():
                 logger.info(f"{name}: {entry['bytes'] / 1e6:.2f} MB, sha256 {entry['sha256'][:16]}...")
+        elif args.command == "export":
+            _export(args)
         elif args.command == "macs":
             from adaptive_dff.bench.costs import cost_figures, format_cost_table
 
@@ -340,6 +388,20 @@ def _run(args) -> int:
 
             console.reported(args, "bench runner", lambda: runner.run(
                 frames=args.frames, interval=args.interval, height=args.height, width=args.width))
+        elif args.bench == "export":
+            from adaptive_dff.bench import export as export_bench
+
+            root = _data_root(args.data_root)
+            if root is None:
+                raise ValueError("bench export needs the data folder: pass --data-root PATH (or set ADAPTIVE_DFF_DATA)")
+            console.reported(args, "bench export", lambda: export_bench.run(root, repeats=args.repeats))
+        elif args.bench == "dff":
+            from adaptive_dff.bench import dff as dff_bench
+
+            root = _data_root(args.data_root)
+            if root is None:
+                raise ValueError("bench dff needs the data folder: pass --data-root PATH (or set ADAPTIVE_DFF_DATA)")
+            console.reported(args, "bench dff", lambda: dff_bench.run(root, frames=args.frames, passes=args.passes))
         elif args.bench == "train":
             from adaptive_dff.bench import train as train_bench
 

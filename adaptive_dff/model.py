@@ -76,9 +76,23 @@ class DFFModel(keras.Model):
     end-to-end training path: logits of the current frame, with gradients
     reaching all three parts. For inference on a stream use
     :meth:`key_step` and :meth:`propagate_step`.
+
+    Inference options (saved with the model; training always uses the flow net):
+
+    * ``propagation_flow``: where a propagated frame's flow comes from,
+      ``"network"`` (the flow net: flow and scale field, DFF as published) or
+      ``"dis"`` (OpenCV DIS flow on frames downscaled by ``dis_downscale``,
+      scale field one; no network runs on a propagated frame, see
+      :mod:`adaptive_dff.dis_propagation`).
+    * ``dis_downscale`` (default 8) and ``dis_preset`` (default ``"ultrafast"``):
+      the DIS settings; giving them with ``propagation_flow="network"`` is an
+      error, as they would not apply.
     """
 
-    def __init__(self, *, feature_net, flow_net, head, name: str = "dff", **kwargs):
+    DIS_DEFAULTS = {"dis_downscale": 8, "dis_preset": "ultrafast"}
+
+    def __init__(self, *, feature_net, flow_net, head, name: str = "dff", propagation_flow: str = "network",
+                 dis_downscale: int | None = None, dis_preset: str | None = None, **kwargs):
         features = _output_spec(feature_net, "feature_net")
         flow = _output_spec(flow_net, "flow_net")
         classes = _output_spec(head, "head")
@@ -108,6 +122,7 @@ class DFFModel(keras.Model):
         self.output_stride = int(features.stride)
         self.size_divisor = lcm(features.size_divisor, flow.size_divisor)
         self.num_classes = int(classes.channels)
+        self._set_propagation_flow(propagation_flow, dis_downscale, dis_preset)
         self.built = True  # the parts are built functional models
         self._key_fn = tf.function(self._key_impl, reduce_retracing=True)
         self._propagate_fn = tf.function(self._propagate_impl, reduce_retracing=True)
@@ -125,6 +140,30 @@ class DFFModel(keras.Model):
                 reduce_retracing=True,
             ),
         }
+
+    def _set_propagation_flow(self, propagation_flow, dis_downscale, dis_preset) -> None:
+        from adaptive_dff.dis_propagation import PROPAGATION_FLOWS, DISGridFlow
+
+        if propagation_flow not in PROPAGATION_FLOWS:
+            raise ValueError(f"propagation_flow must be one of {PROPAGATION_FLOWS}, got {propagation_flow!r}")
+        given = {k: v for k, v in (("dis_downscale", dis_downscale), ("dis_preset", dis_preset)) if v is not None}
+        if propagation_flow != "dis" and given:
+            raise ValueError(f"{', '.join(sorted(given))} apply only to propagation_flow='dis'; this model "
+                             f"propagates with {propagation_flow!r} flow")
+        self.propagation_flow = propagation_flow
+        self.dis_downscale = dis_downscale
+        self.dis_preset = dis_preset
+        self.dis_flow = None
+        if propagation_flow == "dis":
+            settings = {**self.DIS_DEFAULTS, **given}
+            self.dis_downscale, self.dis_preset = settings["dis_downscale"], settings["dis_preset"]
+            self.dis_flow = DISGridFlow(self.dis_downscale, self.dis_preset, stride=self.output_stride)
+
+    def with_propagation_flow(self, propagation_flow: str, dis_downscale: int | None = None,
+                              dis_preset: str | None = None) -> "DFFModel":
+        """Switch where propagated frames take their flow from (see the class docstring); returns ``self``."""
+        self._set_propagation_flow(propagation_flow, dis_downscale, dis_preset)
+        return self
 
     # -- shapes -----------------------------------------------------------------
 
@@ -240,7 +279,9 @@ class DFFModel(keras.Model):
         Returns:
             ``(logits [B, H, W, K], flow_net outputs)``; the flow net's outputs
             (``flow``, ``scale``, ``features``) are returned so a scheduler can
-            reuse them rather than computing the flow again.
+            reuse them rather than computing the flow again. With
+            ``propagation_flow="dis"`` they are ``flow`` (DIS, on the grid)
+            and ``scale`` (ones) only: no flow net runs.
         """
         if not isinstance(key, KeyFrame):
             raise TypeError(f"key must be the KeyFrame returned by key_step, got {type(key).__name__}")
@@ -252,7 +293,22 @@ class DFFModel(keras.Model):
                 f"[{key.features.shape[0]}, {key.height}, {key.width}, 3]; frames of one stream "
                 "must share batch and size"
             )
+        if self.propagation_flow == "dis":
+            return self._propagate_dis(images, key)
         return self._propagate_fn(images, key.features, key.image)
+
+    def _propagate_dis(self, images: tf.Tensor, key: KeyFrame) -> tuple[tf.Tensor, dict]:
+        """Propagation along OpenCV DIS flow (scale field one), frame by frame of the batch."""
+        grid = tuple(key.features.shape[1:3])
+        frames = images.numpy()
+        keys = key.image.numpy()[:, : key.height, : key.width]
+        flow = tf.constant(np.stack([
+            self.dis_flow.grid_flow(self.dis_flow.small(f), self.dis_flow.small(k), grid) for f, k in zip(frames, keys)
+        ]))
+        warped = bilinear_warp(key.features, flow)
+        padded = tf.shape(key.image)
+        logits = self._stage_fns["head"](warped, padded, key.height, key.width)
+        return logits, {"flow": flow, "scale": tf.ones_like(key.features)}
 
     # -- serialization ----------------------------------------------------------
 
@@ -263,6 +319,9 @@ class DFFModel(keras.Model):
             "feature_net": keras.saving.serialize_keras_object(self.feature_net),
             "flow_net": keras.saving.serialize_keras_object(self.flow_net),
             "head": keras.saving.serialize_keras_object(self.head),
+            "propagation_flow": self.propagation_flow,
+            "dis_downscale": self.dis_downscale,
+            "dis_preset": self.dis_preset,
         }
 
     @classmethod

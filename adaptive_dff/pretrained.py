@@ -84,7 +84,11 @@ def load_default():
     """The default :class:`adaptive_dff.DFFModel` (CamVid, 11 classes), checked and loaded.
 
     Frames of any size are accepted (see :class:`adaptive_dff.DFFModel`); it was
-    trained and scored on CamVid's 480x360 frames of driving scenes.
+    trained and scored on CamVid's 480x360 frames of driving scenes. It
+    propagates along OpenCV DIS flow on frames downscaled 8x
+    (``propagation_flow="dis"``, the fast choice on a CPU; see
+    ``docs/model_card.md``); ``load_default().with_propagation_flow("network")``
+    gives its trained flow net back.
     """
     from adaptive_dff.model import load_model
 
@@ -108,13 +112,16 @@ def write_manifest(files: list) -> None:
     write_json_atomic(MANIFEST, {"files": entries})
 
 
-def export_default(dff_path: str, decision_path: str) -> dict:
+def export_default(dff_path: str, decision_path: str, propagation_flow: str | None = None,
+                   dis_downscale: int | None = None, dis_preset: str | None = None) -> dict:
     """Install a trained DFF model and decision model as the shipped default.
 
     Both are loaded and checked first (11 CamVid classes; the decision model's
     input has as many channels as the DFF model's flow features), then copied
-    into :data:`WEIGHTS_DIR` and the manifest rewritten. Returns the manifest
-    entries.
+    into :data:`WEIGHTS_DIR` and the manifest rewritten. ``propagation_flow``
+    (with ``dis_downscale``, ``dis_preset``) sets the DFF model's inference
+    option of that name (see :class:`adaptive_dff.DFFModel`) before it is
+    saved; ``None`` keeps the file's. Returns the manifest entries.
     """
     import shutil
 
@@ -127,13 +134,17 @@ def export_default(dff_path: str, decision_path: str) -> dict:
     model = load_model(dff_path)
     if not isinstance(model, DFFModel):
         raise ValueError(f"{dff_path!r} holds a {type(model).__name__}, not a DFF model (a 'train dff' run's model.keras)")
+    if propagation_flow is not None:
+        model.with_propagation_flow(propagation_flow, dis_downscale, dis_preset)
+    elif dis_downscale is not None or dis_preset is not None:
+        raise ValueError("dis_downscale and dis_preset need propagation_flow='dis'")
     if model.num_classes != NUM_CLASSES:
         raise ValueError(f"the default model predicts CamVid's {NUM_CLASSES} classes; {dff_path!r} predicts "
                          f"{model.num_classes}")
     decision = DecisionModel.load(decision_path)
     frame = np.zeros((128, 128, 3), np.uint8)
-    _, key = model.key_step(frame)
-    _, flow_out = model.propagate_step(frame, key)
+    _, padded = model.pad_frames(frame)
+    flow_out = model.run_flow(padded, padded)  # the flow net's features, whatever the propagation flow
     channels = int(flow_out["features"].shape[-1])
     wanted = int(decision.model_.input_shape[-1])
     if channels != wanted:
@@ -143,7 +154,11 @@ def export_default(dff_path: str, decision_path: str) -> dict:
     staged = os.path.join(WEIGHTS_DIR, "staged")
     os.makedirs(staged, exist_ok=True)
     try:
-        _deflated_copy(dff_path, os.path.join(staged, DFF_FILE))
+        source = dff_path
+        if propagation_flow is not None:
+            source = os.path.join(staged, "configured.keras")
+            model.save(source)
+        _deflated_copy(source, os.path.join(staged, DFF_FILE))
         decision.save(os.path.join(staged, DECISION_FILE))  # without optimizer state
         _deflated_copy(os.path.join(staged, DECISION_FILE), os.path.join(staged, DECISION_FILE + ".deflated"))
         os.replace(os.path.join(staged, DECISION_FILE + ".deflated"), os.path.join(staged, DECISION_FILE))

@@ -79,6 +79,11 @@ def bilinear_warp(features: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
     return _warp_compiled(features, flow)
 
 
+def _clip(t: tf.Tensor, low, high) -> tf.Tensor:
+    """``min(max(t, low), high)``: ClipByValue from two builtins TensorFlow Lite also has."""
+    return _raw.Minimum(x=_raw.Maximum(x=t, y=tf.cast(low, t.dtype)), y=tf.cast(high, t.dtype))
+
+
 def warp_graph(features: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
     """The ops of :func:`bilinear_warp` without its checks and without XLA (``bilinear_warp``
     runs them compiled); for callers that compile themselves and for benchmarks."""
@@ -104,8 +109,8 @@ def warp_graph(features: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
     outside = _raw.Fill(dims=_raw.Shape(input=x), value=tf.constant(-2.0, coord))
     x = _raw.SelectV2(condition=finite, t=x, e=outside)
     y = _raw.SelectV2(condition=finite, t=y, e=outside)
-    x = _raw.ClipByValue(t=x, clip_value_min=-2.0, clip_value_max=width_f + 1.0)
-    y = _raw.ClipByValue(t=y, clip_value_min=-2.0, clip_value_max=height_f + 1.0)
+    x = _clip(x, -2.0, width_f + 1.0)
+    y = _clip(y, -2.0, height_f + 1.0)
 
     x0 = _raw.Floor(x=x)
     y0 = _raw.Floor(x=y)
@@ -132,10 +137,10 @@ def warp_graph(features: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
         tensor=_raw.Range(start=0, limit=batch, delta=1) * (height * width),
         shape=[-1, 1, 1],
     )
-    cx0 = _raw.ClipByValue(t=x0i, clip_value_min=0, clip_value_max=width - 1)
-    cx1 = _raw.ClipByValue(t=x1i, clip_value_min=0, clip_value_max=width - 1)
-    row0 = batch_offset + _raw.ClipByValue(t=y0i, clip_value_min=0, clip_value_max=height - 1) * width
-    row1 = batch_offset + _raw.ClipByValue(t=y1i, clip_value_min=0, clip_value_max=height - 1) * width
+    cx0 = _clip(x0i, 0, width - 1)
+    cx1 = _clip(x1i, 0, width - 1)
+    row0 = batch_offset + _clip(y0i, 0, height - 1) * width
+    row1 = batch_offset + _clip(y1i, 0, height - 1) * width
 
     # Four gathers from features flattened to [B * H * W, C], blended by their
     # weights. Under XLA the gathers and the blend fuse into one loop over the

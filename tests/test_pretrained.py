@@ -27,8 +27,11 @@ def test_the_default_model_loads_and_predicts_camvid_classes():
     logits, key = model.key_step(frame)
     assert logits.shape == (1, 360, 480, 11)
     logits, flow_out = model.propagate_step(frame, key)
+    assert logits.shape == (1, 360, 480, 11)
+    assert model.propagation_flow == "dis" and set(flow_out) == {"flow", "scale"}  # DIS flow: no flow-net features
+    _, padded = model.pad_frames(frame)
     decision = pretrained.load_default_decision()
-    assert decision.model_.input_shape[-1] == flow_out["features"].shape[-1]
+    assert decision.model_.input_shape[-1] == model.run_flow(padded, padded)["features"].shape[-1]
 
 
 def test_the_shipped_files_fit_the_size_limit():

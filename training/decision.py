@@ -108,6 +108,8 @@ def build_samples(model, frames: list, grid: RegionGrid, config: dict) -> tuple[
             current = key + offset
             for r, (crop, kf) in enumerate(zip(grid.split(frames[current]), keys)):
                 logits, flow_out = model.propagate_step(crop, kf)
+                if "features" not in flow_out:  # propagation along DIS flow: the flow net runs for its features
+                    flow_out = model.run_flow(model.pad_frames(crop)[1], kf.image)
                 agree = np.mean(np.argmax(logits.numpy()[0], -1) == frame_labels(current)[r])
                 h, w = boxes[r][1] - boxes[r][0], boxes[r][3] - boxes[r][2]
                 features = model.crop_to_grid(flow_out["features"], h, w)
