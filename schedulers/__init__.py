@@ -13,6 +13,8 @@ from schedulers.calibration import CalibrationResult, calibrate, key_fraction, r
 from schedulers.decision import DecisionModel, DecisionNetworkScheduler, OpenCVPairFeatures
 from schedulers.flow import DISFlow
 from schedulers.policies import FixedInterval, FlowMagnitude, FrameDifference
+from schedulers.quality import PropagationQuality, QualitySignals
+from schedulers.quality_predictor import QualityPredictor, load_default_quality
 from schedulers.regions import RegionGrid
 from schedulers.tracker import Tracker
 
@@ -22,6 +24,7 @@ POLICIES = {
     "frame_difference": FrameDifference,
     "flow_magnitude": FlowMagnitude,
     "decision_network": DecisionNetworkScheduler,
+    "propagation_quality": PropagationQuality,
 }
 
 __all__ = [
@@ -37,9 +40,13 @@ __all__ = [
     "FrameDifference",
     "OpenCVPairFeatures",
     "Policy",
+    "PropagationQuality",
+    "QualityPredictor",
+    "QualitySignals",
     "RegionGrid",
     "Tracker",
     "calibrate",
     "key_fraction",
+    "load_default_quality",
     "replay",
 ]

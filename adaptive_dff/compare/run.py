@@ -32,6 +32,7 @@ POLICIES = {
     "frame_difference": ("frame_difference", "warp"),
     "flow_magnitude": ("flow_magnitude", "warp"),
     "decision_network": ("decision_network", "warp"),
+    "propagation_quality": ("propagation_quality", "warp"),  # the shipped quality predictor, renewal rule
 }
 DEFAULT_POLICIES = ("fixed_interval", "copy", "frame_difference", "flow_magnitude")
 DEFAULT_BUDGETS = (0.10, 0.20, 0.33)
