@@ -216,6 +216,11 @@ class PropagationQuality(Policy):
             in frame-losses (see the module notes; about 0.5 to 3 for budgets
             of 33% to 10%).
         rule: ``"renewal"`` or ``"greedy"``.
+        monotone: use the running maximum of the predicted loss since the
+            key frame (a carried result does not get better with distance;
+            this keeps a predictor's dips, e.g. where the warp error is
+            small but the labels have drifted, from postponing a key, and
+            makes the renewal score non-decreasing between keys).
         downsample: passed to :class:`QualitySignals`.
 
     Scores are +inf for a region whose signals are not finite (it is
@@ -224,10 +229,12 @@ class PropagationQuality(Policy):
 
     needs_flow = True
 
-    def __init__(self, predictor=None, threshold: float = 1.0, rule: str = "renewal", downsample: int = 2):
+    def __init__(self, predictor=None, threshold: float = 1.0, rule: str = "renewal", monotone: bool = True,
+                 downsample: int = 2):
         self.predictor = predictor
         self.threshold = threshold
         self.rule = rule
+        self.monotone = monotone
         self.downsample = downsample
 
     def _predictor(self):
@@ -256,28 +263,35 @@ class PropagationQuality(Policy):
             raise ValueError(f"rule must be one of {RULES}, got {self.rule!r}")
         quality = self.quality(context)
         self.last_quality_ = quality
-        loss = np.where(np.isfinite(quality), 1.0 - quality, np.inf)
-        if self.rule == "greedy":
-            return loss
-        # Per region: (key index, sum of the losses of the frames before the last one seen,
-        # the last frame seen, its loss); asking twice about one frame counts it once.
-        state = getattr(self, "loss_sums_", None)
+        raw = np.where(np.isfinite(quality), 1.0 - quality, np.inf)
+        # Per region: the key, the frame last seen, and (losses of the frames before it:
+        # their sum and running maximum, then its own loss); asking twice about one frame
+        # counts it once.
+        state = getattr(self, "loss_state_", None)
         if state is None or len(state) != context.num_regions:
-            state = self.loss_sums_ = [(None, 0.0, None, 0.0)] * context.num_regions
+            state = self.loss_state_ = [None] * context.num_regions
         frame = int(context.frame_index)
         scores = np.empty(context.num_regions)
-        for r, (key_index, current_loss) in enumerate(zip(context.key_indices, loss)):
+        for r, (key_index, loss) in enumerate(zip(context.key_indices, raw)):
             key_index = int(key_index)
-            known, before, last_frame, last_loss = state[r]
-            if known != key_index:
-                total = 0.0
-            elif last_frame == frame:
-                total = before
+            s = state[r]
+            if s is None or s["key"] != key_index:
+                total, peak = 0.0, 0.0
+            elif s["frame"] == frame:
+                total, peak = s["total"], s["peak"]
             else:
-                total = before + last_loss
-            n = max(frame - key_index, 1)
-            scores[r] = n * current_loss - total if np.isfinite(current_loss) else np.inf
-            state[r] = (key_index, total, frame, current_loss if np.isfinite(current_loss) else 1.0)
+                total, peak = s["total"] + s["loss"], max(s["peak"], s["loss"])
+            finite = bool(np.isfinite(loss))
+            if self.monotone and finite:
+                loss = max(loss, peak)
+            state[r] = {"key": key_index, "frame": frame, "total": total, "peak": peak,
+                        "loss": loss if finite else 1.0}
+            if not finite:
+                scores[r] = np.inf
+            elif self.rule == "greedy":
+                scores[r] = loss
+            else:
+                scores[r] = max(frame - key_index, 1) * loss - total
         return scores
 
     def decide(self, context: Context) -> Decision:

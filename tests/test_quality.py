@@ -203,3 +203,27 @@ def test_train_quality_smoke_writes_a_loadable_predictor(tmp_path):
     assert set(metrics["mean_predictor_mae"]) == {"all", "generated", "camvid"}
     with pytest.raises(ValueError, match="target"):
         run(load_config("quality", "smoke", ["target=iou"]), str(tmp_path / "other"))
+
+
+class _SequenceQuality:
+    """A stand-in predictor: the quality of frame n since the key is ``values[n]``."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def check_signals(self, signals):
+        pass
+
+    def predict(self, X):
+        return np.array([self.values[int(n)] for n in X[:, 0]])
+
+
+def test_monotone_envelope_keeps_the_worst_loss_since_the_key():
+    values = {1: 0.9, 2: 0.6, 3: 0.95, 4: 0.9}
+    frame = np.zeros((16, 16, 3), np.uint8)
+    flow = [np.zeros((16, 16, 2), np.float32)]
+    for monotone, expected in ((True, [0.1, 0.7, 0.7, 0.7]), (False, [0.1, 0.7, -0.35, -0.15])):
+        policy = PropagationQuality(_SequenceQuality(values), threshold=1e9, monotone=monotone, downsample=4)
+        # renewal score n * L_n - sum_{i<n} L_i, with L the (running maximum of the) loss
+        scores = [policy.decide(Context(t, [frame], [frame], [0], flow=flow)).scores[0] for t in (1, 2, 3, 4)]
+        np.testing.assert_allclose(scores, expected, atol=1e-9)

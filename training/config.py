@@ -89,7 +89,7 @@ PROGRAM_FIELDS = {
         "camvid": (bool, True),  # add CamVid val frames 0..33 (never 34..100)
         "camvid_weight": (float, 3.0),  # CamVid rows count this many times in the fit
         "target": (str, "pixel_accuracy"),  # or "miou"
-        "kinds": (str, "ridge,mlp"),  # predictor kinds fitted; the best held-out one is written
+        "kinds": (str, "ridge"),  # predictor kinds fitted (ridge, mlp); the best held-out one is written
     },
 }
 
