@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--data-root", default=None, help="the real data folder (for camvid-val)")
     compare.add_argument("--mode", default="oracle", help="oracle (default) or model")
     compare.add_argument("--policies", nargs="+", default=None, metavar="NAME",
-                         help="fixed_interval copy frame_difference flow_magnitude decision_network "
+                         help="fixed_interval copy frame_difference flow_magnitude decision_network, each optionally "
+                              "with @budget (a KeyBudget per clip) or @shared (one SharedBudget over the test clips) "
                               "(default: all but decision_network, which needs --decision-model)")
     compare.add_argument("--budgets", nargs="+", type=float, default=None, help="fair key-frame budgets (default 0.10 0.20 0.33)")
     compare.add_argument("--sweep", nargs="*", type=float, default=None,
@@ -143,73 +144,34 @@ def _evaluate(args) -> None:
     print(f"model: {path}")
     result = evaluate_camvid(load_model(path), root, split=args.split, interval=args.interval)
     if args.json:
-        from training.runtime import write_json_atomic
+        from schedulers.files import write_json_atomic
 
-        write_json_atomic(args.json, {"model": path, **result})
+        write_json_atomic(args.json, {"model": path, **result}, indent=2, sort_keys=True, default=str)
 
 
 def _compare(args) -> None:
     import time
 
-    from adaptive_dff.compare import run as compare_run
+    from adaptive_dff.compare.config import CompareConfig, resolve_defaults
+    from adaptive_dff.compare.datasets import compare_datasets, dataset_kind
+    from adaptive_dff.compare.planning import parse_shard
+    from adaptive_dff.compare.run import merge, run_compare
 
     if args.merge:
         if not args.out:
             raise ValueError("--merge needs --out, the folder to write the joined results to")
-        compare_run.merge(args.merge, args.out)
+        merge(args.merge, args.out)
         return
-    model, decision_model = args.model, args.decision_model
-    if args.mode == "model" and model is None:
-        if args.video or args.dataset == "camvid-val":
-            from adaptive_dff.pretrained import default_decision_path, default_model_path
-
-            model = default_model_path()
-            if decision_model is None:
-                decision_model = default_decision_path()
-            print(f"model mode: the shipped CamVid model ({model})")
-        else:
-            print("model mode on the synthetic sets: an untrained compact model (timings only; the shipped "
-                  "model knows CamVid's classes, not the generated ones)")
-    config = compare_run.CompareConfig(mode=args.mode, flow=args.flow, model=model,
-                                       decision_model=decision_model, seed=args.seed)
-    if args.policies:
-        config.policies = tuple(args.policies)
-    elif decision_model:
-        config.policies = compare_run.DEFAULT_POLICIES + ("decision_network",)
-    if args.budgets:
-        config.budgets = tuple(args.budgets)
-    if args.sweep is not None:
-        config.sweep = tuple(args.sweep)
-    if args.regions:
-        config.regions = tuple(args.regions)
-    config.check()
-    shard = compare_run.parse_shard(args.shard)
-    dataset = _compare_dataset(args, model)
+    given = {"policies": args.policies or None, "budgets": args.budgets or None, "sweep": args.sweep,
+             "regions": args.regions or None}
+    config = CompareConfig(mode=args.mode, flow=args.flow, model=args.model, decision_model=args.decision_model,
+                           seed=args.seed, **{k: tuple(v) for k, v in given.items() if v is not None})
+    config = resolve_defaults(config, [dataset_kind(args.dataset, args.video)]).check()
+    shard = parse_shard(args.shard)
+    datasets = compare_datasets(args.dataset, videos=args.video, data_root=_data_root(args.data_root),
+                                frames=args.frames, seed=args.seed, model=config.model)
     out = args.out or os.path.join("runs", time.strftime("compare-%Y%m%d-%H%M%S"))
-    compare_run.run_compare(config, dataset, out, jobs=args.jobs, shard=shard)
-
-
-def _compare_dataset(args, model: Optional[str]):
-    from adaptive_dff.compare import datasets
-
-    if args.video:
-        if args.dataset:
-            raise ValueError("give either --dataset or --video, not both")
-        num_classes = 11
-        if model:
-            from adaptive_dff.model import load_model
-
-            num_classes = load_model(model).head.get_config()["num_classes"]
-        return datasets.video_dataset(args.video, num_classes=num_classes, max_frames=args.frames)
-    name = args.dataset or "synthetic"
-    if name == "synthetic":
-        return datasets.synthetic_datasets(frames=args.frames or 48, seed=max(args.seed, 0))
-    if name == "camvid-val":
-        root = _data_root(args.data_root)
-        if root is None:
-            raise ValueError("--dataset camvid-val needs the data folder: pass --data-root PATH")
-        return datasets.camvid_val_dataset(root)
-    raise ValueError(f"unknown data set {name!r}; choose synthetic or camvid-val, or pass --video FILE ...")
+    run_compare(config, datasets, out, jobs=args.jobs, shard=shard)
 
 
 def _train(args) -> None:

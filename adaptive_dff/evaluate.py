@@ -48,7 +48,7 @@ def interval_confusion(model, frames: Sequence[np.ndarray], labels: Sequence[np.
 
 def evaluate_camvid(model, data_root: str, *, split: str = "test", interval: int = 5, log=print) -> dict:
     """Per-frame mIoU on ``split`` and per-frame vs DFF mIoU on the ``val`` clip."""
-    from training.camvid import CLASS_NAMES, NUM_CLASSES, VOID, load_split
+    from adaptive_dff.data.camvid import CLASS_NAMES, NUM_CLASSES, VOID, load_split
 
     from adaptive_dff.model import DFFModel
 

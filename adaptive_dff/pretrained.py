@@ -17,9 +17,10 @@ to restore it) rather than failing somewhere inside Keras.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+
+from schedulers.files import file_sha256, write_json_atomic
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 MANIFEST = os.path.join(WEIGHTS_DIR, "manifest.json")
@@ -30,14 +31,6 @@ RESTORE = (
     "restore it with 'git checkout -- adaptive_dff/weights' in a source checkout or by reinstalling "
     "adaptive-dff, or rebuild it with the commands in docs/model_card.md"
 )
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _manifest() -> dict:
@@ -70,7 +63,7 @@ def verified_path(name: str) -> str:
     if size != entry["bytes"]:
         raise ValueError(f"the default model file {path!r} is damaged: {size} bytes where {entry['bytes']} "
                          f"were shipped; {RESTORE}")
-    if _sha256(path) != entry["sha256"]:
+    if file_sha256(path) != entry["sha256"]:
         raise ValueError(f"the default model file {path!r} is damaged: its SHA-256 differs from the shipped one; "
                          f"{RESTORE}")
     return path
@@ -108,12 +101,10 @@ def load_default_decision():
 
 def write_manifest(files: list) -> None:
     """Record size and SHA-256 of ``files`` (names in :data:`WEIGHTS_DIR`) in the manifest, atomically."""
-    from schedulers.files import write_json_atomic
-
     entries = {}
     for name in files:
         path = os.path.join(WEIGHTS_DIR, name)
-        entries[name] = {"bytes": os.path.getsize(path), "sha256": _sha256(path)}
+        entries[name] = {"bytes": os.path.getsize(path), "sha256": file_sha256(path)}
     write_json_atomic(MANIFEST, {"files": entries}, indent=2, sort_keys=True)
 
 
@@ -131,7 +122,7 @@ def export_default(dff_path: str, decision_path: str) -> dict:
 
     from adaptive_dff.model import DFFModel, load_model
     from schedulers import DecisionModel
-    from training.camvid import NUM_CLASSES
+    from adaptive_dff.data.camvid import NUM_CLASSES
 
     model = load_model(dff_path)
     if not isinstance(model, DFFModel):

@@ -5,10 +5,13 @@ frame of each region, and, only when it asks, the flow) and returns a
 :class:`Decision`: per region, update (recompute) or propagate, with the score
 that drove it. :class:`Tracker` embeds a policy in any pipeline with numpy
 frames; :func:`calibrate` tunes a threshold to a key-frame budget or an
-accuracy target. This package imports without TensorFlow.
+accuracy target; :class:`KeyBudget` holds a stream's key fraction on a
+target online (no threshold) and :class:`SharedBudget` spreads one budget
+over many streams. This package imports without TensorFlow.
 """
 
 from schedulers.base import Context, Decision, Policy
+from schedulers.budget import KeyBudget
 from schedulers.calibration import CalibrationResult, calibrate, key_fraction, replay
 from schedulers.decision import DecisionModel, DecisionNetworkScheduler, OpenCVPairFeatures
 from schedulers.flow import DISFlow
@@ -16,6 +19,7 @@ from schedulers.policies import FixedInterval, FlowMagnitude, FrameDifference
 from schedulers.quality import PropagationQuality, QualitySignals
 from schedulers.quality_predictor import QualityPredictor, load_default_quality
 from schedulers.regions import RegionGrid
+from schedulers.shared_budget import BudgetStream, RegionGridMismatch, SharedBudget
 from schedulers.tracker import Tracker
 
 # Plain registry of policy names to classes (for command lines and configs).
@@ -29,6 +33,7 @@ POLICIES = {
 
 __all__ = [
     "POLICIES",
+    "BudgetStream",
     "CalibrationResult",
     "Context",
     "DISFlow",
@@ -38,12 +43,15 @@ __all__ = [
     "FixedInterval",
     "FlowMagnitude",
     "FrameDifference",
+    "KeyBudget",
     "OpenCVPairFeatures",
     "Policy",
     "PropagationQuality",
     "QualityPredictor",
     "QualitySignals",
     "RegionGrid",
+    "RegionGridMismatch",
+    "SharedBudget",
     "Tracker",
     "calibrate",
     "key_fraction",

@@ -45,3 +45,20 @@ def write_json_atomic(path, payload, **dump_options) -> None:
     """Write ``payload`` as JSON to ``path`` atomically (``dump_options`` go to :func:`json.dump`)."""
     with atomic_path(path, ".json") as tmp, open(tmp, "w") as f:
         json.dump(payload, f, **dump_options)
+
+
+def file_sha256(path) -> str:
+    """The SHA-256 of a file's bytes, as hexadecimal."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_keras_atomic(model, path) -> None:
+    """Save a Keras model (anything with ``.save(path)``) to a ``.keras`` file atomically."""
+    with atomic_path(path, ".keras") as tmp:
+        model.save(tmp)

@@ -124,42 +124,74 @@ class Tracker:
         self._stream = StreamCheck(self.regions)
         self.key_regions_: list[np.ndarray] = []
         self.key_indices_: list[int] = []
+        self._pending = None
         if hasattr(self.policy, "reset"):
             self.policy.reset()
         return self
 
     def step(self, frame) -> Decision:
         """Decide for the next frame of the stream; updated regions become key regions."""
+        context = self.observe(frame)
+        if context is None:
+            decision = first_frame_decision(len(self.regions))
+        else:
+            decision = self.policy.decide(context)
+        return self.commit(decision)
+
+    def observe(self, frame) -> Optional[Context]:
+        """First half of :meth:`step`: check and crop the next frame, compute the
+        flow the policy asks for, and return the :class:`Context` the policy
+        would see (``None`` on frame 0, a key frame of every region).
+
+        Follow it with :meth:`commit` of a decision for this frame, from the
+        policy or from anything that decides several streams together (e.g.
+        :meth:`schedulers.SharedBudget.step`).
+        """
         index = self.frame_index_ + 1
         frame = self._stream(frame, index)
         crops = self.regions.split(frame)
         if index == 0:
-            decision = first_frame_decision(len(crops))
-        else:
-            flows = self._flows(crops, index) if getattr(self.policy, "needs_flow", False) else None
-            if flows is not None:
-                for r, (flow, crop) in enumerate(zip(flows, crops)):
-                    shape = getattr(flow, "shape", None)
-                    if shape is None or tuple(shape) != crop.shape[:2] + (2,):
-                        raise ValueError(
-                            f"the flow function returned {'shape ' + str(tuple(shape)) if shape is not None else repr(flow)} "
-                            f"for region {r} of frame {index}; expected {crop.shape[:2] + (2,)}"
-                        )
-            pair_features = None
-            if self.features is not None and getattr(self.policy, "needs_flow_features", False):
-                pair_features = [
-                    self.features(c, k, None if flows is None else f)
-                    for c, k, f in zip(crops, self.key_regions_, flows or [None] * len(crops))
-                ]
-            context = Context(
-                frame_index=index, regions=crops, key_regions=self.key_regions_,
-                key_indices=self.key_indices_, flow=flows, flow_features=pair_features,
-            )
-            decision = self.policy.decide(context)
-            if flows is not None:
-                decision.extras["flow"] = flows
-        self._remember(crops, decision.update, index)
+            self._pending = (index, crops, None)
+            return None
+        flows = self._flows(crops, index) if getattr(self.policy, "needs_flow", False) else None
+        if flows is not None:
+            for r, (flow, crop) in enumerate(zip(flows, crops)):
+                shape = getattr(flow, "shape", None)
+                if shape is None or tuple(shape) != crop.shape[:2] + (2,):
+                    raise ValueError(
+                        f"the flow function returned {'shape ' + str(tuple(shape)) if shape is not None else repr(flow)} "
+                        f"for region {r} of frame {index}; expected {crop.shape[:2] + (2,)}"
+                    )
+        pair_features = None
+        if self.features is not None and getattr(self.policy, "needs_flow_features", False):
+            pair_features = [
+                self.features(c, k, None if flows is None else f)
+                for c, k, f in zip(crops, self.key_regions_, flows or [None] * len(crops))
+            ]
+        self._pending = (index, crops, flows)
+        return Context(
+            frame_index=index, regions=crops, key_regions=self.key_regions_,
+            key_indices=self.key_indices_, flow=flows, flow_features=pair_features,
+        )
+
+    def commit(self, decision: Decision) -> Decision:
+        """Second half of :meth:`step`: apply ``decision`` to the frame given to
+        :meth:`observe` (updated regions become key regions) and return it, with
+        the flow in ``decision.extras["flow"]`` when flow was computed."""
+        pending = getattr(self, "_pending", None)
+        if pending is None:
+            raise RuntimeError("commit() needs a frame: call observe(frame) first")
+        index, crops, flows = pending
+        update = np.asarray(decision.update, dtype=bool).reshape(-1)
+        if update.shape != (len(crops),):
+            raise ValueError(f"the decision for frame {index} has {update.size} regions, the frame has {len(crops)}")
+        if index == 0 and not update.all():
+            raise ValueError("frame 0 of a stream is a key frame of every region; the decision skips some")
+        if flows is not None:
+            decision.extras["flow"] = flows
+        self._remember(crops, update, index)
         self.frame_index_ = index
+        self._pending = None
         return decision
 
     def _flows(self, crops, index: int) -> list[np.ndarray]:

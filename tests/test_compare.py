@@ -21,7 +21,7 @@ from adaptive_dff.compare import (
     run_compare,
     synthetic_dataset,
 )
-from adaptive_dff.compare import run as compare_run
+from adaptive_dff.compare import workspace as compare_workspace
 from adaptive_dff.metrics import confusion_matrix, mean_iou
 from adaptive_dff.data import SyntheticVideo
 from schedulers import DISFlow, FixedInterval, FrameDifference, RegionGrid
@@ -163,7 +163,7 @@ def test_compare_writes_every_output_and_a_rerun_does_no_work(tiny_dataset, tmp_
 def test_an_interrupted_compare_keeps_finished_cells_and_continues(tiny_dataset, tmp_path, monkeypatch):
     out = str(tmp_path / "run")
     config = CompareConfig(policies=("frame_difference",), budgets=(0.3,), sweep=(), regions=("1x1",))
-    original = compare_run.Workspace.run_cell
+    original = compare_workspace.Workspace.run_cell
     calls = []
 
     def crash_on_second(self, cell):
@@ -172,11 +172,11 @@ def test_an_interrupted_compare_keeps_finished_cells_and_continues(tiny_dataset,
             raise KeyboardInterrupt
         return original(self, cell)
 
-    monkeypatch.setattr(compare_run.Workspace, "run_cell", crash_on_second)
+    monkeypatch.setattr(compare_workspace.Workspace, "run_cell", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
         run_compare(config, tiny_dataset, out, log=quiet)
     assert len(os.listdir(os.path.join(out, "cells"))) == 1
-    monkeypatch.setattr(compare_run.Workspace, "run_cell", original)
+    monkeypatch.setattr(compare_workspace.Workspace, "run_cell", original)
     messages = []
     report = run_compare(config, tiny_dataset, out, log=messages.append)
     assert "1 already done" in messages[0] and report["cells_done"] == 2
@@ -256,6 +256,9 @@ def test_model_mode_on_unlabelled_clips_scores_agreement_with_the_per_frame_mode
     (dict(mode="fast"), "unknown mode"),
     (dict(budgets=(0.2, 0.20001)), "budgets repeat"),
     (dict(policies=("decision_network",)), "needs a trained decision model"),
+    (dict(policies=("decision_network@shared",)), "needs a trained decision model"),
+    (dict(policies=("flow_magnitude@nope",)), "unknown budget mode in policy 'flow_magnitude@nope'"),
+    (dict(policies=("nope@budget",)), "unknown policy 'nope@budget'"),
     (dict(model="missing.keras", mode="model"), "missing.keras"),
 ])
 def test_bad_configurations_are_named(change, message):
@@ -356,3 +359,36 @@ def test_decision_network_policy_runs_and_a_mismatched_one_fails_before_any_cell
     with pytest.raises(ValueError, match=r"policy decision_network cannot run .* fitted on \(8, 8, 7\)"):
         run_compare(CompareConfig(decision_model=paths[7], **config), tiny_dataset, str(tmp_path / "b"), log=quiet)
     assert not os.path.exists(tmp_path / "b" / "cells")
+
+
+def test_budget_and_shared_arms_need_no_calibration_and_hold_their_spend(tmp_path):
+    """``<policy>@budget``: a KeyBudget per clip; ``<policy>@shared``: the test clips side by side
+    under one SharedBudget, in one cell per budget."""
+    def clip(name, seed, speed, cuts=()):
+        video = SyntheticVideo(height=48, width=64, num_frames=50, seed=seed, scene_cuts=cuts, camera_speed=speed)
+        return Clip(name, [video.frame(t) for t in range(50)], [video.label(t) for t in range(50)])
+
+    dataset = Dataset("moving", [clip("cal", 1, 1.0)],
+                      [clip("slow", 2, 0.2), clip("fast", 3, 3.0, (30,)), clip("mid", 4, 1.0)], num_classes=7)
+    config = CompareConfig(policies=("frame_difference@budget", "flow_magnitude@shared", "fixed_interval"),
+                           budgets=(0.2,), sweep=(0.5,), regions=("1x1", "2x2"), overlap=8)
+    out = str(tmp_path / "run")
+    report = run_compare(config, dataset, out, log=quiet)
+    assert report["cells_done"] == report["cells_planned"] == 2 * 2 * (3 + 1 + 3)
+    rows = {(r["policy"], r["regions"], float(r["budget"])): r for r in read_csv(os.path.join(out, "results.csv"))}
+    assert len(rows) == 3 * 2 * 2
+    cells = [json.load(open(os.path.join(out, "cells", n))) for n in os.listdir(os.path.join(out, "cells"))]
+    for payload in cells:
+        cell, result = payload["cell"], CellResult.from_json(payload["result"])
+        if cell["policy"] == "frame_difference@budget":  # every clip on its own within 0.02
+            assert payload["threshold"] is None
+            assert abs(result.key_fraction - cell["budget"]) <= 0.02 + 0.5 / result.region_frames
+        if cell["policy"] == "flow_magnitude@shared":  # all test clips in one cell, the total within 0.01
+            assert cell["clip"] == "all-test-clips" and result.frames == 150
+            assert abs(result.key_fraction - cell["budget"]) <= 0.01 + 0.5 / result.region_frames
+    row = rows[("flow_magnitude@shared", "2x2", 0.2)]
+    assert row["clips"] == row["clips_planned"] == "1" and row["threshold"] == ""
+    assert not [n for n in os.listdir(os.path.join(out, "calibration")) if "@" in n]
+    messages = []
+    run_compare(config, dataset, out, log=messages.append)
+    assert "28 already done" in messages[0]

@@ -49,7 +49,7 @@ def test_readme_embedding_examples_run(tmp_path):
     for t in range(30):
         writer.write(cv2.cvtColor(video.frame(t), cv2.COLOR_RGB2BGR))
     writer.release()
-    loop, calibration, runner = readme_block("## Embed a scheduler in your own pipeline")[:3]
+    loop, calibration, runner, budget = readme_block("## Embed a scheduler in your own pipeline")[:4]
     calls = []
     namespace = {"my_detector": lambda bgr: calls.append(bgr.shape)}
     exec(loop.replace("video.mp4", str(path)), namespace)
@@ -63,6 +63,13 @@ def test_readme_embedding_examples_run(tmp_path):
     assert abs(namespace["found"].key_fraction - 0.2) <= 0.1
     exec(runner.replace("video.mp4", str(path)).replace("overlap=64", "overlap=16"), namespace)
     assert namespace["step"].labels.shape == (96, 128)
+    frames = [video.frame(t) for t in range(30)]
+    shared_calls = []
+    namespace = {"camera_frames": [{"a": frames[t], "b": frames[29 - t]} for t in range(30)],
+                 "my_detector": lambda frame: shared_calls.append(frame.shape)}
+    exec(budget, namespace)
+    # 10% of 60 frames (each stream's first frame is a key), within the budget's tolerance
+    assert 4 <= len(shared_calls) <= 8
 
 
 def test_readme_quick_start_runs():

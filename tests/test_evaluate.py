@@ -6,7 +6,7 @@ from helpers import tiny_dff
 from sklearn.metrics import confusion_matrix as sk_confusion
 
 from adaptive_dff.evaluate import evaluate_camvid
-from training.camvid import load_split
+from adaptive_dff.data.camvid import load_split
 
 
 def sk_miou(truths, guesses):

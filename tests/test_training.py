@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from training.config import load_config, validate
-from training.flo import read_flo, write_flo
+from adaptive_dff.data.flo import read_flo, write_flo
 from training.pairs import ChairsPairs
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_DETERMINISTIC_OPS": "1"}
@@ -225,7 +225,7 @@ def fake_camvid(root, names=("0001TP_000010", "0001TP_000020"), size=(64, 96)):
 
 
 def test_camvid_checks_name_each_problem(tmp_path):
-    from training.camvid import load_split
+    from adaptive_dff.data.camvid import load_split
 
     root = fake_camvid(tmp_path / "data")
     frames, labels = load_split(str(root), "train")

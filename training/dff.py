@@ -28,7 +28,8 @@ from adaptive_dff.data import SyntheticVideo
 from adaptive_dff.metrics import confusion_matrix, mean_iou
 from adaptive_dff.model import DFFModel, load_model
 from adaptive_dff.networks import FEATURE_NETS, FLOW_NETS, SegmentationHead
-from training import camvid, runtime
+from adaptive_dff.data import camvid
+from training import runtime
 from training.losses import masked_cross_entropy, median_frequency_weights
 from training.pairs import moved_pair
 

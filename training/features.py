@@ -16,7 +16,8 @@ import tensorflow as tf
 
 from adaptive_dff.evaluate import per_frame_confusion
 from adaptive_dff.metrics import mean_iou
-from training import camvid, runtime
+from adaptive_dff.data import camvid
+from training import runtime
 from training.losses import masked_cross_entropy, median_frequency_weights
 from training.dff import _crop, build_model, num_classes, void_label
 

@@ -29,7 +29,7 @@ import tensorflow as tf
 from adaptive_dff.data import SyntheticVideo
 from adaptive_dff.networks import FLOW_NETS, FlowNetS
 from training import runtime
-from training.flo import read_flo
+from adaptive_dff.data.flo import read_flo
 from training.pairs import ChairsPairs
 
 STRIDE = 16

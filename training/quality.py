@@ -8,7 +8,7 @@ per region of a 1x1 and a 2x2 grid (``overlap`` px):
   pipeline would, frame after frame since the key, along OpenCV DIS flow from
   the current region to the key region;
 * target: the accuracy of the key region's true labels carried to ``t``
-  along that flow (:func:`adaptive_dff.compare.evaluate.carry_labels`)
+  along that flow (:func:`adaptive_dff.compare.scoring.carry_labels`)
   against the true labels of ``t``: ``pixel_accuracy`` (void left out) or
   ``miou`` (mean IoU over the classes present in truth or result).
 
@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from adaptive_dff.compare.evaluate import carry_labels
+from adaptive_dff.compare.scoring import carry_labels
 from adaptive_dff.data import NUM_CLASSES, SyntheticVideo
 from schedulers import DISFlow, RegionGrid
 from schedulers.files import atomic_path, write_json_atomic
@@ -115,7 +115,7 @@ def build_dataset(config: dict, data_root, log=print) -> dict:
         if not data_root:
             raise ValueError("config key 'camvid' is on but no data folder was found: pass --data-root PATH "
                              "or set camvid=false")
-        from training.camvid import NUM_CLASSES as CAMVID_CLASSES, VOID, load_split
+        from adaptive_dff.data.camvid import NUM_CLASSES as CAMVID_CLASSES, VOID, load_split
 
         frames, labels = load_split(data_root, "val")
         frames, labels = frames[:CAMVID_CALIBRATION_FRAMES], labels[:CAMVID_CALIBRATION_FRAMES]  # never 34..100

@@ -4,7 +4,7 @@
 
 Oracle mode, whole-frame (1x1) keys: a key frame takes its true labels,
 other frames carry the key's labels along OpenCV DIS flow from the current
-frame to the key (:func:`adaptive_dff.compare.evaluate.carry_labels`, as
+frame to the key (:func:`adaptive_dff.compare.scoring.carry_labels`, as
 ``compare`` does). Every (key ``k``, frame ``t``) pair that a schedule uses is
 scored once into a confusion matrix and cached, so any schedule's mIoU over a
 data set's test clips is a sum of cached matrices:
@@ -34,7 +34,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from adaptive_dff.compare.evaluate import carry_labels
+from adaptive_dff.compare.scoring import carry_labels
 from adaptive_dff.metrics import confusion_matrix, mean_iou
 from schedulers import DISFlow, Tracker, calibrate
 

@@ -13,25 +13,37 @@ cell by cell, so an interrupted run continues where it stopped.
 
 A data set is a plain :class:`Dataset` of :class:`Clip` objects, so your own
 clips work the same way.
+
+Modules, each with one job: :mod:`~adaptive_dff.compare.config` (what is
+compared: the arms, budgets, defaults), :mod:`~adaptive_dff.compare.datasets`,
+:mod:`~adaptive_dff.compare.planning` (cells, shards, the run's signature),
+:mod:`~adaptive_dff.compare.scoring` (one policy on one clip),
+:mod:`~adaptive_dff.compare.workspace` (model, flow, references, calibration
+for the cells), :mod:`~adaptive_dff.compare.run` (running and merging),
+:mod:`~adaptive_dff.compare.store` (the results folder) and
+:mod:`~adaptive_dff.compare.report` (rows, tables, plot).
 """
 
+from adaptive_dff.compare.config import ARMS, CompareConfig, resolve_defaults
 from adaptive_dff.compare.datasets import (
-    Clip, Dataset, camvid_val_dataset, synthetic_dataset, synthetic_datasets, video_dataset,
+    Clip, Dataset, camvid_val_dataset, compare_datasets, synthetic_dataset, synthetic_datasets, video_dataset,
 )
-from adaptive_dff.compare.evaluate import CellResult, carry_labels, model_cell, oracle_cell
-from adaptive_dff.compare.run import POLICIES, CompareConfig, merge, run_compare
+from adaptive_dff.compare.run import merge, run_compare
+from adaptive_dff.compare.scoring import CellResult, carry_labels, model_cell, oracle_cell
 
 __all__ = [
-    "POLICIES",
+    "ARMS",
     "CellResult",
     "Clip",
     "CompareConfig",
     "Dataset",
     "camvid_val_dataset",
     "carry_labels",
+    "compare_datasets",
     "merge",
     "model_cell",
     "oracle_cell",
+    "resolve_defaults",
     "run_compare",
     "synthetic_dataset",
     "synthetic_datasets",

@@ -212,7 +212,7 @@ def camvid_val_dataset(data_root: str) -> Dataset:
 
     Frames ``0..33`` calibrate, ``34..100`` are scored. 11 classes, void (11) ignored.
     """
-    from training.camvid import CLASS_NAMES, NUM_CLASSES, VOID, load_split
+    from adaptive_dff.data.camvid import CLASS_NAMES, NUM_CLASSES, VOID, load_split
 
     if not data_root:
         raise ValueError("--dataset camvid-val needs the data folder: pass --data-root PATH")
@@ -264,3 +264,40 @@ def video_dataset(paths: Sequence[str], *, num_classes: int, max_frames: Optiona
         warnings.warn("some videos stopped decoding early; see the warnings above", stacklevel=2)
     return Dataset(name="video", calibration=calibration, test=test, num_classes=num_classes,
                    spec={"kind": "video", "files": spec, "max_frames": max_frames})
+
+
+# -- by name -----------------------------------------------------------------------
+
+
+def compare_datasets(
+    name: Optional[str] = None, *, videos: Optional[Sequence[str]] = None, data_root: Optional[str] = None,
+    frames: Optional[int] = None, seed: int = 0, model: Optional[str] = None,
+) -> list:
+    """The data sets ``adaptive-dff compare`` names: ``"synthetic"`` (the default: the three
+    generated scenarios, ``frames`` long, 48 by default), ``"camvid-val"`` (needs ``data_root``),
+    or the unlabelled ``videos`` (up to ``frames`` each), whose classes are those of ``model``
+    (a ``.keras`` file) or, without one, the shipped CamVid model's."""
+    if videos:
+        if name:
+            raise ValueError("give either --dataset or --video, not both")
+        if model:
+            from adaptive_dff.model import load_model
+
+            num_classes = load_model(model).num_classes
+        else:
+            from adaptive_dff.data.camvid import NUM_CLASSES as num_classes
+        return [video_dataset(videos, num_classes=num_classes, max_frames=frames)]
+    name = name or "synthetic"
+    if name == "synthetic":
+        return synthetic_datasets(frames=frames or 48, seed=max(seed, 0))
+    if name == "camvid-val":
+        if data_root is None:
+            raise ValueError("--dataset camvid-val needs the data folder: pass --data-root PATH")
+        return [camvid_val_dataset(data_root)]
+    raise ValueError(f"unknown data set {name!r}; choose synthetic or camvid-val, or pass --video FILE ...")
+
+
+def dataset_kind(name: Optional[str] = None, videos: Optional[Sequence[str]] = None) -> str:
+    """The ``spec["kind"]`` of the data sets :func:`compare_datasets` gives for these arguments
+    (known before they are loaded, so a configuration can be resolved and checked first)."""
+    return "video" if videos else (name or "synthetic")

@@ -15,7 +15,8 @@ from typing import Optional
 
 import numpy as np
 
-from adaptive_dff.compare.evaluate import CellResult
+from adaptive_dff.compare.planning import config_of, plan_cells, test_clips
+from adaptive_dff.compare.scoring import CellResult
 from adaptive_dff.compare.store import ResultFolder, write_atomic, write_json
 
 COLUMNS = [
@@ -307,8 +308,4 @@ def write(folder: ResultFolder, config_extra: Optional[dict] = None, log=print) 
 
 
 def _planned(signature: dict):
-    from adaptive_dff.compare.run import CompareConfig, plan_cells, test_clips
-
-    config = CompareConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in signature["config"].items()
-                              if k not in ("model", "decision_model")})
-    return plan_cells(config, test_clips(signature))
+    return plan_cells(config_of(signature), test_clips(signature))

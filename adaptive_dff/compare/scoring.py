@@ -145,11 +145,42 @@ class _Stopwatch:
 ORACLE_STAGES = ("decision", "flow", "carry", "merge")
 
 
-def oracle_cell(
+def oracle_cell(policy, regions, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray], **options) -> CellResult:
+    """Replay ``policy`` on one clip (:func:`oracle_steps` run to the end); see there."""
+    return run_steps(oracle_steps(policy, regions, frames, labels, **options))
+
+
+def run_steps(steps):
+    """Run a ``*_steps`` generator to its end and return what it returns."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def side_by_side(step_generators: Sequence) -> list:
+    """Advance several ``*_steps`` generators one frame each in turn (clips side by side,
+    e.g. under one shared key-frame budget) until all end; their results in order."""
+    results: list = [None] * len(step_generators)
+    running = dict(enumerate(step_generators))
+    while running:
+        for i in list(running):
+            try:
+                next(running[i])
+            except StopIteration as done:
+                results[i] = done.value
+                del running[i]
+    return results
+
+
+def oracle_steps(
     policy, regions, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray], *,
     num_classes: int, ignore_index: Optional[int], flow: Callable, propagation: str = "warp",
-) -> CellResult:
-    """Replay ``policy`` on one clip with true labels on key regions, carried labels elsewhere.
+):
+    """A generator: one ``yield`` per frame, returning the :class:`CellResult`.
+
+    Replay ``policy`` on one clip with true labels on key regions, carried labels elsewhere.
 
     Args:
         flow: ``flow(current, key) -> [h, w, 2]`` for a region pair; a policy
@@ -217,16 +248,25 @@ def oracle_cell(
             ms["flow"] += flow_in_decision + flow_ms
             ms["carry"] += carry_ms
             ms["merge"] += merge_ms
+        yield t
     n = len(frames)
     return CellResult(confusion=confusion, frames=n, timed_frames=n - 1, updates=updates,
                       region_frames=region_frames, ms=ms)
 
 
-def model_cell(
+def model_cell(model, policy, regions, frames: Sequence[np.ndarray], reference: Sequence[np.ndarray],
+               **options) -> tuple[CellResult, list]:
+    """Run ``model`` under ``policy`` over one clip (:func:`model_steps` run to the end); see there."""
+    return run_steps(model_steps(model, policy, regions, frames, reference, **options))
+
+
+def model_steps(
     model, policy, regions, frames: Sequence[np.ndarray], reference: Sequence[np.ndarray], *,
     num_classes: int, ignore_index: Optional[int], labelled: bool, propagation: str = "warp",
-) -> tuple[CellResult, list]:
-    """Run ``model`` under ``policy`` over one clip with :class:`adaptive_dff.VideoRunner`.
+):
+    """A generator: one ``yield`` per frame, returning ``(CellResult, predicted labels per frame)``.
+
+    Run ``model`` under ``policy`` over one clip with :class:`adaptive_dff.VideoRunner`.
 
     ``reference`` holds the true labels (``labelled``) or the per-frame
     predictions of the same model, which the result is scored against.
@@ -252,6 +292,7 @@ def model_cell(
         if t > 0:
             for stage, value in result.timings.items():
                 ms[stage] += value
+        yield t
     n = len(frames)
     return CellResult(confusion=confusion, frames=n, timed_frames=n - 1, updates=updates,
                       region_frames=region_frames, ms=ms, agree_pixels=agree, pixels=pixels), predictions

@@ -1,0 +1,170 @@
+"""What a comparison runs: the arms, the budgets, the region grids, the model files.
+
+An *arm* of a comparison is a scheduling policy of :data:`schedulers.POLICIES`
+together with a way of propagating the key frame's result to the other frames
+(``"warp"`` along the flow, or ``"copy"`` unchanged, Clockwork-style).
+:data:`ARMS` names them. :class:`CompareConfig` holds everything that decides a
+comparison's results; :func:`resolve_defaults` fills in what the library
+chooses when the user leaves it open (the shipped model on data whose classes
+it knows, and its decision network), so ``run_compare`` from Python and
+``adaptive-dff compare`` behave alike.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable, Optional
+
+# name -> (scheduling policy name in schedulers.POLICIES, propagation)
+ARMS = {
+    "fixed_interval": ("fixed_interval", "warp"),
+    "copy": ("fixed_interval", "copy"),  # Clockwork-style: key features reused without warping
+    "frame_difference": ("frame_difference", "warp"),
+    "flow_magnitude": ("flow_magnitude", "warp"),
+    "decision_network": ("decision_network", "warp"),
+    "propagation_quality": ("propagation_quality", "warp"),  # the shipped quality predictor, renewal rule
+}
+# Arms without calibration: "<arm>@budget" wraps the arm's policy in a
+# schedulers.KeyBudget per clip (the budget is its target); "<arm>@shared"
+# runs the data set's test clips side by side under one schedulers.SharedBudget.
+BUDGET_MODES = ("budget", "shared")
+SHARED_CLIP = "all-test-clips"  # the clip name of a shared arm's one cell
+
+DEFAULT_POLICIES = ("fixed_interval", "copy", "frame_difference", "flow_magnitude")
+DEFAULT_BUDGETS = (0.10, 0.20, 0.33)
+DEFAULT_SWEEP = (0.05, 0.15, 0.25, 0.5)
+DEFAULT_REGIONS = ("1x1", "2x2")
+MODES = ("oracle", "model")
+FLOWS = ("dis", "model")
+PER_FRAME = "per_frame"
+
+# Data set kinds (``Dataset.spec["kind"]``) whose classes the shipped CamVid model knows.
+SHIPPED_MODEL_KINDS = ("camvid-val", "video")
+
+
+@dataclass
+class CompareConfig:
+    """Everything that decides a comparison's results (the output folder checks it).
+
+    Attributes:
+        mode: ``"oracle"`` (true labels on key frames, carried by flow) or
+            ``"model"`` (the DFF model runs).
+        policies: names from :data:`ARMS`; ``None``: :data:`DEFAULT_POLICIES`,
+            plus ``decision_network`` when a decision model is given or
+            chosen by :func:`resolve_defaults`.
+        budgets: the fair key-frame budgets, each in (0, 1].
+        sweep: further budgets that trace each policy's curve.
+        regions: region grids as ``"RxC"`` (DVSNet: ``"2x2"``).
+        overlap: pixels shared by neighbouring regions.
+        flow: oracle mode's flow: ``"dis"`` (OpenCV DIS) or ``"model"`` (the
+            model's flow network). Model mode always uses the model's.
+        model: a ``.keras`` DFF model file, or ``None``: in model mode the
+            shipped CamVid model on CamVid and videos, otherwise an untrained
+            compact model (timings only; accuracy then means nothing).
+        decision_model: a saved :class:`schedulers.DecisionModel` for the
+            ``decision_network`` policy (with the shipped model, by default
+            the shipped decision model).
+        seed: seed of the untrained model.
+    """
+
+    mode: str = "oracle"
+    policies: Optional[tuple] = None
+    budgets: tuple = DEFAULT_BUDGETS
+    sweep: tuple = DEFAULT_SWEEP
+    regions: tuple = DEFAULT_REGIONS
+    overlap: int = 16
+    flow: str = "dis"
+    model: Optional[str] = None
+    decision_model: Optional[str] = None
+    seed: int = 0
+
+    def chosen_policies(self) -> tuple:
+        """``policies``, or the default ones when none were given."""
+        if self.policies is not None:
+            return tuple(self.policies)
+        return DEFAULT_POLICIES + (("decision_network",) if self.decision_model else ())
+
+    def check(self) -> "CompareConfig":
+        """Name the first problem of the configuration; returns ``self``."""
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; choose one of {MODES}")
+        if self.flow not in FLOWS:
+            raise ValueError(f"unknown flow {self.flow!r}; choose one of {FLOWS}")
+        policies = self.chosen_policies()
+        if not policies:
+            raise ValueError("give at least one policy")
+        for name in policies:
+            parse_arm(name)
+        if len(set(policies)) != len(policies):
+            raise ValueError(f"policies repeat: {list(policies)}")
+        if any(parse_arm(p)[0] == "decision_network" for p in policies) and not self.decision_model:
+            raise ValueError("the decision_network policy needs a trained decision model: pass --decision-model PATH")
+        if not self.budgets:
+            raise ValueError("give at least one budget")
+        for budget in tuple(self.budgets) + tuple(self.sweep):
+            if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget <= 1:
+                raise ValueError(f"a budget must be a key-frame fraction in (0, 1], got {budget!r}")
+        rounded = [round(float(b), 4) for b in self.budgets]
+        if len(set(rounded)) != len(rounded):
+            raise ValueError(f"budgets repeat (to 4 decimals): {list(self.budgets)}")
+        for grid in self.regions:
+            parse_grid(grid, self.overlap)
+        for path in (self.model, self.decision_model):
+            if path and not os.path.isfile(path):
+                raise FileNotFoundError(f"file {path!r} does not exist")
+        return self
+
+    def all_budgets(self) -> list:
+        """``[(budget, kind)]``: the fair budgets, then the sweep's other points."""
+        fair = [round(float(b), 4) for b in self.budgets]
+        sweep = [round(float(b), 4) for b in self.sweep if round(float(b), 4) not in fair]
+        return [(b, "budget") for b in fair] + [(b, "sweep") for b in sorted(set(sweep))]
+
+
+def resolve_defaults(config: CompareConfig, kinds: Iterable[Optional[str]], log: Callable = print) -> CompareConfig:
+    """``config`` with what the user left open chosen, for data sets of ``kinds``
+    (``Dataset.spec["kind"]``: ``"synthetic"``, ``"camvid-val"``, ``"video"``, or ``None``).
+
+    In model mode without a model, data whose classes the shipped CamVid model
+    knows (:data:`SHIPPED_MODEL_KINDS`) get the shipped model and, unless one
+    is given, its decision model; generated sets keep the untrained compact
+    model. Policies left open become :data:`DEFAULT_POLICIES`, plus
+    ``decision_network`` when there is a decision model. Returns a new
+    configuration with ``policies`` set; resolving it again changes nothing.
+    """
+    kinds = set(kinds)
+    model, decision_model = config.model, config.decision_model
+    if config.mode == "model" and model is None:
+        if kinds and kinds <= set(SHIPPED_MODEL_KINDS):
+            from adaptive_dff.pretrained import default_decision_path, default_model_path
+
+            model = default_model_path()
+            if decision_model is None:
+                decision_model = default_decision_path()
+            log(f"model mode: the shipped CamVid model ({model})")
+    resolved = replace(config, model=model, decision_model=decision_model)
+    return replace(resolved, policies=resolved.chosen_policies())
+
+
+def parse_arm(name: str) -> tuple:
+    """``(arm, budget mode)`` of an arm name: ``"flow_magnitude"`` -> ``("flow_magnitude", None)``,
+    ``"flow_magnitude@budget"`` -> ``("flow_magnitude", "budget")``, likewise ``@shared``."""
+    arm, _, mode = str(name).partition("@")
+    if arm not in ARMS:
+        raise ValueError(f"unknown policy {name!r}; choose from {sorted(ARMS)}, each optionally "
+                         f"followed by {' or '.join('@' + m for m in BUDGET_MODES)}")
+    if "@" in str(name) and mode not in BUDGET_MODES:
+        raise ValueError(f"unknown budget mode in policy {name!r}; write <policy>@budget or <policy>@shared")
+    return arm, (mode or None)
+
+
+def parse_grid(text: str, overlap: int = 0):
+    """The :class:`schedulers.RegionGrid` written ``"RxC"``; one region has no overlap."""
+    from schedulers import RegionGrid
+
+    try:
+        rows, cols = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"a region grid is written RxC (e.g. 2x2), got {text!r}") from None
+    return RegionGrid(rows, cols, overlap if rows * cols > 1 else 0)

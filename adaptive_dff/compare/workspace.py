@@ -1,0 +1,268 @@
+"""What the cells of a comparison need, built once per process.
+
+:class:`Workspace` holds the data sets, loads the model (:func:`load_compare_model`),
+chooses the flow, caches the per-frame references of unlabelled clips and the
+calibrated thresholds in the results folder, builds policies, checks every
+policy up front (:meth:`Workspace.preflight`) and runs one cell.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from dataclasses import asdict
+from typing import Sequence
+
+import numpy as np
+
+from adaptive_dff.compare.config import ARMS, PER_FRAME, CompareConfig, parse_arm, parse_grid
+from adaptive_dff.compare.datasets import Dataset
+from adaptive_dff.compare.planning import Cell
+from adaptive_dff.compare.scoring import (
+    CellResult, model_cell, model_flow, model_pair_features, model_steps, oracle_cell, oracle_steps, side_by_side,
+)
+from adaptive_dff.compare.store import ResultFolder
+from schedulers.files import save_keras_atomic, write_bytes_atomic
+
+
+class Workspace:
+    """What cells need, built once per process: the data set, the model, the flow, the references."""
+
+    def __init__(self, config: CompareConfig, datasets: Sequence[Dataset], folder: ResultFolder):
+        self.config = config
+        self.datasets = {d.name: d for d in datasets}
+        self.folder = folder
+        self._model = None
+        self._flow = None
+        self._references: dict = {}
+        self._warm: set = set()
+        self._decision_model = None
+
+    def clip(self, dataset: str, name: str):
+        return next(c for c in self.datasets[dataset].calibration + self.datasets[dataset].test if c.name == name)
+
+    def model(self):
+        if self._model is None:
+            self._model = load_compare_model(self.config, list(self.datasets.values()), self.folder)
+        return self._model
+
+    def flow(self):
+        """Flow for policies and for carrying labels: OpenCV DIS or the model's flow network."""
+        if self._flow is None:
+            if self.config.mode == "model" or self.config.flow == "model":
+                self._flow = model_flow(self.model())
+            else:
+                from schedulers import DISFlow
+
+                self._flow = DISFlow()
+        return self._flow
+
+    def pair_features(self):
+        return model_pair_features(self.model()) if self.config.mode == "model" else None
+
+    def reference(self, dataset: Dataset, clip) -> list:
+        """True labels, or (unlabelled data) the model's per-frame predictions, saved once."""
+        if clip.labelled:
+            return list(clip.labels)
+        key = (dataset.name, clip.name)
+        if key not in self._references:
+            path = self.folder.path("reference", dataset.name, clip.name + ".npz")
+            if os.path.exists(path):
+                with np.load(path) as data:
+                    self._references[key] = list(data["labels"])
+            else:
+                from schedulers import FixedInterval
+
+                _, predictions = model_cell(
+                    self.model(), FixedInterval(1), None, clip.frames, [np.zeros(f.shape[:2], np.int32) for f in clip.frames],
+                    num_classes=dataset.num_classes, ignore_index=None, labelled=True,
+                )
+                buffer = io.BytesIO()
+                np.savez_compressed(buffer, labels=np.stack(predictions).astype(np.uint8))
+                write_bytes_atomic(path, buffer.getvalue())
+                self._references[key] = predictions
+        return self._references[key]
+
+    def make_policy(self, name: str, threshold=None, budget=None):
+        """A fresh policy of the arm ``name``, with ``threshold`` set when given; an
+        ``@budget`` arm wraps it in a :class:`schedulers.KeyBudget` of target ``budget``
+        (``@shared`` arms get the bare policy: :meth:`run_cell` shares one budget)."""
+        import schedulers
+
+        name, mode = parse_arm(name)
+        if mode == "budget":
+            return schedulers.KeyBudget(self.make_policy(name), target=0.1 if budget is None else budget)
+        cls = schedulers.POLICIES[ARMS[name][0]]
+        if name == "decision_network":
+            if self._decision_model is None:
+                self._decision_model = schedulers.DecisionModel.load(self.config.decision_model)
+            policy = cls(model=self._decision_model)
+        else:
+            policy = cls()
+        if threshold is not None:
+            policy.set_params(**{policy.threshold_param: threshold})
+        return policy
+
+    def calibrate(self, cell: Cell) -> dict:
+        """The calibrated threshold of ``cell``'s (policy, regions, budget), computed once and saved."""
+        found = self.folder.calibration(cell.calibration_ident)
+        if found is not None:
+            return found
+        import warnings
+
+        from schedulers import calibrate
+
+        policy = self.make_policy(cell.policy)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = calibrate(
+                policy, clips=[c.frames for c in self.datasets[cell.dataset].calibration],
+                target_key_fraction=cell.budget, regions=parse_grid(cell.regions, self.config.overlap),
+                flow=self.flow() if getattr(policy, "needs_flow", False) else None,
+                features=self.pair_features(),
+            )
+        threshold = result.threshold
+        payload = {
+            "dataset": cell.dataset, "policy": cell.policy, "regions": cell.regions, "budget": cell.budget,
+            "threshold_param": policy.threshold_param,
+            "threshold": int(threshold) if policy.integer_threshold else float(threshold),
+            "key_fraction": result.key_fraction, "met": result.met, "trials": len(result.trials),
+            "warning": str(caught[0].message) if caught else None,
+        }
+        self.folder.save_calibration(cell.calibration_ident, payload)
+        return payload
+
+    def preflight(self) -> None:
+        """Run every policy on the first frames of each data set, so a policy that cannot
+        work here (a decision model fitted on other features, a bad grid) fails before any long work."""
+        from schedulers import Tracker
+
+        for dataset in self.datasets.values():
+            frames = dataset.calibration[0].frames[:2]
+            for name in self.config.chosen_policies():
+                policy = self.make_policy(name)
+                for grid in self.config.regions:
+                    tracker = Tracker(policy, regions=parse_grid(grid, self.config.overlap),
+                                      flow=self.flow() if getattr(policy, "needs_flow", False) else None,
+                                      features=self.pair_features())
+                    try:
+                        for frame in frames:
+                            tracker.step(frame)
+                    except (ValueError, TypeError) as error:
+                        raise ValueError(f"policy {name} cannot run on data set {dataset.name!r} "
+                                         f"with regions {grid}: {error}") from None
+
+    def warm_up(self, clip, grid) -> None:
+        """Trace and compile the model's stages for this clip's region sizes, so no
+        compilation lands inside a timed frame (once per frame size and grid)."""
+        from schedulers import FixedInterval
+
+        from adaptive_dff.runner import VideoRunner
+
+        key = (clip.frames[0].shape, repr(grid))
+        if key in self._warm:
+            return
+        for propagation in ("warp", "copy"):
+            runner = VideoRunner(self.model(), FixedInterval(2), regions=grid, propagation=propagation)
+            for frame in clip.frames[:3]:
+                runner.step(frame)
+        self._warm.add(key)
+
+    def run_shared(self, cell: Cell, dataset: Dataset, grid, propagation: str) -> CellResult:
+        """Every test clip of ``dataset`` side by side, frame by frame, under one
+        :class:`schedulers.SharedBudget` of target ``cell.budget``; the clips' sums."""
+        from schedulers import SharedBudget
+
+        shared = SharedBudget(self.make_policy(parse_arm(cell.policy)[0]), target=cell.budget, regions=grid)
+        steps = []
+        for clip in dataset.test:
+            reference = self.reference(dataset, clip)
+            policy = shared.stream(clip.name, regions=grid)
+            if self.config.mode == "oracle":
+                steps.append(oracle_steps(policy, grid, clip.frames, reference, num_classes=dataset.num_classes,
+                                          ignore_index=dataset.ignore_index, flow=self.flow(),
+                                          propagation=propagation))
+            else:
+                self.warm_up(clip, grid)
+                steps.append(model_steps(self.model(), policy, grid, clip.frames, reference,
+                                         num_classes=dataset.num_classes, ignore_index=dataset.ignore_index,
+                                         labelled=clip.labelled, propagation=propagation))
+        results = side_by_side(steps)
+        results = [r[0] if isinstance(r, tuple) else r for r in results]
+        total = results[0]
+        for result in results[1:]:
+            total = total + result
+        return total
+
+    def run_cell(self, cell: Cell) -> dict:
+        """Score ``cell`` (calibrating its threshold first if needed), save it and return its payload."""
+        dataset = self.datasets[cell.dataset]
+        budget_mode = None if cell.policy == PER_FRAME else parse_arm(cell.policy)[1]
+        if budget_mode != "shared":
+            clip = self.clip(cell.dataset, cell.clip)
+            reference = self.reference(dataset, clip)
+        start = time.perf_counter()
+        if cell.policy == PER_FRAME:
+            from schedulers import FixedInterval
+
+            calibration = None
+            policy, propagation, grid = FixedInterval(1), "warp", None
+        elif budget_mode is not None:  # the budget is the target: nothing to calibrate
+            calibration = None
+            policy = self.make_policy(cell.policy, budget=cell.budget)
+            propagation = ARMS[parse_arm(cell.policy)[0]][1]
+            grid = parse_grid(cell.regions, self.config.overlap)
+        else:
+            calibration = self.calibrate(cell)
+            policy = self.make_policy(cell.policy, calibration["threshold"])
+            propagation = ARMS[cell.policy][1]
+            grid = parse_grid(cell.regions, self.config.overlap)
+        if budget_mode == "shared":
+            result = self.run_shared(cell, dataset, grid, propagation)
+        elif self.config.mode == "oracle":
+            result = oracle_cell(
+                policy, grid, clip.frames, reference, num_classes=dataset.num_classes,
+                ignore_index=dataset.ignore_index, flow=self.flow(), propagation=propagation,
+            )
+        else:
+            self.warm_up(clip, grid)
+            result, _ = model_cell(
+                self.model(), policy, grid, clip.frames, reference, num_classes=dataset.num_classes,
+                ignore_index=dataset.ignore_index, labelled=clip.labelled, propagation=propagation,
+            )
+        payload = {"cell": asdict(cell), "threshold": None if calibration is None else calibration["threshold"],
+                   "result": result.to_json(), "seconds": time.perf_counter() - start}
+        self.folder.save_cell(cell.ident, payload)
+        return payload
+
+
+def load_compare_model(config: CompareConfig, datasets: Sequence[Dataset], folder: ResultFolder):
+    """The model file given, or an untrained compact model saved in the folder (so reruns,
+    other processes and shards use the very same weights)."""
+    from adaptive_dff.model import compact_dff, load_model
+
+    num_classes = {d.num_classes for d in datasets}
+    if len(num_classes) > 1:
+        raise ValueError(f"one model cannot serve data sets with {sorted(num_classes)} classes; compare them apart")
+    dataset = datasets[0]
+
+    if config.model:
+        model = load_model(config.model)
+    else:
+        path = folder.path("untrained-model.keras")
+        if os.path.exists(path):
+            model = load_model(path)
+        else:
+            import keras
+
+            keras.utils.set_random_seed(config.seed)
+            model = compact_dff(num_classes=dataset.num_classes)
+            model.key_step(np.zeros((64, 64, 3), np.uint8))  # build the weights
+            save_keras_atomic(model, path)
+    classes = model.head.get_config().get("num_classes")
+    if classes is not None and classes != dataset.num_classes:
+        raise ValueError(
+            f"the model predicts {classes} classes but data set {dataset.name!r} has {dataset.num_classes}"
+        )
+    return model

@@ -1,0 +1,293 @@
+"""``KeyBudget``: keep a stream's key-frame fraction on a target, whatever its content.
+
+A threshold calibrated on some clips drifts far off budget on others (a
+static camera spends almost nothing, a hand-held one far too much). Video
+encoders solve the same problem for I-frames with rate control; ``KeyBudget``
+does it for any score-based policy::
+
+    from schedulers import FlowMagnitude, KeyBudget, Tracker
+
+    tracker = Tracker(KeyBudget(FlowMagnitude(), target=0.1, max_interval=30))
+    for frame in frames:
+        if tracker.step(frame).any_update:
+            run_the_expensive_model(frame)   # on ~10% of the frames, on any video
+
+How it decides, per frame (counting region-frames: a ``2x2`` grid spends up
+to 4 keys per frame; the fraction is keys / region-frames):
+
+* **Credit** (a token bucket): each region-frame adds ``target`` keys of
+  credit, each key spends 1. The stream's frame 0 is a key of every region
+  (as in :class:`Tracker` and ``VideoRunner``) and is charged too. The
+  balance ``target * region_frames - keys`` is kept within ``[-D, D]`` with
+  ``D = clip(0.009 * region_frames, 0.5, 2 * regions)``: a key is spent only
+  when the balance stays at or above ``-D`` afterwards, and keys must be
+  spent while it is above ``D``. So after ``n`` region-frames the key
+  fraction is within ``D / n`` of the target: at most 0.009 once ``D`` left
+  its floor, ``0.5 / n`` before (a 1x1 stream of ``10 / target`` frames is
+  within 0.02 for targets up to 0.4; at 0.5 the 1/n granularity of whole
+  keys allows no better than 0.025).
+* **Where to spend**: each region's score (from the wrapped policy) is
+  ranked among the stream's recent scores (the last ``max(100, 5 * regions /
+  target)``, all regions pooled): ``rank`` in [0, 1], scale-free. The
+  regions ranked highest are updated while their rank is at least
+  ``1 - p``, with ``p = target * exp(1.5 * balance / D)`` (spend more
+  freely when credit has built up), within the credit limits above.
+* **A hard cut**: a score above ``max + (max - median)`` of the recent
+  scores, or a NaN score, counts as worst (rank 1) and may overdraw the
+  balance down to ``-2 D``: it gets a key at once unless the stream is
+  deeper in debt than that (e.g. just after frame 0).
+* **Intervals**, per region: no key before ``min_interval`` frames since the
+  region's last one; a key whenever ``max_interval`` frames have passed,
+  whatever the credit (then the balance may stay below ``-D`` for a while).
+  A target below ``1 / max_interval`` or above ``1 / min_interval`` cannot be
+  met and is refused.
+
+Only the wrapped policy's scores are used (its threshold, and a dynamic
+target of the decision network, are ignored). Policies that update where
+their score is *low* (``update_when_below``, the decision network's
+confidence) are ranked on the negated score. ``Decision.scores`` holds the
+wrapped policy's own scores; ``Decision.extras["budget"]`` the controller
+state (see :meth:`BudgetController.allocate`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Optional
+
+import numpy as np
+
+from schedulers.base import Context, Decision, Policy, check_int
+
+GAIN = 1.5  # how strongly the credit balance moves the rank threshold
+
+
+def check_target(target) -> float:
+    """``target`` as a float in (0, 1], or ``ValueError`` naming it."""
+    if isinstance(target, bool) or not isinstance(target, (int, float, np.number)) or not 0 < target <= 1:
+        raise ValueError(f"target must be a key-frame fraction in (0, 1], got {target!r}")
+    return float(target)
+
+
+def check_intervals(target: float, min_interval, max_interval) -> tuple[int, Optional[int]]:
+    """Validate ``min_interval`` and ``max_interval`` against each other and ``target``."""
+    low = check_int(min_interval, "min_interval", 1)
+    high = None if max_interval is None else check_int(max_interval, "max_interval", 1)
+    if high is not None and low > high:
+        raise ValueError(f"min_interval ({low}) must not exceed max_interval ({high})")
+    if target * low > 1 + 1e-9:
+        raise ValueError(
+            f"target {target} cannot be spent with min_interval {low}: at most 1/{low} = {1 / low:.3f} of the frames"
+        )
+    if high is not None and target * high < 1 - 1e-9:
+        raise ValueError(
+            f"target {target} is below 1/max_interval = {1 / high:.3f}: max_interval {high} forces more keys"
+        )
+    return low, high
+
+
+def scoring_function(policy):
+    """``f(context) -> [R]`` float64 scores, higher = more change, of a score-based policy.
+
+    Raises ``TypeError`` for a policy class, an object without ``score``, or
+    a policy that decides without a score (only the base ``Policy.score``).
+    """
+    if isinstance(policy, type):
+        raise TypeError(f"policy must be a policy instance, got the class {policy.__name__}")
+    score = getattr(policy, "score", None)
+    if not callable(score) or getattr(type(policy), "score", None) is Policy.score:
+        raise TypeError(f"{type(policy).__name__} has no score(context) to rank; a budget needs a score-based policy")
+    sign = -1.0 if getattr(policy, "update_when_below", False) else 1.0
+    region_scores = getattr(policy, "region_scores", None)
+
+    def scores(context: Context) -> np.ndarray:
+        if callable(region_scores):
+            raw = region_scores(context)
+        else:
+            raw = np.asarray(score(context), dtype=np.float64).reshape(-1)
+            if raw.shape != (context.num_regions,):
+                raise ValueError(f"{type(policy).__name__}.score returned {raw.size} scores for {context.num_regions} regions")
+        return raw, sign * raw
+
+    return scores
+
+
+class BudgetController:
+    """The credit balance and the recent scores of one budget (one stream, or shared).
+
+    Args:
+        target: key fraction of region-frames in (0, 1] (the rank threshold's
+            base; with ``keys_per_step`` the caller credits the bucket itself).
+        slope: the balance limit ``D`` grows as ``slope * region_frames``.
+        history: how many recent scores the ranks are taken against.
+    """
+
+    def __init__(self, target: float, slope: float = 0.009, history: int = 100):
+        self.target = target
+        self.slope = slope
+        self.recent = deque(maxlen=max(int(history), 8))
+        self.credit = 0.0
+        self.keys = 0
+        self.region_frames = 0
+
+    @property
+    def balance(self) -> float:
+        """Keys of credit left (negative: spent ahead of the budget)."""
+        return self.credit - self.keys
+
+    @property
+    def key_fraction(self) -> float:
+        return self.keys / self.region_frames if self.region_frames else float("nan")
+
+    def grow_history(self, size: int) -> None:
+        if size > self.recent.maxlen:
+            self.recent = deque(self.recent, maxlen=int(size))
+
+    def charge(self, region_frames: int, keys: int, credit: bool = True) -> None:
+        """Count region-frames (crediting ``target`` each unless ``credit`` is False) and keys spent."""
+        self.region_frames += int(region_frames)
+        self.keys += int(keys)
+        if credit:
+            self.credit += self.target * region_frames
+
+    def limit(self, regions: int) -> float:
+        """``D``: how far the balance may drift from 0, in keys."""
+        return float(min(max(self.slope * self.region_frames, 0.5), max(1.0, 2.0 * regions)))
+
+    def ranks(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rank in [0, 1] of each score among the recent ones (mid-rank for ties; 0.5
+        with no history), and whether it is exceptional (NaN, or far above them)."""
+        nan = np.isnan(scores)
+        if not self.recent:
+            return np.where(nan, 1.0, 0.5), nan
+        history = np.sort(np.fromiter(self.recent, float, len(self.recent)))
+        below = np.searchsorted(history, scores, side="left")
+        at_or_below = np.searchsorted(history, scores, side="right")
+        ranks = np.where(nan, 1.0, (below + at_or_below) / (2.0 * history.size))
+        high, median = history[-1], history[history.size // 2]
+        far = scores > high + max(high - median, 0.0) if history.size >= 8 else np.zeros_like(nan)
+        return ranks, nan | (far & ~nan)
+
+    def allocate(self, scores: np.ndarray, eligible: np.ndarray, forced: np.ndarray, regions: int,
+                 target: Optional[float] = None) -> tuple[np.ndarray, dict]:
+        """Choose the regions to update among ``scores`` (``[N]``, higher = worse, NaN = worst).
+
+        ``eligible``: regions past ``min_interval``; ``forced``: regions at
+        ``max_interval`` (updated whatever the credit). The credit for these
+        region-frames must already be charged. Returns the ``[N]`` update mask
+        and the state (``ranks``, ``balance`` before spending, ``limit`` D,
+        ``threshold`` = the rank ``1 - p``, ``forced``, ``key_fraction`` so far).
+        """
+        scores = np.asarray(scores, np.float64)
+        ranks, exceptional = self.ranks(scores)
+        update = np.asarray(forced, bool).copy()
+        before = self.balance
+        balance = before - np.count_nonzero(update)
+        bound = self.limit(regions)
+        candidates = np.flatnonzero(np.asarray(eligible, bool) & ~update)
+        order = candidates[np.lexsort((-ranks[candidates], ~exceptional[candidates]))]
+        share = self.target if target is None else target
+        p = min(1.0, share * math.exp(GAIN * max(-2.0, min(1.0, balance / bound))))
+        wanted = int(np.count_nonzero(ranks[order] >= 1.0 - p))
+        most = max(0, math.floor(balance + bound + 1e-9))
+        least = max(0, math.ceil(balance - bound - 1e-9))
+        count = min(order.size, max(least, min(wanted, most)))
+        exceptional_first = int(np.count_nonzero(exceptional[order]))
+        count = max(count, min(exceptional_first, max(0, math.floor(balance + 2 * bound + 1e-9))))
+        update[order[:count]] = True
+        finite = scores[np.isfinite(scores)]
+        self.recent.extend(finite.tolist())
+        self.keys += int(np.count_nonzero(update))
+        state = {"ranks": ranks, "balance": before, "limit": bound, "threshold": 1.0 - p,
+                 "forced": np.asarray(forced, bool).copy(), "key_fraction": self.key_fraction}
+        return update, state
+
+
+def interval_masks(context: Context, min_interval: int, max_interval: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(eligible, forced)`` per region: past ``min_interval`` since its key, at ``max_interval``."""
+    ages = context.frame_index - np.asarray(context.key_indices, dtype=np.int64)
+    eligible = ages >= min_interval
+    forced = ages >= max_interval if max_interval is not None else np.zeros(ages.shape, bool)
+    return eligible, forced
+
+
+def history_size(regions: int, target: float) -> int:
+    """Recent scores kept: about five key intervals of every region, at least 100."""
+    return max(100, int(math.ceil(5 * regions / target)))
+
+
+class KeyBudget(Policy):
+    """Keep one stream's key-frame fraction within about 0.01 of ``target``, spending keys
+    where ``policy``'s score ranks worst among the stream's recent scores.
+
+    Args:
+        policy: a score-based policy (``FrameDifference``, ``FlowMagnitude``,
+            ``DecisionNetworkScheduler``, ``FixedInterval``, ...); its flow
+            needs pass through.
+        target: key fraction of region-frames in (0, 1], frame 0 included.
+        min_interval: frames a region waits after its key before the next.
+        max_interval: a region gets a key at least every this many frames
+            (``None``: no maximum).
+
+    See the module docstring for the control law and its guarantee. One
+    ``KeyBudget`` follows one stream (``reset()`` between streams; a
+    :class:`Tracker` does it); frame indices must increase.
+    """
+
+    threshold_param = "target"
+
+    def __init__(self, policy: Policy, target: float = 0.1, min_interval: int = 1, max_interval: Optional[int] = None):
+        self.policy = policy
+        self.target = target
+        self.min_interval = min_interval
+        self.max_interval = max_interval
+        self._check()
+
+    def _check(self):
+        target = check_target(self.target)
+        low, high = check_intervals(target, self.min_interval, self.max_interval)
+        return scoring_function(self.policy), target, low, high
+
+    @property
+    def needs_flow(self) -> bool:
+        return bool(getattr(self.policy, "needs_flow", False))
+
+    @property
+    def needs_flow_features(self) -> bool:
+        return bool(getattr(self.policy, "needs_flow_features", False))
+
+    def reset(self) -> "KeyBudget":
+        super().reset()
+        if hasattr(self.policy, "reset"):
+            self.policy.reset()
+        return self
+
+    def decision_threshold(self) -> float:
+        raise TypeError("KeyBudget meets its target by itself: there is no threshold to calibrate")
+
+    def decide(self, context: Context) -> Decision:
+        scoring, target, low, high = self._check()
+        regions = context.num_regions
+        controller = getattr(self, "controller_", None)
+        last = getattr(self, "frame_index_", None)
+        if controller is None:
+            controller = self.controller_ = BudgetController(target, history=history_size(regions, target))
+            # Frames before this one: frame 0 a key of every region, later keys as the key indices show.
+            earlier_keys = regions + int(np.count_nonzero(np.asarray(context.key_indices) > 0))
+            controller.charge(regions * context.frame_index, earlier_keys)
+            self.regions_ = regions
+        elif context.frame_index <= last:
+            raise ValueError(
+                f"frame {context.frame_index} comes after frame {last}: a KeyBudget follows one stream; "
+                "call reset() before a new one (a Tracker does) or give each stream its own KeyBudget"
+            )
+        elif regions != self.regions_:
+            raise ValueError(f"frame {context.frame_index} has {regions} regions, the stream had {self.regions_}")
+        elapsed = context.frame_index - (context.frame_index - 1 if last is None else last)
+        controller.charge(regions * elapsed, 0)
+        raw, worse = scoring(context)
+        eligible, forced = interval_masks(context, low, high)
+        update, state = controller.allocate(worse, eligible, forced, regions)
+        self.frame_index_ = context.frame_index
+        return Decision(update=update, scores=raw, frame_index=context.frame_index, extras={"budget": state})

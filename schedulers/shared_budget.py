@@ -1,0 +1,311 @@
+"""``SharedBudget``: one key-frame budget that many streams draw from.
+
+A server running many cameras on one accelerator can afford a number of key
+computations per step across all of them, not a fraction per camera. Each
+step the keys go to the regions, of any stream, whose scores rank worst
+among the recent scores of all streams (the same control law as
+:class:`schedulers.KeyBudget`, over the pooled region-frames; the total
+spend stays within ``D / n`` of the target, ``D = clip(0.004 n, 0.5, 2 R)``
+keys for ``n`` region-frames so far and ``R`` regions in a step)::
+
+    from schedulers import FlowMagnitude, SharedBudget
+
+    shared = SharedBudget(FlowMagnitude(), target=0.1)      # 10% of all region-frames
+    for frames in camera_frames:                            # {"door": frame, "hall": frame, ...}
+        decisions = shared.step(frames)                     # {"door": Decision, ...}
+        for name, decision in decisions.items():
+            if decision.any_update:
+                run_the_expensive_model(frames[name])
+    shared.key_fraction                                     # ~0.10 over all streams
+
+:meth:`SharedBudget.step` decides all the streams of a step together (a
+stream missing from a step simply idles; a name seen for the first time
+starts a new stream, whose frame 0 is a key of every region and is charged
+to the budget; :meth:`close` ends one). ``SharedBudget(policy,
+keys_per_step=K)`` spends about ``K`` keys per step instead of a fraction.
+
+Pipelines that step each stream themselves (``adaptive_dff.VideoRunner``)
+draw from the budget through a per-stream policy instead::
+
+    runners = {name: VideoRunner(model, shared.stream(name), regions=shared.regions) for name in names}
+
+Each stream then decides on its own when its pipeline steps it, against the
+same pooled ranks and credit (streams that decide first in a step are served
+first when credit runs short). That path needs a fractional ``target``.
+
+Every stream uses the budget's region grid; a stream given another grid is
+refused. The policy is given as an instance (copied per stream with its
+parameters; a fitted model inside is shared, not copied) or as a function
+(or class) that makes one.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Union
+
+import numpy as np
+
+from schedulers.base import Context, Decision, Policy, check_int
+from schedulers.budget import (
+    BudgetController, check_intervals, check_target, history_size, interval_masks, scoring_function,
+)
+from schedulers.regions import RegionGrid
+from schedulers.tracker import Tracker, first_frame_decision
+
+
+class RegionGridMismatch(ValueError):
+    """A stream with another region grid than its shared budget's."""
+
+
+class BudgetStream(Policy):
+    """The policy of one stream of a :class:`SharedBudget` (made by :meth:`SharedBudget.stream`).
+
+    Give it to a :class:`Tracker` or a ``VideoRunner``; its decisions draw
+    from the shared budget. ``Decision.scores`` are the wrapped policy's
+    scores, ``Decision.extras["budget"]`` the shared controller's state.
+    """
+
+    threshold_param = "name"
+
+    def __init__(self, shared: "SharedBudget", name: str, policy: Policy):
+        self.shared = shared
+        self.name = name
+        self.policy = policy
+
+    @property
+    def needs_flow(self) -> bool:
+        return bool(getattr(self.policy, "needs_flow", False))
+
+    @property
+    def needs_flow_features(self) -> bool:
+        return bool(getattr(self.policy, "needs_flow_features", False))
+
+    def reset(self) -> "BudgetStream":
+        """Start a new stream under the same name (its next frame 0 is charged again)."""
+        super().reset()
+        if hasattr(self.policy, "reset"):
+            self.policy.reset()
+        return self
+
+    def decision_threshold(self) -> float:
+        raise TypeError("a shared budget meets its target by itself: there is no threshold to calibrate")
+
+    def decide(self, context: Context) -> Decision:
+        if self.shared.streams.get(self.name) is not self:
+            raise ValueError(f"stream {self.name!r} was closed; ask the shared budget for a new stream")
+        if self.shared.keys_per_step is not None:
+            raise ValueError("a keys_per_step budget decides all streams of a step together: use SharedBudget.step")
+        return self.shared.decide_together([(self, context)])[0]
+
+
+class SharedBudget:
+    """One key-frame budget for several streams.
+
+    Args:
+        policy: a score-based policy instance (copied per stream), or a
+            function or class that returns a new one.
+        target: key fraction of all region-frames, in (0, 1].
+        keys_per_step: instead of ``target``: keys per :meth:`step`, at least 1.
+        regions: the region grid of every stream (default: whole frame).
+        min_interval, max_interval: per region, as in :class:`KeyBudget`.
+        flow, features: passed to the :class:`Tracker` of each stream in :meth:`step`.
+
+    Attributes (after steps): ``key_fraction``, ``keys``, ``region_frames``,
+    ``trackers`` (name -> :class:`Tracker` of :meth:`step`'s streams),
+    ``streams`` (name -> :class:`BudgetStream`).
+    """
+
+    def __init__(
+        self,
+        policy: Union[Policy, Callable[[], Policy]],
+        target: Optional[float] = None,
+        *,
+        keys_per_step: Optional[int] = None,
+        regions: Optional[RegionGrid] = None,
+        min_interval: int = 1,
+        max_interval: Optional[int] = None,
+        flow=None,
+        features=None,
+    ):
+        if (target is None) == (keys_per_step is None):
+            raise ValueError("give exactly one of target (a key fraction) and keys_per_step")
+        if keys_per_step is not None:
+            if isinstance(keys_per_step, bool) or not isinstance(keys_per_step, (int, np.integer)) or keys_per_step < 1:
+                raise ValueError(f"keys_per_step must be an integer >= 1, got {keys_per_step!r}")
+            share = 0.1  # a placeholder: every step passes its own K / regions
+        else:
+            share = check_target(target)
+        if regions is not None and not isinstance(regions, RegionGrid):
+            raise TypeError(f"regions must be a RegionGrid, got {regions!r}")
+        low = check_int(min_interval, "min_interval", 1)
+        # With keys_per_step the fraction depends on how many streams run: only min <= max is checked.
+        self.min_interval, self.max_interval = check_intervals(
+            share if target is not None else 1.0 / low, low, max_interval
+        )
+        self.target = None if target is None else share
+        self.keys_per_step = None if keys_per_step is None else int(keys_per_step)
+        self.regions = regions if regions is not None else RegionGrid(1, 1)
+        self.flow = flow
+        self.features = features
+        self._make_policy = self._policy_factory(policy)
+        self.controller = BudgetController(share, slope=0.004, history=history_size(len(self.regions), share))
+        self.streams: dict = {}
+        self.trackers: dict = {}
+        self._stream_state: dict = {}  # name -> (last frame index, keys, region-frames)
+
+    @staticmethod
+    def _policy_factory(policy) -> Callable[[], Policy]:
+        if isinstance(policy, Policy) or (hasattr(policy, "score") and not isinstance(policy, type)):
+            scoring_function(policy)  # raises for a policy without a score
+
+            def copy():
+                return type(policy)(**policy.get_params())
+
+            return copy
+        if callable(policy):
+            def make():
+                made = policy()
+                scoring_function(made)
+                return made
+
+            return make
+        raise TypeError(f"policy must be a policy instance or a function that makes one, got {policy!r}")
+
+    # -- per-stream policies ---------------------------------------------------------------
+
+    def stream(self, name: Optional[str] = None, regions: Optional[RegionGrid] = None) -> BudgetStream:
+        """A new stream's policy, for a :class:`Tracker` or a ``VideoRunner`` using ``regions``
+        (checked against the budget's grid; default name ``stream<N>``)."""
+        if regions is not None:
+            self.check_regions(regions, name)
+        name = f"stream{len(self.streams)}" if name is None else name
+        if name in self.streams:
+            raise ValueError(f"a stream named {name!r} already draws from this budget")
+        self.streams[name] = BudgetStream(self, name, self._make_policy())
+        return self.streams[name]
+
+    def check_regions(self, regions, name=None) -> None:
+        grid = regions if isinstance(regions, RegionGrid) else RegionGrid(1, 1) if regions is None else regions
+        if not isinstance(grid, RegionGrid) or grid.get_params() != self.regions.get_params():
+            raise RegionGridMismatch(
+                f"stream {name!r} uses regions {grid!r} but the shared budget's grid is {self.regions!r}"
+            )
+
+    def close(self, name: str) -> None:
+        """End stream ``name``: it stops drawing from the budget (a later frame under the
+        same name starts a new stream)."""
+        if name not in self.streams:
+            raise KeyError(f"no stream named {name!r}; streams: {sorted(self.streams)}")
+        del self.streams[name]
+        self.trackers.pop(name, None)
+        self._stream_state.pop(name, None)
+
+    @property
+    def keys(self) -> int:
+        return self.controller.keys
+
+    @property
+    def region_frames(self) -> int:
+        return self.controller.region_frames
+
+    @property
+    def key_fraction(self) -> float:
+        """Keys over region-frames of all streams so far (frames 0 included)."""
+        return self.controller.key_fraction
+
+    def stream_key_fraction(self, name: str) -> float:
+        _, keys, region_frames = self._stream_state[name]
+        return keys / region_frames if region_frames else float("nan")
+
+    # -- deciding -------------------------------------------------------------------------
+
+    def _register(self, stream: BudgetStream, context: Context) -> None:
+        """Charge a stream's frames before ``context`` (frame 0: a key of every region)."""
+        regions = context.num_regions
+        if regions != len(self.regions):
+            raise RegionGridMismatch(
+                f"stream {stream.name!r} has {regions} regions per frame but the shared budget's grid "
+                f"{self.regions!r} has {len(self.regions)}"
+            )
+        state = self._stream_state.get(stream.name)
+        if getattr(stream, "started_", False) and state is not None:
+            last = state[0]
+            if context.frame_index <= last:
+                raise ValueError(
+                    f"stream {stream.name!r}: frame {context.frame_index} comes after frame {last}; "
+                    "reset() its policy (or its tracker) to start a new stream"
+                )
+            return
+        keys = regions + int(np.count_nonzero(np.asarray(context.key_indices) > 0))
+        share = self.target if self.target is not None else self.keys_per_step / (regions * max(len(self.streams), 1))
+        self.controller.grow_history(history_size(regions * max(len(self.streams), 1), min(1.0, share)))
+        self.controller.charge(regions * context.frame_index, keys, credit=self.keys_per_step is None)
+        self._stream_state[stream.name] = (context.frame_index - 1, keys, regions * context.frame_index)
+        stream.started_ = True
+
+    def decide_together(self, pairs: list) -> list:
+        """Decide ``[(BudgetStream, Context)]`` of one step together; returns their decisions."""
+        if not pairs:
+            return []
+        scored = []
+        for stream, context in pairs:
+            self._register(stream, context)
+            raw, worse = scoring_function(stream.policy)(context)
+            eligible, forced = interval_masks(context, self.min_interval, self.max_interval)
+            last = self._stream_state[stream.name][0]
+            elapsed = context.frame_index - last
+            scored.append((stream, context, raw, worse, eligible, forced, elapsed))
+        region_frames = sum(c.num_regions * e for _, c, _, _, _, _, e in scored)
+        total = sum(c.num_regions for _, c, *_ in scored)
+        self.controller.charge(region_frames, 0, credit=self.keys_per_step is None)
+        share = None if self.keys_per_step is None else min(1.0, self.keys_per_step / total)
+        update, state = self.controller.allocate(
+            np.concatenate([s[3] for s in scored]), np.concatenate([s[4] for s in scored]),
+            np.concatenate([s[5] for s in scored]), regions=total, target=share,
+        )
+        decisions, start = [], 0
+        for stream, context, raw, _, _, _, elapsed in scored:
+            stop = start + context.num_regions
+            mine = update[start:stop]
+            extras = {"budget": {k: (v[start:stop] if isinstance(v, np.ndarray) else v) for k, v in state.items()}}
+            decisions.append(Decision(update=mine, scores=raw, frame_index=context.frame_index, extras=extras))
+            _, keys, frames = self._stream_state[stream.name]
+            self._stream_state[stream.name] = (
+                context.frame_index, keys + int(np.count_nonzero(mine)), frames + context.num_regions * elapsed,
+            )
+            start = stop
+        return decisions
+
+    def tracker(self, name: str) -> Tracker:
+        """The :class:`Tracker` of stream ``name`` in :meth:`step` (made on first use)."""
+        if name not in self.trackers:
+            self.trackers[name] = Tracker(self.stream(name), regions=self.regions, flow=self.flow,
+                                          features=self.features)
+        return self.trackers[name]
+
+    def step(self, frames: dict) -> dict:
+        """Decide one step of several streams together: ``{name: frame}`` -> ``{name: Decision}``.
+
+        Frames are ``[H, W, 3]`` uint8 RGB; each stream may have its own size.
+        Updated regions become their stream's key regions (flows, when
+        computed, are in ``decision.extras["flow"]``).
+        """
+        if not isinstance(frames, dict) or not frames:
+            raise TypeError(f"step takes a non-empty dict {{stream name: frame}}, got {type(frames).__name__}")
+        if self.keys_per_step is not None:
+            self.controller.credit += self.keys_per_step
+        contexts, decisions = {}, {}
+        for name, frame in frames.items():
+            tracker = self.tracker(name)
+            contexts[name] = tracker.observe(frame)
+        firsts = [name for name, context in contexts.items() if context is None]
+        for name in firsts:  # frame 0: a key of every region, charged at once
+            regions = len(self.regions)
+            self.controller.charge(regions, regions, credit=self.keys_per_step is None)
+            self._stream_state[name] = (0, regions, regions)
+            self.streams[name].started_ = True
+            decisions[name] = first_frame_decision(regions)
+        rest = [name for name in frames if contexts[name] is not None]
+        for name, decision in zip(rest, self.decide_together([(self.streams[n], contexts[n]) for n in rest])):
+            decisions[name] = decision
+        return {name: self.trackers[name].commit(decisions[name]) for name in frames}

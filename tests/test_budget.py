@@ -1,0 +1,443 @@
+"""KeyBudget and SharedBudget: the spend holds on any stream; intervals, hard cuts,
+NaN scores and bad input; Tracker's two-phase step; VideoRunner with a budget.
+
+The spend on real video is measured on the OpenCV sample clips (static CCTV,
+two hand-held clips) and CamVid's ``val`` clip, downscaled and capped.
+``python tests/test_budget.py`` prints the whole table of measured spends.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from schedulers import (
+    Context, Decision, DecisionNetworkScheduler, FixedInterval, FlowMagnitude, FrameDifference, KeyBudget, Policy,
+    RegionGrid, RegionGridMismatch, SharedBudget, Tracker,
+)
+
+SIZE = (160, 120)  # frames are downscaled to this (width, height) for speed
+MAX_FRAMES = 240
+TARGETS = (0.05, 0.1, 0.2, 0.33, 0.5)
+GRIDS = {"1x1": RegionGrid(1, 1), "2x2": RegionGrid(2, 2, 8)}
+
+
+# -- synthetic ---------------------------------------------------------------------------
+
+class Scripted(Policy):
+    """Scores from a table ``[frames, regions]`` (row = frame index)."""
+
+    def __init__(self, table=None, below: bool = False):
+        self.table = table
+        self.below = below
+
+    @property
+    def update_when_below(self):
+        return self.below
+
+    def score(self, context):
+        return np.asarray(self.table)[context.frame_index]
+
+
+def run(policy, table, regions=1):
+    """Drive ``policy`` over ``len(table)`` frames like a Tracker (frame 0 a key of every region)."""
+    img = np.zeros((16, 16, 3), np.uint8)
+    keys = [0] * regions
+    updates = [np.ones(regions, bool)]
+    decisions = []
+    for t in range(1, len(table)):
+        decision = policy.decide(Context(t, [img] * regions, [img] * regions, list(keys)))
+        for r in np.flatnonzero(decision.update):
+            keys[r] = t
+        updates.append(decision.update)
+        decisions.append(decision)
+    return np.array(updates), decisions
+
+
+def intervals(updates):
+    """Gaps between consecutive keys of each region."""
+    return np.concatenate([np.diff(np.flatnonzero(column)) for column in updates.T])
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("regions", [1, 4])
+@pytest.mark.parametrize("kind", ["noise", "bursts", "constant", "rising"])
+def test_spend_holds_on_synthetic_scores_of_any_shape(target, regions, kind):
+    rng = np.random.default_rng(int(target * 100) + regions)
+    n = int(math.ceil(10 / target)) + 7
+    table = {
+        "noise": rng.random((n, regions)),
+        "bursts": rng.random((n, regions)) * np.where((np.arange(n) // 15) % 3 == 0, 100, 1)[:, None],
+        "constant": np.ones((n, regions)),
+        "rising": np.cumsum(rng.random((n, regions)), axis=0) ** 2,
+    }[kind]
+    updates, decisions = run(KeyBudget(Scripted(table), target), table, regions)
+    assert abs(updates.mean() - target) <= 0.02 + 0.5 / updates.size, updates.mean()
+    assert decisions[-1].extras["budget"]["key_fraction"] == pytest.approx(updates.mean())
+
+
+def test_keys_go_where_the_scores_are_worst():
+    rng = np.random.default_rng(0)
+    table = rng.random((400, 4))
+    table[:, 2] += 1.0  # region 2 always changes most
+    updates, _ = run(KeyBudget(Scripted(table), 0.1), table, 4)
+    per_region = updates[1:].mean(axis=0)
+    assert per_region[2] > 2 * per_region[[0, 1, 3]].max()
+    # A policy that updates below its score: the lowest score is the worst.
+    updates, decisions = run(KeyBudget(Scripted(-table, below=True), 0.1), table, 4)
+    assert updates[1:].mean(axis=0).argmax() == 2
+    np.testing.assert_array_equal(decisions[5].scores, -table[6])  # the wrapped policy's own scores
+
+
+@pytest.mark.parametrize("target", [0.1, 0.33])
+def test_min_and_max_interval_are_respected_per_region(target):
+    rng = np.random.default_rng(1)
+    table = rng.random((500, 4)) * np.where(rng.random((500, 1)) < 0.1, 50, 1)
+    table[:, 3] = 0.0  # never worst: only max_interval gives it keys
+    updates, decisions = run(KeyBudget(Scripted(table), target, min_interval=2, max_interval=12), table, 4)
+    gaps = intervals(updates)
+    assert gaps.min() >= 2 and gaps.max() <= 12
+    assert np.diff(np.flatnonzero(updates[:, 3])).max() == 12
+    assert any(d.extras["budget"]["forced"][3] for d in decisions)
+    assert abs(updates.mean() - target) <= 0.02
+
+
+def test_a_hard_cut_gets_a_key_at_once():
+    rng = np.random.default_rng(2)
+    table = 1.0 + rng.random((300, 1))
+    for cut in (120, 201, 260):
+        table[cut:cut + 1] = 40.0
+    updates, decisions = run(KeyBudget(Scripted(table), 0.1), table)
+    assert updates[[120, 201, 260], 0].all()
+    assert decisions[119].extras["budget"]["ranks"][0] == 1.0
+    assert abs(updates.mean() - 0.1) <= 0.02
+
+
+def test_nan_scores_count_as_worst_and_updates_never_stop():
+    table = np.full((200, 2), np.nan)
+    table[:, 1] = np.linspace(0, 1, 200)
+    updates, decisions = run(KeyBudget(Scripted(table), 0.2), table, 2)
+    assert updates[1:, 0].sum() > updates[1:, 1].sum()  # the NaN region is the worst
+    assert abs(updates.mean() - 0.2) <= 0.02
+    assert np.isnan(decisions[0].scores[0])
+    all_nan = np.full((100, 1), np.nan)
+    updates, _ = run(KeyBudget(Scripted(all_nan), 0.2), all_nan)
+    assert abs(updates.mean() - 0.2) <= 0.02
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match=r"target must be a key-frame fraction in \(0, 1\], got 0"):
+        KeyBudget(FrameDifference(), 0)
+    with pytest.raises(ValueError, match="got 1.5"):
+        KeyBudget(FrameDifference(), 1.5)
+    with pytest.raises(ValueError, match=r"min_interval \(5\) must not exceed max_interval \(3\)"):
+        KeyBudget(FrameDifference(), 0.3, min_interval=5, max_interval=3)
+    with pytest.raises(ValueError, match="cannot be spent with min_interval 4"):
+        KeyBudget(FrameDifference(), 0.5, min_interval=4)
+    with pytest.raises(ValueError, match="max_interval 5 forces more keys"):
+        KeyBudget(FrameDifference(), 0.1, max_interval=5)
+    with pytest.raises(ValueError, match="min_interval must be an integer >= 1"):
+        KeyBudget(FrameDifference(), 0.1, min_interval=0)
+    with pytest.raises(TypeError, match="no score"):
+        KeyBudget(Policy(), 0.1)
+    with pytest.raises(TypeError, match="no score"):
+        KeyBudget(object(), 0.1)
+    with pytest.raises(TypeError, match="the class FrameDifference"):
+        KeyBudget(FrameDifference, 0.1)
+    budget = KeyBudget(Scripted(np.zeros((9, 1))), 0.2)
+    run(budget, np.zeros((5, 1)))
+    img = np.zeros((16, 16, 3), np.uint8)
+    with pytest.raises(ValueError, match="frame 2 comes after frame 4"):
+        budget.decide(Context(2, [img], [img], [0]))
+    with pytest.raises(TypeError, match="nothing to calibrate|no threshold"):
+        budget.decision_threshold()
+
+
+def test_params_reset_and_flow_needs():
+    budget = KeyBudget(FlowMagnitude(3.0), 0.2, max_interval=20)
+    assert budget.get_params() == {"policy": budget.policy, "target": 0.2, "min_interval": 1, "max_interval": 20}
+    assert budget.needs_flow and not KeyBudget(FrameDifference(), 0.2).needs_flow
+    assert "KeyBudget(policy=FlowMagnitude(threshold=3.0)" in repr(budget)
+    table = np.random.default_rng(3).random((30, 1))
+    first, _ = run(KeyBudget(Scripted(table), 0.2), table)
+    again = KeyBudget(Scripted(table), 0.2)
+    run(again, table)
+    assert hasattr(again, "controller_")
+    again.reset()
+    assert not hasattr(again, "controller_")
+    second, _ = run(again, table)
+    np.testing.assert_array_equal(first, second)
+
+
+def test_tracker_with_a_budget_and_its_two_phase_step():
+    rng = np.random.default_rng(4)
+    frames = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(60)]
+    tracker = Tracker(KeyBudget(FlowMagnitude(), 0.2), regions=RegionGrid(2, 2, 4))
+    decisions = [tracker.step(f) for f in frames]
+    fraction = np.mean(np.concatenate([d.update for d in decisions]))
+    assert abs(fraction - 0.2) <= 0.02 and "flow" in decisions[3].extras and "budget" in decisions[3].extras
+    # observe + commit is step, split in two.
+    split = Tracker(FixedInterval(3))
+    assert split.observe(frames[0]) is None
+    with pytest.raises(ValueError, match="frame 0 of a stream is a key frame of every region"):
+        split.commit(Decision(update=np.zeros(1, bool), scores=np.zeros(1)))
+    split.commit(Decision(update=np.ones(1, bool), scores=np.zeros(1)))
+    context = split.observe(frames[1])
+    assert context.frame_index == 1 and context.key_indices == [0]
+    with pytest.raises(ValueError, match="has 2 regions, the frame has 1"):
+        split.commit(Decision(update=np.ones(2, bool), scores=np.zeros(2)))
+    split.commit(split.policy.decide(context))
+    with pytest.raises(RuntimeError, match="call observe"):
+        split.commit(split.policy.decide(context))
+
+
+# -- shared budget (synthetic) ------------------------------------------------------------
+
+def noise_frames(seed, n, shape, motion):
+    """Frames of a textured scene sliding by ``motion`` px per frame (plus noise)."""
+    rng = np.random.default_rng(seed)
+    base = cv2.resize(rng.integers(0, 255, (shape[0] // 4, shape[1] // 4 + n, 3), dtype=np.uint8),
+                      (shape[1] + 4 * n, shape[0]), interpolation=cv2.INTER_LINEAR)
+    return [np.clip(base[:, int(t * motion): int(t * motion) + shape[1]].astype(int)
+                    + rng.integers(-3, 4, (shape[0], shape[1], 3)), 0, 255).astype(np.uint8) for t in range(n)]
+
+
+def test_shared_budget_spends_on_the_stream_that_moves_and_holds_the_total():
+    streams = {"still": noise_frames(0, 150, (48, 64), 0.0), "moving": noise_frames(1, 150, (60, 80), 1.5),
+               "late": noise_frames(2, 150, (48, 64), 0.5)}
+    shared = SharedBudget(FrameDifference(), target=0.15, regions=RegionGrid(2, 2, 4))
+    for t in range(150):
+        frames = {name: f[t] for name, f in streams.items() if (name != "late" or t >= 40)}
+        if t >= 130:
+            frames.pop("still")  # a stream that stops
+        decisions = shared.step(frames)
+        assert set(decisions) == set(frames)
+    assert abs(shared.key_fraction - 0.15) <= 0.01
+    assert shared.stream_key_fraction("moving") > 2 * shared.stream_key_fraction("still")
+    assert shared.region_frames == 4 * (150 + 130 + 110)
+
+
+def test_shared_budget_with_keys_per_step_and_separate_trackers():
+    streams = [noise_frames(s, 120, (48, 64), m) for s, m in [(3, 0.2), (4, 2.0), (5, 0.7)]]
+    per_step = SharedBudget(FlowMagnitude, keys_per_step=1)
+    for t in range(120):
+        per_step.step({i: s[t] for i, s in enumerate(streams)})
+    assert abs(per_step.keys - (120 + 3 - 1)) <= 2  # frame 0 spends 3 keys, then ~1 per step
+    # Each stream stepped by its own Tracker, drawing from one budget.
+    shared = SharedBudget(FrameDifference(), target=0.2)
+    trackers = [Tracker(shared.stream(f"cam{i}")) for i in range(3)]
+    for t in range(120):
+        for tracker, frames in zip(trackers, streams):
+            tracker.step(frames[t])
+    assert abs(shared.key_fraction - 0.2) <= 0.01
+    assert shared.stream_key_fraction("cam1") > shared.stream_key_fraction("cam0")
+
+
+def test_shared_budget_bad_input():
+    with pytest.raises(ValueError, match="exactly one of target"):
+        SharedBudget(FrameDifference())
+    with pytest.raises(ValueError, match="exactly one of target"):
+        SharedBudget(FrameDifference(), 0.1, keys_per_step=2)
+    with pytest.raises(ValueError, match="keys_per_step must be an integer >= 1"):
+        SharedBudget(FrameDifference(), keys_per_step=0)
+    with pytest.raises(ValueError, match=r"target must be a key-frame fraction in \(0, 1\]"):
+        SharedBudget(FrameDifference(), 2.0)
+    with pytest.raises(TypeError, match="no score"):
+        SharedBudget(Policy(), 0.1)
+    shared = SharedBudget(FrameDifference(), 0.1, regions=RegionGrid(2, 2))
+    with pytest.raises(RegionGridMismatch, match=r"uses regions RegionGrid\(rows=1, cols=4"):
+        shared.stream("wide", regions=RegionGrid(1, 4))
+    tracker = Tracker(shared.stream("one"))  # a 1x1 tracker on a 2x2 budget
+    frame = np.zeros((32, 32, 3), np.uint8)
+    tracker.step(frame)
+    with pytest.raises(RegionGridMismatch, match="has 1 regions per frame"):
+        tracker.step(frame)
+    with pytest.raises(ValueError, match="already draws"):
+        shared.stream("one")
+    with pytest.raises(TypeError, match="non-empty dict"):
+        shared.step([frame])
+    per_step = SharedBudget(FrameDifference(), keys_per_step=1)
+    alone = Tracker(per_step.stream("a"))
+    alone.step(frame)
+    with pytest.raises(ValueError, match="use SharedBudget.step"):
+        alone.step(frame)
+    shared.close("one")
+    with pytest.raises(ValueError, match="was closed"):
+        tracker.step(frame)
+
+
+def test_video_runner_with_a_budget():
+    from adaptive_dff import VideoRunner
+    from tests.helpers import tiny_dff
+
+    model = tiny_dff()
+    frames = noise_frames(6, 30, (64, 64), 1.0)
+    runner = VideoRunner(model, KeyBudget(FlowMagnitude(), 0.25), regions=RegionGrid(2, 2, 16))
+    steps = [runner.step(f) for f in frames]
+    assert abs(np.mean(np.concatenate([s.update for s in steps])) - 0.25) <= 0.02
+    assert "budget" in steps[5].extras and steps[5].scores.shape == (4,)
+    shared = SharedBudget(FrameDifference(), target=0.2)
+    runners = [VideoRunner(model, shared.stream(f"r{i}")) for i in range(2)]
+    for t in range(30):
+        for i, r in enumerate(runners):
+            r.step(frames[t] if i == 0 else frames[29 - t])
+    assert abs(shared.key_fraction - 0.2) <= 0.01
+
+
+# -- real video ---------------------------------------------------------------------------
+
+VIDEOS = ("vtest.avi", "box.mp4", "cup.mp4")  # static CCTV, two hand-held clips
+
+
+def read_clip(data_root, name: str, max_frames: int = MAX_FRAMES) -> list:
+    """RGB frames of a sample video or of CamVid's ``val`` clip, downscaled to :data:`SIZE`."""
+    if name == "camvid-val":
+        paths = sorted((data_root / "camvid" / "val").glob("*.png"))[:max_frames]
+        images = [cv2.imread(str(p)) for p in paths]
+    else:
+        capture = cv2.VideoCapture(str(data_root / "videos" / name))
+        images = []
+        while len(images) < max_frames:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            images.append(bgr)
+        capture.release()
+    if len(images) < 100 or any(i is None for i in images):
+        pytest.fail(f"could not read clip {name} from {data_root}")
+    return [cv2.cvtColor(cv2.resize(i, SIZE, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB) for i in images]
+
+
+def fit_decision_model(frames) -> "object":
+    """A small DecisionModel on OpenCV pair features of ``frames`` (CamVid's calibration part):
+    the target is the share of pixels whose warp error is under 6 grey levels in 100."""
+    from schedulers import DecisionModel, OpenCVPairFeatures
+    from schedulers.decision import resize_features
+
+    features = OpenCVPairFeatures()
+    X, y = [], []
+    for key in range(0, len(frames) - 1, 3):
+        for offset in (1, 4, 9):
+            if key + offset < len(frames):
+                pair = features(frames[key + offset], frames[key])
+                X.append(resize_features(pair, (8, 8)))
+                y.append(float(np.mean(pair[..., 3] < 0.06)))
+    return DecisionModel(conv_filters=8, dense_units=(16,), epochs=15, seed=0).fit(np.stack(X), np.array(y))
+
+
+def make_policy(name: str, decision_model=None):
+    if name == "decision_network":
+        return DecisionNetworkScheduler(model=decision_model, target=0.9)
+    return {"frame_difference": FrameDifference, "flow_magnitude": FlowMagnitude}[name]()
+
+
+def measured_spend(policy, frames, grid, target) -> float:
+    """Key fraction of region-frames of ``KeyBudget(policy, target)`` over ``frames``."""
+    tracker = Tracker(KeyBudget(policy, target), regions=grid)
+    return float(np.mean(np.concatenate([tracker.step(f).update for f in frames])))
+
+
+def long_enough(frames, target) -> bool:
+    """The promise holds on streams at least 10 key intervals long."""
+    return len(frames) >= 10 / target
+
+
+@pytest.fixture(scope="module")
+def clips(data_root):
+    return {name: read_clip(data_root, name) for name in VIDEOS + ("camvid-val",)}
+
+
+@pytest.fixture(scope="module")
+def decision_model(clips):
+    return fit_decision_model(clips["camvid-val"][:34])  # CamVid's calibration frames only
+
+
+def check_spend(policy_name, grid, targets, clips, decision_model=None):
+    failures = []
+    for name, frames in clips.items():
+        for target in targets:
+            if long_enough(frames, target):
+                spend = measured_spend(make_policy(policy_name, decision_model), frames, GRIDS[grid], target)
+                if abs(spend - target) > 0.02:
+                    failures.append(f"{name} {grid} target {target}: spent {spend:.3f}")
+    assert not failures, failures
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("grid", list(GRIDS))
+def test_frame_difference_spend_holds_on_real_video(clips, grid):
+    check_spend("frame_difference", grid, TARGETS, clips)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("grid, targets, names", [
+    ("1x1", (0.1, 0.33), VIDEOS + ("camvid-val",)), ("2x2", (0.2,), ("vtest.avi", "cup.mp4"))])
+def test_flow_magnitude_spend_holds_on_real_video(clips, grid, targets, names):
+    check_spend("flow_magnitude", grid, targets, {k: clips[k] for k in names})
+
+
+@pytest.mark.data
+def test_decision_network_spend_holds_on_real_video(clips, decision_model):
+    check_spend("decision_network", "1x1", (0.2,), {"camvid-val": clips["camvid-val"]}, decision_model)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["flow_magnitude", "decision_network"])
+@pytest.mark.parametrize("grid", list(GRIDS))
+def test_every_policy_grid_and_target_on_real_video(clips, decision_model, policy, grid):
+    check_spend(policy, grid, TARGETS, clips, decision_model)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("policy, grid, target", [("frame_difference", "2x2", 0.1), ("flow_magnitude", "1x1", 0.2)])
+def test_shared_budget_total_holds_over_the_real_clips(clips, policy, grid, target):
+    shared = SharedBudget(make_policy(policy), target=target, regions=GRIDS[grid])
+    for t in range(max(len(f) for f in clips.values())):
+        shared.step({name: frames[t] for name, frames in clips.items() if t < len(frames)})
+    assert abs(shared.key_fraction - target) <= 0.01, shared.key_fraction
+    # The static CCTV camera gets fewer keys than the hand-held clips.
+    assert shared.stream_key_fraction("vtest.avi") < shared.stream_key_fraction("cup.mp4")
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["frame_difference", "flow_magnitude", "decision_network"])
+@pytest.mark.parametrize("grid", list(GRIDS))
+def test_shared_budget_every_target_over_the_real_clips(clips, decision_model, policy, grid):
+    for target in TARGETS:
+        shared = SharedBudget(make_policy(policy, decision_model), target=target, regions=GRIDS[grid])
+        for t in range(max(len(f) for f in clips.values())):
+            shared.step({name: frames[t] for name, frames in clips.items() if t < len(frames)})
+        assert abs(shared.key_fraction - target) <= 0.01, (target, shared.key_fraction)
+
+
+def spend_table(data_root) -> None:
+    """Print the spend of every policy, grid, target and clip (``python tests/test_budget.py``)."""
+    clip_frames = {name: read_clip(data_root, name) for name in VIDEOS + ("camvid-val",)}
+    model = fit_decision_model(clip_frames["camvid-val"][:34])
+    print("policy            grid  target  " + "  ".join(f"{n:>10}" for n in clip_frames) + "  shared")
+    for policy in ("frame_difference", "flow_magnitude", "decision_network"):
+        for grid in GRIDS:
+            for target in TARGETS:
+                cells = []
+                for frames in clip_frames.values():
+                    ok = long_enough(frames, target)
+                    cells.append(f"{measured_spend(make_policy(policy, model), frames, GRIDS[grid], target):10.3f}"
+                                 if ok else f"{'(short)':>10}")
+                shared = SharedBudget(make_policy(policy, model), target=target, regions=GRIDS[grid])
+                for t in range(max(len(f) for f in clip_frames.values())):
+                    shared.step({n: f[t] for n, f in clip_frames.items() if t < len(f)})
+                print(f"{policy:17} {grid}  {target:6.2f}  " + "  ".join(cells) + f"  {shared.key_fraction:6.3f}",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    import os
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    spend_table(pathlib.Path(os.environ.get("ADAPTIVE_DFF_DATA", root.parent / "shared" / "data")))
