@@ -227,12 +227,21 @@ def main(argv=None) -> int:
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.10, 0.20, 0.33])
     parser.add_argument("--policies", nargs="+", default=None)
     parser.add_argument("--window", type=int, default=30)
+    parser.add_argument("--key-budget", action="store_true",
+                        help="run each policy under schedulers.KeyBudget (its budget the target) instead of calibrating it")
     parser.add_argument("--match", action="store_true",
                         help="also a diagnostic row per policy: its threshold matched to the budget on each test clip")
     args = parser.parse_args(argv)
     policies = default_policies()
     if args.policies:
         policies = {k: v for k, v in policies.items() if k in args.policies}
+    if args.key_budget:
+        import copy
+
+        from schedulers import KeyBudget
+
+        policies = {name + "@budget": (lambda b, p=p: KeyBudget(copy.deepcopy(p), target=b))
+                    for name, p in policies.items()}
     sets = [] if args.no_synthetic else datasets.synthetic_datasets(frames=args.frames)
     if args.camvid:
         sets.append(datasets.camvid_val_dataset(args.camvid))
