@@ -227,3 +227,14 @@ def test_monotone_envelope_keeps_the_worst_loss_since_the_key():
         # renewal score n * L_n - sum_{i<n} L_i, with L the (running maximum of the) loss
         scores = [policy.decide(Context(t, [frame], [frame], [0], flow=flow)).scores[0] for t in (1, 2, 3, 4)]
         np.testing.assert_allclose(scores, expected, atol=1e-9)
+
+
+def test_quality_policy_holds_a_budget_under_key_budget():
+    from schedulers import KeyBudget, key_fraction
+
+    rng = np.random.default_rng(7)
+    frames = [rng.integers(0, 256, (32, 48, 3), dtype=np.uint8) for _ in range(100)]
+    policy = KeyBudget(PropagationQuality(load_default_quality(), downsample=2), target=0.2)
+    tracker = Tracker(policy, flow=lambda c, k: rng.normal(0, 1, c.shape[:2] + (2,)).astype(np.float32))
+    decisions = [tracker.step(f) for f in frames]
+    assert abs(key_fraction(decisions) - 0.2) <= 0.03
