@@ -82,16 +82,31 @@ def _flow_small(flow: np.ndarray, shape: tuple, downsample: int) -> np.ndarray:
         return flow
     sy, sx = shape[0] / flow.shape[0], shape[1] / flow.shape[1]
     small = cv2.resize(flow, (shape[1], shape[0]), interpolation=cv2.INTER_AREA if downsample > 1 else cv2.INTER_LINEAR)
-    return small * np.array([sx, sy], np.float32)
+    small[..., 0] *= np.float32(sx)
+    small[..., 1] *= np.float32(sy)
+    return small
 
 
 def warp_to_current(key_gray: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """``out[y, x] = key_gray[y + dy, x + dx]`` (bilinear, ``cv2.remap``; edges replicated),
     ``flow`` ``[h, w, 2]`` from the current frame to the key frame in pixels of that grid."""
-    h, w = key_gray.shape
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(key_gray, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
+    gx, gy = _pixel_grid(key_gray.shape)
+    return cv2.remap(key_gray, cv2.add(gx, flow[..., 0]), cv2.add(gy, flow[..., 1]), cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_REPLICATE)
+
+
+_GRIDS: dict = {}
+
+
+def _pixel_grid(shape: tuple) -> tuple:
+    """``(x, y)`` float32 coordinate grids of an ``(h, w)`` image, kept for reuse (read-only)."""
+    if shape not in _GRIDS:
+        if len(_GRIDS) > 16:
+            _GRIDS.clear()
+        gx, gy = np.meshgrid(np.arange(shape[1], dtype=np.float32), np.arange(shape[0], dtype=np.float32))
+        gx.flags.writeable = gy.flags.writeable = False
+        _GRIDS[shape] = (gx, gy)
+    return _GRIDS[shape]
 
 
 def _p90(values: np.ndarray) -> float:
