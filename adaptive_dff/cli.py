@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     dff = train_sub.add_parser("dff", help="end-to-end DFF on (key, current) pairs, 0 <= offset <= 9")
     decision = train_sub.add_parser("decision", help="DVSNet's decision network from any videos")
     features = train_sub.add_parser("features", help="the feature net + head on single frames")
-    for program in (features, flow, dff, decision):
+    quality = train_sub.add_parser("quality", help="the propagation-quality predictor from labelled clips")
+    for program in (features, flow, dff, decision, quality):
         program.add_argument("--out", required=True, help="run folder: checkpoints, logs, final model")
         program.add_argument("--config", default="default", help="a preset (smoke, default) or a JSON file")
         program.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
@@ -329,6 +330,10 @@ def _train(args) -> None:
         from training import decision
 
         decision.run(config, args.out)
+    elif args.program == "quality":
+        from training import quality
+
+        quality.run(config, args.out, data_root=root)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -18,6 +18,8 @@ from schedulers.calibration import CalibrationResult, calibrate, key_fraction, r
 from schedulers.decision import DecisionModel, DecisionNetworkScheduler, OpenCVPairFeatures
 from schedulers.flow import DISFlow
 from schedulers.policies import FixedInterval, FlowMagnitude, FrameDifference
+from schedulers.quality import PropagationQuality, QualitySignals
+from schedulers.quality_predictor import QualityPredictor, load_default_quality
 from schedulers.regions import RegionGrid
 from schedulers.shared_budget import BudgetStream, RegionGridMismatch, SharedBudget
 from schedulers.tracker import Tracker
@@ -30,6 +32,7 @@ POLICIES = {
     "frame_difference": FrameDifference,
     "flow_magnitude": FlowMagnitude,
     "decision_network": DecisionNetworkScheduler,
+    "propagation_quality": PropagationQuality,
 }
 
 __all__ = [
@@ -47,11 +50,15 @@ __all__ = [
     "KeyBudget",
     "OpenCVPairFeatures",
     "Policy",
+    "PropagationQuality",
+    "QualityPredictor",
+    "QualitySignals",
     "RegionGrid",
     "RegionGridMismatch",
     "SharedBudget",
     "Tracker",
     "calibrate",
     "key_fraction",
+    "load_default_quality",
     "replay",
 ]

@@ -79,6 +79,18 @@ PROGRAM_FIELDS = {
         "feature_size": (int, 8),
         "epochs": (int, 40),
     },
+    "quality": {
+        "frames": (int, 60),  # length of each generated clip
+        "synthetic_clips": (int, 16),  # generated clips, cycling through training.quality.REGIMES
+        "max_offset": (int, 30),  # frames carried from each key
+        "key_stride": (int, 5),
+        "overlap": (int, 16),  # of the 2x2 grid (the 1x1 grid is always used too)
+        "downsample": (int, 2),  # of the signals (schedulers.QualitySignals)
+        "camvid": (bool, True),  # add CamVid val frames 0..33 (never 34..100)
+        "camvid_weight": (float, 3.0),  # CamVid rows count this many times in the fit
+        "target": (str, "pixel_accuracy"),  # or "miou"
+        "kinds": (str, "ridge,mlp"),  # predictor kinds fitted (ridge, mlp); the lowest held-out error is written
+    },
 }
 
 PRESETS = {
@@ -100,6 +112,12 @@ PRESETS = {
                   "regions": 1, "overlap": 0, "epochs": 3},
         "default": {"height": 256, "width": 384, "max_frames": 120, "max_offset": 12, "key_stride": 6,
                     "regions": 2, "overlap": 64, "epochs": 40},
+    },
+    "quality": {
+        "smoke": {"height": 64, "width": 128, "frames": 16, "synthetic_clips": 5, "max_offset": 6,
+                  "key_stride": 4, "camvid": False},
+        "default": {"height": 128, "width": 256, "frames": 60, "synthetic_clips": 16, "max_offset": 30,
+                    "key_stride": 5},
     },
     "dff": {
         "smoke": {"steps": 6, "batch_size": 2, "height": 128, "width": 128, "checkpoint_every": 3,

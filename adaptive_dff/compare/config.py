@@ -26,6 +26,7 @@ ARMS = {
     "frame_difference": ("frame_difference", "warp"),
     "flow_magnitude": ("flow_magnitude", "warp"),
     "decision_network": ("decision_network", "warp"),
+    "propagation_quality": ("propagation_quality", "warp"),  # the shipped quality predictor, renewal rule
 }
 # Arms without calibration: "<arm>@budget" wraps the arm's policy in a
 # schedulers.KeyBudget per clip (the budget is its target); "<arm>@shared"

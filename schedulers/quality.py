@@ -1,0 +1,315 @@
+"""Propagation quality: online signals per region, and a policy on their predicted quality.
+
+A pipeline that carries a key frame's result along the flow has, per region
+and at no extra cost beyond the flow it computes anyway, a few signals of how
+well that works (:class:`QualitySignals`):
+
+* ``frames_since_key``;
+* the *warp error*: the key region warped to the current one along the flow
+  from the current region to the key region (the project's convention,
+  ``cv2.remap``), compared with the current region in grey levels 0..255:
+  its mean, its 90th percentile and the share of pixels off by more than
+  :data:`OFF_LEVELS` grey levels (occluded or badly matched pixels);
+* that mean warp error summed over every frame since the key frame, and its
+  average per frame (the strongest single signal known here);
+* the flow magnitude (mean and 90th percentile, pixels) and its spatial
+  gradient (mean of ``|d flow / dx| + |d flow / dy|``: motion boundaries);
+* the frame difference to the key (mean absolute grey difference), the change
+  of mean brightness, and the key region's mean grey gradient (how much
+  structure there is to misplace);
+* optionally (``backward_flow`` given) the forward-backward inconsistency:
+  the share of pixels whose flow to the key and back does not return within
+  one pixel (costs a second flow per region).
+
+The signals feed a :class:`schedulers.quality_predictor.QualityPredictor`
+(expected carried accuracy of the region). :class:`PropagationQuality` turns
+its predictions into decisions with one of two rules:
+
+* ``"greedy"``: score = predicted loss ``1 - q``; update when above the
+  threshold. It waits until the carried result is already bad.
+* ``"renewal"`` (default): score = ``n * L_n - sum_{i<n} L_i`` over the
+  predicted losses ``L_i`` of the ``n`` frames since the key. A key costs a
+  price ``lambda`` (the threshold) in frame-losses; the average cost per frame
+  of a key's segment, ``(lambda + sum L) / n``, is lowest when the segment
+  ends at the first frame whose loss exceeds it, i.e. when the score exceeds
+  ``lambda``. This spends keys where losses grow fast and spares them where
+  they grow slowly, and matches a fixed interval on steady footage (for a
+  loss growing linearly at rate ``g`` it keys every ``sqrt(2 lambda / g)``).
+
+No TensorFlow: numpy and OpenCV only.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import cv2
+import numpy as np
+
+from schedulers.base import Context, Decision, Policy, check_int
+
+SIGNALS_VERSION = 1
+OFF_LEVELS = 24.0  # grey levels: a warped pixel off by more counts as badly matched
+BASE_SIGNALS = (
+    "frames_since_key",
+    "warp_error_mean",
+    "warp_error_p90",
+    "warp_error_share",
+    "warp_error_sum",
+    "warp_error_avg",
+    "flow_mean",
+    "flow_p90",
+    "flow_gradient",
+    "frame_difference",
+    "brightness_change",
+    "key_gradient",
+)
+BACKWARD_SIGNAL = "fb_inconsistency"
+
+
+def _gray_small(image: np.ndarray, downsample: int) -> np.ndarray:
+    gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    if downsample > 1:
+        h, w = gray.shape
+        gray = cv2.resize(gray, (max(w // downsample, 1), max(h // downsample, 1)), interpolation=cv2.INTER_AREA)
+    return gray.astype(np.float32)
+
+
+def _flow_small(flow: np.ndarray, shape: tuple, downsample: int) -> np.ndarray:
+    """``flow`` resized to ``shape`` (h, w), its vectors scaled to that grid's pixels."""
+    flow = np.asarray(flow, np.float32)
+    if flow.shape[:2] == shape:
+        return flow
+    sy, sx = shape[0] / flow.shape[0], shape[1] / flow.shape[1]
+    small = cv2.resize(flow, (shape[1], shape[0]), interpolation=cv2.INTER_AREA if downsample > 1 else cv2.INTER_LINEAR)
+    small[..., 0] *= np.float32(sx)
+    small[..., 1] *= np.float32(sy)
+    return small
+
+
+def warp_to_current(key_gray: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """``out[y, x] = key_gray[y + dy, x + dx]`` (bilinear, ``cv2.remap``; edges replicated),
+    ``flow`` ``[h, w, 2]`` from the current frame to the key frame in pixels of that grid."""
+    gx, gy = _pixel_grid(key_gray.shape)
+    return cv2.remap(key_gray, cv2.add(gx, flow[..., 0]), cv2.add(gy, flow[..., 1]), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+_GRIDS: dict = {}
+
+
+def _pixel_grid(shape: tuple) -> tuple:
+    """``(x, y)`` float32 coordinate grids of an ``(h, w)`` image, kept for reuse (read-only)."""
+    if shape not in _GRIDS:
+        if len(_GRIDS) > 16:
+            _GRIDS.clear()
+        gx, gy = np.meshgrid(np.arange(shape[1], dtype=np.float32), np.arange(shape[0], dtype=np.float32))
+        gx.flags.writeable = gy.flags.writeable = False
+        _GRIDS[shape] = (gx, gy)
+    return _GRIDS[shape]
+
+
+def _p90(values: np.ndarray) -> float:
+    flat = values.reshape(-1)
+    k = int(0.9 * (flat.size - 1))
+    return float(np.partition(flat, k)[k])
+
+
+class QualitySignals:
+    """The named signal vector of each region, plus the running state it needs.
+
+    Args:
+        downsample: signals are computed at ``1/downsample`` of the region
+            size (area averaging; flow vectors scaled alike).
+        backward_flow: ``flow(key, current) -> [h, w, 2]`` for the
+            forward-backward check (adds ``fb_inconsistency``); ``None``
+            leaves that signal out (the default: it costs a second flow).
+
+    ``names`` is the fixed order of the vector; ``version`` changes whenever
+    a signal's definition does, so a predictor fitted on other signals is
+    refused. State (per region): the key it refers to and the warp error
+    summed since it; a new key (another key array or index) resets it. The
+    sum is only right when every frame since the key is passed, in order.
+    """
+
+    version = SIGNALS_VERSION
+
+    def __init__(self, downsample: int = 2, backward_flow: Optional[Callable] = None):
+        self.downsample = check_int(downsample, "downsample", 1)
+        self.backward_flow = backward_flow
+        self.reset()
+
+    @property
+    def names(self) -> tuple:
+        return BASE_SIGNALS + ((BACKWARD_SIGNAL,) if self.backward_flow is not None else ())
+
+    def reset(self) -> "QualitySignals":
+        self.state_: list = []
+        return self
+
+    def _key_state(self, r: int, key: np.ndarray, key_index: int) -> dict:
+        while len(self.state_) <= r:
+            self.state_.append(None)
+        state = self.state_[r]
+        if state is None or state["key"] is not key or state["index"] != key_index:
+            gray = _gray_small(key, self.downsample)
+            gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
+            gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
+            state = self.state_[r] = {
+                "key": key, "index": key_index, "gray": gray, "error_sum": 0.0,
+                "gradient": float(np.mean(np.abs(gx) + np.abs(gy))) / 8.0, "last_frame": key_index,
+            }
+        return state
+
+    def region(self, r: int, current: np.ndarray, key: np.ndarray, key_index: int, frame_index: int,
+               flow: np.ndarray) -> np.ndarray:
+        """The signal vector ``[len(names)]`` float64 of region ``r`` of frame ``frame_index``.
+
+        ``flow`` is ``[h, w, 2]`` from the current region to the key region
+        (pixels of the region, any grid size; resized here). Non-finite flow
+        makes the warp signals non-finite (the policy then updates).
+        """
+        state = self._key_state(r, key, key_index)
+        current_gray = _gray_small(current, self.downsample)
+        flow = np.asarray(flow)
+        if flow.ndim != 3 or flow.shape[-1] != 2:
+            raise ValueError(f"flow of region {r}, frame {frame_index} must be [h, w, 2], got shape {flow.shape}")
+        small = _flow_small(flow, current_gray.shape, self.downsample)
+        if np.all(np.isfinite(small)):
+            error = np.abs(current_gray - warp_to_current(state["gray"], small))
+            error_mean, error_p90 = float(error.mean()), _p90(error)
+            error_share = float(np.count_nonzero(error > OFF_LEVELS)) / error.size
+            magnitude = cv2.magnitude(small[..., 0], small[..., 1])
+            flow_mean, flow_p90 = float(magnitude.mean()), _p90(magnitude)
+            grad = sum(float(np.mean(np.abs(cv2.Sobel(small[..., c], cv2.CV_32F, *d, ksize=3)))) / 8.0
+                       for c in (0, 1) for d in ((1, 0), (0, 1)))
+        else:
+            error_mean = error_p90 = error_share = flow_mean = flow_p90 = grad = np.nan
+        if frame_index != state["last_frame"]:  # count each frame once, even when asked twice
+            state["error_sum"] += error_mean
+            state["last_frame"] = frame_index
+        n = max(frame_index - key_index, 0)
+        values = [
+            float(n), error_mean, error_p90, error_share, state["error_sum"],
+            state["error_sum"] / max(n, 1), flow_mean, flow_p90, grad,
+            float(np.mean(np.abs(current_gray - state["gray"]))),
+            abs(float(current_gray.mean() - state["gray"].mean())), state["gradient"],
+        ]
+        if self.backward_flow is not None:
+            values.append(self._inconsistency(current, key, small))
+        return np.asarray(values, np.float64)
+
+    def _inconsistency(self, current, key, forward_small) -> float:
+        backward = _flow_small(self.backward_flow(key, current), forward_small.shape[:2], self.downsample)
+        back_at_target = np.dstack([warp_to_current(np.ascontiguousarray(backward[..., c]), forward_small)
+                                    for c in (0, 1)])
+        roundtrip = forward_small + back_at_target
+        return float(np.mean(np.hypot(roundtrip[..., 0], roundtrip[..., 1]) > 1.0))
+
+    def __call__(self, context: Context) -> np.ndarray:
+        """``[R, len(names)]`` float64: the signals of every region of ``context`` (which needs flow)."""
+        if context.flow is None:
+            raise ValueError("QualitySignals needs the flow from the current to the key frame; none was given")
+        return np.stack([
+            self.region(r, context.regions[r], context.key_regions[r], int(context.key_indices[r]),
+                        int(context.frame_index), context.flow[r])
+            for r in range(context.num_regions)
+        ])
+
+
+RULES = ("renewal", "greedy")
+
+
+class PropagationQuality(Policy):
+    """Update regions by their predicted propagation quality.
+
+    Args:
+        predictor: a fitted :class:`schedulers.QualityPredictor`; ``None``
+            loads the shipped default (:func:`schedulers.load_default_quality`).
+        threshold: update where the score exceeds it. With ``rule="greedy"``
+            a predicted loss in [0, 1]; with ``"renewal"`` the price of a key
+            in frame-losses (see the module notes; about 0.5 to 3 for budgets
+            of 33% to 10%).
+        rule: ``"renewal"`` or ``"greedy"``.
+        monotone: use the running maximum of the predicted loss since the
+            key frame (a carried result does not get better with distance;
+            this keeps a predictor's dips, e.g. where the warp error is
+            small but the labels have drifted, from postponing a key, and
+            makes the renewal score non-decreasing between keys).
+        downsample: passed to :class:`QualitySignals`.
+
+    Scores are +inf for a region whose signals are not finite (it is
+    updated). ``decision.extras["quality"]`` holds the predicted qualities.
+    """
+
+    needs_flow = True
+
+    def __init__(self, predictor=None, threshold: float = 1.0, rule: str = "renewal", monotone: bool = True,
+                 downsample: int = 2):
+        self.predictor = predictor
+        self.threshold = threshold
+        self.rule = rule
+        self.monotone = monotone
+        self.downsample = downsample
+
+    def _predictor(self):
+        if self.predictor is None:
+            if getattr(self, "default_predictor_", None) is None:
+                from schedulers.quality_predictor import load_default_quality
+
+                self.default_predictor_ = load_default_quality()
+            return self.default_predictor_
+        return self.predictor
+
+    def _signals(self) -> QualitySignals:
+        if getattr(self, "signals_", None) is None or self.signals_.downsample != self.downsample:
+            self.signals_ = QualitySignals(downsample=self.downsample)
+        return self.signals_
+
+    def quality(self, context: Context) -> np.ndarray:
+        """``[R]`` predicted carried accuracy of each region in [0, 1] (NaN where signals are not finite)."""
+        predictor = self._predictor()
+        signals = self._signals()
+        predictor.check_signals(signals)
+        return predictor.predict(signals(context))
+
+    def score(self, context: Context) -> np.ndarray:
+        if self.rule not in RULES:
+            raise ValueError(f"rule must be one of {RULES}, got {self.rule!r}")
+        quality = self.quality(context)
+        self.last_quality_ = quality
+        raw = np.where(np.isfinite(quality), 1.0 - quality, np.inf)
+        # Per region: the key, the frame last seen, and (losses of the frames before it:
+        # their sum and running maximum, then its own loss); asking twice about one frame
+        # counts it once.
+        state = getattr(self, "loss_state_", None)
+        if state is None or len(state) != context.num_regions:
+            state = self.loss_state_ = [None] * context.num_regions
+        frame = int(context.frame_index)
+        scores = np.empty(context.num_regions)
+        for r, (key_index, loss) in enumerate(zip(context.key_indices, raw)):
+            key_index = int(key_index)
+            s = state[r]
+            if s is None or s["key"] != key_index:
+                total, peak = 0.0, 0.0
+            elif s["frame"] == frame:
+                total, peak = s["total"], s["peak"]
+            else:
+                total, peak = s["total"] + s["loss"], max(s["peak"], s["loss"])
+            finite = bool(np.isfinite(loss))
+            if self.monotone and finite:
+                loss = max(loss, peak)
+            state[r] = {"key": key_index, "frame": frame, "total": total, "peak": peak,
+                        "loss": loss if finite else 1.0}
+            if not finite:
+                scores[r] = np.inf
+            elif self.rule == "greedy":
+                scores[r] = loss
+            else:
+                scores[r] = max(frame - key_index, 1) * loss - total
+        return scores
+
+    def decide(self, context: Context) -> Decision:
+        decision = super().decide(context)
+        decision.extras["quality"] = self.last_quality_
+        return decision

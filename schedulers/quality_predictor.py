@@ -1,0 +1,205 @@
+"""``QualityPredictor``: signals of a region -> expected accuracy of its carried result.
+
+Fitted with scikit-learn (``kind="ridge"``: ridge regression; ``"mlp"``: a
+small multi-layer perceptron), then kept as plain arrays so that predicting
+is a few numpy products (no scikit-learn call per frame) and the file is a
+small JSON document, independent of the scikit-learn version:
+
+``{"format": "adaptive-dff-quality-predictor", "format_version": 1,
+"signals": {"names": [...], "version": N}, "kind": ..., "mean": [...],
+"scale": [...], "layers": [{"weights": [[...]], "bias": [...]}, ...],
+"target": ..., "metrics": {...}}``
+
+Inputs are ``sign(x) log(1 + |x|)`` of each signal, standardised with the
+training statistics; hidden layers use ReLU; the output is clipped to [0, 1].
+A row with a non-finite signal is predicted NaN (the policy updates it).
+
+A file written for other signals (names or version) or by another format
+version is refused with an error naming both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+
+from schedulers.files import write_json_atomic
+
+FORMAT = "adaptive-dff-quality-predictor"
+FORMAT_VERSION = 1
+KINDS = ("ridge", "mlp")
+DEFAULT_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "quality_default.json")
+
+
+def _transform(X: np.ndarray) -> np.ndarray:
+    return np.sign(X) * np.log1p(np.abs(X))
+
+
+class QualityPredictor:
+    """Regress the carried accuracy of a region (in [0, 1]) from its signals.
+
+    Args:
+        signal_names: the names of the columns of ``X`` (a
+            :class:`schedulers.QualitySignals`' ``names``).
+        signals_version: that signal set's version.
+        kind: ``"ridge"`` or ``"mlp"``.
+        hidden: hidden layer widths of the MLP.
+        alpha: L2 penalty (both kinds).
+        seed: the MLP's initialisation.
+    """
+
+    def __init__(self, signal_names: Sequence[str] = (), signals_version: int = 0, kind: str = "mlp",
+                 hidden: Sequence[int] = (32, 16), alpha: float = 1e-3, seed: int = 0):
+        self.signal_names = tuple(signal_names)
+        self.signals_version = signals_version
+        self.kind = kind
+        self.hidden = tuple(hidden)
+        self.alpha = alpha
+        self.seed = seed
+
+    def get_params(self) -> dict:
+        return {"signal_names": self.signal_names, "signals_version": self.signals_version, "kind": self.kind,
+                "hidden": self.hidden, "alpha": self.alpha, "seed": self.seed}
+
+    # -- checks -------------------------------------------------------------------
+
+    def _check_X(self, X) -> np.ndarray:
+        X = np.asarray(X, np.float64)
+        if X.ndim != 2 or X.shape[1] != len(self.signal_names):
+            raise ValueError(f"X must be [N, {len(self.signal_names)}] signals ({', '.join(self.signal_names)}), "
+                             f"got shape {X.shape}")
+        return X
+
+    def check_signals(self, signals) -> None:
+        """Raise ``ValueError`` unless ``signals`` (names and version) are the ones fitted on."""
+        names, version = tuple(signals.names), int(signals.version)
+        if names != self.signal_names or version != int(self.signals_version):
+            raise ValueError(
+                f"this quality predictor was fitted on signals {list(self.signal_names)} (version "
+                f"{self.signals_version}); these are {list(names)} (version {version}): refit it on them"
+            )
+
+    # -- fitting and predicting ---------------------------------------------------
+
+    def fit(self, X, y) -> "QualityPredictor":
+        """Fit on signals ``X`` ``[N, S]`` (finite) and accuracies ``y`` ``[N]`` in [0, 1]."""
+        X = self._check_X(X)
+        y = np.asarray(y, np.float64).reshape(-1)
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
+        if not np.all(np.isfinite(X)):
+            raise ValueError("X contains NaN or inf; leave such rows out of the training data")
+        if not np.all((y >= 0) & (y <= 1)):
+            raise ValueError(f"y must be accuracies in [0, 1], found {y.min()}..{y.max()}")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        Z = _transform(X)
+        self.mean_ = Z.mean(axis=0)
+        self.scale_ = Z.std(axis=0) + 1e-9
+        Z = (Z - self.mean_) / self.scale_
+        if self.kind == "ridge":
+            from sklearn.linear_model import Ridge
+
+            model = Ridge(alpha=self.alpha * len(y)).fit(Z, y)
+            self.layers_ = [(model.coef_.reshape(-1, 1), np.array([model.intercept_]))]
+        else:
+            from sklearn.neural_network import MLPRegressor
+
+            model = MLPRegressor(hidden_layer_sizes=self.hidden, alpha=self.alpha, random_state=self.seed,
+                                 max_iter=400, early_stopping=True, n_iter_no_change=20, learning_rate_init=3e-3)
+            model.fit(Z, y)
+            self.layers_ = [(np.asarray(w), np.asarray(b)) for w, b in zip(model.coefs_, model.intercepts_)]
+        return self
+
+    def _check_fitted(self):
+        if not hasattr(self, "layers_"):
+            raise RuntimeError("this QualityPredictor is not fitted: call fit(X, y) or QualityPredictor.load(path)")
+
+    def predict(self, X) -> np.ndarray:
+        """``[N]`` expected accuracies in [0, 1]; NaN for rows with a non-finite signal."""
+        self._check_fitted()
+        X = self._check_X(X)
+        finite = np.all(np.isfinite(X), axis=1)
+        Z = (_transform(np.where(np.isfinite(X), X, 0.0)) - self.mean_) / self.scale_
+        for i, (weights, bias) in enumerate(self.layers_):
+            Z = Z @ weights + bias
+            if i < len(self.layers_) - 1:
+                Z = np.maximum(Z, 0.0)
+        return np.where(finite, np.clip(Z[:, 0], 0.0, 1.0), np.nan)
+
+    def mean_absolute_error(self, X, y) -> float:
+        return float(np.mean(np.abs(self.predict(X) - np.asarray(y, np.float64).reshape(-1))))
+
+    # -- files --------------------------------------------------------------------
+
+    def to_json(self, target: str = "", metrics: Optional[dict] = None) -> dict:
+        self._check_fitted()
+        return {
+            "format": FORMAT, "format_version": FORMAT_VERSION,
+            "signals": {"names": list(self.signal_names), "version": int(self.signals_version)},
+            "kind": self.kind, "hidden": list(self.hidden), "alpha": self.alpha, "seed": self.seed,
+            "mean": self.mean_.tolist(), "scale": self.scale_.tolist(),
+            "layers": [{"weights": w.tolist(), "bias": b.tolist()} for w, b in self.layers_],
+            "target": target, "metrics": metrics or {},
+        }
+
+    def save(self, path, target: str = "", metrics: Optional[dict] = None) -> None:
+        """Write the fitted predictor to ``path`` (JSON, atomically), with what it predicts and its metrics."""
+        write_json_atomic(path, self.to_json(target, metrics))
+
+    @classmethod
+    def load(cls, path, signals=None) -> "QualityPredictor":
+        """Read what :meth:`save` wrote; with ``signals`` also check they are the ones fitted on."""
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"quality predictor file {path!r} does not exist")
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"quality predictor file {path!r} is not readable JSON: {error}") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"{path!r} is not a quality predictor file (format {FORMAT!r})")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"quality predictor file {path!r} has format version {data.get('format_version')!r}; "
+                             f"this library reads version {FORMAT_VERSION}")
+        try:
+            self = cls(data["signals"]["names"], data["signals"]["version"], data["kind"], data["hidden"],
+                       data["alpha"], data["seed"])
+            self.mean_ = np.asarray(data["mean"], np.float64)
+            self.scale_ = np.asarray(data["scale"], np.float64)
+            self.layers_ = [(np.asarray(layer["weights"], np.float64), np.asarray(layer["bias"], np.float64))
+                            for layer in data["layers"]]
+            self.target = data.get("target", "")
+            self.metrics = data.get("metrics", {})
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"quality predictor file {path!r} is damaged: {error!r}") from None
+        width = len(self.signal_names)
+        shapes_ok = self.mean_.shape == (width,) and self.scale_.shape == (width,) and self.layers_
+        if shapes_ok:
+            rows = width
+            for w, b in self.layers_:
+                if w.ndim != 2 or w.shape[0] != rows or b.shape != (w.shape[1],):
+                    shapes_ok = False
+                    break
+                rows = w.shape[1]
+            shapes_ok = shapes_ok and rows == 1
+        if not shapes_ok:
+            raise ValueError(f"quality predictor file {path!r} is damaged: its arrays do not fit {width} signals")
+        if signals is not None:
+            self.check_signals(signals)
+        return self
+
+
+def load_default_quality() -> QualityPredictor:
+    """The shipped predictor (``schedulers/weights/quality_default.json``; rebuilt by
+    ``adaptive-dff train quality``), checked against the default :class:`QualitySignals`."""
+    from schedulers.quality import QualitySignals
+
+    if not os.path.isfile(DEFAULT_FILE):
+        raise FileNotFoundError(f"the shipped quality predictor {DEFAULT_FILE!r} is missing; rebuild it with "
+                                "'adaptive-dff train quality --out DIR' and copy DIR/quality.json there")
+    return QualityPredictor.load(DEFAULT_FILE, signals=QualitySignals())

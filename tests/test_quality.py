@@ -1,0 +1,240 @@
+"""Propagation quality: signals against independent references, the predictor file, the policy's rules."""
+
+import json
+
+import numpy as np
+import pytest
+
+from schedulers import Context, PropagationQuality, QualityPredictor, QualitySignals, Tracker, load_default_quality
+from schedulers.quality import BASE_SIGNALS
+
+
+def _bilinear_replicate(image, map_x, map_y):
+    """Independent bilinear sampling with edge replication (numpy only)."""
+    h, w = image.shape
+    x = np.clip(map_x, 0, w - 1)
+    y = np.clip(map_y, 0, h - 1)
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = x - x0, y - y0
+    return ((1 - fy) * ((1 - fx) * image[y0, x0] + fx * image[y0, x1])
+            + fy * ((1 - fx) * image[y1, x0] + fx * image[y1, x1]))
+
+
+def _gray(rgb):
+    return (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]).astype(np.float64)
+
+
+def test_warp_signals_match_a_numpy_reference_on_random_data():
+    rng = np.random.default_rng(1)
+    key = rng.integers(0, 256, (40, 52, 3), dtype=np.uint8)
+    current = rng.integers(0, 256, (40, 52, 3), dtype=np.uint8)
+    flow = rng.uniform(-3, 3, (40, 52, 2)).astype(np.float32)
+    signals = QualitySignals(downsample=1)
+    values = dict(zip(signals.names, signals.region(0, current, key, 0, 3, flow)))
+    gy, gx = np.mgrid[0:40, 0:52].astype(np.float64)
+    warped = _bilinear_replicate(_gray(key), gx + flow[..., 0], gy + flow[..., 1])
+    error = np.abs(_gray(current) - warped)
+    # OpenCV rounds grey levels to integers and remaps with fixed-point weights: allow for both.
+    assert values["warp_error_mean"] == pytest.approx(error.mean(), abs=0.6)
+    assert values["warp_error_p90"] == pytest.approx(np.quantile(error, 0.9), abs=1.5)
+    assert values["warp_error_share"] == pytest.approx(np.mean(error > 24), abs=0.02)
+    magnitude = np.hypot(flow[..., 0], flow[..., 1])
+    assert values["flow_mean"] == pytest.approx(magnitude.mean(), rel=1e-4)
+    assert values["flow_p90"] == pytest.approx(np.quantile(magnitude, 0.9), abs=0.02)
+    assert values["frame_difference"] == pytest.approx(np.abs(_gray(current) - _gray(key)).mean(), abs=0.6)
+    assert values["frames_since_key"] == 3
+
+
+def test_exact_flow_gives_a_smaller_warp_error_than_zero_flow():
+    rng = np.random.default_rng(2)
+    import cv2
+
+    key = cv2.GaussianBlur(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), (5, 5), 1.5)
+    current = np.roll(key, 3, axis=1)  # current[y, x] = key[y, x - 3]: flow dx = -3
+    flow = np.zeros((48, 64, 2), np.float32)
+    flow[..., 0] = -3
+    exact = dict(zip(BASE_SIGNALS, QualitySignals(downsample=1).region(0, current, key, 0, 1, flow)))
+    still = dict(zip(BASE_SIGNALS, QualitySignals(downsample=1).region(0, current, key, 0, 1, 0 * flow)))
+    assert exact["warp_error_mean"] < 0.2 * still["warp_error_mean"]
+    assert exact["flow_mean"] == pytest.approx(3.0)
+    assert exact["flow_gradient"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_warp_error_sum_counts_each_frame_once_and_resets_at_a_new_key():
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(5)]
+    flow = np.zeros((32, 32, 2), np.float32)
+    signals = QualitySignals(downsample=1)
+    i_sum, i_mean = signals.names.index("warp_error_sum"), signals.names.index("warp_error_mean")
+    key = frames[0]
+    means = []
+    for t in (1, 2, 3):
+        v = signals.region(0, frames[t], key, 0, t, flow)
+        means.append(v[i_mean])
+        assert v[i_sum] == pytest.approx(sum(means))
+    again = signals.region(0, frames[3], key, 0, 3, flow)  # asked twice about frame 3
+    assert again[i_sum] == pytest.approx(sum(means))
+    new_key = frames[3].copy()
+    v = signals.region(0, frames[4], new_key, 3, 4, flow)
+    assert v[i_sum] == pytest.approx(v[i_mean])
+
+
+def test_backward_flow_adds_the_inconsistency_signal():
+    rng = np.random.default_rng(4)
+    a, b = (rng.integers(0, 256, (24, 24, 3), dtype=np.uint8) for _ in range(2))
+    flow = np.full((24, 24, 2), 2.0, np.float32)
+    consistent = QualitySignals(downsample=1, backward_flow=lambda k, c: -flow)
+    broken = QualitySignals(downsample=1, backward_flow=lambda k, c: flow)
+    assert consistent.names[-1] == "fb_inconsistency"
+    assert consistent.region(0, a, b, 0, 1, flow)[-1] == pytest.approx(0.0)
+    assert broken.region(0, a, b, 0, 1, flow)[-1] == pytest.approx(1.0)
+
+
+def _fitted(kind="ridge", names=BASE_SIGNALS, n=300):
+    rng = np.random.default_rng(5)
+    X = rng.uniform(0, 20, (n, len(names)))  # noqa: N806
+    y = np.clip(0.95 - 0.03 * X[:, min(1, len(names) - 1)], 0, 1)
+    return QualityPredictor(names, 1, kind=kind).fit(X, y), X, y
+
+
+@pytest.mark.parametrize("kind", ["ridge", "mlp"])
+def test_predictor_fits_and_round_trips_through_its_file(tmp_path, kind):
+    predictor, X, y = _fitted(kind)
+    assert predictor.mean_absolute_error(X, y) < 0.5 * np.abs(y - y.mean()).mean()
+    path = tmp_path / "q.json"
+    predictor.save(path, target="pixel_accuracy")
+    loaded = QualityPredictor.load(path, signals=QualitySignals())
+    np.testing.assert_allclose(loaded.predict(X), predictor.predict(X))
+    bad = X[:3].copy()
+    bad[1, 4] = np.nan
+    bad[2, 0] = np.inf
+    out = loaded.predict(bad)
+    assert np.isfinite(out[0]) and np.isnan(out[1]) and np.isnan(out[2])
+
+
+def test_predictor_files_of_other_signals_or_versions_are_refused(tmp_path):
+    predictor, _, _ = _fitted(names=BASE_SIGNALS[:-1] + ("something_else",))
+    path = tmp_path / "q.json"
+    predictor.save(path)
+    with pytest.raises(ValueError, match="something_else"):
+        QualityPredictor.load(path, signals=QualitySignals())
+    data = json.loads(path.read_text())
+    data["format_version"] = 99
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="format version 99"):
+        QualityPredictor.load(path)
+    data["format_version"] = 1
+    data["layers"][0]["weights"] = [[1.0]]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="damaged"):
+        QualityPredictor.load(path)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not readable"):
+        QualityPredictor.load(path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        QualityPredictor.load(tmp_path / "missing.json")
+
+
+def test_the_shipped_predictor_loads_for_the_default_signals():
+    predictor = load_default_quality()
+    assert predictor.signal_names == QualitySignals().names
+    assert predictor.metrics["models"][predictor.kind]["held_out_mae"]["all"] < predictor.metrics[
+        "mean_predictor_mae"]["all"]
+
+
+class _LinearLoss:
+    """A stand-in predictor: quality 1 - g * frames since the key."""
+
+    def __init__(self, g):
+        self.g = g
+
+    def check_signals(self, signals):
+        pass
+
+    def predict(self, X):
+        return 1.0 - self.g * X[:, 0]
+
+
+@pytest.mark.parametrize("g, price", [(0.01, 1.0), (0.04, 1.0), (0.02, 3.0)])
+def test_renewal_rule_keys_at_the_interval_that_minimises_cost_per_frame(g, price):
+    # Brute force: the segment length m minimising (price + sum_{i<m} g i) / m.
+    costs = {m: (price + g * m * (m - 1) / 2) / m for m in range(1, 200)}
+    best = min(costs, key=costs.get)
+    policy = PropagationQuality(_LinearLoss(g), threshold=price, rule="renewal", downsample=4)
+    tracker = Tracker(policy, flow=lambda c, k: np.zeros(c.shape[:2] + (2,), np.float32))
+    frame = np.zeros((32, 32, 3), np.uint8)
+    keys = [t for t in range(4 * best + 2) if tracker.step(frame).update[0]]
+    intervals = set(np.diff(keys))
+    assert intervals <= {best, best + 1} and len(keys) >= 4
+
+
+def test_greedy_rule_and_non_finite_signals_update():
+    policy = PropagationQuality(_LinearLoss(0.1), threshold=0.25, rule="greedy", downsample=4)
+    tracker = Tracker(policy, flow=lambda c, k: np.zeros(c.shape[:2] + (2,), np.float32))
+    frame = np.zeros((32, 32, 3), np.uint8)
+    keys = [t for t in range(10) if tracker.step(frame).update[0]]
+    assert keys == [0, 3, 6, 9]
+    rng = np.random.default_rng(6)
+    regions = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(2)]
+    flow = [np.zeros((16, 16, 2), np.float32), np.full((16, 16, 2), np.nan, np.float32)]
+    predictor, _, _ = _fitted()
+    policy = PropagationQuality(predictor, threshold=1e9, downsample=1)
+    decision = policy.decide(Context(1, regions, regions, [0, 0], flow=flow))
+    assert decision.update.tolist() == [False, True] and np.isinf(decision.scores[1])
+
+
+def test_policy_refuses_a_predictor_of_other_signals():
+    predictor, _, _ = _fitted(names=("frames_since_key",))
+    policy = PropagationQuality(predictor)
+    frame = np.zeros((16, 16, 3), np.uint8)
+    with pytest.raises(ValueError, match="refit"):
+        policy.decide(Context(1, [frame], [frame], [0], flow=[np.zeros((16, 16, 2), np.float32)]))
+
+
+def test_train_quality_smoke_writes_a_loadable_predictor(tmp_path):
+    from training.config import load_config
+    from training.quality import run
+
+    config = load_config("quality", "smoke", ["frames=12", "max_offset=3", "kinds=ridge"])
+    metrics = run(config, str(tmp_path), log=lambda *a: None)
+    loaded = QualityPredictor.load(tmp_path / "quality.json", signals=QualitySignals())
+    assert loaded.kind == "ridge" and metrics["held_out_rows"] > 0
+    assert set(metrics["mean_predictor_mae"]) == {"all", "generated", "camvid"}
+    with pytest.raises(ValueError, match="target"):
+        run(load_config("quality", "smoke", ["target=iou"]), str(tmp_path / "other"))
+
+
+class _SequenceQuality:
+    """A stand-in predictor: the quality of frame n since the key is ``values[n]``."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def check_signals(self, signals):
+        pass
+
+    def predict(self, X):
+        return np.array([self.values[int(n)] for n in X[:, 0]])
+
+
+def test_monotone_envelope_keeps_the_worst_loss_since_the_key():
+    values = {1: 0.9, 2: 0.6, 3: 0.95, 4: 0.9}
+    frame = np.zeros((16, 16, 3), np.uint8)
+    flow = [np.zeros((16, 16, 2), np.float32)]
+    for monotone, expected in ((True, [0.1, 0.7, 0.7, 0.7]), (False, [0.1, 0.7, -0.35, -0.15])):
+        policy = PropagationQuality(_SequenceQuality(values), threshold=1e9, monotone=monotone, downsample=4)
+        # renewal score n * L_n - sum_{i<n} L_i, with L the (running maximum of the) loss
+        scores = [policy.decide(Context(t, [frame], [frame], [0], flow=flow)).scores[0] for t in (1, 2, 3, 4)]
+        np.testing.assert_allclose(scores, expected, atol=1e-9)
+
+
+def test_quality_policy_holds_a_budget_under_key_budget():
+    from schedulers import KeyBudget, key_fraction
+
+    rng = np.random.default_rng(7)
+    frames = [rng.integers(0, 256, (32, 48, 3), dtype=np.uint8) for _ in range(100)]
+    policy = KeyBudget(PropagationQuality(load_default_quality(), downsample=2), target=0.2)
+    tracker = Tracker(policy, flow=lambda c, k: rng.normal(0, 1, c.shape[:2] + (2,)).astype(np.float32))
+    decisions = [tracker.step(f) for f in frames]
+    assert abs(key_fraction(decisions) - 0.2) <= 0.03
