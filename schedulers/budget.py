@@ -19,13 +19,18 @@ to 4 keys per frame; the fraction is keys / region-frames):
   credit, each key spends 1. The stream's frame 0 is a key of every region
   (as in :class:`Tracker` and ``VideoRunner``) and is charged too. The
   balance ``target * region_frames - keys`` is kept within ``[-D, D]`` with
-  ``D = clip(0.009 * region_frames, 0.5, 2 * regions)``: a key is spent only
-  when the balance stays at or above ``-D`` afterwards, and keys must be
-  spent while it is above ``D``. So after ``n`` region-frames the key
-  fraction is within ``D / n`` of the target: at most 0.009 once ``D`` left
-  its floor, ``0.5 / n`` before (a 1x1 stream of ``10 / target`` frames is
-  within 0.02 for targets up to 0.4; at 0.5 the 1/n granularity of whole
-  keys allows no better than 0.025).
+  ``D = clip(0.009 * max(region_frames, H), 0.5, 2 * regions)``, ``H =
+  10 * regions / target`` the region-frames of the shortest stream the
+  tolerance is promised for: a key is spent only when the balance stays at
+  or above ``-D`` afterwards, and keys must be spent while it is above
+  ``D``. So after ``n >= H`` region-frames the key fraction is within
+  ``D / n`` of the target: at most 0.009 once ``D`` left its floor, ``0.5 /
+  n`` before (a 1x1 stream of ``10 / target`` frames is within 0.02 for
+  targets up to 0.4; at 0.5 the 1/n granularity of whole keys allows no
+  better than 0.025). Before ``H``, ``D`` is already what it will be at
+  ``H``, so on a short stream keys can still move by a few frames to where
+  the scores are worst (without it, a 1x1 stream at 10% would be a fixed
+  interval for its first 55 frames).
 * **Where to spend**: each region's score (from the wrapped policy) is
   ranked among the stream's recent scores (the last ``max(100, 5 * regions /
   target)``, all regions pooled): ``rank`` in [0, 1], scale-free. The
@@ -121,11 +126,17 @@ class BudgetController:
             base; with ``keys_per_step`` the caller credits the bucket itself).
         slope: the balance limit ``D`` grows as ``slope * region_frames``.
         history: how many recent scores the ranks are taken against.
+        horizon: region-frames of the shortest stream the tolerance is promised
+            for (``10 * regions / target``); before it, ``D`` is already
+            ``slope * horizon``, so a short stream's keys can still move to
+            where the scores are worst (the promise holds from the horizon on,
+            where ``D`` is the same as without it).
     """
 
-    def __init__(self, target: float, slope: float = 0.009, history: int = 100):
+    def __init__(self, target: float, slope: float = 0.009, history: int = 100, horizon: int = 0):
         self.target = target
         self.slope = slope
+        self.horizon = int(horizon)
         self.recent = deque(maxlen=max(int(history), 8))
         self.credit = 0.0
         self.keys = 0
@@ -153,7 +164,8 @@ class BudgetController:
 
     def limit(self, regions: int) -> float:
         """``D``: how far the balance may drift from 0, in keys."""
-        return float(min(max(self.slope * self.region_frames, 0.5), max(1.0, 2.0 * regions)))
+        drift = self.slope * max(self.region_frames, self.horizon)
+        return float(min(max(drift, 0.5), max(1.0, 2.0 * regions)))
 
     def ranks(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rank in [0, 1] of each score among the recent ones (mid-rank for ties; 0.5
@@ -210,6 +222,11 @@ def interval_masks(context: Context, min_interval: int, max_interval: Optional[i
     eligible = ages >= min_interval
     forced = ages >= max_interval if max_interval is not None else np.zeros(ages.shape, bool)
     return eligible, forced
+
+
+def promised_horizon(regions: int, target: float) -> int:
+    """Region-frames of the shortest stream the +-0.02 promise covers: ten key intervals."""
+    return int(math.ceil(10 * regions / target))
 
 
 def history_size(regions: int, target: float) -> int:
@@ -272,7 +289,8 @@ class KeyBudget(Policy):
         controller = getattr(self, "controller_", None)
         last = getattr(self, "frame_index_", None)
         if controller is None:
-            controller = self.controller_ = BudgetController(target, history=history_size(regions, target))
+            controller = self.controller_ = BudgetController(
+                target, history=history_size(regions, target), horizon=promised_horizon(regions, target))
             # Frames before this one: frame 0 a key of every region, later keys as the key indices show.
             earlier_keys = regions + int(np.count_nonzero(np.asarray(context.key_indices) > 0))
             controller.charge(regions * context.frame_index, earlier_keys)
