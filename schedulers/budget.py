@@ -162,10 +162,10 @@ class BudgetController:
         if credit:
             self.credit += self.target * region_frames
 
-    def limit(self, regions: int) -> float:
-        """``D``: how far the balance may drift from 0, in keys."""
+    def limit(self, regions: int, floor: float = 0.5) -> float:
+        """``D``: how far the balance may drift from 0, in keys (at least ``floor``)."""
         drift = self.slope * max(self.region_frames, self.horizon)
-        return float(min(max(drift, 0.5), max(1.0, 2.0 * regions)))
+        return float(min(max(drift, floor), max(1.0, 2.0 * regions, floor)))
 
     def ranks(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rank in [0, 1] of each score among the recent ones (mid-rank for ties; 0.5
@@ -182,7 +182,7 @@ class BudgetController:
         return ranks, nan | (far & ~nan)
 
     def allocate(self, scores: np.ndarray, eligible: np.ndarray, forced: np.ndarray, regions: int,
-                 target: Optional[float] = None) -> tuple[np.ndarray, dict]:
+                 target: Optional[float] = None, floor: float = 0.5) -> tuple[np.ndarray, dict]:
         """Choose the regions to update among ``scores`` (``[N]``, higher = worse, NaN = worst).
 
         ``eligible``: regions past ``min_interval``; ``forced``: regions at
@@ -190,13 +190,16 @@ class BudgetController:
         region-frames must already be charged. Returns the ``[N]`` update mask
         and the state (``ranks``, ``balance`` before spending, ``limit`` D,
         ``threshold`` = the rank ``1 - p``, ``forced``, ``key_fraction`` so far).
+        ``floor``: the least ``D`` (a shared budget whose streams decide one at a
+        time gives each open stream half a key of room, so the stream that happens
+        to decide when the credit overflows is not the one that always spends).
         """
         scores = np.asarray(scores, np.float64)
         ranks, exceptional = self.ranks(scores)
         update = np.asarray(forced, bool).copy()
         before = self.balance
         balance = before - np.count_nonzero(update)
-        bound = self.limit(regions)
+        bound = self.limit(regions, floor)
         candidates = np.flatnonzero(np.asarray(eligible, bool) & ~update)
         order = candidates[np.lexsort((-ranks[candidates], ~exceptional[candidates]))]
         share = self.target if target is None else target

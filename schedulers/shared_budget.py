@@ -259,9 +259,14 @@ class SharedBudget:
         total = sum(c.num_regions for _, c, *_ in scored)
         self.controller.charge(region_frames, 0, credit=self.keys_per_step is None)
         share = None if self.keys_per_step is None else min(1.0, self.keys_per_step / total)
+        # Streams deciding one at a time (BudgetStream) share one band: up to half a key of room per
+        # open stream, as soon as the run is long enough for that room to stay within 0.009 of the target.
+        open_streams = max(len(self.streams), len(scored))
+        room = max(0.5, min(0.5 * open_streams, 0.009 * self.controller.region_frames))
         update, state = self.controller.allocate(
             np.concatenate([s[3] for s in scored]), np.concatenate([s[4] for s in scored]),
-            np.concatenate([s[5] for s in scored]), regions=total, target=share,
+            np.concatenate([s[5] for s in scored]), regions=max(total, open_streams * len(self.regions)),
+            target=share, floor=room,
         )
         decisions, start = [], 0
         for stream, context, raw, _, _, _, elapsed in scored:
