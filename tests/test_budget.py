@@ -220,6 +220,23 @@ def test_shared_budget_spends_on_the_stream_that_moves_and_holds_the_total():
     assert shared.region_frames == 4 * (150 + 130 + 110)
 
 
+def test_shared_budget_streams_deciding_one_at_a_time_follow_their_motion():
+    """Trackers that step their streams one after another (as compare's shared arm does) must not
+    phase-lock: the stream that moves most gets the most keys, the still one the fewest."""
+    from schedulers import Tracker
+
+    streams = {"slow": noise_frames(3, 60, (48, 64), 0.3), "fast": noise_frames(4, 60, (48, 64), 2.5),
+               "mid": noise_frames(5, 60, (48, 64), 1.0)}
+    shared = SharedBudget(FrameDifference(), target=0.33)
+    trackers = {name: Tracker(shared.stream(name)) for name in streams}
+    keys = dict.fromkeys(streams, 0)
+    for t in range(60):
+        for name, frames in streams.items():
+            keys[name] += int(trackers[name].step(frames[t]).any_update)
+    assert keys["fast"] > keys["mid"] > keys["slow"], keys
+    assert abs(shared.key_fraction - 0.33) <= 0.01
+
+
 def test_shared_budget_with_keys_per_step_and_separate_trackers():
     streams = [noise_frames(s, 120, (48, 64), m) for s, m in [(3, 0.2), (4, 2.0), (5, 0.7)]]
     per_step = SharedBudget(FlowMagnitude, keys_per_step=1)
