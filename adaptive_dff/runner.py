@@ -61,6 +61,11 @@ class StepResult:
     logits: Optional[np.ndarray] = None
     extras: dict = field(default_factory=dict)
 
+    @property
+    def total_ms(self) -> float:
+        """Milliseconds of the frame over all stages."""
+        return float(sum(self.timings.values()))
+
 
 class _Timer:
     def __init__(self):
@@ -274,12 +279,12 @@ class VideoRunner:
                               key_indices=[self.keys_[0][2]])
             if getattr(self.policy, "needs_flow", False) or getattr(self.policy, "needs_flow_features", False):
                 flow_out = propagation_flow()
-                context.flow = [self._flow_for_policy(flow_out, crop.shape)]
+                context.flow = [self._flow_for_policy(flow_out, crop)]
+                context.flow_stride = 1 if self._full_resolution else model.output_stride
                 if getattr(self.policy, "needs_flow_features", False):
                     net = flow_out if dis is None else timer.run(
                         "flow", model.run_flow, padded_frame(), self.keys_[0][1])
-                    flow = context.flow[0]
-                    context.flow_features = [np.asarray(net["features"])[0, : flow.shape[0], : flow.shape[1]]]
+                    context.flow_features = [model.crop_to_grid(net["features"], *crop.shape[:2])]
             decision = timer.run("decision", self.policy.decide, context)
 
         new_keys, key_small = self.keys_, self._key_small

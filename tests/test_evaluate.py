@@ -44,7 +44,9 @@ def test_evaluate_matches_sklearn_and_a_hand_written_dff_loop(data_root):
 
     every = evaluate_camvid(model, str(data_root), split="val", interval=1, log=lambda *_: None)
     assert every["split_frames"] == len(frames)
-    assert every["clip_dff_miou"] == pytest.approx(every["clip_per_frame_miou"], abs=1e-9)
+    # The runner upsamples logits in its fused XLA program (equal to tf.image.resize to ~1e-6),
+    # so a near-tie may flip a pixel's argmax against key_step's: the same tolerance as above.
+    assert every["clip_dff_miou"] == pytest.approx(every["clip_per_frame_miou"], abs=1e-6)
     with pytest.raises(ValueError, match="predicts 5 classes; CamVid has 11"):
         evaluate_camvid(tiny_dff(classes=5), str(data_root))
     with pytest.raises(ValueError, match="needs a DFF model"):

@@ -18,6 +18,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("schedulers", "adaptive_dff", "training")
 TOOLS = ("adaptive_dff.compare", "adaptive_dff.evaluate", "adaptive_dff.pretrained", "adaptive_dff.bench",
+         "adaptive_dff.segment",
          "adaptive_dff.demo")
 
 

@@ -49,7 +49,8 @@ def test_fixed_interval_key_frames_and_params():
     assert policy.set_params(interval=4).interval == 4
     with pytest.raises(ValueError, match="interval must be an integer >= 1, got 0"):
         replay(FixedInterval(interval=0), frames[:2])
-    assert set(POLICIES) == {"fixed_interval", "frame_difference", "flow_magnitude", "decision_network"}
+    assert set(POLICIES) == {"fixed_interval", "frame_difference", "flow_magnitude", "decision_network",
+                             "propagation_quality"}
 
 
 def test_frame_difference_fires_at_the_scene_cut(cut_clip):

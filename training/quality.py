@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-from adaptive_dff.compare.scoring import carry_labels
+from adaptive_dff.labels import carry_labels
 from adaptive_dff.data import NUM_CLASSES, SyntheticVideo
 from schedulers import DISFlow, RegionGrid
 from schedulers.files import atomic_path, write_json_atomic

@@ -68,7 +68,7 @@ def run(data_root: str, frames: int = 60, passes: int = 2) -> dict:
     """Time the shipped model and the previous way of running it; print the tables, r and the speedups."""
     from adaptive_dff.runner import VideoRunner
     from schedulers import FixedInterval
-    from training.camvid import load_split
+    from adaptive_dff.data.camvid import load_split
 
     if frames < 11:
         raise ValueError(f"frames must be at least 11 (one key frame and nine propagated at interval 10), got {frames}")

@@ -38,7 +38,7 @@ def run(data_root: str, repeats: int = 10) -> dict:
     from adaptive_dff.export import export_saved_model, to_tflite
     from adaptive_dff.fused import FusedHead
     from adaptive_dff.pretrained import load_default
-    from training.camvid import load_split
+    from adaptive_dff.data.camvid import load_split
 
     model = load_default()
     frames, _ = load_split(data_root, "val", limit=4)

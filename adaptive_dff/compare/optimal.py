@@ -126,7 +126,7 @@ def build_pair_table(
     flow): labels exactly as :func:`~adaptive_dff.compare.scoring.oracle_cell` carries them (a test checks it)."""
     import cv2
 
-    from adaptive_dff.compare.scoring import copy_labels
+    from adaptive_dff.labels import copy_labels
 
     window = check_window(window)
     if propagation not in ("warp", "copy"):
