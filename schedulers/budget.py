@@ -237,7 +237,33 @@ def history_size(regions: int, target: float) -> int:
     return max(100, int(math.ceil(5 * regions / target)))
 
 
-class KeyBudget(Policy):
+class BudgetPolicy(Policy):
+    """A policy that spends a budget on the scores of the policy it wraps (``self.policy``):
+    the wrapped policy's flow needs pass through, ``reset()`` resets it too, and there is no
+    threshold to calibrate (the budget is met by the wrapper itself)."""
+
+    policy: Policy
+
+    @property
+    def needs_flow(self) -> bool:
+        return bool(getattr(self.policy, "needs_flow", False))
+
+    @property
+    def needs_flow_features(self) -> bool:
+        return bool(getattr(self.policy, "needs_flow_features", False))
+
+    def reset(self) -> "BudgetPolicy":
+        """Forget the stream (and the wrapped policy's run-time state)."""
+        super().reset()
+        if hasattr(self.policy, "reset"):
+            self.policy.reset()
+        return self
+
+    def decision_threshold(self) -> float:
+        raise TypeError(f"{type(self).__name__} meets its budget by itself: there is no threshold to calibrate")
+
+
+class KeyBudget(BudgetPolicy):
     """Keep one stream's key-frame fraction within about 0.01 of ``target``, spending keys
     where ``policy``'s score ranks worst among the stream's recent scores.
 
@@ -268,23 +294,6 @@ class KeyBudget(Policy):
         target = check_target(self.target)
         low, high = check_intervals(target, self.min_interval, self.max_interval)
         return scoring_function(self.policy), target, low, high
-
-    @property
-    def needs_flow(self) -> bool:
-        return bool(getattr(self.policy, "needs_flow", False))
-
-    @property
-    def needs_flow_features(self) -> bool:
-        return bool(getattr(self.policy, "needs_flow_features", False))
-
-    def reset(self) -> "KeyBudget":
-        super().reset()
-        if hasattr(self.policy, "reset"):
-            self.policy.reset()
-        return self
-
-    def decision_threshold(self) -> float:
-        raise TypeError("KeyBudget meets its target by itself: there is no threshold to calibrate")
 
     def decide(self, context: Context) -> Decision:
         scoring, target, low, high = self._check()

@@ -47,7 +47,7 @@ import numpy as np
 
 from schedulers.base import Context, Decision, Policy, check_int
 from schedulers.budget import (
-    BudgetController, check_intervals, check_target, history_size, interval_masks, scoring_function,
+    BudgetController, BudgetPolicy, check_intervals, check_target, history_size, interval_masks, scoring_function,
 )
 from schedulers.regions import RegionGrid
 from schedulers.tracker import Tracker, first_frame_decision
@@ -57,7 +57,7 @@ class RegionGridMismatch(ValueError):
     """A stream with another region grid than its shared budget's."""
 
 
-class BudgetStream(Policy):
+class BudgetStream(BudgetPolicy):
     """The policy of one stream of a :class:`SharedBudget` (made by :meth:`SharedBudget.stream`).
 
     Give it to a :class:`Tracker` or a ``VideoRunner``; its decisions draw
@@ -71,24 +71,6 @@ class BudgetStream(Policy):
         self.shared = shared
         self.name = name
         self.policy = policy
-
-    @property
-    def needs_flow(self) -> bool:
-        return bool(getattr(self.policy, "needs_flow", False))
-
-    @property
-    def needs_flow_features(self) -> bool:
-        return bool(getattr(self.policy, "needs_flow_features", False))
-
-    def reset(self) -> "BudgetStream":
-        """Start a new stream under the same name (its next frame 0 is charged again)."""
-        super().reset()
-        if hasattr(self.policy, "reset"):
-            self.policy.reset()
-        return self
-
-    def decision_threshold(self) -> float:
-        raise TypeError("a shared budget meets its target by itself: there is no threshold to calibrate")
 
     def decide(self, context: Context) -> Decision:
         if self.shared.streams.get(self.name) is not self:
