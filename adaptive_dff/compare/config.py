@@ -46,10 +46,11 @@ FLOWS = ("dis", "model", "exact")
 PER_FRAME = "per_frame"
 PAIR_TABLE = "pair_table"  # the cells that carry every (key, frame) pair of a test clip (oracle mode)
 DEFAULT_WINDOW = 30
-# Cost of a propagated frame over a key frame (flow net / feature net time) of the shipped
-# CamVid model on this kind of CPU (model card, `adaptive-dff bench model`): oracle mode's
-# second plot panel draws the speedup 1 / (f + (1 - f) r) such a model gets at key fraction f.
-DEFAULT_COST_RATIO = 0.40
+# Cost of a propagated frame over a key frame of the shipped CamVid model (DIS propagation
+# flow and the fused head) on a 2-core CPU, as `adaptive-dff bench dff` measures it (0.075 to
+# 0.086): oracle mode's second plot panel draws the speedup 1 / (f + (1 - f) r) such a model
+# gets at key fraction f.
+DEFAULT_COST_RATIO = 0.08
 
 # Data set kinds (``Dataset.spec["kind"]``) whose classes the shipped CamVid model knows.
 SHIPPED_MODEL_KINDS = ("camvid-val", "video")
