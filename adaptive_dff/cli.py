@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     threshold = segment.add_mutually_exclusive_group()
     threshold.add_argument("--threshold", type=float, default=None,
                            help="the policy's threshold (fixed_interval: the interval; default: the policy's own)")
+    threshold.add_argument("--budget", type=float, default=None,
+                           help="a key-frame fraction in (0, 1] held online by schedulers.KeyBudget around the "
+                                "policy (keys where its score ranks worst; no calibration)")
     threshold.add_argument("--key-fraction", type=float, default=None,
                            help="a key-frame budget in (0, 1]: the threshold is calibrated on the first "
                                 "--calibration-frames frames of the source")

@@ -347,6 +347,9 @@ def run_command(args) -> None:
     grid = parse_grid(args.regions, args.overlap)
     if args.key_fraction is not None and not 0 < args.key_fraction <= 1:
         raise ValueError(f"--key-fraction must be in (0, 1], got {args.key_fraction}")
+    budget = getattr(args, "budget", None)
+    if budget is not None and not 0 < budget <= 1:
+        raise ValueError(f"--budget must be a key-frame fraction in (0, 1], got {budget}")
     check_outputs(args.out, args.csv, args.video, args.overwrite)
     VideoReader(args.video)  # opens? (before the model loads)
     from adaptive_dff.data.camvid import CLASS_NAMES
@@ -372,6 +375,10 @@ def run_command(args) -> None:
     policy = make_policy(args.policy, decision)
     if args.threshold is not None:
         set_threshold(policy, args.threshold)
+    if budget is not None:
+        from schedulers import KeyBudget
+
+        policy = KeyBudget(policy, target=budget)
     logger.info(f"model: {args.model or 'the shipped CamVid model'}; policy: {describe(policy)}; regions: {args.regions}")
     summary = segment_video(
         args.video, args.out, model, policy, regions=grid, class_names=names, key_fraction=args.key_fraction,

@@ -190,6 +190,19 @@ def test_key_fraction_calibrates_on_the_first_frames(files, tmp_path, capsys):
     assert len(read_csv(tmp_path / "k.csv")) == FRAMES
 
 
+def test_budget_holds_the_key_fraction_online_with_key_budget(files, tmp_path, capsys):
+    assert segment(files, tmp_path / "b.mp4", "--policy", "frame_difference", "--budget", "0.25") == 0
+    printed = capsys.readouterr().out
+    assert "KeyBudget(target=0.25)" in printed and "calibrated" not in printed
+    rows = read_csv(tmp_path / "b.csv")
+    keys = sum(int(r["key_r0"]) for r in rows)
+    # frame 0 and then a quarter of the frames, within the budget's drift band of whole keys
+    assert len(rows) == FRAMES and 2 <= keys <= 5
+    assert segment(files, tmp_path / "c.mp4", "--budget", "1.5") != 0
+    assert "--budget must be a key-frame fraction in (0, 1], got 1.5" in capsys.readouterr().err
+    assert not (tmp_path / "c.mp4").exists()
+
+
 def test_library_code_logs_and_the_command_prints_quietly_or_verbosely(files, tmp_path, capsys, caplog):
     import logging
 
