@@ -49,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--dataset", default=None, help="synthetic (default: three generated scenarios) or camvid-val")
     compare.add_argument("--video", nargs="+", default=None, metavar="FILE", help="unlabelled video files (or folders of numbered images) instead")
+    compare.add_argument("--labels", default=None, metavar="SOURCE",
+                         help="with --video: none (default; unlabelled) or model (labelled by the model's own "
+                              "per-frame predictions, --model or the shipped one, cached: every oracle arm and "
+                              "optimal then run on real footage; scores are agreement with that model, not "
+                              "accuracy against ground truth)")
+    compare.add_argument("--clip-frames", type=_positive, default=None,
+                         help="with --labels model: test clips of this many frames (default 100)")
     compare.add_argument("--data-root", default=None, help="the real data folder (for camvid-val)")
     compare.add_argument("--mode", default="oracle", help="oracle (default) or model")
     compare.add_argument("--policies", nargs="+", default=None, metavar="NAME",
@@ -287,7 +294,7 @@ def _compare(args) -> None:
     config = CompareConfig(mode=args.mode, flow=args.flow, model=args.model, decision_model=args.decision_model,
                            seed=args.seed, **{k: tuple(v) for k, v in given.items() if v is not None},
                            **{k: v for k, v in numbers.items() if v is not None})
-    kind = dataset_kind(args.dataset, args.video)
+    kind = dataset_kind(args.dataset, args.video, args.labels)
     config = resolve_defaults(config, [kind]).check()
     if config.flow == "exact" and kind != "synthetic":
         from adaptive_dff.compare.exact_flow import NoExactFlowError
@@ -296,7 +303,8 @@ def _compare(args) -> None:
                                f"{args.dataset or 'the videos'} has none")
     shard = parse_shard(args.shard)
     datasets = compare_datasets(args.dataset, videos=args.video, data_root=_data_root(args.data_root),
-                                frames=args.frames, seed=args.seed, model=config.model)
+                                frames=args.frames, seed=args.seed, model=config.model, labels=args.labels,
+                                clip_frames=args.clip_frames)
     out = args.out or os.path.join("runs", time.strftime("compare-%Y%m%d-%H%M%S"))
     run_compare(config, datasets, out, jobs=args.jobs, shard=shard)
 

@@ -53,7 +53,7 @@ DEFAULT_WINDOW = 30
 DEFAULT_COST_RATIO = 0.08
 
 # Data set kinds (``Dataset.spec["kind"]``) whose classes the shipped CamVid model knows.
-SHIPPED_MODEL_KINDS = ("camvid-val", "video")
+SHIPPED_MODEL_KINDS = ("camvid-val", "video", "video-pseudo")
 
 
 @dataclass
