@@ -164,7 +164,8 @@ def fit_and_report(data: dict, config: dict, log=logger.info) -> tuple[QualityPr
         if kind not in KINDS:
             raise ValueError(f"config key 'kinds': unknown kind {kind!r}; choose from {KINDS}")
         start = time.perf_counter()
-        predictor = QualityPredictor(names, QualitySignals.version, kind=kind, seed=config["seed"]).fit(X_fit, y_fit)
+        predictor = QualityPredictor(names, QualitySignals.version, kind=kind, seed=config["seed"],
+                                     signals_downsample=config["downsample"]).fit(X_fit, y_fit)
         fit_s = time.perf_counter() - start
         errors = {k: predictor.mean_absolute_error(X[s], y[s]) if s.any() else None for k, s in subsets.items()}
         metrics["models"][kind] = {"held_out_mae": errors, "fit_seconds": fit_s,
