@@ -262,3 +262,20 @@ def load_default_quality() -> QualityPredictor:
         raise FileNotFoundError(f"the shipped quality predictor {DEFAULT_FILE!r} is missing; rebuild it with "
                                 "'adaptive-dff train quality --out DIR' and copy DIR/quality.json there")
     return QualityPredictor.load(DEFAULT_FILE, signals=QualitySignals())
+
+
+def load_decision_model(path):
+    """The model of a :class:`schedulers.DecisionNetworkScheduler` saved at ``path``: a ``.keras``
+    :class:`schedulers.DecisionModel` (flow-network features; imports TensorFlow), or else a
+    quality predictor's JSON file (:meth:`QualityPredictor.load`, checked against the
+    :class:`schedulers.QualitySignals` of the downsample it records)."""
+    path = os.fspath(path)
+    if path.endswith(".keras"):
+        from schedulers.decision import DecisionModel
+
+        return DecisionModel.load(path)
+    from schedulers.quality import QualitySignals
+
+    predictor = QualityPredictor.load(path)
+    predictor.check_signals(QualitySignals(downsample=predictor.signals_downsample))
+    return predictor

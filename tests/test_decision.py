@@ -209,3 +209,26 @@ def test_tracker_passes_a_features_function_to_the_learned_scheduler():
     assert tracker.step(frame).update.all() and not tracker.step(frame).update.any()
     assert calls == [(16, 16, 2)] * 2
     assert scheduler.get_params()["features"] is None  # hyperparameters untouched
+
+
+def test_scheduler_on_a_quality_predictor_reads_signals_and_updates_where_they_are_not_finite():
+    from schedulers import QualitySignals, Tracker, load_decision_model, load_default_quality
+    from schedulers.quality_predictor import DEFAULT_FILE
+
+    predictor = load_default_quality()
+    scheduler = DecisionNetworkScheduler(model=predictor, target=0.5)
+    assert scheduler.needs_flow and not scheduler.needs_flow_features
+    assert DecisionNetworkScheduler(model=None).needs_flow_features
+    rng = np.random.default_rng(8)
+    key = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    current = np.roll(key, 2, axis=1)
+    flows = [np.full((32, 48, 2), -1.0, np.float32), np.full((32, 48, 2), np.nan, np.float32)]
+    decision = scheduler.decide(Context(3, [current, current], [key, key], [0, 0], flow=flows))
+    expected = predictor.predict(QualitySignals().region(0, current, key, 0, 3, flows[0])[None])[0]
+    assert decision.scores[0] == pytest.approx(expected) and decision.scores[1] == -np.inf
+    assert decision.update.tolist() == [bool(expected < 0.5), True]
+    assert isinstance(load_decision_model(DEFAULT_FILE), type(predictor))
+    video = SyntheticVideo(height=48, width=64, num_frames=12, seed=4, camera_speed=2.0)
+    tracker = Tracker(DecisionNetworkScheduler(model=predictor, target=0.95))
+    assert tracker.step(video.frame(0)).update.all()
+    assert all(d.scores.shape == (1,) for d in (tracker.step(video.frame(t)) for t in range(1, 12)))

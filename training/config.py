@@ -89,7 +89,8 @@ PROGRAM_FIELDS = {
         "camvid": (bool, True),  # add CamVid val frames 0..33 (never 34..100)
         "camvid_weight": (float, 3.0),  # CamVid rows count this many times in the fit
         "target": (str, "pixel_accuracy"),  # or "miou"
-        "kinds": (str, "ridge,mlp"),  # predictor kinds fitted (ridge, mlp); the lowest held-out error is written
+        "kinds": (str, "ridge,mlp,network"),  # predictor kinds fitted (ridge, mlp, network: DVSNet's dense decision
+        # network, Keras); the one with the lowest held-out error is written
     },
 }
 
