@@ -20,8 +20,12 @@ calibration part; frames 34..100 are what ``compare`` scores).
 
 Held out: every fifth generated clip and CamVid's pairs whose key is at frame
 22 or later; the report gives each model's mean absolute error there against
-predicting the training mean, and its prediction time. The model with the
-lowest held-out error among the kinds given is written to ``quality.json``.
+predicting the training mean, and its prediction time. Kinds (config key
+``kinds``): ``ridge``, ``mlp`` (scikit-learn) and ``network`` (DVSNet's
+decision network on these signals, fitted with Keras; see
+:class:`schedulers.QualityPredictor`). The rule, fixed in advance: the kind
+with the lowest held-out error over all held-out rows is written to
+``quality.json`` (nothing measured on CamVid frames 34..100 takes part).
 """
 
 from __future__ import annotations
