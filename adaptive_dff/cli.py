@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--policies", nargs="+", default=None, metavar="NAME",
                          help="fixed_interval copy frame_difference flow_magnitude decision_network, each optionally "
                               "with @budget (a KeyBudget per clip) or @shared (one SharedBudget over the test clips) "
-                              "(default: all but decision_network, which needs --decision-model)")
+                              "(default: all but decision_network, which joins them in model mode with the shipped "
+                              "model or with --decision-model)")
     compare.add_argument("--budgets", nargs="+", type=float, default=None, help="fair key-frame budgets (default 0.10 0.20 0.33)")
     compare.add_argument("--sweep", nargs="*", type=float, default=None,
                          help="more budgets tracing the curves (default 0.05 0.15 0.25 0.5; none: --sweep)")
@@ -76,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a .keras DFF model (model mode's default: the shipped CamVid model on camvid-val "
                               "and videos, an untrained compact model on the synthetic sets)")
     compare.add_argument("--decision-model", default=None,
-                         help="a saved decision model, for decision_network (default with the shipped model: "
-                              "the shipped decision model)")
+                         help="the decision_network arm's model: a .keras DecisionModel or a quality predictor "
+                              ".json (default: the shipped quality predictor, the best learned model that ships)")
     compare.add_argument("--frames", type=_positive, default=None, help="synthetic clip length / video frame limit")
     compare.add_argument("--out", default=None, help="results folder (default: a new folder under runs/)")
     compare.add_argument("--jobs", type=_positive, default=1, help="cells run in this many processes")
@@ -119,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--policy", default="fixed_interval",
                          help="fixed_interval (default), frame_difference, flow_magnitude or decision_network")
     segment.add_argument("--decision-model", default=None,
-                         help="for decision_network (default with the shipped model: its decision model)")
+                         help="for decision_network: a .keras DecisionModel or a quality predictor .json "
+                              "(default: the shipped quality predictor)")
     threshold = segment.add_mutually_exclusive_group()
     threshold.add_argument("--threshold", type=float, default=None,
                            help="the policy's threshold (fixed_interval: the interval; default: the policy's own)")
