@@ -239,7 +239,7 @@ def test_common_held_out_rows_compare_both_decision_models():
     from scipy.stats import spearmanr
 
     from schedulers import QualityPredictor, QualitySignals, RegionGrid
-    from training.decision_evidence import common_rows, spearman, summarise
+    from adaptive_dff.bench.decision_evidence import common_rows, spearman, summarise
 
     rng = np.random.default_rng(9)
     a, b = rng.normal(size=50), rng.integers(0, 5, 50).astype(float)  # b has ties

@@ -23,7 +23,7 @@ correlation is what decides which model serves the decision rule better.
 Run on a video neither model was fitted on (``cup.mp4`` is the decision
 model's held-out video; the quality predictor never saw it)::
 
-    python -m training.decision_evidence ../shared/data/videos/cup.mp4
+    python -m adaptive_dff.bench.decision_evidence ../shared/data/videos/cup.mp4
 """
 
 from __future__ import annotations

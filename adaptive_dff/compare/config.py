@@ -18,7 +18,7 @@ the quality predictor's error is 0.42 of predicting the mean's (0.078
 against 0.189), the decision model's 1.13 (0.103 against 0.091;
 ``docs/model_card.md``). On one common held-out set (``cup.mp4``, which
 neither was fitted on; DVSNet's confidence target; 864 region rows;
-``python -m training.decision_evidence``) the quality predictor ranks the
+``python -m adaptive_dff.bench.decision_evidence``) the quality predictor ranks the
 rows far better (Spearman 0.39 against 0.09), which is what a threshold
 calibrated to a budget uses; neither beats a constant in absolute error
 there (0.132 and 0.107 against 0.102: the quality predictor was fitted on
