@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "accuracy against ground truth)")
     compare.add_argument("--clip-frames", type=_positive, default=None,
                          help="with --labels model: test clips of this many frames (default 100)")
+    compare.add_argument("--video-scale", type=float, default=None, metavar="F",
+                         help="with --labels model: shrink every frame by F in (0, 1] first (default: as decoded)")
     compare.add_argument("--data-root", default=None, help="the real data folder (for camvid-val)")
     compare.add_argument("--mode", default="oracle", help="oracle (default) or model")
     compare.add_argument("--policies", nargs="+", default=None, metavar="NAME",
@@ -158,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     dff = train_sub.add_parser("dff", help="end-to-end DFF on (key, current) pairs, 0 <= offset <= 9")
     decision = train_sub.add_parser("decision", help="DVSNet's decision network from any videos")
     features = train_sub.add_parser("features", help="the feature net + head on single frames")
-    quality = train_sub.add_parser("quality", help="the propagation-quality predictor from labelled clips")
+    quality = train_sub.add_parser("quality", help="the propagation-quality predictor from labelled clips and unlabelled videos")
     for program in (features, flow, dff, decision, quality):
         program.add_argument("--out", required=True, help="run folder: checkpoints, logs, final model")
         program.add_argument("--config", default="default", help="a preset (smoke, default) or a JSON file")
@@ -306,7 +308,7 @@ def _compare(args) -> None:
     shard = parse_shard(args.shard)
     datasets = compare_datasets(args.dataset, videos=args.video, data_root=_data_root(args.data_root),
                                 frames=args.frames, seed=args.seed, model=config.model, labels=args.labels,
-                                clip_frames=args.clip_frames)
+                                clip_frames=args.clip_frames, video_scale=args.video_scale)
     out = args.out or os.path.join("runs", time.strftime("compare-%Y%m%d-%H%M%S"))
     run_compare(config, datasets, out, jobs=args.jobs, shard=shard)
 
@@ -346,6 +348,10 @@ def _train(args) -> None:
     elif args.program == "quality":
         from training import quality
 
+        if config["videos"] and not config["video_model"]:
+            from adaptive_dff.pretrained import default_model_path
+
+            config["video_model"] = default_model_path()
         quality.run(config, args.out, data_root=root)
 
 

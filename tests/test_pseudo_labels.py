@@ -88,6 +88,22 @@ def test_settings_and_content_key_the_cache(tmp_path, model_file, model):
     assert not changed.cached and changed.video_sha256 != full.video_sha256
 
 
+def test_scale_shrinks_the_frames_the_model_labels(tmp_path, model_file, model):
+    source, frames = write_folder(tmp_path / "clip", 3)
+    cache = str(tmp_path / "cache")
+    full = pl.pseudo_label(source, model_file, cache_dir=cache, model=model)
+    assert pl.pseudo_label(source, model_file, cache_dir=cache, scale=1.0, model=model).cached  # 1: as decoded
+    half = pl.pseudo_label(source, model_file, cache_dir=cache, scale=0.5, model=model)
+    assert not half.cached and half.frames[0].shape == (24, 32, 3) and half.labels[0].shape == (24, 32)
+    shrunk = cv2.resize(frames[1], (32, 24), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(half.frames[1], shrunk)
+    assert np.array_equal(half.labels[1], np.argmax(model.key_step(shrunk)[0].numpy()[0], -1))
+    assert full.labels[0].shape == (48, 64)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="scale"):
+            pl.pseudo_label(source, model_file, cache_dir=cache, scale=bad, model=model)
+
+
 def test_a_damaged_cache_file_is_recomputed(tmp_path, model_file, model):
     source, _ = write_folder(tmp_path / "clip", 4)
     cache = tmp_path / "cache"

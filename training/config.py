@@ -91,6 +91,11 @@ PROGRAM_FIELDS = {
         "target": (str, "pixel_accuracy"),  # or "miou"
         "kinds": (str, "ridge,mlp,network"),  # predictor kinds fitted (ridge, mlp, network: DVSNet's dense decision
         # network, Keras); the one with the lowest held-out error is written
+        # Comma-separated unlabelled video files or image folders; targets: agreement with video_model's per-frame
+        # predictions; only each video's calibration part (its first third) is used.
+        "videos": (str, ""),
+        "video_model": (str, ""),  # the DFF model file of those predictions ("": the shipped CamVid model)
+        "video_scale": (float, 1.0),  # shrink video frames by this factor first (as compare's --video-scale)
     },
 }
 

@@ -18,8 +18,19 @@ moving objects, scene cuts, brightness cycles) and, when ``camvid`` is on and
 the data folder is found, CamVid's ``val`` clip frames ``0..33`` ONLY (the
 calibration part; frames 34..100 are what ``compare`` scores).
 
-Held out: every fifth generated clip and CamVid's pairs whose key is at frame
-22 or later; the report gives each model's mean absolute error there against
+Unlabelled videos (``videos``, comma-separated files or image folders): the
+targets are the agreement of the key frame's per-frame prediction of
+``video_model`` (by default the shipped CamVid model), carried as above, with
+that model's per-frame prediction of ``t`` (DVSNet's confidence score),
+from :mod:`adaptive_dff.data.pseudo_labels` (computed once per video and
+cached). Only each video's calibration part, its first third
+(:func:`adaptive_dff.data.pseudo_labels.calibration_split`), is used: the
+rest is the test part of ``compare --video ... --labels model`` and stays
+unseen. Every video is opened before anything is written or computed.
+
+Held out: every fifth generated clip, CamVid's pairs whose key is at frame
+22 or later, and each video's pairs whose key lies in the last third of its
+calibration part; the report gives each model's mean absolute error there against
 predicting the training mean, and its prediction time. Kinds (config key
 ``kinds``): ``ridge``, ``mlp`` (scikit-learn) and ``network`` (DVSNet's
 decision network on these signals, fitted with Keras; see
@@ -47,6 +58,7 @@ from schedulers.quality_predictor import KINDS, QualityPredictor
 
 CAMVID_CALIBRATION_FRAMES = 34  # frames 0..33 only; 34..100 are scored by compare
 CAMVID_HELD_OUT_FROM_KEY = 22
+VIDEO_HELD_OUT_SHARE = 2 / 3  # a video's pairs keyed in the last third of its calibration part are held out
 TARGETS = ("pixel_accuracy", "miou")
 
 # (camera_speed, object_speed, cuts as fractions, brightness): every regime, cycled over the clips.
@@ -110,9 +122,45 @@ def synthetic_clips(config: dict):
     return clips
 
 
+def video_list(config: dict) -> list:
+    """The paths of config key ``videos`` (comma-separated), in order."""
+    return [p.strip() for p in config["videos"].split(",") if p.strip()]
+
+
+def check_videos(config: dict) -> None:
+    """Open every video of ``videos`` and check ``video_model``: a named error before any work."""
+    from adaptive_dff.data import pseudo_labels
+
+    if not config["videos"]:
+        return
+    if not config["video_model"]:
+        raise ValueError("config key 'videos' needs 'video_model', the DFF model whose per-frame predictions "
+                         "are the targets (the command fills in the shipped model)")
+    if not os.path.isfile(config["video_model"]):
+        raise FileNotFoundError(f"config key 'video_model': model file {config['video_model']!r} does not exist")
+    pseudo_labels.check_scale(config["video_scale"])
+    pseudo_labels.check_sources(video_list(config))
+
+
+def video_parts(config: dict, grids, log=logger.info) -> list:
+    """``[(X, pixel accuracy, miou, source 2, held out)]`` per video of ``videos``: its calibration
+    part only, the targets agreement with ``video_model``'s per-frame predictions."""
+    from adaptive_dff.data import pseudo_labels
+
+    parts = []
+    for video in pseudo_labels.iter_pseudo_labels(video_list(config), config["video_model"],
+                                                  scale=config["video_scale"], log=log):
+        cut = pseudo_labels.calibration_split(len(video))  # frames cut.. are compare's test part: never used
+        X, a, m, keys, _ = clip_samples(video.frames[:cut], video.labels[:cut], grids, config, video.num_classes)
+        parts.append((X, a, m, np.full(len(a), 2), keys >= int(round(cut * VIDEO_HELD_OUT_SHARE))))
+        log(f"video {os.path.basename(os.path.normpath(video.source))} frames 0..{cut - 1} of {len(video)}: "
+            f"{len(a)} rows")
+    return parts
+
+
 def build_dataset(config: dict, data_root, log=logger.info) -> dict:
     """Every row, with its source: ``X``, ``pixel_accuracy``, ``miou``, ``source`` (0 generated,
-    1 CamVid), ``held_out`` (bool)."""
+    1 CamVid, 2 unlabelled video), ``held_out`` (bool)."""
     grids = [RegionGrid(1, 1), RegionGrid(2, 2, config["overlap"])]
     parts = []
     for number, (name, frames, labels) in enumerate(synthetic_clips(config)):
@@ -130,6 +178,8 @@ def build_dataset(config: dict, data_root, log=logger.info) -> dict:
         X, a, m, keys, _ = clip_samples(frames, labels, grids, config, CAMVID_CLASSES, VOID)
         parts.append((X, a, m, np.ones(len(a), int), keys >= CAMVID_HELD_OUT_FROM_KEY))
         log(f"CamVid val frames 0..{CAMVID_CALIBRATION_FRAMES - 1}: {len(a)} rows")
+    if config["videos"]:
+        parts.extend(video_parts(config, grids, log))
     data = {name: np.concatenate([p[i] for p in parts]) for i, name in
             enumerate(("X", "pixel_accuracy", "miou", "source", "held_out"))}
     finite = np.all(np.isfinite(data["X"]), axis=1) & np.isfinite(data["pixel_accuracy"])
@@ -161,6 +211,8 @@ def fit_and_report(data: dict, config: dict, log=logger.info) -> tuple[QualityPr
     metrics = {"target": config["target"], "train_rows": int(train.sum()), "held_out_rows": int(held.sum()),
                "models": {}}
     subsets = {"all": held, "generated": held & (source == 0), "camvid": held & (source == 1)}
+    if (source == 2).any():
+        subsets["videos"] = held & (source == 2)
     metrics["mean_predictor_mae"] = {k: float(np.abs(y[s] - mean).mean()) if s.any() else None
                                      for k, s in subsets.items()}
     best, best_error = None, np.inf
@@ -188,7 +240,7 @@ def fit_and_report(data: dict, config: dict, log=logger.info) -> tuple[QualityPr
 
 def signature(config: dict) -> dict:
     keys = ("frames", "height", "width", "synthetic_clips", "max_offset", "key_stride", "overlap", "downsample",
-            "camvid", "seed")
+            "camvid", "seed") + (("videos", "video_model", "video_scale") if config.get("videos") else ())
     return {k: config[k] for k in keys}
 
 
@@ -203,6 +255,7 @@ def run(config: dict, out: str, data_root=None, log=logger.info) -> dict:
                              f"got {config[key]}")
     if config["camvid_weight"] <= 0:
         raise ValueError(f"config key 'camvid_weight' must be > 0, got {config['camvid_weight']}")
+    check_videos(config)
     run_file = os.path.join(out, "run.json")
     if os.path.exists(run_file):
         with open(run_file) as f:

@@ -288,13 +288,15 @@ LABEL_SOURCES = ("none", "model")  # compare's --labels for --video
 
 def pseudo_labelled_dataset(
     paths: Sequence[str], model_path: str, *, max_frames: Optional[int] = None,
-    clip_frames: Optional[int] = None, cache_dir: Optional[str] = None, log: Optional[Callable] = None,
+    clip_frames: Optional[int] = None, scale: Optional[float] = None, cache_dir: Optional[str] = None,
+    log: Optional[Callable] = None,
 ) -> Dataset:
     """Video files (or image folders) labelled by ``model_path``'s per-frame predictions.
 
     Each video's first third (:func:`adaptive_dff.data.pseudo_labels.calibration_split`)
     is one calibration clip; the rest is cut into test clips of ``clip_frames``
-    (default 100; :func:`adaptive_dff.data.pseudo_labels.clip_spans`). Labels are
+    (default 100; :func:`adaptive_dff.data.pseudo_labels.clip_spans`). ``scale`` shrinks
+    every frame first (the model then labels the shrunk frames). Labels are
     computed once per video and model and cached (see that module). Every file is
     opened before any is labelled, so an unreadable one fails first, by name.
     """
@@ -303,7 +305,7 @@ def pseudo_labelled_dataset(
     if not paths:
         raise ValueError("video data set: give at least one video file")
     clip_frames = pl.CLIP_FRAMES if clip_frames is None else check_int(clip_frames, "clip_frames", 2)
-    videos = pl.pseudo_label_videos(paths, model_path, max_frames=max_frames, cache_dir=cache_dir,
+    videos = pl.pseudo_label_videos(paths, model_path, max_frames=max_frames, scale=scale, cache_dir=cache_dir,
                                     log=log or pl.logger.info)
     calibration, test, files = [], [], []
     num_classes = None
@@ -325,7 +327,8 @@ def pseudo_labelled_dataset(
                       "test_clips": [[cut + a, cut + b] for a, b in spans]})
     return Dataset(name=PSEUDO_KIND, calibration=calibration, test=test, num_classes=num_classes,
                    spec={"kind": PSEUDO_KIND, "labels": "model per-frame prediction", "files": files,
-                         "model_sha256": video.model_sha256, "max_frames": max_frames, "clip_frames": clip_frames})
+                         "model_sha256": video.model_sha256, "max_frames": max_frames, "clip_frames": clip_frames,
+                         "scale": pl.check_scale(scale)})
 
 
 # -- by name -----------------------------------------------------------------------
@@ -334,7 +337,7 @@ def pseudo_labelled_dataset(
 def compare_datasets(
     name: Optional[str] = None, *, videos: Optional[Sequence[str]] = None, data_root: Optional[str] = None,
     frames: Optional[int] = None, seed: int = 0, model: Optional[str] = None, labels: Optional[str] = None,
-    clip_frames: Optional[int] = None,
+    clip_frames: Optional[int] = None, video_scale: Optional[float] = None,
 ) -> list:
     """The data sets ``adaptive-dff compare`` names: ``"synthetic"`` (the default: the three
     generated scenarios, ``frames`` long, 48 by default), ``"camvid-val"`` (needs ``data_root``),
@@ -342,14 +345,15 @@ def compare_datasets(
     ``"none"``), their classes those of ``model`` (a ``.keras`` file) or, without one, the
     shipped CamVid model's; or (``labels="model"``) labelled by the per-frame predictions of
     ``model``, by default the shipped one (:func:`pseudo_labelled_dataset`, test clips of
-    ``clip_frames``)."""
+    ``clip_frames``, frames shrunk by ``video_scale``)."""
     labels = labels or "none"
     if labels not in LABEL_SOURCES:
         raise ValueError(f"unknown --labels {labels!r}; choose from {LABEL_SOURCES}")
     if labels != "none" and not videos:
         raise ValueError(f"--labels {labels} labels --video files; give --video FILE ...")
-    if clip_frames is not None and labels == "none":
-        raise ValueError("--clip-frames cuts videos labelled by --labels model; add --labels model")
+    for option, value in (("--clip-frames", clip_frames), ("--video-scale", video_scale)):
+        if value is not None and labels == "none":
+            raise ValueError(f"{option} is for videos labelled by --labels model; add --labels model")
     if videos:
         if name:
             raise ValueError("give either --dataset or --video, not both")
@@ -358,7 +362,8 @@ def compare_datasets(
                 from adaptive_dff.pretrained import default_model_path
 
                 model = default_model_path()
-            return [pseudo_labelled_dataset(videos, model, max_frames=frames, clip_frames=clip_frames)]
+            return [pseudo_labelled_dataset(videos, model, max_frames=frames, clip_frames=clip_frames,
+                                            scale=video_scale)]
         if model:
             from adaptive_dff.model import load_model
 

@@ -12,7 +12,7 @@ The model runs once per video: the label maps are cached on disk
 (:func:`default_cache_dir`), one compressed ``.npz`` per (video bytes, model
 bytes, settings), keyed by the SHA-256 of the video file (of every image of a
 folder, in order), the SHA-256 of the model file and the settings
-(``max_frames``, ``stride``), and written atomically. Frames are decoded
+(``max_frames``, ``stride``, ``scale``), and written atomically. Frames are decoded
 again on every call (decoding is cheap next to the model; keeping them would
 take gigabytes). A cache file that cannot be read or does not fit the frames
 is recomputed.
@@ -31,7 +31,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -116,20 +116,39 @@ def check_sources(sources: Sequence[str]) -> None:
         next(iter(VideoReader(source, max_frames=1)))
 
 
-def decode(source: str, *, max_frames: Optional[int] = None, stride: int = 1) -> tuple[list, list, Optional[float], bool]:
+def check_scale(scale: Optional[float]) -> Optional[float]:
+    """``None`` (the source's size) or a factor in (0, 1]; 1 means ``None``."""
+    if scale is None:
+        return None
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
+        raise ValueError(f"scale must be a factor in (0, 1], got {scale!r}")
+    return None if scale == 1 else float(scale)
+
+
+def decode(source: str, *, max_frames: Optional[int] = None, stride: int = 1,
+           scale: Optional[float] = None) -> tuple[list, list, Optional[float], bool]:
     """``(frames, source indices, fps, truncated)``: the first ``max_frames`` frames of
-    ``source`` (all when ``None``), every ``stride``-th of them, all of frame 0's size."""
+    ``source`` (all when ``None``), every ``stride``-th of them, all of frame 0's size,
+    shrunk by ``scale`` (area interpolation; ``None``: as decoded)."""
+    import cv2
+
     from adaptive_dff.video import VideoReader
 
     check_int(stride, "stride", 1)
+    scale = check_scale(scale)
     reader = VideoReader(source, max_frames=max_frames)
-    frames, indices = [], []
+    frames, indices, first = [], [], None
     for index, frame in enumerate(reader):
         if index % stride:
             continue
-        if frames and frame.shape != frames[0].shape:
+        if first is None:
+            first = frame.shape
+        elif frame.shape != first:
             raise ValueError(f"video {source!r}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, "
-                             f"frame 0 is {frames[0].shape[1]}x{frames[0].shape[0]}")
+                             f"frame 0 is {first[1]}x{first[0]}")
+        if scale is not None:
+            size = (max(1, round(frame.shape[1] * scale)), max(1, round(frame.shape[0] * scale)))
+            frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
         frames.append(frame)
         indices.append(index)
     fps = reader.fps / stride if reader.fps else None
@@ -179,7 +198,7 @@ def _read_cache(path: str, frames: list, indices: list, log: Callable):
 
 def pseudo_label(
     source: str, model_path: str, *, max_frames: Optional[int] = None, stride: int = 1,
-    cache_dir: Optional[str] = None, model=None, log: Callable = logger.info,
+    scale: Optional[float] = None, cache_dir: Optional[str] = None, model=None, log: Callable = logger.info,
 ) -> PseudoLabels:
     """Frames of ``source`` and ``model_path``'s per-frame label maps (see the module notes).
 
@@ -189,6 +208,8 @@ def pseudo_label(
             one is ``adaptive_dff.pretrained.default_model_path()``).
         max_frames: read at most this many frames of the source (``None``: all).
         stride: keep every ``stride``-th frame read.
+        scale: shrink every frame by this factor in (0, 1] before the model sees
+            it (``None``: the source's size, as ``compare`` and ``segment`` run it).
         cache_dir: where label maps are kept (default :func:`default_cache_dir`).
         model: the model loaded from ``model_path`` already, or a function
             without arguments returning it; by default it is loaded here. Either
@@ -202,12 +223,15 @@ def pseudo_label(
     if max_frames is not None:
         check_int(max_frames, "max_frames", 1)
     check_int(stride, "stride", 1)
+    scale = check_scale(scale)
     if not os.path.isfile(os.fspath(model_path)):
         raise FileNotFoundError(f"model file {os.fspath(model_path)!r} does not exist")
     source = os.fspath(source)
     video_sha, model_sha = source_sha256(source), file_sha256(model_path)
-    frames, indices, fps, truncated = decode(source, max_frames=max_frames, stride=stride)
+    frames, indices, fps, truncated = decode(source, max_frames=max_frames, stride=stride, scale=scale)
     settings = {"max_frames": max_frames, "stride": stride}
+    if scale is not None:  # absent at full size, so earlier cache keys stay valid
+        settings["scale"] = scale
     path = os.path.join(cache_dir or default_cache_dir(), cache_key(video_sha, model_sha, settings) + ".npz")
     found = _read_cache(path, frames, indices, log)
     common = dict(source=source, frames=frames, indices=indices, fps=fps, video_sha256=video_sha,
@@ -241,14 +265,16 @@ def load_dff_model(model_path: str):
     return model
 
 
-def pseudo_label_videos(
+def iter_pseudo_labels(
     sources: Sequence[str], model_path: str, *, max_frames: Optional[int] = None, stride: int = 1,
-    cache_dir: Optional[str] = None, log: Callable = logger.info,
-) -> list:
-    """:func:`pseudo_label` of every source, in order: every source is opened first (an
-    unreadable one fails, by name, before any work), the model is loaded once and only if
-    some source is not cached yet."""
+    scale: Optional[float] = None, cache_dir: Optional[str] = None, log: Callable = logger.info,
+) -> Iterator[PseudoLabels]:
+    """:func:`pseudo_label` of each source in turn (one video in memory at a time). Every
+    source is opened and the model file checked first, when this is called, so an unreadable
+    one fails, by name, before any work; the model is loaded once, only when some source is
+    not cached yet."""
     check_sources(sources)
+    check_scale(scale)
     if not os.path.isfile(os.fspath(model_path)):
         raise FileNotFoundError(f"model file {os.fspath(model_path)!r} does not exist")
     loaded: list = []
@@ -258,8 +284,13 @@ def pseudo_label_videos(
             loaded.append(load_dff_model(model_path))
         return loaded[0]
 
-    return [pseudo_label(source, model_path, max_frames=max_frames, stride=stride, cache_dir=cache_dir,
-                         model=model, log=log) for source in sources]
+    return (pseudo_label(source, model_path, max_frames=max_frames, stride=stride, scale=scale,
+                         cache_dir=cache_dir, model=model, log=log) for source in sources)
+
+
+def pseudo_label_videos(sources: Sequence[str], model_path: str, **options) -> list:
+    """``list(iter_pseudo_labels(sources, model_path, **options))``: every video in memory."""
+    return list(iter_pseudo_labels(sources, model_path, **options))
 
 
 def calibration_split(num_frames: int) -> int:

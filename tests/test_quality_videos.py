@@ -1,0 +1,111 @@
+"""``train quality`` on unlabelled videos: targets are agreement with a model's per-frame predictions,
+from each video's calibration part only."""
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from adaptive_dff.data import pseudo_labels
+from schedulers.files import save_keras_atomic
+
+from helpers import tiny_dff
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    import keras
+
+    keras.utils.set_random_seed(5)
+    model = tiny_dff(classes=4)
+    model.key_step(np.zeros((32, 32, 3), np.uint8))
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    save_keras_atomic(model, path)
+    return str(path)
+
+
+def write_folder(folder, count, seed=0, changed_from=None):
+    """``count`` PNG frames, 48x64: a bright square moving over noise; frames from
+    ``changed_from`` on drawn from another seed (the rest stays byte for byte)."""
+    os.makedirs(folder, exist_ok=True)
+    for t in range(count):
+        rng = np.random.default_rng([seed + (1000 if changed_from is not None and t >= changed_from else 0), t])
+        frame = rng.integers(0, 80, (48, 64, 3), dtype=np.uint8)
+        frame[10:30, 5 + 2 * t:25 + 2 * t] = 230
+        cv2.imwrite(os.path.join(folder, f"f{t:02d}.png"), frame)
+    return str(folder)
+
+
+def config_for(videos, model_file, **extra):
+    from training.config import load_config
+
+    sets = ["frames=12", "max_offset=3", "key_stride=2", "kinds=ridge", f"videos={','.join(videos)}",
+            f"video_model={model_file}"] + [f"{k}={v}" for k, v in extra.items()]
+    return load_config("quality", "smoke", sets)
+
+
+def test_video_rows_come_from_the_calibration_part_only(tmp_path, model_file, monkeypatch):
+    from training.quality import build_dataset, run
+
+    monkeypatch.setenv("ADAPTIVE_DFF_CACHE", str(tmp_path / "cache"))
+    a = write_folder(tmp_path / "a", 18)
+    b = write_folder(tmp_path / "b", 12, seed=7)
+    metrics = run(config_for([a, b], model_file), str(tmp_path / "out"), log=lambda *_: None)
+    assert metrics["held_out_rows"] > 0 and metrics["mean_predictor_mae"]["videos"] is not None
+    assert metrics["models"]["ridge"]["held_out_mae"]["videos"] is not None
+    with np.load(tmp_path / "out" / "dataset.npz") as stored:
+        before = {k: stored[k] for k in stored.files}
+    source, held, agreement = before["source"], before["held_out"], before["pixel_accuracy"]
+    # Rows per video: keys 0, 2, .. of its first third, each carried up to 3 frames within that third,
+    # on the 1x1 grid (1 region) and the 2x2 grid (4 regions).
+    expected = 0
+    for n in (18, 12):
+        cut = pseudo_labels.calibration_split(n)
+        expected += 5 * sum(min(k + 3, cut - 1) - k for k in range(0, cut - 1, 2))
+    assert int((source == 2).sum()) == expected
+    assert held[source == 2].any() and not held[source == 2].all()
+    assert np.all((agreement[source == 2] >= 0) & (agreement[source == 2] <= 1))
+    # Frames past the calibration part never count: change them and the rows stay the same.
+    cut = pseudo_labels.calibration_split(18)
+    changed = write_folder(tmp_path / "a2", 18, changed_from=cut)
+    after = build_dataset(config_for([changed, b], model_file), None, log=lambda *_: None)
+    # (equal to rounding: the stored rows went through the data file, OpenCV's shrinking may round differently)
+    np.testing.assert_allclose(after["X"], before["X"], rtol=1e-5, atol=1e-7, equal_nan=True)
+    np.testing.assert_allclose(after["pixel_accuracy"], before["pixel_accuracy"], rtol=1e-6)
+
+
+def test_a_target_equals_the_agreement_of_carried_per_frame_labels(tmp_path, model_file, monkeypatch):
+    """One row against a direct computation: the key's per-frame labels carried along DIS flow,
+    compared with the per-frame labels of the frame (pixel share)."""
+    from adaptive_dff.labels import carry_labels
+    from adaptive_dff.model import load_model
+    from schedulers import DISFlow, RegionGrid
+    from training.quality import video_parts
+
+    monkeypatch.setenv("ADAPTIVE_DFF_CACHE", str(tmp_path / "cache"))
+    a = write_folder(tmp_path / "a", 12)
+    config = config_for([a], model_file)
+    (X, agreement, _, source, _), = video_parts(config, [RegionGrid(1, 1)], log=lambda *_: None)
+    model = load_model(model_file)
+    frames = [cv2.cvtColor(cv2.imread(os.path.join(a, f"f{t:02d}.png")), cv2.COLOR_BGR2RGB) for t in range(12)]
+    labels = [np.argmax(model.key_step(f)[0].numpy()[0], -1) for f in frames]
+    carried, _ = carry_labels(labels[0], DISFlow()(frames[2], frames[0]), 4)
+    assert agreement[1] == pytest.approx(np.mean(carried == labels[2]))  # key 0, frame 2
+    assert set(source) == {2}
+
+
+def test_an_unreadable_video_is_named_before_anything_is_written(tmp_path, model_file):
+    from training.quality import run
+
+    good = write_folder(tmp_path / "good", 12)
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"junk")
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="bad.mp4"):
+        run(config_for([good, str(bad)], model_file), str(out), log=lambda *_: None)
+    with pytest.raises(ValueError, match="scale"):
+        run(config_for([good], model_file, video_scale=2.0), str(out), log=lambda *_: None)
+    with pytest.raises(FileNotFoundError, match="missing.keras"):
+        run(config_for([good], str(tmp_path / "missing.keras")), str(out), log=lambda *_: None)
+    assert not out.exists()
