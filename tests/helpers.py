@@ -1,5 +1,7 @@
 """Small instances of every network class, for the fast test tier."""
 
+import os
+
 from adaptive_dff.networks import (
     CompactFeatures,
     FlowNetInception,
@@ -30,3 +32,18 @@ def tiny_dff(channels: int = 16, classes: int = 5):
 
     parts = tiny_parts(channels, classes)
     return DFFModel(feature_net=parts["compact"], flow_net=parts["flownet_s"], head=parts["head"])
+
+
+def saved_tiny_dff(folder, seed: int, classes: int = 4) -> str:
+    """Path of a built tiny DFF model (random weights from ``seed``) saved as ``folder/tiny.keras``."""
+    import keras
+    import numpy as np
+
+    from schedulers.files import save_keras_atomic
+
+    keras.utils.set_random_seed(seed)
+    model = tiny_dff(classes=classes)
+    model.key_step(np.zeros((32, 32, 3), np.uint8))
+    path = os.path.join(str(folder), "tiny.keras")
+    save_keras_atomic(model, path)
+    return path

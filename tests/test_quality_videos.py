@@ -8,21 +8,13 @@ import numpy as np
 import pytest
 
 from adaptive_dff.data import pseudo_labels
-from schedulers.files import save_keras_atomic
 
-from helpers import tiny_dff
+from helpers import saved_tiny_dff
 
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    import keras
-
-    keras.utils.set_random_seed(5)
-    model = tiny_dff(classes=4)
-    model.key_step(np.zeros((32, 32, 3), np.uint8))
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    save_keras_atomic(model, path)
-    return str(path)
+    return saved_tiny_dff(tmp_path_factory.mktemp("model"), seed=5)
 
 
 def write_folder(folder, count, seed=0, changed_from=None):
