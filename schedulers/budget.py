@@ -66,6 +66,11 @@ import numpy as np
 from schedulers.base import Context, Decision, Policy, check_int
 
 GAIN = 1.5  # how strongly the credit balance moves the rank threshold
+SLOPE = 0.009  # D / region-frames of a long stream
+EARLY = {"rank": 0.009, "price": 0.018}  # D / horizon before the horizon, per rule
+RULES = ("auto", "rank", "price")
+PRICE_GAIN = 1.5  # how strongly the credit balance moves the price
+PRICE_RATE = 0.3  # how fast the price follows the scores keys are spent at
 
 
 def check_target(target) -> float:
@@ -133,9 +138,13 @@ class BudgetController:
             where ``D`` is the same as without it).
     """
 
-    def __init__(self, target: float, slope: float = 0.009, history: int = 100, horizon: int = 0):
+    def __init__(self, target: float, slope: float = 0.009, history: int = 100, horizon: int = 0,
+                 early: float = 0.009, rule: str = "rank"):
         self.target = target
+        self.rule = rule
+        self.log_price = None
         self.slope = slope
+        self.early = early
         self.horizon = int(horizon)
         self.recent = deque(maxlen=max(int(history), 8))
         self.credit = 0.0
@@ -164,8 +173,14 @@ class BudgetController:
 
     def limit(self, regions: int, floor: float = 0.5) -> float:
         """``D``: how far the balance may drift from 0, in keys (at least ``floor``)."""
-        drift = self.slope * max(self.region_frames, self.horizon)
+        drift = max(self.slope * self.region_frames, self.early * self.horizon)
         return float(min(max(drift, floor), max(1.0, 2.0 * regions, floor)))
+
+    def depth(self, bound: float) -> float:
+        """How far below 0 an exceptional score (a hard cut, NaN) may take the balance, in keys."""
+        if not self.horizon:
+            return 2.0 * bound
+        return max(bound, min(2.0 * bound, 0.019 * max(self.region_frames, self.horizon)))
 
     def ranks(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rank in [0, 1] of each score among the recent ones (mid-rank for ties; 0.5
@@ -182,7 +197,8 @@ class BudgetController:
         return ranks, nan | (far & ~nan)
 
     def allocate(self, scores: np.ndarray, eligible: np.ndarray, forced: np.ndarray, regions: int,
-                 target: Optional[float] = None, floor: float = 0.5) -> tuple[np.ndarray, dict]:
+                 target: Optional[float] = None, floor: float = 0.5,
+                 ages: Optional[np.ndarray] = None) -> tuple[np.ndarray, dict]:
         """Choose the regions to update among ``scores`` (``[N]``, higher = worse, NaN = worst).
 
         ``eligible``: regions past ``min_interval``; ``forced``: regions at
@@ -193,6 +209,8 @@ class BudgetController:
         ``floor``: the least ``D`` (a shared budget whose streams decide one at a
         time gives each open stream half a key of room, so the stream that happens
         to decide when the credit overflows is not the one that always spends).
+        ``ages``: frames since each region's key (the price rule sets its first
+        price from the score a region reaches at the target's interval).
         """
         scores = np.asarray(scores, np.float64)
         ranks, exceptional = self.ranks(scores)
@@ -201,22 +219,54 @@ class BudgetController:
         balance = before - np.count_nonzero(update)
         bound = self.limit(regions, floor)
         candidates = np.flatnonzero(np.asarray(eligible, bool) & ~update)
-        order = candidates[np.lexsort((-ranks[candidates], ~exceptional[candidates]))]
         share = self.target if target is None else target
-        p = min(1.0, share * math.exp(GAIN * max(-2.0, min(1.0, balance / bound))))
-        wanted = int(np.count_nonzero(ranks[order] >= 1.0 - p))
+        if self.rule == "price":
+            key = np.where(np.isnan(scores), np.inf, scores)
+            order = candidates[np.lexsort((-key[candidates], ~exceptional[candidates]))]
+            if self.log_price is None and ages is not None:
+                ripe = np.asarray(ages)[candidates] >= round(1.0 / share)
+                positive = key[candidates][ripe]
+                positive = positive[np.isfinite(positive) & (positive > 0)]
+                if positive.size:
+                    self.log_price = float(np.log(positive.max()))
+            if self.log_price is None:
+                price = np.inf
+            else:
+                price = math.exp(self.log_price - PRICE_GAIN * max(-2.0, min(1.0, balance / bound)))
+            wanted = int(np.count_nonzero(key[order] >= price))
+            p = float("nan")
+        else:
+            order = candidates[np.lexsort((-ranks[candidates], ~exceptional[candidates]))]
+            p = min(1.0, share * math.exp(GAIN * max(-2.0, min(1.0, balance / bound))))
+            wanted = int(np.count_nonzero(ranks[order] >= 1.0 - p))
+            price = float("nan")
         most = max(0, math.floor(balance + bound + 1e-9))
         least = max(0, math.ceil(balance - bound - 1e-9))
         count = min(order.size, max(least, min(wanted, most)))
         exceptional_first = int(np.count_nonzero(exceptional[order]))
-        count = max(count, min(exceptional_first, max(0, math.floor(balance + 2 * bound + 1e-9))))
+        count = max(count, min(exceptional_first, max(0, math.floor(balance + self.depth(bound) + 1e-9))))
         update[order[:count]] = True
+        if self.rule == "price" and self.log_price is not None:
+            spent = scores[order[:count]]
+            spent = spent[np.isfinite(spent) & (spent > 0) & ~exceptional[order[:count]]]
+            for value in spent:  # the price follows the scores keys are really spent at
+                self.log_price += PRICE_RATE * (math.log(value) - self.log_price)
         finite = scores[np.isfinite(scores)]
         self.recent.extend(finite.tolist())
         self.keys += int(np.count_nonzero(update))
-        state = {"ranks": ranks, "balance": before, "limit": bound, "threshold": 1.0 - p,
+        state = {"ranks": ranks, "balance": before, "limit": bound, "threshold": 1.0 - p, "price": price,
                  "forced": np.asarray(forced, bool).copy(), "key_fraction": self.key_fraction}
         return update, state
+
+
+def resolve_rule(policy, rule: str) -> str:
+    """``"rank"`` or ``"price"``: ``rule`` itself, or for ``"auto"`` the price rule when ``policy``
+    says its scores are costs in frame-losses (``policy.score_is_cost``), else the rank rule."""
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    if rule == "auto":
+        return "price" if getattr(policy, "score_is_cost", False) is True else "rank"
+    return rule
 
 
 def interval_masks(context: Context, min_interval: int, max_interval: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -283,26 +333,29 @@ class KeyBudget(BudgetPolicy):
 
     threshold_param = "target"
 
-    def __init__(self, policy: Policy, target: float = 0.1, min_interval: int = 1, max_interval: Optional[int] = None):
+    def __init__(self, policy: Policy, target: float = 0.1, min_interval: int = 1, max_interval: Optional[int] = None,
+                 rule: str = "auto"):
         self.policy = policy
         self.target = target
         self.min_interval = min_interval
         self.max_interval = max_interval
+        self.rule = rule
         self._check()
 
     def _check(self):
         target = check_target(self.target)
         low, high = check_intervals(target, self.min_interval, self.max_interval)
-        return scoring_function(self.policy), target, low, high
+        return scoring_function(self.policy), target, low, high, resolve_rule(self.policy, self.rule)
 
     def decide(self, context: Context) -> Decision:
-        scoring, target, low, high = self._check()
+        scoring, target, low, high, rule = self._check()
         regions = context.num_regions
         controller = getattr(self, "controller_", None)
         last = getattr(self, "frame_index_", None)
         if controller is None:
             controller = self.controller_ = BudgetController(
-                target, history=history_size(regions, target), horizon=promised_horizon(regions, target))
+                target, slope=SLOPE, early=EARLY[rule], rule=rule, history=history_size(regions, target),
+                horizon=promised_horizon(regions, target))
             # Frames before this one: frame 0 a key of every region, later keys as the key indices show.
             earlier_keys = regions + int(np.count_nonzero(np.asarray(context.key_indices) > 0))
             controller.charge(regions * context.frame_index, earlier_keys)
@@ -318,6 +371,7 @@ class KeyBudget(BudgetPolicy):
         controller.charge(regions * elapsed, 0)
         raw, worse = scoring(context)
         eligible, forced = interval_masks(context, low, high)
-        update, state = controller.allocate(worse, eligible, forced, regions)
+        ages = context.frame_index - np.asarray(context.key_indices, dtype=np.int64)
+        update, state = controller.allocate(worse, eligible, forced, regions, ages=ages)
         self.frame_index_ = context.frame_index
         return Decision(update=update, scores=raw, frame_index=context.frame_index, extras={"budget": state})

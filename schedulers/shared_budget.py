@@ -47,7 +47,8 @@ import numpy as np
 
 from schedulers.base import Context, Decision, Policy, check_int
 from schedulers.budget import (
-    BudgetController, BudgetPolicy, check_intervals, check_target, history_size, interval_masks, scoring_function,
+    RULES, BudgetController, BudgetPolicy, check_intervals, check_target, history_size, interval_masks, resolve_rule,
+    scoring_function,
 )
 from schedulers.regions import RegionGrid
 from schedulers.tracker import Tracker, first_frame_decision
@@ -108,7 +109,10 @@ class SharedBudget:
         max_interval: Optional[int] = None,
         flow=None,
         features=None,
+        rule: str = "auto",
     ):
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
         if (target is None) == (keys_per_step is None):
             raise ValueError("give exactly one of target (a key fraction) and keys_per_step")
         if keys_per_step is not None:
@@ -130,7 +134,9 @@ class SharedBudget:
         self.flow = flow
         self.features = features
         self._make_policy = self._policy_factory(policy)
-        self.controller = BudgetController(share, slope=0.004, history=history_size(len(self.regions), share))
+        self.rule = rule
+        self.controller = BudgetController(share, slope=0.004, history=history_size(len(self.regions), share),
+                                           rule="")  # set from the first stream's policy (resolve_rule)
         self.streams: dict = {}
         self.trackers: dict = {}
         self._stream_state: dict = {}  # name -> (last frame index, keys, region-frames)
@@ -229,6 +235,8 @@ class SharedBudget:
         """Decide ``[(BudgetStream, Context)]`` of one step together; returns their decisions."""
         if not pairs:
             return []
+        if not self.controller.rule:
+            self.controller.rule = resolve_rule(pairs[0][0].policy, self.rule)
         scored = []
         for stream, context in pairs:
             self._register(stream, context)
@@ -249,6 +257,7 @@ class SharedBudget:
             np.concatenate([s[3] for s in scored]), np.concatenate([s[4] for s in scored]),
             np.concatenate([s[5] for s in scored]), regions=max(total, open_streams * len(self.regions)),
             target=share, floor=room,
+            ages=np.concatenate([c.frame_index - np.asarray(c.key_indices, np.int64) for _, c, *_ in scored]),
         )
         decisions, start = [], 0
         for stream, context, raw, _, _, _, elapsed in scored:
