@@ -19,28 +19,50 @@ to 4 keys per frame; the fraction is keys / region-frames):
   credit, each key spends 1. The stream's frame 0 is a key of every region
   (as in :class:`Tracker` and ``VideoRunner``) and is charged too. The
   balance ``target * region_frames - keys`` is kept within ``[-D, D]`` with
-  ``D = clip(0.009 * max(region_frames, H), 0.5, 2 * regions)``, ``H =
+  ``D = clip(max(0.009 * region_frames, e * H), 0.5, 2 * regions)``, ``H =
   10 * regions / target`` the region-frames of the shortest stream the
-  tolerance is promised for: a key is spent only when the balance stays at
-  or above ``-D`` afterwards, and keys must be spent while it is above
-  ``D``. So after ``n >= H`` region-frames the key fraction is within
-  ``D / n`` of the target: at most 0.009 once ``D`` left its floor, ``0.5 /
+  tolerance is promised for, ``e`` = 0.009 (rank rule) or 0.018 (price
+  rule): a key is spent only when the balance stays at or above ``-D``
+  afterwards, and keys must be spent while it is above ``D``. So after ``n
+  >= H`` region-frames the key fraction is within ``D / n`` of the target:
+  at most 0.009 (rank) or 0.018 (price) once ``D`` left its floor, ``0.5 /
   n`` before (a 1x1 stream of ``10 / target`` frames is within 0.02 for
   targets up to 0.4; at 0.5 the 1/n granularity of whole keys allows no
   better than 0.025). Before ``H``, ``D`` is already what it will be at
-  ``H``, so on a short stream keys can still move by a few frames to where
-  the scores are worst (without it, a 1x1 stream at 10% would be a fixed
-  interval for its first 55 frames).
-* **Where to spend**: each region's score (from the wrapped policy) is
-  ranked among the stream's recent scores (the last ``max(100, 5 * regions /
-  target)``, all regions pooled): ``rank`` in [0, 1], scale-free. The
-  regions ranked highest are updated while their rank is at least
-  ``1 - p``, with ``p = target * exp(1.5 * balance / D)`` (spend more
-  freely when credit has built up), within the credit limits above.
+  ``H``, so on a short stream keys can still move to where the scores are
+  worst (without it, a 1x1 stream at 10% would be a fixed interval for its
+  first 55 frames; with the rank rule's band, a 1x1 stream at 20% is one
+  anyway: its keys can move by one frame).
+* **Where to spend**, one of two rules (``rule``; ``"auto"`` takes the price
+  rule when the wrapped policy's ``score_is_cost`` is true, as for
+  :class:`~schedulers.quality.PropagationQuality`'s renewal score, and the
+  rank rule otherwise):
+
+  - **rank** (any score): each region's score is ranked among the stream's
+    recent scores (the last ``max(100, 5 * regions / target)``, all regions
+    pooled): ``rank`` in [0, 1], scale-free. The regions ranked highest are
+    updated while their rank is at least ``1 - p``, with ``p = target *
+    exp(1.5 * balance / D)`` (spend more freely when credit has built up).
+  - **price** (scores that are costs in frame-losses, compared with the
+    price of a key, like the renewal score): a region is updated when its
+    score is at least ``lambda * exp(-1.5 * balance / D)``: a Lagrangian
+    price, lowered while credit builds up and raised while the stream is in
+    debt. ``lambda`` starts as the score the first region reaches ``1 /
+    target`` frames after its key (the price that keys that content at the
+    target's interval) and then follows the scores keys are really spent at
+    (the median of the last five, in logs, exceptional ones left out), so a
+    key spent at the band's edge below the price lowers it and one spent
+    late raises it. Unlike ranks, a price keeps its meaning when the content
+    changes: a stretch of fast motion reaches it sooner and gets more keys,
+    a static one fewer, within the band. Scores at or below 0 never reach a
+    price (their keys come from the band alone).
+
+  Both rules act within the credit limits above.
 * **A hard cut**: a score above ``max + (max - median)`` of the recent
-  scores, or a NaN score, counts as worst (rank 1) and may overdraw the
-  balance down to ``-2 D``: it gets a key at once unless the stream is
-  deeper in debt than that (e.g. just after frame 0).
+  scores, or a NaN score, counts as worst (rank 1, above any price) and may
+  overdraw the balance down to ``-min(2 D, 0.019 * max(n, H))`` (a shared
+  budget: ``-2 D``): it gets a key at once unless the stream is deeper in
+  debt than that (e.g. just after frame 0).
 * **Intervals**, per region: no key before ``min_interval`` frames since the
   region's last one; a key whenever ``max_interval`` frames have passed,
   whatever the credit (then the balance may stay below ``-D`` for a while).
@@ -71,6 +93,7 @@ EARLY = {"rank": 0.009, "price": 0.018}  # D / horizon before the horizon, per r
 RULES = ("auto", "rank", "price")
 PRICE_GAIN = 1.5  # how strongly the credit balance moves the price
 PRICE_RATE = 0.3  # how fast the price follows the scores keys are spent at
+PRICE_MEMORY = 5  # the price is the median of the log scores of this many recent keys (0: PRICE_RATE)
 
 
 def check_target(target) -> float:
@@ -143,9 +166,11 @@ class BudgetController:
         self.target = target
         self.rule = rule
         self.log_price = None
+        self.key_prices: deque = deque(maxlen=max(PRICE_MEMORY, 1))
         self.slope = slope
         self.early = early
         self.horizon = int(horizon)
+        self.capped_overdraw = True  # a shared budget (no per-stream promise) overdraws 2 D
         self.recent = deque(maxlen=max(int(history), 8))
         self.credit = 0.0
         self.keys = 0
@@ -178,7 +203,7 @@ class BudgetController:
 
     def depth(self, bound: float) -> float:
         """How far below 0 an exceptional score (a hard cut, NaN) may take the balance, in keys."""
-        if not self.horizon:
+        if not self.horizon or not self.capped_overdraw:
             return 2.0 * bound
         return max(bound, min(2.0 * bound, 0.019 * max(self.region_frames, self.horizon)))
 
@@ -224,11 +249,12 @@ class BudgetController:
             key = np.where(np.isnan(scores), np.inf, scores)
             order = candidates[np.lexsort((-key[candidates], ~exceptional[candidates]))]
             if self.log_price is None and ages is not None:
-                ripe = np.asarray(ages)[candidates] >= round(1.0 / share)
+                ripe = (np.asarray(ages)[candidates] >= round(1.0 / share)) & ~exceptional[candidates]
                 positive = key[candidates][ripe]
                 positive = positive[np.isfinite(positive) & (positive > 0)]
                 if positive.size:
                     self.log_price = float(np.log(positive.max()))
+                    self.key_prices.append(self.log_price)
             if self.log_price is None:
                 price = np.inf
             else:
@@ -250,7 +276,11 @@ class BudgetController:
             spent = scores[order[:count]]
             spent = spent[np.isfinite(spent) & (spent > 0) & ~exceptional[order[:count]]]
             for value in spent:  # the price follows the scores keys are really spent at
-                self.log_price += PRICE_RATE * (math.log(value) - self.log_price)
+                if PRICE_MEMORY:
+                    self.key_prices.append(math.log(value))
+                    self.log_price = float(np.median(self.key_prices))
+                else:
+                    self.log_price += PRICE_RATE * (math.log(value) - self.log_price)
         finite = scores[np.isfinite(scores)]
         self.recent.extend(finite.tolist())
         self.keys += int(np.count_nonzero(update))

@@ -47,9 +47,11 @@ import numpy as np
 
 from schedulers.base import Context, Decision, Policy, check_int
 from schedulers.budget import (
-    RULES, BudgetController, BudgetPolicy, check_intervals, check_target, history_size, interval_masks, resolve_rule,
-    scoring_function,
+    RULES, BudgetController, BudgetPolicy, check_intervals, check_target, history_size, interval_masks, promised_horizon,
+    resolve_rule, scoring_function,
 )
+
+SHARED_EARLY = {"rank": 0.0, "price": 0.018}  # D / horizon before the horizon, per rule
 from schedulers.regions import RegionGrid
 from schedulers.tracker import Tracker, first_frame_decision
 
@@ -137,6 +139,7 @@ class SharedBudget:
         self.rule = rule
         self.controller = BudgetController(share, slope=0.004, history=history_size(len(self.regions), share),
                                            rule="")  # set from the first stream's policy (resolve_rule)
+        self.controller.capped_overdraw = False
         self.streams: dict = {}
         self.trackers: dict = {}
         self._stream_state: dict = {}  # name -> (last frame index, keys, region-frames)
@@ -237,6 +240,7 @@ class SharedBudget:
             return []
         if not self.controller.rule:
             self.controller.rule = resolve_rule(pairs[0][0].policy, self.rule)
+            self.controller.early = SHARED_EARLY[self.controller.rule]
         scored = []
         for stream, context in pairs:
             self._register(stream, context)
@@ -253,6 +257,10 @@ class SharedBudget:
         # open stream, as soon as the run is long enough for that room to stay within 0.009 of the target.
         open_streams = max(len(self.streams), len(scored))
         room = max(0.5, min(0.5 * open_streams, 0.009 * self.controller.region_frames))
+        # Before ten key intervals of every open stream have passed, the band is already what it will be
+        # then (as KeyBudget's horizon): the streams' frame-0 keys, charged together, do not hold back
+        # every stream's next key for as long as the debt lasts.
+        self.controller.horizon = promised_horizon(open_streams * len(self.regions), share or self.target)
         update, state = self.controller.allocate(
             np.concatenate([s[3] for s in scored]), np.concatenate([s[4] for s in scored]),
             np.concatenate([s[5] for s in scored]), regions=max(total, open_streams * len(self.regions)),
