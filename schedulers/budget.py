@@ -60,9 +60,10 @@ to 4 keys per frame; the fraction is keys / region-frames):
   Both rules act within the credit limits above.
 * **A hard cut**: a score above ``max + (max - median)`` of the recent
   scores, or a NaN score, counts as worst (rank 1, above any price) and may
-  overdraw the balance down to ``-min(2 D, 0.019 * max(n, H))`` (a shared
-  budget: ``-2 D``): it gets a key at once unless the stream is deeper in
-  debt than that (e.g. just after frame 0).
+  overdraw the balance down to ``-2 D`` (the price rule, whose ``D`` is
+  wider: ``-max(D, min(2 D, 0.019 * max(n, H)))``, so the promise at ``H``
+  holds): it gets a key at once unless the stream is deeper in debt than
+  that (e.g. just after frame 0).
 * **Intervals**, per region: no key before ``min_interval`` frames since the
   region's last one; a key whenever ``max_interval`` frames have passed,
   whatever the credit (then the balance may stay below ``-D`` for a while).
@@ -170,7 +171,7 @@ class BudgetController:
         self.slope = slope
         self.early = early
         self.horizon = int(horizon)
-        self.capped_overdraw = True  # a shared budget (no per-stream promise) overdraws 2 D
+        self.capped_overdraw = False  # True: an exceptional score overdraws at most 0.019 * max(n, horizon)
         self.recent = deque(maxlen=max(int(history), 8))
         self.credit = 0.0
         self.keys = 0
@@ -386,6 +387,8 @@ class KeyBudget(BudgetPolicy):
             controller = self.controller_ = BudgetController(
                 target, slope=SLOPE, early=EARLY[rule], rule=rule, history=history_size(regions, target),
                 horizon=promised_horizon(regions, target))
+            # The price rule's wider band must not let a hard cut's overdraft break the promise at H.
+            controller.capped_overdraw = rule == "price"
             # Frames before this one: frame 0 a key of every region, later keys as the key indices show.
             earlier_keys = regions + int(np.count_nonzero(np.asarray(context.key_indices) > 0))
             controller.charge(regions * context.frame_index, earlier_keys)

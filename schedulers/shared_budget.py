@@ -139,7 +139,6 @@ class SharedBudget:
         self.rule = rule
         self.controller = BudgetController(share, slope=0.004, history=history_size(len(self.regions), share),
                                            rule="")  # set from the first stream's policy (resolve_rule)
-        self.controller.capped_overdraw = False
         self.streams: dict = {}
         self.trackers: dict = {}
         self._stream_state: dict = {}  # name -> (last frame index, keys, region-frames)
