@@ -3,10 +3,15 @@
 A server running many cameras on one accelerator can afford a number of key
 computations per step across all of them, not a fraction per camera. Each
 step the keys go to the regions, of any stream, whose scores rank worst
-among the recent scores of all streams (the same control law as
+among the recent scores of all streams, or, for scores that are costs (the
+price rule, ``rule="auto"`` as in :class:`schedulers.KeyBudget`), whose
+scores pass one price for all streams (the same control laws as
 :class:`schedulers.KeyBudget`, over the pooled region-frames; the total
 spend stays within ``D / n`` of the target, ``D = clip(0.004 n, 0.5, 2 R)``
-keys for ``n`` region-frames so far and ``R`` regions in a step)::
+keys for ``n`` region-frames so far and ``R`` regions in a step; under the
+price rule ``D`` is at least ``0.018 H`` before ``H = 10 R / target``
+region-frames, so the streams' frame-0 keys, charged together, do not hold
+back every stream's next key for as long as that debt lasts)::
 
     from schedulers import FlowMagnitude, SharedBudget
 
@@ -91,6 +96,8 @@ class SharedBudget:
             function or class that returns a new one.
         target: key fraction of all region-frames, in (0, 1].
         keys_per_step: instead of ``target``: keys per :meth:`step`, at least 1.
+        rule: ``"auto"``, ``"rank"`` or ``"price"``, as in :class:`schedulers.KeyBudget`
+            (resolved from the first stream's policy).
         regions: the region grid of every stream (default: whole frame).
         min_interval, max_interval: per region, as in :class:`KeyBudget`.
         flow, features: passed to the :class:`Tracker` of each stream in :meth:`step`.
