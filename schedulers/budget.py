@@ -47,15 +47,19 @@ to 4 keys per frame; the fraction is keys / region-frames):
     price of a key, like the renewal score): a region is updated when its
     score is at least ``lambda * exp(-1.5 * balance / D)``: a Lagrangian
     price, lowered while credit builds up and raised while the stream is in
-    debt. ``lambda`` starts as the score the first region reaches ``1 /
+    debt. ``lambda`` starts as the score the first region reaches ``I = 1 /
     target`` frames after its key (the price that keys that content at the
-    target's interval) and then follows the scores keys are really spent at
-    (the median of the last five, in logs, exceptional ones left out), so a
-    key spent at the band's edge below the price lowers it and one spent
-    late raises it. Unlike ranks, a price keeps its meaning when the content
-    changes: a stretch of fast motion reaches it sooner and gets more keys,
-    a static one fewer, within the band. Scores at or below 0 never reach a
-    price (their keys come from the band alone).
+    target's interval; before that, four times the price a loss growing
+    linearly would reach at ``I``, extrapolated from the scores so far, so
+    a cut in the first interval gets its key) and then follows the scores
+    of the keys it chose (the median of the last five, in logs, exceptional
+    ones left out). Past ``I`` frames since its key, a region's score counts
+    ``age / I`` times: an uninformative score (flat, or near 0) then keys
+    near the target's interval instead of wandering from one edge of the
+    band to the other. A price keeps its meaning when the content changes:
+    a stretch of fast motion reaches it sooner and gets more keys, a static
+    one fewer, within the band. Scores at or below 0 never reach a price
+    (their keys come from the band alone).
 
   Both rules act within the credit limits above.
 * **A hard cut**: a score above ``max + (max - median)`` of the recent

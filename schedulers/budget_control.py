@@ -16,6 +16,8 @@ import numpy as np
 GAIN = 1.5  # how strongly the credit balance moves the rank threshold
 PRICE_GAIN = 1.5  # how strongly the credit balance moves the price
 PRICE_MEMORY = 5  # the price is the median of the log scores of this many recent keys
+PROVISIONAL = 4.0  # before the first price: this many times the extrapolated one (a cut jumps far above it)
+AGE_PRIOR = 1.0  # past the target's interval I, a score counts (age / I) ** AGE_PRIOR times
 
 
 class BudgetController:
@@ -41,6 +43,7 @@ class BudgetController:
         self.target = target
         self.rule = rule
         self.log_price = None
+        self.provisional = 0.0  # the extrapolated price before the first one (see allocate)
         self.key_prices: deque = deque(maxlen=PRICE_MEMORY)
         self.slope = slope
         self.early = early
@@ -121,20 +124,23 @@ class BudgetController:
         candidates = np.flatnonzero(np.asarray(eligible, bool) & ~update)
         share = self.target if target is None else target
         if self.rule == "price":
-            key = np.where(np.isnan(scores), np.inf, scores)
-            order = candidates[np.lexsort((-key[candidates], ~exceptional[candidates]))]
-            if self.log_price is None and ages is not None:
-                ripe = (np.asarray(ages)[candidates] >= round(1.0 / share)) & ~exceptional[candidates]
-                positive = key[candidates][ripe]
-                positive = positive[np.isfinite(positive) & (positive > 0)]
-                if positive.size:
-                    self.log_price = float(np.log(positive.max()))
-                    self.key_prices.append(self.log_price)
+            interval = round(1.0 / share)
+            ages = np.zeros(scores.shape) if ages is None else np.asarray(ages, np.float64)
+            # Past the target's interval a score counts (age / interval) times: a region overdue
+            # for its key gets cheaper, so an uninformative score drifts to the interval, not the band.
+            effective = np.where(np.isnan(scores), np.inf, scores) * np.maximum(ages / interval, 1.0) ** AGE_PRIOR
+            order = candidates[np.lexsort((-effective[candidates], ~exceptional[candidates]))]
             if self.log_price is None:
-                price = np.inf
-            else:
+                ripe = (ages >= interval) & ~exceptional & np.isfinite(scores) & (scores > 0)
+                ripe[np.setdiff1d(np.arange(scores.size), candidates)] = False
+                if ripe.any():
+                    self.log_price = float(np.log(scores[ripe].max()))
+                    self.key_prices.append(self.log_price)
+            if self.log_price is not None:
                 price = math.exp(self.log_price - PRICE_GAIN * max(-2.0, min(1.0, balance / bound)))
-            wanted = int(np.count_nonzero(key[order] >= price))
+            else:
+                price = PROVISIONAL * self.provisional if self.provisional > 0 else math.inf
+            wanted = int(np.count_nonzero(effective[order] >= price))
             p = float("nan")
         else:
             order = candidates[np.lexsort((-ranks[candidates], ~exceptional[candidates]))]
@@ -147,10 +153,18 @@ class BudgetController:
         exceptional_first = int(np.count_nonzero(exceptional[order]))
         count = max(count, min(exceptional_first, max(0, math.floor(balance + self.depth(bound) + 1e-9))))
         update[order[:count]] = True
-        if self.rule == "price" and self.log_price is not None:
-            spent = scores[order[:count]]
-            spent = spent[np.isfinite(spent) & (spent > 0) & ~exceptional[order[:count]]]
-            for value in spent:  # the price follows the scores keys are really spent at
+        if self.rule == "price" and self.log_price is None:
+            # Until the first price: the price a loss growing linearly since the key would reach at
+            # the target's interval, extrapolated from the scores seen so far (a renewal score then
+            # grows as age * (age + 1)); a hard cut jumps far above PROVISIONAL times it.
+            seen = np.isfinite(scores) & (scores > 0) & (ages >= 1) & ~exceptional
+            if seen.any():
+                reach = scores[seen] * interval * (interval + 1) / (ages[seen] * (ages[seen] + 1))
+                self.provisional = max(self.provisional, float(reach.max()))
+        elif self.rule == "price":
+            chosen = order[:count]
+            chosen = chosen[np.isfinite(effective[chosen]) & (effective[chosen] >= price) & ~exceptional[chosen]]
+            for value in effective[chosen]:  # the price follows the (effective) scores of the keys it chose
                 self.key_prices.append(math.log(value))
                 self.log_price = float(np.median(self.key_prices))
         finite = scores[np.isfinite(scores)]
