@@ -120,3 +120,32 @@ def test_shared_budget_prices_streams_together():
     assert abs(shared.key_fraction - 0.1) <= 0.01
     assert shared.stream_key_fraction("fast") > shared.stream_key_fraction("mid") > shared.stream_key_fraction("slow")
     assert first["fast"] <= 10, first
+
+
+def test_a_cut_in_the_first_interval_gets_a_key_before_any_price():
+    """Before the first price (the target's interval not yet reached), a cut's jump passes the
+    price extrapolated from the scores so far."""
+    frames = 60
+    updates, decisions = drive(KeyBudget(GrowingCost(np.full(frames, 0.02), cuts=(5,)), 0.1), frames)
+    assert updates[5, 0]
+    assert not updates[1:5, 0].any()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_uninformative_costs_key_near_the_target_interval(seed):
+    """Flat scores near 0 carry no information: overdue regions getting cheaper keeps the keys near
+    the target's interval instead of long gaps and bursts at the band's edges."""
+    frames = 300
+    rng = np.random.default_rng(seed)
+    table = np.abs(rng.normal(0.0, 0.01, frames))
+
+    class Flat(Policy):
+        score_is_cost = True
+
+        def score(self, context):
+            return np.array([table[context.frame_index]])
+
+    updates, _ = drive(KeyBudget(Flat(), 0.1), frames)
+    gaps = np.diff(np.flatnonzero(updates[:, 0]))
+    assert gaps.max() <= 20 and np.abs(gaps - 10).mean() <= 4.0, gaps  # without it: gaps of 21-25
+    assert abs(updates.mean() - 0.1) <= 0.01
