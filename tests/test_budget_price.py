@@ -149,3 +149,30 @@ def test_uninformative_costs_key_near_the_target_interval(seed):
     gaps = np.diff(np.flatnonzero(updates[:, 0]))
     assert gaps.max() <= 20 and np.abs(gaps - 10).mean() <= 4.0, gaps  # without it: gaps of 21-25
     assert abs(updates.mean() - 0.1) <= 0.01
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("name", ["box.mp4", "cup.mp4"])
+def test_propagation_quality_spend_holds_on_real_video(data_root, name):
+    """The shipped predictor's renewal score under the price rule (``rule="auto"``) on hand-held
+    video (downscaled to 160x120, the first 200 frames): the spend holds at every target."""
+    import cv2
+
+    from schedulers import Tracker
+
+    capture = cv2.VideoCapture(str(data_root / "videos" / name))
+    frames = []
+    while len(frames) < 200:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(cv2.resize(bgr, (160, 120), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
+    capture.release()
+    if len(frames) < 200:
+        pytest.fail(f"could not read 200 frames of {name} from {data_root}")
+    for target in (0.1, 0.2, 0.33):
+        budget = KeyBudget(PropagationQuality(), target)
+        tracker = Tracker(budget)
+        spent = np.mean([tracker.step(frame).update[0] for frame in frames])
+        assert budget.controller_.rule == "price"
+        assert abs(spent - target) <= 0.02, (name, target, spent)
