@@ -49,12 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--dataset", default=None, help="synthetic (default: three generated scenarios) or camvid-val")
     compare.add_argument("--video", nargs="+", default=None, metavar="FILE", help="unlabelled video files (or folders of numbered images) instead")
+    compare.add_argument("--labels", default=None, metavar="SOURCE",
+                         help="with --video: none (default; unlabelled) or model (labelled by the model's own "
+                              "per-frame predictions, --model or the shipped one, cached: every oracle arm and "
+                              "optimal then run on real footage; scores are agreement with that model, not "
+                              "accuracy against ground truth)")
+    compare.add_argument("--clip-frames", type=_positive, default=None,
+                         help="with --labels model: test clips of this many frames (default 100)")
     compare.add_argument("--data-root", default=None, help="the real data folder (for camvid-val)")
     compare.add_argument("--mode", default="oracle", help="oracle (default) or model")
     compare.add_argument("--policies", nargs="+", default=None, metavar="NAME",
                          help="fixed_interval copy frame_difference flow_magnitude decision_network, each optionally "
                               "with @budget (a KeyBudget per clip) or @shared (one SharedBudget over the test clips) "
-                              "(default: all but decision_network, which needs --decision-model)")
+                              "(default: all but decision_network, which joins them in model mode with the shipped "
+                              "model or with --decision-model)")
     compare.add_argument("--budgets", nargs="+", type=float, default=None, help="fair key-frame budgets (default 0.10 0.20 0.33)")
     compare.add_argument("--sweep", nargs="*", type=float, default=None,
                          help="more budgets tracing the curves (default 0.05 0.15 0.25 0.5; none: --sweep)")
@@ -69,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a .keras DFF model (model mode's default: the shipped CamVid model on camvid-val "
                               "and videos, an untrained compact model on the synthetic sets)")
     compare.add_argument("--decision-model", default=None,
-                         help="a saved decision model, for decision_network (default with the shipped model: "
-                              "the shipped decision model)")
+                         help="the decision_network arm's model: a .keras DecisionModel or a quality predictor "
+                              ".json (default: the shipped quality predictor, the best learned model that ships)")
     compare.add_argument("--frames", type=_positive, default=None, help="synthetic clip length / video frame limit")
     compare.add_argument("--out", default=None, help="results folder (default: a new folder under runs/)")
     compare.add_argument("--jobs", type=_positive, default=1, help="cells run in this many processes")
@@ -112,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--policy", default="fixed_interval",
                          help="fixed_interval (default), frame_difference, flow_magnitude or decision_network")
     segment.add_argument("--decision-model", default=None,
-                         help="for decision_network (default with the shipped model: its decision model)")
+                         help="for decision_network: a .keras DecisionModel or a quality predictor .json "
+                              "(default: the shipped quality predictor)")
     threshold = segment.add_mutually_exclusive_group()
     threshold.add_argument("--threshold", type=float, default=None,
                            help="the policy's threshold (fixed_interval: the interval; default: the policy's own)")
@@ -287,7 +296,7 @@ def _compare(args) -> None:
     config = CompareConfig(mode=args.mode, flow=args.flow, model=args.model, decision_model=args.decision_model,
                            seed=args.seed, **{k: tuple(v) for k, v in given.items() if v is not None},
                            **{k: v for k, v in numbers.items() if v is not None})
-    kind = dataset_kind(args.dataset, args.video)
+    kind = dataset_kind(args.dataset, args.video, args.labels)
     config = resolve_defaults(config, [kind]).check()
     if config.flow == "exact" and kind != "synthetic":
         from adaptive_dff.compare.exact_flow import NoExactFlowError
@@ -296,7 +305,8 @@ def _compare(args) -> None:
                                f"{args.dataset or 'the videos'} has none")
     shard = parse_shard(args.shard)
     datasets = compare_datasets(args.dataset, videos=args.video, data_root=_data_root(args.data_root),
-                                frames=args.frames, seed=args.seed, model=config.model)
+                                frames=args.frames, seed=args.seed, model=config.model, labels=args.labels,
+                                clip_frames=args.clip_frames)
     out = args.out or os.path.join("runs", time.strftime("compare-%Y%m%d-%H%M%S"))
     run_compare(config, datasets, out, jobs=args.jobs, shard=shard)
 

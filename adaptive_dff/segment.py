@@ -81,13 +81,16 @@ def check_outputs(out: str, csv_path: Optional[str] = None, source: Optional[str
 
 
 def make_policy(name: str, decision_model=None):
-    """A policy from :data:`schedulers.POLICIES` by name (``decision_network`` needs ``decision_model``)."""
+    """A policy from :data:`schedulers.POLICIES` by name; ``decision_network`` runs on ``decision_model``
+    (a :class:`schedulers.DecisionModel` or :class:`schedulers.QualityPredictor`; ``None``: the shipped
+    quality predictor)."""
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; choose from {', '.join(sorted(POLICIES))}")
     if name == "decision_network":
         if decision_model is None:
-            raise ValueError("the decision_network policy needs a decision model: pass --decision-model PATH "
-                             "(the shipped model comes with one)")
+            from schedulers import load_default_quality
+
+            decision_model = load_default_quality()  # the best learned model that ships
         return POLICIES[name](model=decision_model)
     return POLICIES[name]()
 
@@ -363,15 +366,10 @@ def run_command(args) -> None:
     elif args.classes:
         names = [n.strip() for n in args.classes.split(",")]
     decision = None
-    if args.policy == "decision_network":
-        from schedulers import DecisionModel
+    if args.policy == "decision_network" and args.decision_model:
+        from schedulers import load_decision_model
 
-        if args.decision_model:
-            decision = DecisionModel.load(args.decision_model)
-        elif args.model is None:
-            from adaptive_dff.pretrained import load_default_decision
-
-            decision = load_default_decision()
+        decision = load_decision_model(args.decision_model)
     policy = make_policy(args.policy, decision)
     if args.threshold is not None:
         set_threshold(policy, args.threshold)

@@ -19,7 +19,7 @@ from schedulers.decision import DecisionModel, DecisionNetworkScheduler, OpenCVP
 from schedulers.flow import DISFlow
 from schedulers.policies import FixedInterval, FlowMagnitude, FrameDifference
 from schedulers.quality import PropagationQuality, QualitySignals
-from schedulers.quality_predictor import QualityPredictor, load_default_quality
+from schedulers.quality_predictor import QualityPredictor, load_decision_model, load_default_quality
 from schedulers.regions import RegionGrid
 from schedulers.shared_budget import BudgetStream, RegionGridMismatch, SharedBudget
 from schedulers.tracker import Tracker
@@ -59,6 +59,7 @@ __all__ = [
     "Tracker",
     "calibrate",
     "key_fraction",
+    "load_decision_model",
     "load_default_quality",
     "replay",
 ]

@@ -301,7 +301,11 @@ class DecisionNetworkScheduler(Policy):
     """Update a region when its predicted confidence score falls below ``target``.
 
     Args:
-        model: a fitted :class:`DecisionModel`.
+        model: a fitted :class:`DecisionModel` (reads feature grids of the
+            pair), or a :class:`schedulers.QualityPredictor` (reads the
+            region's :class:`schedulers.QualitySignals` at the downsample it
+            was fitted for; a region whose signals are not finite scores
+            -inf and is updated).
         target: confidence target in [0, 1]; higher means more key frames.
         dynamic: adapt the target per region (down after an update, up after
             a propagation), as DVSNet.
@@ -316,7 +320,6 @@ class DecisionNetworkScheduler(Policy):
     """
 
     needs_flow = True
-    needs_flow_features = True
     threshold_param = "target"
     update_when_below = True
 
@@ -342,6 +345,11 @@ class DecisionNetworkScheduler(Policy):
         self.feature_size = feature_size
         self.features = features
 
+    @property
+    def needs_flow_features(self) -> bool:
+        """Feature grids for a :class:`DecisionModel`; a quality predictor reads signals of the flow."""
+        return not hasattr(self.model, "check_signals")
+
     def region_features(self, context: Context) -> np.ndarray:
         """``[R, rows, cols, C]`` features of every region, resized to ``feature_size``."""
         grids = []
@@ -363,7 +371,17 @@ class DecisionNetworkScheduler(Policy):
 
     def score(self, context: Context) -> np.ndarray:
         if self.model is None:
-            raise ValueError("DecisionNetworkScheduler needs a fitted DecisionModel: pass model=...")
+            raise ValueError("DecisionNetworkScheduler needs a fitted DecisionModel or QualityPredictor: "
+                             "pass model=...")
+        if not self.needs_flow_features:
+            from schedulers.quality import QualitySignals
+
+            downsample = self.model.signals_downsample
+            if getattr(self, "signals_", None) is None or self.signals_.downsample != downsample:
+                self.signals_ = QualitySignals(downsample=downsample)
+            self.model.check_signals(self.signals_)
+            quality = self.model.predict(self.signals_(context))
+            return np.where(np.isfinite(quality), quality, -np.inf)
         return self.model.predict(self.region_features(context))
 
     def _check_params(self) -> float:

@@ -13,7 +13,8 @@ well that works (:class:`QualitySignals`):
 * that mean warp error summed over every frame since the key frame, and its
   average per frame (the strongest single signal known here);
 * the flow magnitude (mean and 90th percentile, pixels) and its spatial
-  gradient (mean of ``|d flow / dx| + |d flow / dy|``: motion boundaries);
+  gradient (mean of ``|d flow / dx| + |d flow / dy|`` by forward differences,
+  summed over both components: motion boundaries);
 * the frame difference to the key (mean absolute grey difference), the change
   of mean brightness, and the key region's mean grey gradient (how much
   structure there is to misplace);
@@ -36,7 +37,9 @@ its predictions into decisions with one of two rules:
   they grow slowly, and matches a fixed interval on steady footage (for a
   loss growing linearly at rate ``g`` it keys every ``sqrt(2 lambda / g)``).
 
-No TensorFlow: numpy and OpenCV only.
+Every signal is computed at ``1/downsample`` of the region size (default 4):
+the decision then costs about 1% of a key-frame step of the compact model
+(``adaptive-dff bench schedulers``). No TensorFlow: numpy and OpenCV only.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ import numpy as np
 
 from schedulers.base import Context, Decision, Policy, check_int
 
-SIGNALS_VERSION = 1
+SIGNALS_VERSION = 2  # 2: bilinear shrinking, forward-difference flow gradient, downsample 4
+DEFAULT_DOWNSAMPLE = 4
 OFF_LEVELS = 24.0  # grey levels: a warped pixel off by more counts as badly matched
 BASE_SIGNALS = (
     "frames_since_key",
@@ -67,24 +71,53 @@ BASE_SIGNALS = (
 BACKWARD_SIGNAL = "fb_inconsistency"
 
 
+def _resize(image: np.ndarray, shape: tuple) -> np.ndarray:
+    """``image`` resized to ``shape`` (h, w) bilinearly (``cv2.INTER_LINEAR``): shrinking by an integer
+    factor ``d`` makes each output pixel the mean of the 2x2 input pixels at the centre of its ``d x d``
+    block (cheap, unlike area averaging, and enough for the smooth fields measured here)."""
+    if image.shape[:2] == tuple(shape):
+        return image
+    return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _small_shape(shape: tuple, downsample: int) -> tuple:
+    return max(shape[0] // downsample, 1), max(shape[1] // downsample, 1)
+
+
 def _gray_small(image: np.ndarray, downsample: int) -> np.ndarray:
-    gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-    if downsample > 1:
-        h, w = gray.shape
-        gray = cv2.resize(gray, (max(w // downsample, 1), max(h // downsample, 1)), interpolation=cv2.INTER_AREA)
-    return gray.astype(np.float32)
+    """Grey levels 0..255 (float32) of an RGB ``image`` at ``1/downsample`` of its size (resized first)."""
+    image = np.ascontiguousarray(image)
+    small = _resize(image, _small_shape(image.shape, downsample))
+    return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
-def _flow_small(flow: np.ndarray, shape: tuple, downsample: int) -> np.ndarray:
-    """``flow`` resized to ``shape`` (h, w), its vectors scaled to that grid's pixels."""
+def _flow_small(flow: np.ndarray, shape: tuple, region_shape: tuple) -> np.ndarray:
+    """``flow`` (on any grid, vectors in pixels of a region of ``region_shape`` (h, w)) resized to
+    ``shape`` (h, w), its vectors scaled to that grid's pixels."""
     flow = np.asarray(flow, np.float32)
-    if flow.shape[:2] == shape:
+    sy, sx = shape[0] / region_shape[0], shape[1] / region_shape[1]
+    if flow.shape[:2] == tuple(shape) and sx == sy == 1:
         return flow
-    sy, sx = shape[0] / flow.shape[0], shape[1] / flow.shape[1]
-    small = cv2.resize(flow, (shape[1], shape[0]), interpolation=cv2.INTER_AREA if downsample > 1 else cv2.INTER_LINEAR)
+    small = _resize(np.ascontiguousarray(flow), shape)
+    if small is flow:
+        small = small.copy()
     small[..., 0] *= np.float32(sx)
     small[..., 1] *= np.float32(sy)
     return small
+
+
+def _mean_abs_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """``mean(|a - b|)`` over every element (OpenCV's L1 norm: no temporary array)."""
+    return float(cv2.norm(a, b, cv2.NORM_L1)) / a.size
+
+
+def _flow_gradient(flow: np.ndarray) -> float:
+    """Mean of ``|d flow / dx| + |d flow / dy|`` summed over both components, by forward differences
+    (pixels of flow per pixel); 0 for a grid one pixel wide or high in that direction."""
+    h, w = flow.shape[:2]
+    dx = _mean_abs_difference(flow[:, 1:], flow[:, :-1]) * 2 if w > 1 else 0.0
+    dy = _mean_abs_difference(flow[1:], flow[:-1]) * 2 if h > 1 else 0.0
+    return dx + dy
 
 
 def warp_to_current(key_gray: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -120,7 +153,9 @@ class QualitySignals:
 
     Args:
         downsample: signals are computed at ``1/downsample`` of the region
-            size (area averaging; flow vectors scaled alike).
+            size (bilinear shrinking, see :func:`_resize`; flow vectors
+            scaled alike, so flow signals are in pixels of that grid). A
+            predictor is fitted for one downsample and refuses another.
         backward_flow: ``flow(key, current) -> [h, w, 2]`` for the
             forward-backward check (adds ``fb_inconsistency``); ``None``
             leaves that signal out (the default: it costs a second flow).
@@ -134,7 +169,7 @@ class QualitySignals:
 
     version = SIGNALS_VERSION
 
-    def __init__(self, downsample: int = 2, backward_flow: Optional[Callable] = None):
+    def __init__(self, downsample: int = DEFAULT_DOWNSAMPLE, backward_flow: Optional[Callable] = None):
         self.downsample = check_int(downsample, "downsample", 1)
         self.backward_flow = backward_flow
         self.reset()
@@ -156,7 +191,7 @@ class QualitySignals:
             gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
             gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
             state = self.state_[r] = {
-                "key": key, "index": key_index, "gray": gray, "error_sum": 0.0,
+                "key": key, "index": key_index, "gray": gray, "mean": cv2.mean(gray)[0], "error_sum": 0.0,
                 "gradient": float(np.mean(np.abs(gx) + np.abs(gy))) / 8.0, "last_frame": key_index,
             }
         return state
@@ -165,8 +200,10 @@ class QualitySignals:
                flow: np.ndarray) -> np.ndarray:
         """The signal vector ``[len(names)]`` float64 of region ``r`` of frame ``frame_index``.
 
-        ``flow`` is ``[h, w, 2]`` from the current region to the key region
-        (pixels of the region, any grid size; resized here). Non-finite flow
+        ``flow`` is ``[h', w', 2]`` from the current region to the key region,
+        its vectors in pixels of the region whatever its grid (full size, or
+        a network's coarser grid, as :class:`schedulers.Context` carries
+        it); resized here. Non-finite flow
         makes the warp signals non-finite (the policy then updates).
         """
         state = self._key_state(r, key, key_index)
@@ -174,15 +211,14 @@ class QualitySignals:
         flow = np.asarray(flow)
         if flow.ndim != 3 or flow.shape[-1] != 2:
             raise ValueError(f"flow of region {r}, frame {frame_index} must be [h, w, 2], got shape {flow.shape}")
-        small = _flow_small(flow, current_gray.shape, self.downsample)
-        if np.all(np.isfinite(small)):
-            error = np.abs(current_gray - warp_to_current(state["gray"], small))
-            error_mean, error_p90 = float(error.mean()), _p90(error)
+        small = _flow_small(flow, current_gray.shape, current.shape[:2])
+        if cv2.checkRange(small)[0]:  # every value finite
+            error = cv2.absdiff(current_gray, warp_to_current(state["gray"], small))
+            error_mean, error_p90 = cv2.mean(error)[0], _p90(error)
             error_share = float(np.count_nonzero(error > OFF_LEVELS)) / error.size
             magnitude = cv2.magnitude(small[..., 0], small[..., 1])
-            flow_mean, flow_p90 = float(magnitude.mean()), _p90(magnitude)
-            grad = sum(float(np.mean(np.abs(cv2.Sobel(small[..., c], cv2.CV_32F, *d, ksize=3)))) / 8.0
-                       for c in (0, 1) for d in ((1, 0), (0, 1)))
+            flow_mean, flow_p90 = cv2.mean(magnitude)[0], _p90(magnitude)
+            grad = _flow_gradient(small)
         else:
             error_mean = error_p90 = error_share = flow_mean = flow_p90 = grad = np.nan
         if frame_index != state["last_frame"]:  # count each frame once, even when asked twice
@@ -192,15 +228,15 @@ class QualitySignals:
         values = [
             float(n), error_mean, error_p90, error_share, state["error_sum"],
             state["error_sum"] / max(n, 1), flow_mean, flow_p90, grad,
-            float(np.mean(np.abs(current_gray - state["gray"]))),
-            abs(float(current_gray.mean() - state["gray"].mean())), state["gradient"],
+            _mean_abs_difference(current_gray, state["gray"]),
+            abs(cv2.mean(current_gray)[0] - state["mean"]), state["gradient"],
         ]
         if self.backward_flow is not None:
             values.append(self._inconsistency(current, key, small))
         return np.asarray(values, np.float64)
 
     def _inconsistency(self, current, key, forward_small) -> float:
-        backward = _flow_small(self.backward_flow(key, current), forward_small.shape[:2], self.downsample)
+        backward = _flow_small(self.backward_flow(key, current), forward_small.shape[:2], current.shape[:2])
         back_at_target = np.dstack([warp_to_current(np.ascontiguousarray(backward[..., c]), forward_small)
                                     for c in (0, 1)])
         roundtrip = forward_small + back_at_target
@@ -245,7 +281,7 @@ class PropagationQuality(Policy):
     needs_flow = True
 
     def __init__(self, predictor=None, threshold: float = 1.0, rule: str = "renewal", monotone: bool = True,
-                 downsample: int = 2):
+                 downsample: int = DEFAULT_DOWNSAMPLE):
         self.predictor = predictor
         self.threshold = threshold
         self.rule = rule

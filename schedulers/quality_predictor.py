@@ -1,21 +1,27 @@
 """``QualityPredictor``: signals of a region -> expected accuracy of its carried result.
 
-Fitted with scikit-learn (``kind="ridge"``: ridge regression; ``"mlp"``: a
-small multi-layer perceptron), then kept as plain arrays so that predicting
-is a few numpy products (no scikit-learn call per frame) and the file is a
-small JSON document, independent of the scikit-learn version:
+Three kinds: ``"ridge"`` (scikit-learn ridge regression), ``"mlp"`` (a small
+scikit-learn multi-layer perceptron, squared loss, linear output clipped to
+[0, 1]) and ``"network"`` (DVSNet's decision network on these signals: the
+dense head of Xu et al., CVPR 2018, ReLU layers and one sigmoid output,
+fitted with Keras and Adam on the squared error; it runs the same on a GPU
+or a CPU). Whatever fits them, they are kept as plain arrays so that
+predicting is a few numpy products (no scikit-learn or TensorFlow call per
+frame) and the file is a small JSON document, independent of either
+library's version:
 
 ``{"format": "adaptive-dff-quality-predictor", "format_version": 1,
-"signals": {"names": [...], "version": N}, "kind": ..., "mean": [...],
+"signals": {"names": [...], "version": N, "downsample": D}, "kind": ..., "mean": [...],
 "scale": [...], "layers": [{"weights": [[...]], "bias": [...]}, ...],
-"target": ..., "metrics": {...}}``
+"output": "clip" | "sigmoid", "target": ..., "metrics": {...}}``
 
 Inputs are ``sign(x) log(1 + |x|)`` of each signal, standardised with the
-training statistics; hidden layers use ReLU; the output is clipped to [0, 1].
+training statistics; hidden layers use ReLU; the output is clipped to [0, 1]
+(ridge, mlp) or passed through a sigmoid (network).
 A row with a non-finite signal is predicted NaN (the policy updates it).
 
-A file written for other signals (names or version) or by another format
-version is refused with an error naming both.
+A file written for other signals (names, version or downsample) or by
+another format version is refused with an error naming both.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ from schedulers.files import write_json_atomic
 
 FORMAT = "adaptive-dff-quality-predictor"
 FORMAT_VERSION = 1
-KINDS = ("ridge", "mlp")
+KINDS = ("ridge", "mlp", "network")
+OUTPUTS = ("clip", "sigmoid")
 DEFAULT_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "quality_default.json")
 
 
@@ -45,16 +52,23 @@ class QualityPredictor:
         signal_names: the names of the columns of ``X`` (a
             :class:`schedulers.QualitySignals`' ``names``).
         signals_version: that signal set's version.
-        kind: ``"ridge"`` or ``"mlp"``.
-        hidden: hidden layer widths of the MLP.
-        alpha: L2 penalty (both kinds).
-        seed: the MLP's initialisation.
+        signals_downsample: the ``downsample`` the signals were computed at
+            (their flow signals are in pixels of that grid).
+        kind: ``"ridge"``, ``"mlp"`` or ``"network"``.
+        hidden: hidden layer widths of the MLP and the network.
+        alpha: L2 penalty (every kind; the network's on its weights).
+        seed: the initialisation (and the network's shuffling and
+            validation split).
+        max_epochs: the network's longest training (it stops earlier).
     """
 
     def __init__(self, signal_names: Sequence[str] = (), signals_version: int = 0, kind: str = "mlp",
-                 hidden: Sequence[int] = (32, 16), alpha: float = 1e-3, seed: int = 0):
+                 hidden: Sequence[int] = (32, 16), alpha: float = 1e-3, seed: int = 0,
+                 signals_downsample: int = 4, max_epochs: int = 150):
         self.signal_names = tuple(signal_names)
         self.signals_version = signals_version
+        self.signals_downsample = signals_downsample
+        self.max_epochs = max_epochs
         self.kind = kind
         self.hidden = tuple(hidden)
         self.alpha = alpha
@@ -62,7 +76,8 @@ class QualityPredictor:
 
     def get_params(self) -> dict:
         return {"signal_names": self.signal_names, "signals_version": self.signals_version, "kind": self.kind,
-                "hidden": self.hidden, "alpha": self.alpha, "seed": self.seed}
+                "hidden": self.hidden, "alpha": self.alpha, "seed": self.seed,
+                "signals_downsample": self.signals_downsample, "max_epochs": self.max_epochs}
 
     # -- checks -------------------------------------------------------------------
 
@@ -74,12 +89,15 @@ class QualityPredictor:
         return X
 
     def check_signals(self, signals) -> None:
-        """Raise ``ValueError`` unless ``signals`` (names and version) are the ones fitted on."""
+        """Raise ``ValueError`` unless ``signals`` (names, version, downsample) are the ones fitted on."""
         names, version = tuple(signals.names), int(signals.version)
-        if names != self.signal_names or version != int(self.signals_version):
+        downsample = int(getattr(signals, "downsample", self.signals_downsample))
+        if (names != self.signal_names or version != int(self.signals_version)
+                or downsample != int(self.signals_downsample)):
             raise ValueError(
                 f"this quality predictor was fitted on signals {list(self.signal_names)} (version "
-                f"{self.signals_version}); these are {list(names)} (version {version}): refit it on them"
+                f"{self.signals_version}, downsample {self.signals_downsample}); these are {list(names)} "
+                f"(version {version}, downsample {downsample}): refit it on them"
             )
 
     # -- fitting and predicting ---------------------------------------------------
@@ -100,11 +118,15 @@ class QualityPredictor:
         self.mean_ = Z.mean(axis=0)
         self.scale_ = Z.std(axis=0) + 1e-9
         Z = (Z - self.mean_) / self.scale_
+        self.output_ = "clip"
         if self.kind == "ridge":
             from sklearn.linear_model import Ridge
 
             model = Ridge(alpha=self.alpha * len(y)).fit(Z, y)
             self.layers_ = [(model.coef_.reshape(-1, 1), np.array([model.intercept_]))]
+        elif self.kind == "network":
+            self.layers_ = self._fit_network(Z, y)
+            self.output_ = "sigmoid"
         else:
             from sklearn.neural_network import MLPRegressor
 
@@ -113,6 +135,34 @@ class QualityPredictor:
             model.fit(Z, y)
             self.layers_ = [(np.asarray(w), np.asarray(b)) for w, b in zip(model.coefs_, model.intercepts_)]
         return self
+
+    def _fit_network(self, Z: np.ndarray, y: np.ndarray) -> list:
+        """DVSNet's dense decision head fitted with Keras on standardised inputs ``Z`` ``[N, S]``:
+        Adam on the squared error, batches of 512, up to ``max_epochs`` epochs, stopped (best weights
+        kept) when the error on a tenth of the rows, held aside by ``seed``, has not improved for 10
+        epochs. Keeps the Keras model in ``network_``; returns the ``[(weights [in, out], bias [out])]``
+        of its dense layers."""
+        import keras
+
+        keras.utils.set_random_seed(self.seed)
+        order = np.random.default_rng(self.seed).permutation(len(y))
+        aside = order[: max(len(y) // 10, 1)]
+        fit = order[len(aside):]
+        inputs = keras.Input((Z.shape[1],), name="signals")
+        x = inputs
+        regulariser = keras.regularizers.L2(self.alpha) if self.alpha > 0 else None
+        for i, units in enumerate(self.hidden):
+            x = keras.layers.Dense(units, activation="relu", kernel_regularizer=regulariser, name=f"dense{i + 1}")(x)
+        outputs = keras.layers.Dense(1, activation="sigmoid", name="quality")(x)
+        model = keras.Model(inputs, outputs, name="quality_network")
+        model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="mse")
+        stop = keras.callbacks.EarlyStopping(patience=10, restore_best_weights=True)
+        model.fit(Z[fit].astype(np.float32), y[fit].astype(np.float32), batch_size=512, epochs=self.max_epochs,
+                  validation_data=(Z[aside].astype(np.float32), y[aside].astype(np.float32)),
+                  callbacks=[stop], verbose=0)
+        self.network_ = model
+        dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+        return [(np.asarray(layer.kernel, np.float64), np.asarray(layer.bias, np.float64)) for layer in dense]
 
     def _check_fitted(self):
         if not hasattr(self, "layers_"):
@@ -128,7 +178,11 @@ class QualityPredictor:
             Z = Z @ weights + bias
             if i < len(self.layers_) - 1:
                 Z = np.maximum(Z, 0.0)
-        return np.where(finite, np.clip(Z[:, 0], 0.0, 1.0), np.nan)
+        if getattr(self, "output_", "clip") == "sigmoid":
+            out = 0.5 * (1.0 + np.tanh(0.5 * Z[:, 0]))  # the logistic function, without overflow
+        else:
+            out = np.clip(Z[:, 0], 0.0, 1.0)
+        return np.where(finite, out, np.nan)
 
     def mean_absolute_error(self, X, y) -> float:
         return float(np.mean(np.abs(self.predict(X) - np.asarray(y, np.float64).reshape(-1))))
@@ -139,11 +193,12 @@ class QualityPredictor:
         self._check_fitted()
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION,
-            "signals": {"names": list(self.signal_names), "version": int(self.signals_version)},
+            "signals": {"names": list(self.signal_names), "version": int(self.signals_version),
+                        "downsample": int(self.signals_downsample)},
             "kind": self.kind, "hidden": list(self.hidden), "alpha": self.alpha, "seed": self.seed,
             "mean": self.mean_.tolist(), "scale": self.scale_.tolist(),
             "layers": [{"weights": w.tolist(), "bias": b.tolist()} for w, b in self.layers_],
-            "target": target, "metrics": metrics or {},
+            "output": getattr(self, "output_", "clip"), "target": target, "metrics": metrics or {},
         }
 
     def save(self, path, target: str = "", metrics: Optional[dict] = None) -> None:
@@ -168,11 +223,12 @@ class QualityPredictor:
                              f"this library reads version {FORMAT_VERSION}")
         try:
             self = cls(data["signals"]["names"], data["signals"]["version"], data["kind"], data["hidden"],
-                       data["alpha"], data["seed"])
+                       data["alpha"], data["seed"], signals_downsample=int(data["signals"].get("downsample", 2)))  # files without it: 2
             self.mean_ = np.asarray(data["mean"], np.float64)
             self.scale_ = np.asarray(data["scale"], np.float64)
             self.layers_ = [(np.asarray(layer["weights"], np.float64), np.asarray(layer["bias"], np.float64))
                             for layer in data["layers"]]
+            self.output_ = data.get("output", "clip")
             self.target = data.get("target", "")
             self.metrics = data.get("metrics", {})
         except (KeyError, TypeError, ValueError) as error:
@@ -187,6 +243,9 @@ class QualityPredictor:
                     break
                 rows = w.shape[1]
             shapes_ok = shapes_ok and rows == 1
+        if self.output_ not in OUTPUTS:
+            raise ValueError(f"quality predictor file {path!r} is damaged: output {self.output_!r} is not one of "
+                             f"{OUTPUTS}")
         if not shapes_ok:
             raise ValueError(f"quality predictor file {path!r} is damaged: its arrays do not fit {width} signals")
         if signals is not None:
@@ -203,3 +262,20 @@ def load_default_quality() -> QualityPredictor:
         raise FileNotFoundError(f"the shipped quality predictor {DEFAULT_FILE!r} is missing; rebuild it with "
                                 "'adaptive-dff train quality --out DIR' and copy DIR/quality.json there")
     return QualityPredictor.load(DEFAULT_FILE, signals=QualitySignals())
+
+
+def load_decision_model(path):
+    """The model of a :class:`schedulers.DecisionNetworkScheduler` saved at ``path``: a ``.keras``
+    :class:`schedulers.DecisionModel` (flow-network features; imports TensorFlow), or else a
+    quality predictor's JSON file (:meth:`QualityPredictor.load`, checked against the
+    :class:`schedulers.QualitySignals` of the downsample it records)."""
+    path = os.fspath(path)
+    if path.endswith(".keras"):
+        from schedulers.decision import DecisionModel
+
+        return DecisionModel.load(path)
+    from schedulers.quality import QualitySignals
+
+    predictor = QualityPredictor.load(path)
+    predictor.check_signals(QualitySignals(downsample=predictor.signals_downsample))
+    return predictor

@@ -134,7 +134,8 @@ def test_bench_schedulers_reports_shares_of_a_key_frame_step(caplog):
     shares = result["64x128"]["share_of_key_frame_step"]
     assert result["64x128"]["ms"]["key-frame step, compact model"] > 0
     assert shares["key-frame step, compact model"] == 1.0
-    assert {"FixedInterval(10)", "FrameDifference(pixel)", "FlowMagnitude", "DecisionNetworkScheduler"} <= set(shares)
+    assert {"FixedInterval(10)", "FrameDifference(pixel)", "FlowMagnitude", "DecisionNetworkScheduler(features)",
+            "DecisionNetworkScheduler(quality)", "PropagationQuality"} <= set(shares)
     assert "of a key-frame step" in caplog.text
 
 

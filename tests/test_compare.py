@@ -271,8 +271,7 @@ def test_model_mode_on_unlabelled_clips_scores_agreement_with_the_per_frame_mode
     (dict(regions=("0x2",)), "rows must be an integer >= 1"),
     (dict(mode="fast"), "unknown mode"),
     (dict(budgets=(0.2, 0.20001)), "budgets repeat"),
-    (dict(policies=("decision_network",)), "needs a trained decision model"),
-    (dict(policies=("decision_network@shared",)), "needs a trained decision model"),
+    (dict(policies=("decision_network",), decision_model="missing.json"), "missing.json"),
     (dict(policies=("flow_magnitude@nope",)), "unknown budget mode in policy 'flow_magnitude@nope'"),
     (dict(policies=("nope@budget",)), "unknown arm 'nope@budget'"),
     (dict(model="missing.keras", mode="model"), "missing.keras"),
@@ -378,6 +377,21 @@ def test_decision_network_policy_runs_and_a_mismatched_one_fails_before_any_cell
     with pytest.raises(ValueError, match=r"policy decision_network cannot run .* fitted on \(8, 8, 7\)"):
         run_compare(CompareConfig(decision_model=paths[7], **config), tiny_dataset, str(tmp_path / "b"), log=quiet)
     assert not os.path.exists(tmp_path / "b" / "cells")
+
+
+def test_decision_network_runs_on_the_shipped_quality_predictor_when_no_model_is_given(tiny_dataset, tmp_path):
+    from adaptive_dff.compare import resolve_defaults
+    from schedulers.quality_predictor import DEFAULT_FILE
+
+    for policies in (("decision_network",), ("decision_network@shared",)):
+        resolved = resolve_defaults(CompareConfig(policies=policies), ["synthetic"], log=quiet).check()
+        assert resolved.decision_model == DEFAULT_FILE
+    assert resolve_defaults(CompareConfig(), ["synthetic"], log=quiet).decision_model is None
+    assert resolve_defaults(CompareConfig(mode="model"), ["camvid-val"], log=quiet).decision_model == DEFAULT_FILE
+    config = CompareConfig(policies=("decision_network",), budgets=(0.3,), sweep=(), regions=("1x1",))
+    report = run_compare(config, tiny_dataset, str(tmp_path / "q"), log=quiet)
+    row = report["rows"][0]
+    assert row["policy"] == "decision_network" and row["threshold_param"] == "target" and 0 < row["key_fraction"] <= 1
 
 
 def test_budget_and_shared_arms_need_no_calibration_and_hold_their_spend(tmp_path):

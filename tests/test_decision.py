@@ -209,3 +209,56 @@ def test_tracker_passes_a_features_function_to_the_learned_scheduler():
     assert tracker.step(frame).update.all() and not tracker.step(frame).update.any()
     assert calls == [(16, 16, 2)] * 2
     assert scheduler.get_params()["features"] is None  # hyperparameters untouched
+
+
+def test_scheduler_on_a_quality_predictor_reads_signals_and_updates_where_they_are_not_finite():
+    from schedulers import QualitySignals, Tracker, load_decision_model, load_default_quality
+    from schedulers.quality_predictor import DEFAULT_FILE
+
+    predictor = load_default_quality()
+    scheduler = DecisionNetworkScheduler(model=predictor, target=0.5)
+    assert scheduler.needs_flow and not scheduler.needs_flow_features
+    assert DecisionNetworkScheduler(model=None).needs_flow_features
+    rng = np.random.default_rng(8)
+    key = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    current = np.roll(key, 2, axis=1)
+    flows = [np.full((32, 48, 2), -1.0, np.float32), np.full((32, 48, 2), np.nan, np.float32)]
+    decision = scheduler.decide(Context(3, [current, current], [key, key], [0, 0], flow=flows))
+    expected = predictor.predict(QualitySignals().region(0, current, key, 0, 3, flows[0])[None])[0]
+    assert decision.scores[0] == pytest.approx(expected) and decision.scores[1] == -np.inf
+    assert decision.update.tolist() == [bool(expected < 0.5), True]
+    assert isinstance(load_decision_model(DEFAULT_FILE), type(predictor))
+    video = SyntheticVideo(height=48, width=64, num_frames=12, seed=4, camera_speed=2.0)
+    tracker = Tracker(DecisionNetworkScheduler(model=predictor, target=0.95))
+    assert tracker.step(video.frame(0)).update.all()
+    assert all(d.scores.shape == (1,) for d in (tracker.step(video.frame(t)) for t in range(1, 12)))
+
+
+@pytest.mark.slow
+def test_common_held_out_rows_compare_both_decision_models():
+    from scipy.stats import spearmanr
+
+    from schedulers import QualityPredictor, QualitySignals, RegionGrid
+    from adaptive_dff.bench.decision_evidence import common_rows, spearman, summarise
+
+    rng = np.random.default_rng(9)
+    a, b = rng.normal(size=50), rng.integers(0, 5, 50).astype(float)  # b has ties
+    assert spearman(a, b) == pytest.approx(spearmanr(a, b)[0])
+    from adaptive_dff.model import compact_dff
+
+    model = compact_dff(num_classes=5)
+    video = SyntheticVideo(height=64, width=96, num_frames=6, seed=5, camera_speed=2.0)
+    frames = [video.frame(t) for t in range(6)]
+    names = QualitySignals().names
+    quality = QualityPredictor(names, QualitySignals.version, kind="ridge").fit(
+        rng.uniform(0, 5, (40, len(names))), rng.uniform(0.5, 1, 40))
+
+    class Constant:
+        def predict(self, X):
+            return np.full(len(X), 0.7)
+
+    rows = common_rows(model, Constant(), quality, frames, key_stride=2, max_offset=2, grid=RegionGrid(1, 2, 8))
+    assert rows.shape == (2 * 2 * 2, 3)  # keys 0 and 2, two frames each, two regions
+    assert np.all((rows[:, 0] >= 0) & (rows[:, 0] <= 1)) and np.all(rows[:, 1] == 0.7)
+    result = summarise(rows)
+    assert result["rows"] == 8 and result["decision_model"]["mae"] == pytest.approx(np.abs(0.7 - rows[:, 0]).mean())

@@ -46,6 +46,32 @@ def test_warp_signals_match_a_numpy_reference_on_random_data():
     assert values["frames_since_key"] == 3
 
 
+def test_flow_signals_at_downsample_four_match_a_numpy_reference():
+    rng = np.random.default_rng(11)
+    frame = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    flow = rng.uniform(-6, 6, (40, 56, 2)).astype(np.float32)
+    values = dict(zip(BASE_SIGNALS, QualitySignals(downsample=4).region(0, frame, frame, 0, 2, flow)))
+    # Shrinking by 4: each working pixel is the mean of the 2x2 pixels at the centre of its 4x4 block,
+    # and the vectors are expressed in pixels of the 10x14 working grid.
+    blocks = flow.reshape(10, 4, 14, 4, 2)[:, 1:3, :, 1:3].mean(axis=(1, 3)) / 4
+    assert values["flow_mean"] == pytest.approx(np.hypot(blocks[..., 0], blocks[..., 1]).mean(), rel=1e-3)
+    gradient = (np.abs(np.diff(blocks, axis=1)).mean(axis=(0, 1)).sum()
+                + np.abs(np.diff(blocks, axis=0)).mean(axis=(0, 1)).sum())
+    assert values["flow_gradient"] == pytest.approx(gradient, rel=1e-3)
+
+
+def test_flow_on_a_coarse_grid_is_read_in_pixels_of_the_region():
+    rng = np.random.default_rng(14)
+    frame = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    full = np.zeros((64, 96, 2), np.float32)
+    full[..., 0], full[..., 1] = 8.0, -4.0
+    coarse = full[::16, ::16].copy()  # a stride-16 grid, vectors still in region pixels
+    at_full = QualitySignals(downsample=4).region(0, frame, frame, 0, 1, full)
+    at_coarse = QualitySignals(downsample=4).region(0, frame, frame, 0, 1, coarse)
+    np.testing.assert_allclose(at_coarse, at_full, rtol=1e-5)
+    assert dict(zip(BASE_SIGNALS, at_full))["flow_mean"] == pytest.approx(np.hypot(2.0, 1.0), rel=1e-5)
+
+
 def test_exact_flow_gives_a_smaller_warp_error_than_zero_flow():
     rng = np.random.default_rng(2)
     import cv2
@@ -91,11 +117,12 @@ def test_backward_flow_adds_the_inconsistency_signal():
     assert broken.region(0, a, b, 0, 1, flow)[-1] == pytest.approx(1.0)
 
 
-def _fitted(kind="ridge", names=BASE_SIGNALS, n=300):
+def _fitted(kind="ridge", names=BASE_SIGNALS, n=300, downsample=4):
     rng = np.random.default_rng(5)
     X = rng.uniform(0, 20, (n, len(names)))  # noqa: N806
     y = np.clip(0.95 - 0.03 * X[:, min(1, len(names) - 1)], 0, 1)
-    return QualityPredictor(names, 1, kind=kind).fit(X, y), X, y
+    predictor = QualityPredictor(names, QualitySignals.version, kind=kind, signals_downsample=downsample)
+    return predictor.fit(X, y), X, y
 
 
 @pytest.mark.parametrize("kind", ["ridge", "mlp"])
@@ -111,6 +138,21 @@ def test_predictor_fits_and_round_trips_through_its_file(tmp_path, kind):
     bad[2, 0] = np.inf
     out = loaded.predict(bad)
     assert np.isfinite(out[0]) and np.isnan(out[1]) and np.isnan(out[2])
+
+
+def test_network_kind_predicts_in_numpy_what_its_keras_model_predicts(tmp_path):
+    rng = np.random.default_rng(13)
+    X = rng.uniform(0, 20, (400, len(BASE_SIGNALS)))  # noqa: N806
+    y = np.clip(0.95 - 0.03 * X[:, 1], 0, 1)
+    predictor = QualityPredictor(BASE_SIGNALS, QualitySignals.version, kind="network", hidden=(8, 4), max_epochs=3)
+    predictor.fit(X, y)
+    Z = (np.sign(X) * np.log1p(np.abs(X)) - predictor.mean_) / predictor.scale_  # noqa: N806
+    keras_out = np.asarray(predictor.network_(Z.astype(np.float32))).reshape(-1)
+    np.testing.assert_allclose(predictor.predict(X), keras_out, atol=1e-5)
+    predictor.save(tmp_path / "n.json")
+    loaded = QualityPredictor.load(tmp_path / "n.json", signals=QualitySignals())
+    assert loaded.kind == "network" and [w.shape for w, _ in loaded.layers_] == [(12, 8), (8, 4), (4, 1)]
+    np.testing.assert_allclose(loaded.predict(X), keras_out, atol=1e-5)
 
 
 def test_predictor_files_of_other_signals_or_versions_are_refused(tmp_path):
@@ -134,6 +176,16 @@ def test_predictor_files_of_other_signals_or_versions_are_refused(tmp_path):
         QualityPredictor.load(path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         QualityPredictor.load(tmp_path / "missing.json")
+
+
+def test_a_predictor_fitted_at_another_downsample_is_refused(tmp_path):
+    rng = np.random.default_rng(12)
+    X = rng.uniform(0, 20, (100, len(BASE_SIGNALS)))  # noqa: N806
+    predictor = QualityPredictor(BASE_SIGNALS, QualitySignals.version, kind="ridge", signals_downsample=2)
+    predictor.fit(X, np.clip(0.9 - 0.01 * X[:, 1], 0, 1)).save(tmp_path / "q.json")
+    with pytest.raises(ValueError, match="downsample 2.*downsample 4"):
+        QualityPredictor.load(tmp_path / "q.json", signals=QualitySignals(downsample=4))
+    assert QualityPredictor.load(tmp_path / "q.json", signals=QualitySignals(downsample=2)).signals_downsample == 2
 
 
 def test_the_shipped_predictor_loads_for_the_default_signals():
@@ -178,7 +230,7 @@ def test_greedy_rule_and_non_finite_signals_update():
     rng = np.random.default_rng(6)
     regions = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(2)]
     flow = [np.zeros((16, 16, 2), np.float32), np.full((16, 16, 2), np.nan, np.float32)]
-    predictor, _, _ = _fitted()
+    predictor, _, _ = _fitted(downsample=1)
     policy = PropagationQuality(predictor, threshold=1e9, downsample=1)
     decision = policy.decide(Context(1, regions, regions, [0, 0], flow=flow))
     assert decision.update.tolist() == [False, True] and np.isinf(decision.scores[1])
@@ -234,7 +286,7 @@ def test_quality_policy_holds_a_budget_under_key_budget():
 
     rng = np.random.default_rng(7)
     frames = [rng.integers(0, 256, (32, 48, 3), dtype=np.uint8) for _ in range(100)]
-    policy = KeyBudget(PropagationQuality(load_default_quality(), downsample=2), target=0.2)
+    policy = KeyBudget(PropagationQuality(load_default_quality()), target=0.2)
     tracker = Tracker(policy, flow=lambda c, k: rng.normal(0, 1, c.shape[:2] + (2,)).astype(np.float32))
     decisions = [tracker.step(f) for f in frames]
     assert abs(key_fraction(decisions) - 0.2) <= 0.03

@@ -141,7 +141,8 @@ def test_bad_outputs_sources_and_policies_are_named_before_any_work(files, tmp_p
         (["--out", str(tmp_path / "o.mp4"), "--policy", "sometimes"], "unknown policy 'sometimes'; choose from"),
         (["--out", str(tmp_path / "o.mp4"), "--key-fraction", "1.5"], r"--key-fraction must be in \(0, 1\]"),
         (["--out", str(tmp_path / "o.mp4"), "--regions", "2by2"], "a region grid is written RxC"),
-        (["--out", str(tmp_path / "o.mp4"), "--policy", "decision_network"], "needs a decision model"),
+        (["--out", str(tmp_path / "o.mp4"), "--policy", "decision_network", "--decision-model",
+          str(tmp_path / "nothing.json")], "nothing.json' does not exist"),
         (["--out", str(tmp_path / "o.mp4"), "--policy", "fixed_interval", "--threshold", "2.5"], "whole number"),
     ]
     for args, message in cases:

@@ -85,11 +85,12 @@ PROGRAM_FIELDS = {
         "max_offset": (int, 30),  # frames carried from each key
         "key_stride": (int, 5),
         "overlap": (int, 16),  # of the 2x2 grid (the 1x1 grid is always used too)
-        "downsample": (int, 2),  # of the signals (schedulers.QualitySignals)
+        "downsample": (int, 4),  # of the signals (schedulers.QualitySignals)
         "camvid": (bool, True),  # add CamVid val frames 0..33 (never 34..100)
         "camvid_weight": (float, 3.0),  # CamVid rows count this many times in the fit
         "target": (str, "pixel_accuracy"),  # or "miou"
-        "kinds": (str, "ridge,mlp"),  # predictor kinds fitted (ridge, mlp); the lowest held-out error is written
+        "kinds": (str, "ridge,mlp,network"),  # predictor kinds fitted (ridge, mlp, network: DVSNet's dense decision
+        # network, Keras); the one with the lowest held-out error is written
     },
 }
 

@@ -20,8 +20,12 @@ calibration part; frames 34..100 are what ``compare`` scores).
 
 Held out: every fifth generated clip and CamVid's pairs whose key is at frame
 22 or later; the report gives each model's mean absolute error there against
-predicting the training mean, and its prediction time. The model with the
-lowest held-out error among the kinds given is written to ``quality.json``.
+predicting the training mean, and its prediction time. Kinds (config key
+``kinds``): ``ridge``, ``mlp`` (scikit-learn) and ``network`` (DVSNet's
+decision network on these signals, fitted with Keras; see
+:class:`schedulers.QualityPredictor`). The rule, fixed in advance: the kind
+with the lowest held-out error over all held-out rows is written to
+``quality.json`` (nothing measured on CamVid frames 34..100 takes part).
 """
 
 from __future__ import annotations
@@ -164,7 +168,8 @@ def fit_and_report(data: dict, config: dict, log=logger.info) -> tuple[QualityPr
         if kind not in KINDS:
             raise ValueError(f"config key 'kinds': unknown kind {kind!r}; choose from {KINDS}")
         start = time.perf_counter()
-        predictor = QualityPredictor(names, QualitySignals.version, kind=kind, seed=config["seed"]).fit(X_fit, y_fit)
+        predictor = QualityPredictor(names, QualitySignals.version, kind=kind, seed=config["seed"],
+                                     signals_downsample=config["downsample"]).fit(X_fit, y_fit)
         fit_s = time.perf_counter() - start
         errors = {k: predictor.mean_absolute_error(X[s], y[s]) if s.any() else None for k, s in subsets.items()}
         metrics["models"][kind] = {"held_out_mae": errors, "fit_seconds": fit_s,

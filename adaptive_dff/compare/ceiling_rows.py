@@ -108,7 +108,8 @@ def _phase_fair(row: dict, fixed: list) -> None:
         row["note"] = f"interval {interval} beyond the window {len(fixed)}: phase 0 only"
         return
     entry = fixed[int(interval) - 1]
-    row.update(accuracy=entry["accuracy"], key_fraction=entry["key_fraction"], phase_fair=True)
+    # The pixel agreement counted is phase 0's: dropped rather than shown beside phase-fair figures.
+    row.update(accuracy=entry["accuracy"], key_fraction=entry["key_fraction"], phase_fair=True, agreement=None)
 
 
 def _note(policy: str, point, budget: float, per_clip: list) -> Optional[str]:

@@ -6,8 +6,24 @@ together with a way of propagating the key frame's result to the other frames
 :data:`ARMS` names them. :class:`CompareConfig` holds everything that decides a
 comparison's results; :func:`resolve_defaults` fills in what the library
 chooses when the user leaves it open (the shipped model on data whose classes
-it knows, and its decision network), so ``run_compare`` from Python and
-``adaptive-dff compare`` behave alike.
+it knows, and the decision network's model), so ``run_compare`` from Python
+and ``adaptive-dff compare`` behave alike.
+
+The ``decision_network`` arm runs DVSNet's rule (update a region when its
+predicted quality falls below the calibrated target) on the best learned
+model that ships: the quality predictor
+(``schedulers/weights/quality_default.json``), chosen over the shipped
+flow-feature :class:`schedulers.DecisionModel`. On its own held-out data
+the quality predictor's error is 0.42 of predicting the mean's (0.078
+against 0.189), the decision model's 1.13 (0.103 against 0.091;
+``docs/model_card.md``). On one common held-out set (``cup.mp4``, which
+neither was fitted on; DVSNet's confidence target; 864 region rows;
+``python -m adaptive_dff.bench.decision_evidence``) the quality predictor ranks the
+rows far better (Spearman 0.39 against 0.09), which is what a threshold
+calibrated to a budget uses; neither beats a constant in absolute error
+there (0.132 and 0.107 against 0.102: the quality predictor was fitted on
+accuracy against true labels, a higher level).
+``--decision-model PATH`` runs it on a user's own model instead.
 """
 
 from __future__ import annotations
@@ -25,7 +41,7 @@ ARMS = {
     "copy": ("fixed_interval", "copy"),  # Clockwork-style: key features reused without warping
     "frame_difference": ("frame_difference", "warp"),
     "flow_magnitude": ("flow_magnitude", "warp"),
-    "decision_network": ("decision_network", "warp"),
+    "decision_network": ("decision_network", "warp"),  # DVSNet's rule on the best learned model that ships
     "propagation_quality": ("propagation_quality", "warp"),  # the shipped quality predictor, renewal rule
 }
 # Arms without calibration: "<arm>@budget" wraps the arm's policy in a
@@ -53,7 +69,7 @@ DEFAULT_WINDOW = 30
 DEFAULT_COST_RATIO = 0.08
 
 # Data set kinds (``Dataset.spec["kind"]``) whose classes the shipped CamVid model knows.
-SHIPPED_MODEL_KINDS = ("camvid-val", "video")
+SHIPPED_MODEL_KINDS = ("camvid-val", "video", "video-pseudo")
 
 
 @dataclass
@@ -76,9 +92,11 @@ class CompareConfig:
         model: a ``.keras`` DFF model file, or ``None``: in model mode the
             shipped CamVid model on CamVid and videos, otherwise an untrained
             compact model (timings only; accuracy then means nothing).
-        decision_model: a saved :class:`schedulers.DecisionModel` for the
-            ``decision_network`` policy (with the shipped model, by default
-            the shipped decision model).
+        decision_model: the model of the ``decision_network`` arm: a
+            ``.keras`` :class:`schedulers.DecisionModel` or a quality
+            predictor's JSON (:func:`schedulers.load_decision_model`);
+            ``None`` (and what :func:`resolve_defaults` fills in): the
+            shipped quality predictor.
         seed: seed of the untrained model.
         window: the farthest a key frame carries (frames after it) for the
             optimal arm's search and the phase-fair fixed interval's curve.
@@ -135,9 +153,6 @@ class CompareConfig:
             raise ValueError(f"cost_ratio must be a number in [0, 1], got {self.cost_ratio!r}")
         if len(set(policies)) != len(policies):
             raise ValueError(f"policies repeat: {list(policies)}")
-        if any(parse_arm(p)[0] == "decision_network" for p in policies if p not in CEILING_ARMS) \
-                and not self.decision_model:
-            raise ValueError("the decision_network policy needs a trained decision model: pass --decision-model PATH")
         if not self.budgets:
             raise ValueError("give at least one budget")
         for budget in tuple(self.budgets) + tuple(self.sweep):
@@ -166,21 +181,29 @@ def resolve_defaults(config: CompareConfig, kinds: Iterable[Optional[str]], log:
 
     In model mode without a model, data whose classes the shipped CamVid model
     knows (:data:`SHIPPED_MODEL_KINDS`) get the shipped model and, unless one
-    is given, its decision model; generated sets keep the untrained compact
-    model. Policies left open become :data:`DEFAULT_POLICIES`, plus
+    is given, the shipped decision network's model; generated sets keep the
+    untrained compact model. A ``decision_network`` arm asked for without a
+    decision model gets the shipped one too. The shipped decision network's
+    model is the best learned model that ships: the quality predictor (see the
+    module notes). Policies left open become :data:`DEFAULT_POLICIES`, plus
     ``decision_network`` when there is a decision model. Returns a new
     configuration with ``policies`` set; resolving it again changes nothing.
     """
+    from schedulers.quality_predictor import DEFAULT_FILE as SHIPPED_DECISION_MODEL
+
     kinds = set(kinds)
     model, decision_model = config.model, config.decision_model
     if config.mode == "model" and model is None:
         if kinds and kinds <= set(SHIPPED_MODEL_KINDS):
-            from adaptive_dff.pretrained import default_decision_path, default_model_path
+            from adaptive_dff.pretrained import default_model_path
 
             model = default_model_path()
             if decision_model is None:
-                decision_model = default_decision_path()
+                decision_model = SHIPPED_DECISION_MODEL
             log(f"model mode: the shipped CamVid model ({model})")
+    asked = [parse_arm(p)[0] for p in (config.policies or ()) if p not in CEILING_ARMS]
+    if decision_model is None and "decision_network" in asked:
+        decision_model = SHIPPED_DECISION_MODEL
     resolved = replace(config, model=model, decision_model=decision_model)
     return replace(resolved, policies=resolved.chosen_policies())
 

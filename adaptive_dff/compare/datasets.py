@@ -14,7 +14,13 @@ Built in:
   labelled, cut in two: the first third calibrates, the rest is scored;
 * :func:`video_dataset`: any video files without labels; the first 30% of
   each calibrates, the rest is scored, and accuracy means agreement with
-  the per-frame prediction of the model.
+  the per-frame prediction of the model;
+* :func:`pseudo_labelled_dataset`: video files labelled by a model's own
+  per-frame predictions (:mod:`adaptive_dff.data.pseudo_labels`), so every
+  oracle arm and the optimal arm run on real footage; the first third of each
+  calibrates, the rest is cut into test clips of 100 frames. Scores there are
+  agreement with the model's per-frame output, not accuracy against ground
+  truth.
 """
 
 from __future__ import annotations
@@ -276,20 +282,83 @@ def video_dataset(paths: Sequence[str], *, num_classes: int, max_frames: Optiona
                    spec={"kind": "video", "files": spec, "max_frames": max_frames})
 
 
+PSEUDO_KIND = "video-pseudo"  # spec["kind"] of videos labelled by a model's per-frame predictions
+LABEL_SOURCES = ("none", "model")  # compare's --labels for --video
+
+
+def pseudo_labelled_dataset(
+    paths: Sequence[str], model_path: str, *, max_frames: Optional[int] = None,
+    clip_frames: Optional[int] = None, cache_dir: Optional[str] = None, log: Optional[Callable] = None,
+) -> Dataset:
+    """Video files (or image folders) labelled by ``model_path``'s per-frame predictions.
+
+    Each video's first third (:func:`adaptive_dff.data.pseudo_labels.calibration_split`)
+    is one calibration clip; the rest is cut into test clips of ``clip_frames``
+    (default 100; :func:`adaptive_dff.data.pseudo_labels.clip_spans`). Labels are
+    computed once per video and model and cached (see that module). Every file is
+    opened before any is labelled, so an unreadable one fails first, by name.
+    """
+    from adaptive_dff.data import pseudo_labels as pl
+
+    if not paths:
+        raise ValueError("video data set: give at least one video file")
+    clip_frames = pl.CLIP_FRAMES if clip_frames is None else check_int(clip_frames, "clip_frames", 2)
+    videos = pl.pseudo_label_videos(paths, model_path, max_frames=max_frames, cache_dir=cache_dir,
+                                    log=log or pl.logger.info)
+    calibration, test, files = [], [], []
+    num_classes = None
+    for number, (path, video) in enumerate(zip(paths, videos)):
+        if num_classes is not None and video.num_classes != num_classes:
+            raise ValueError(f"video {path!r}: {video.num_classes} classes, the others {num_classes}")
+        num_classes = video.num_classes
+        if len(video) < 10:
+            raise ValueError(f"video file {path!r} holds {len(video)} frames; compare needs at least 10")
+        cut = pl.calibration_split(len(video))
+        stem = f"{number}-{os.path.splitext(os.path.basename(os.path.normpath(path)))[0]}"
+        calibration.append(Clip(f"{stem}-calibration", video.frames[:cut], video.labels[:cut], fps=video.fps))
+        spans = pl.clip_spans(len(video) - cut, clip_frames)
+        for j, (first, last) in enumerate(spans):
+            test.append(Clip(f"{stem}-test-{j}", video.frames[cut + first:cut + last],
+                             video.labels[cut + first:cut + last], fps=video.fps))
+        files.append({"file": os.path.basename(os.path.normpath(path)), "sha256": video.video_sha256,
+                      "frames": len(video), "calibration_frames": cut, "truncated": video.truncated,
+                      "test_clips": [[cut + a, cut + b] for a, b in spans]})
+    return Dataset(name=PSEUDO_KIND, calibration=calibration, test=test, num_classes=num_classes,
+                   spec={"kind": PSEUDO_KIND, "labels": "model per-frame prediction", "files": files,
+                         "model_sha256": video.model_sha256, "max_frames": max_frames, "clip_frames": clip_frames})
+
+
 # -- by name -----------------------------------------------------------------------
 
 
 def compare_datasets(
     name: Optional[str] = None, *, videos: Optional[Sequence[str]] = None, data_root: Optional[str] = None,
-    frames: Optional[int] = None, seed: int = 0, model: Optional[str] = None,
+    frames: Optional[int] = None, seed: int = 0, model: Optional[str] = None, labels: Optional[str] = None,
+    clip_frames: Optional[int] = None,
 ) -> list:
     """The data sets ``adaptive-dff compare`` names: ``"synthetic"`` (the default: the three
     generated scenarios, ``frames`` long, 48 by default), ``"camvid-val"`` (needs ``data_root``),
-    or the unlabelled ``videos`` (up to ``frames`` each), whose classes are those of ``model``
-    (a ``.keras`` file) or, without one, the shipped CamVid model's."""
+    or the ``videos`` (up to ``frames`` each). Videos are unlabelled (``labels`` ``None`` or
+    ``"none"``), their classes those of ``model`` (a ``.keras`` file) or, without one, the
+    shipped CamVid model's; or (``labels="model"``) labelled by the per-frame predictions of
+    ``model``, by default the shipped one (:func:`pseudo_labelled_dataset`, test clips of
+    ``clip_frames``)."""
+    labels = labels or "none"
+    if labels not in LABEL_SOURCES:
+        raise ValueError(f"unknown --labels {labels!r}; choose from {LABEL_SOURCES}")
+    if labels != "none" and not videos:
+        raise ValueError(f"--labels {labels} labels --video files; give --video FILE ...")
+    if clip_frames is not None and labels == "none":
+        raise ValueError("--clip-frames cuts videos labelled by --labels model; add --labels model")
     if videos:
         if name:
             raise ValueError("give either --dataset or --video, not both")
+        if labels == "model":
+            if not model:
+                from adaptive_dff.pretrained import default_model_path
+
+                model = default_model_path()
+            return [pseudo_labelled_dataset(videos, model, max_frames=frames, clip_frames=clip_frames)]
         if model:
             from adaptive_dff.model import load_model
 
@@ -307,7 +376,10 @@ def compare_datasets(
     raise ValueError(f"unknown data set {name!r}; choose synthetic or camvid-val, or pass --video FILE ...")
 
 
-def dataset_kind(name: Optional[str] = None, videos: Optional[Sequence[str]] = None) -> str:
+def dataset_kind(name: Optional[str] = None, videos: Optional[Sequence[str]] = None,
+                 labels: Optional[str] = None) -> str:
     """The ``spec["kind"]`` of the data sets :func:`compare_datasets` gives for these arguments
     (known before they are loaded, so a configuration can be resolved and checked first)."""
-    return "video" if videos else (name or "synthetic")
+    if videos:
+        return PSEUDO_KIND if labels == "model" else "video"
+    return name or "synthetic"

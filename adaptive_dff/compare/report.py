@@ -18,6 +18,7 @@ import numpy as np
 
 from adaptive_dff.compare import ceiling_rows
 from adaptive_dff.compare.ceiling_rows import OPTIMAL_ROWS
+from adaptive_dff.compare.datasets import PSEUDO_KIND
 from adaptive_dff.compare.planning import config_of, plan_cells, test_clips
 from adaptive_dff.compare.plot import plot
 from adaptive_dff.compare.scoring import CellResult
@@ -56,6 +57,7 @@ def rows_from(folder: ResultFolder, cells: Optional[dict] = None) -> tuple[list,
         group["clips"] += 1
     calibrations = folder.calibrations()
     labelled = {d["name"]: d["labelled"] for d in signature["datasets"]}
+    pseudo = {d["name"] for d in signature["datasets"] if d.get("spec", {}).get("kind") == PSEUDO_KIND}
     order = [d["name"] for d in signature["datasets"]]
     rows = []
     for key in sorted(groups, key=lambda k: (order.index(k[0]), k[1] != "per_frame", k[1], k[2], k[3])):
@@ -69,8 +71,8 @@ def rows_from(folder: ResultFolder, cells: Optional[dict] = None) -> tuple[list,
             "threshold": group["threshold"], "calibration_key_fraction": calibration.get("key_fraction"),
             "calibration_met": calibration.get("met"), "key_fraction": result.key_fraction,
             "accuracy": result.accuracy,
-            "accuracy_metric": "mIoU" if labelled[key[0]] else "mIoU against the per-frame prediction",
-            "agreement": result.agree_pixels / result.pixels if result.pixels else None,
+            "accuracy_metric": _metric(labelled[key[0]], key[0] in pseudo),
+            "agreement": _agreement(result, key[0] in pseudo),
             "fps": result.fps, "ms_per_frame": result.ms_per_frame,
             "clips": group["clips"], "clips_planned": planned.get(key, 0), "frames": result.frames,
         }
@@ -78,6 +80,21 @@ def rows_from(folder: ResultFolder, cells: Optional[dict] = None) -> tuple[list,
             row[f"ms_{stage}"] = value / result.timed_frames if result.timed_frames else None
         rows.append(row)
     return rows, signature
+
+
+def _metric(labelled: bool, pseudo: bool) -> str:
+    if pseudo:
+        return "mIoU against the model's per-frame prediction (its pseudo-labels, not ground truth)"
+    return "mIoU" if labelled else "mIoU against the per-frame prediction"
+
+
+def _agreement(result: CellResult, pseudo: bool):
+    """Share of pixels equal to the per-frame prediction: counted in model mode on unlabelled
+    clips; on pseudo-labelled ones the confusion matrix's diagonal (no pixel is ignored there)."""
+    if result.pixels:
+        return result.agree_pixels / result.pixels
+    total = int(result.confusion.sum())
+    return float(np.trace(result.confusion)) / total if pseudo and total else None
 
 
 def _fmt(value, digits=3):

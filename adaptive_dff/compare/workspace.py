@@ -102,7 +102,9 @@ class Workspace:
         cls = schedulers.POLICIES[ARMS[name][0]]
         if name == "decision_network":
             if self._decision_model is None:
-                self._decision_model = schedulers.DecisionModel.load(self.config.decision_model)
+                path = self.config.decision_model
+                self._decision_model = (schedulers.load_decision_model(path) if path
+                                        else schedulers.load_default_quality())
             policy = cls(model=self._decision_model)
         else:
             policy = cls()
