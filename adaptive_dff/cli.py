@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="the policy's threshold (fixed_interval: the interval; default: the policy's own)")
     threshold.add_argument("--budget", type=float, default=None,
                            help="a key-frame fraction in (0, 1] held online by schedulers.KeyBudget around the "
-                                "policy (keys where its score ranks worst; no calibration)")
+                                "policy (keys where its score ranks worst, or for propagation_quality where it "
+                                "passes a price; no calibration)")
     threshold.add_argument("--key-fraction", type=float, default=None,
                            help="a key-frame budget in (0, 1]: the threshold is calibrated on the first "
                                 "--calibration-frames frames of the source")

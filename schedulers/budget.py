@@ -19,28 +19,55 @@ to 4 keys per frame; the fraction is keys / region-frames):
   credit, each key spends 1. The stream's frame 0 is a key of every region
   (as in :class:`Tracker` and ``VideoRunner``) and is charged too. The
   balance ``target * region_frames - keys`` is kept within ``[-D, D]`` with
-  ``D = clip(0.009 * max(region_frames, H), 0.5, 2 * regions)``, ``H =
+  ``D = clip(max(0.009 * region_frames, e * H), 0.5, 2 * regions)``, ``H =
   10 * regions / target`` the region-frames of the shortest stream the
-  tolerance is promised for: a key is spent only when the balance stays at
-  or above ``-D`` afterwards, and keys must be spent while it is above
-  ``D``. So after ``n >= H`` region-frames the key fraction is within
-  ``D / n`` of the target: at most 0.009 once ``D`` left its floor, ``0.5 /
+  tolerance is promised for, ``e`` = 0.009 (rank rule) or 0.018 (price
+  rule): a key is spent only when the balance stays at or above ``-D``
+  afterwards, and keys must be spent while it is above ``D``. So after ``n
+  >= H`` region-frames the key fraction is within ``D / n`` of the target:
+  at most 0.009 (rank) or 0.018 (price) once ``D`` left its floor, ``0.5 /
   n`` before (a 1x1 stream of ``10 / target`` frames is within 0.02 for
   targets up to 0.4; at 0.5 the 1/n granularity of whole keys allows no
   better than 0.025). Before ``H``, ``D`` is already what it will be at
-  ``H``, so on a short stream keys can still move by a few frames to where
-  the scores are worst (without it, a 1x1 stream at 10% would be a fixed
-  interval for its first 55 frames).
-* **Where to spend**: each region's score (from the wrapped policy) is
-  ranked among the stream's recent scores (the last ``max(100, 5 * regions /
-  target)``, all regions pooled): ``rank`` in [0, 1], scale-free. The
-  regions ranked highest are updated while their rank is at least
-  ``1 - p``, with ``p = target * exp(1.5 * balance / D)`` (spend more
-  freely when credit has built up), within the credit limits above.
+  ``H``, so on a short stream keys can still move to where the scores are
+  worst (without it, a 1x1 stream at 10% would be a fixed interval for its
+  first 55 frames; with the rank rule's band, a 1x1 stream at 20% is one
+  anyway: its keys can move by one frame).
+* **Where to spend**, one of two rules (``rule``; ``"auto"`` takes the price
+  rule when the wrapped policy's ``score_is_cost`` is true, as for
+  :class:`~schedulers.quality.PropagationQuality`'s renewal score, and the
+  rank rule otherwise):
+
+  - **rank** (any score): each region's score is ranked among the stream's
+    recent scores (the last ``max(100, 5 * regions / target)``, all regions
+    pooled): ``rank`` in [0, 1], scale-free. The regions ranked highest are
+    updated while their rank is at least ``1 - p``, with ``p = target *
+    exp(1.5 * balance / D)`` (spend more freely when credit has built up).
+  - **price** (scores that are costs in frame-losses, compared with the
+    price of a key, like the renewal score): a region is updated when its
+    score is at least ``lambda * exp(-1.5 * balance / D)``: a Lagrangian
+    price, lowered while credit builds up and raised while the stream is in
+    debt. ``lambda`` starts as the score the first region reaches ``I = 1 /
+    target`` frames after its key (the price that keys that content at the
+    target's interval; before that, four times the price a loss growing
+    linearly would reach at ``I``, extrapolated from the scores so far, so
+    a cut in the first interval gets its key) and then follows the scores
+    of the keys it chose (the median of the last five, in logs, exceptional
+    ones left out). Past ``I`` frames since its key, a region's score counts
+    ``age / I`` times: an uninformative score (flat, or near 0) then keys
+    near the target's interval instead of wandering from one edge of the
+    band to the other. A price keeps its meaning when the content changes:
+    a stretch of fast motion reaches it sooner and gets more keys, a static
+    one fewer, within the band. Scores at or below 0 never reach a price
+    (their keys come from the band alone).
+
+  Both rules act within the credit limits above.
 * **A hard cut**: a score above ``max + (max - median)`` of the recent
-  scores, or a NaN score, counts as worst (rank 1) and may overdraw the
-  balance down to ``-2 D``: it gets a key at once unless the stream is
-  deeper in debt than that (e.g. just after frame 0).
+  scores, or a NaN score, counts as worst (rank 1, above any price) and may
+  overdraw the balance down to ``-2 D`` (the price rule, whose ``D`` is
+  wider: ``-max(D, min(2 D, 0.019 * max(n, H)))``, so the promise at ``H``
+  holds): it gets a key at once unless the stream is deeper in debt than
+  that (e.g. just after frame 0).
 * **Intervals**, per region: no key before ``min_interval`` frames since the
   region's last one; a key whenever ``max_interval`` frames have passed,
   whatever the credit (then the balance may stay below ``-D`` for a while).
@@ -58,14 +85,16 @@ state (see :meth:`BudgetController.allocate`).
 from __future__ import annotations
 
 import math
-from collections import deque
 from typing import Optional
 
 import numpy as np
 
 from schedulers.base import Context, Decision, Policy, check_int
+from schedulers.budget_control import BudgetController
 
-GAIN = 1.5  # how strongly the credit balance moves the rank threshold
+SLOPE = 0.009  # D / region-frames of a long stream
+EARLY = {"rank": 0.009, "price": 0.018}  # D / horizon before the horizon, per rule
+RULES = ("auto", "rank", "price")
 
 
 def check_target(target) -> float:
@@ -118,105 +147,14 @@ def scoring_function(policy):
     return scores
 
 
-class BudgetController:
-    """The credit balance and the recent scores of one budget (one stream, or shared).
-
-    Args:
-        target: key fraction of region-frames in (0, 1] (the rank threshold's
-            base; with ``keys_per_step`` the caller credits the bucket itself).
-        slope: the balance limit ``D`` grows as ``slope * region_frames``.
-        history: how many recent scores the ranks are taken against.
-        horizon: region-frames of the shortest stream the tolerance is promised
-            for (``10 * regions / target``); before it, ``D`` is already
-            ``slope * horizon``, so a short stream's keys can still move to
-            where the scores are worst (the promise holds from the horizon on,
-            where ``D`` is the same as without it).
-    """
-
-    def __init__(self, target: float, slope: float = 0.009, history: int = 100, horizon: int = 0):
-        self.target = target
-        self.slope = slope
-        self.horizon = int(horizon)
-        self.recent = deque(maxlen=max(int(history), 8))
-        self.credit = 0.0
-        self.keys = 0
-        self.region_frames = 0
-
-    @property
-    def balance(self) -> float:
-        """Keys of credit left (negative: spent ahead of the budget)."""
-        return self.credit - self.keys
-
-    @property
-    def key_fraction(self) -> float:
-        return self.keys / self.region_frames if self.region_frames else float("nan")
-
-    def grow_history(self, size: int) -> None:
-        if size > self.recent.maxlen:
-            self.recent = deque(self.recent, maxlen=int(size))
-
-    def charge(self, region_frames: int, keys: int, credit: bool = True) -> None:
-        """Count region-frames (crediting ``target`` each unless ``credit`` is False) and keys spent."""
-        self.region_frames += int(region_frames)
-        self.keys += int(keys)
-        if credit:
-            self.credit += self.target * region_frames
-
-    def limit(self, regions: int, floor: float = 0.5) -> float:
-        """``D``: how far the balance may drift from 0, in keys (at least ``floor``)."""
-        drift = self.slope * max(self.region_frames, self.horizon)
-        return float(min(max(drift, floor), max(1.0, 2.0 * regions, floor)))
-
-    def ranks(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rank in [0, 1] of each score among the recent ones (mid-rank for ties; 0.5
-        with no history), and whether it is exceptional (NaN, or far above them)."""
-        nan = np.isnan(scores)
-        if not self.recent:
-            return np.where(nan, 1.0, 0.5), nan
-        history = np.sort(np.fromiter(self.recent, float, len(self.recent)))
-        below = np.searchsorted(history, scores, side="left")
-        at_or_below = np.searchsorted(history, scores, side="right")
-        ranks = np.where(nan, 1.0, (below + at_or_below) / (2.0 * history.size))
-        high, median = history[-1], history[history.size // 2]
-        far = scores > high + max(high - median, 0.0) if history.size >= 8 else np.zeros_like(nan)
-        return ranks, nan | (far & ~nan)
-
-    def allocate(self, scores: np.ndarray, eligible: np.ndarray, forced: np.ndarray, regions: int,
-                 target: Optional[float] = None, floor: float = 0.5) -> tuple[np.ndarray, dict]:
-        """Choose the regions to update among ``scores`` (``[N]``, higher = worse, NaN = worst).
-
-        ``eligible``: regions past ``min_interval``; ``forced``: regions at
-        ``max_interval`` (updated whatever the credit). The credit for these
-        region-frames must already be charged. Returns the ``[N]`` update mask
-        and the state (``ranks``, ``balance`` before spending, ``limit`` D,
-        ``threshold`` = the rank ``1 - p``, ``forced``, ``key_fraction`` so far).
-        ``floor``: the least ``D`` (a shared budget whose streams decide one at a
-        time gives each open stream half a key of room, so the stream that happens
-        to decide when the credit overflows is not the one that always spends).
-        """
-        scores = np.asarray(scores, np.float64)
-        ranks, exceptional = self.ranks(scores)
-        update = np.asarray(forced, bool).copy()
-        before = self.balance
-        balance = before - np.count_nonzero(update)
-        bound = self.limit(regions, floor)
-        candidates = np.flatnonzero(np.asarray(eligible, bool) & ~update)
-        order = candidates[np.lexsort((-ranks[candidates], ~exceptional[candidates]))]
-        share = self.target if target is None else target
-        p = min(1.0, share * math.exp(GAIN * max(-2.0, min(1.0, balance / bound))))
-        wanted = int(np.count_nonzero(ranks[order] >= 1.0 - p))
-        most = max(0, math.floor(balance + bound + 1e-9))
-        least = max(0, math.ceil(balance - bound - 1e-9))
-        count = min(order.size, max(least, min(wanted, most)))
-        exceptional_first = int(np.count_nonzero(exceptional[order]))
-        count = max(count, min(exceptional_first, max(0, math.floor(balance + 2 * bound + 1e-9))))
-        update[order[:count]] = True
-        finite = scores[np.isfinite(scores)]
-        self.recent.extend(finite.tolist())
-        self.keys += int(np.count_nonzero(update))
-        state = {"ranks": ranks, "balance": before, "limit": bound, "threshold": 1.0 - p,
-                 "forced": np.asarray(forced, bool).copy(), "key_fraction": self.key_fraction}
-        return update, state
+def resolve_rule(policy, rule: str) -> str:
+    """``"rank"`` or ``"price"``: ``rule`` itself, or for ``"auto"`` the price rule when ``policy``
+    says its scores are costs in frame-losses (``policy.score_is_cost``), else the rank rule."""
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    if rule == "auto":
+        return "price" if getattr(policy, "score_is_cost", False) is True else "rank"
+    return rule
 
 
 def interval_masks(context: Context, min_interval: int, max_interval: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -264,8 +202,9 @@ class BudgetPolicy(Policy):
 
 
 class KeyBudget(BudgetPolicy):
-    """Keep one stream's key-frame fraction within about 0.01 of ``target``, spending keys
-    where ``policy``'s score ranks worst among the stream's recent scores.
+    """Keep one stream's key-frame fraction within 0.02 of ``target`` (about 0.01 on long
+    streams), spending keys where ``policy``'s score ranks worst among the stream's recent
+    scores or, for a cost, where it passes a price.
 
     Args:
         policy: a score-based policy (``FrameDifference``, ``FlowMagnitude``,
@@ -275,6 +214,10 @@ class KeyBudget(BudgetPolicy):
         min_interval: frames a region waits after its key before the next.
         max_interval: a region gets a key at least every this many frames
             (``None``: no maximum).
+        rule: where keys go: ``"rank"`` (the score ranks worst among recent
+            scores; any score), ``"price"`` (the score passes a price moved by
+            the credit; scores that are costs in frame-losses) or ``"auto"``
+            (the price rule when ``policy.score_is_cost`` is true).
 
     See the module docstring for the control law and its guarantee. One
     ``KeyBudget`` follows one stream (``reset()`` between streams; a
@@ -283,26 +226,31 @@ class KeyBudget(BudgetPolicy):
 
     threshold_param = "target"
 
-    def __init__(self, policy: Policy, target: float = 0.1, min_interval: int = 1, max_interval: Optional[int] = None):
+    def __init__(self, policy: Policy, target: float = 0.1, min_interval: int = 1, max_interval: Optional[int] = None,
+                 rule: str = "auto"):
         self.policy = policy
         self.target = target
         self.min_interval = min_interval
         self.max_interval = max_interval
+        self.rule = rule
         self._check()
 
     def _check(self):
         target = check_target(self.target)
         low, high = check_intervals(target, self.min_interval, self.max_interval)
-        return scoring_function(self.policy), target, low, high
+        return scoring_function(self.policy), target, low, high, resolve_rule(self.policy, self.rule)
 
     def decide(self, context: Context) -> Decision:
-        scoring, target, low, high = self._check()
+        scoring, target, low, high, rule = self._check()
         regions = context.num_regions
         controller = getattr(self, "controller_", None)
         last = getattr(self, "frame_index_", None)
         if controller is None:
             controller = self.controller_ = BudgetController(
-                target, history=history_size(regions, target), horizon=promised_horizon(regions, target))
+                target, slope=SLOPE, early=EARLY[rule], rule=rule, history=history_size(regions, target),
+                horizon=promised_horizon(regions, target))
+            # The price rule's wider band must not let a hard cut's overdraft break the promise at H.
+            controller.capped_overdraw = rule == "price"
             # Frames before this one: frame 0 a key of every region, later keys as the key indices show.
             earlier_keys = regions + int(np.count_nonzero(np.asarray(context.key_indices) > 0))
             controller.charge(regions * context.frame_index, earlier_keys)
@@ -318,6 +266,7 @@ class KeyBudget(BudgetPolicy):
         controller.charge(regions * elapsed, 0)
         raw, worse = scoring(context)
         eligible, forced = interval_masks(context, low, high)
-        update, state = controller.allocate(worse, eligible, forced, regions)
+        ages = context.frame_index - np.asarray(context.key_indices, dtype=np.int64)
+        update, state = controller.allocate(worse, eligible, forced, regions, ages=ages)
         self.frame_index_ = context.frame_index
         return Decision(update=update, scores=raw, frame_index=context.frame_index, extras={"budget": state})

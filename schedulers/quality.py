@@ -288,6 +288,12 @@ class PropagationQuality(Policy):
         self.monotone = monotone
         self.downsample = downsample
 
+    @property
+    def score_is_cost(self) -> bool:
+        """The renewal score is a cost in frame-losses, compared with a key's price: a budget
+        around this policy spends keys by a price (``schedulers.KeyBudget``'s price rule)."""
+        return self.rule == "renewal"
+
     def _predictor(self):
         if self.predictor is None:
             if getattr(self, "default_predictor_", None) is None:

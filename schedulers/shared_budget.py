@@ -3,10 +3,15 @@
 A server running many cameras on one accelerator can afford a number of key
 computations per step across all of them, not a fraction per camera. Each
 step the keys go to the regions, of any stream, whose scores rank worst
-among the recent scores of all streams (the same control law as
+among the recent scores of all streams, or, for scores that are costs (the
+price rule, ``rule="auto"`` as in :class:`schedulers.KeyBudget`), whose
+scores pass one price for all streams (the same control laws as
 :class:`schedulers.KeyBudget`, over the pooled region-frames; the total
 spend stays within ``D / n`` of the target, ``D = clip(0.004 n, 0.5, 2 R)``
-keys for ``n`` region-frames so far and ``R`` regions in a step)::
+keys for ``n`` region-frames so far and ``R`` regions in a step; under the
+price rule ``D`` is at least ``0.018 H`` before ``H = 10 R / target``
+region-frames, so the streams' frame-0 keys, charged together, do not hold
+back every stream's next key for as long as that debt lasts)::
 
     from schedulers import FlowMagnitude, SharedBudget
 
@@ -47,8 +52,11 @@ import numpy as np
 
 from schedulers.base import Context, Decision, Policy, check_int
 from schedulers.budget import (
-    BudgetController, BudgetPolicy, check_intervals, check_target, history_size, interval_masks, scoring_function,
+    RULES, BudgetController, BudgetPolicy, check_intervals, check_target, history_size, interval_masks, promised_horizon,
+    resolve_rule, scoring_function,
 )
+
+SHARED_EARLY = {"rank": 0.0, "price": 0.018}  # D / horizon before the horizon, per rule
 from schedulers.regions import RegionGrid
 from schedulers.tracker import Tracker, first_frame_decision
 
@@ -88,6 +96,8 @@ class SharedBudget:
             function or class that returns a new one.
         target: key fraction of all region-frames, in (0, 1].
         keys_per_step: instead of ``target``: keys per :meth:`step`, at least 1.
+        rule: ``"auto"``, ``"rank"`` or ``"price"``, as in :class:`schedulers.KeyBudget`
+            (resolved from the first stream's policy).
         regions: the region grid of every stream (default: whole frame).
         min_interval, max_interval: per region, as in :class:`KeyBudget`.
         flow, features: passed to the :class:`Tracker` of each stream in :meth:`step`.
@@ -108,7 +118,10 @@ class SharedBudget:
         max_interval: Optional[int] = None,
         flow=None,
         features=None,
+        rule: str = "auto",
     ):
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
         if (target is None) == (keys_per_step is None):
             raise ValueError("give exactly one of target (a key fraction) and keys_per_step")
         if keys_per_step is not None:
@@ -130,7 +143,9 @@ class SharedBudget:
         self.flow = flow
         self.features = features
         self._make_policy = self._policy_factory(policy)
-        self.controller = BudgetController(share, slope=0.004, history=history_size(len(self.regions), share))
+        self.rule = rule
+        self.controller = BudgetController(share, slope=0.004, history=history_size(len(self.regions), share),
+                                           rule="")  # set from the first stream's policy (resolve_rule)
         self.streams: dict = {}
         self.trackers: dict = {}
         self._stream_state: dict = {}  # name -> (last frame index, keys, region-frames)
@@ -229,6 +244,9 @@ class SharedBudget:
         """Decide ``[(BudgetStream, Context)]`` of one step together; returns their decisions."""
         if not pairs:
             return []
+        if not self.controller.rule:
+            self.controller.rule = resolve_rule(pairs[0][0].policy, self.rule)
+            self.controller.early = SHARED_EARLY[self.controller.rule]
         scored = []
         for stream, context in pairs:
             self._register(stream, context)
@@ -245,10 +263,15 @@ class SharedBudget:
         # open stream, as soon as the run is long enough for that room to stay within 0.009 of the target.
         open_streams = max(len(self.streams), len(scored))
         room = max(0.5, min(0.5 * open_streams, 0.009 * self.controller.region_frames))
+        # Before ten key intervals of every open stream have passed, the band is already what it will be
+        # then (as KeyBudget's horizon): the streams' frame-0 keys, charged together, do not hold back
+        # every stream's next key for as long as the debt lasts.
+        self.controller.horizon = promised_horizon(open_streams * len(self.regions), share or self.target)
         update, state = self.controller.allocate(
             np.concatenate([s[3] for s in scored]), np.concatenate([s[4] for s in scored]),
             np.concatenate([s[5] for s in scored]), regions=max(total, open_streams * len(self.regions)),
             target=share, floor=room,
+            ages=np.concatenate([c.frame_index - np.asarray(c.key_indices, np.int64) for _, c, *_ in scored]),
         )
         decisions, start = [], 0
         for stream, context, raw, _, _, _, elapsed in scored:

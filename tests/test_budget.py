@@ -62,10 +62,11 @@ def intervals(updates):
     return np.concatenate([np.diff(np.flatnonzero(column)) for column in updates.T])
 
 
+@pytest.mark.parametrize("rule", ["rank", "price"])
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("regions", [1, 4])
 @pytest.mark.parametrize("kind", ["noise", "bursts", "constant", "rising"])
-def test_spend_holds_on_synthetic_scores_of_any_shape(target, regions, kind):
+def test_spend_holds_on_synthetic_scores_of_any_shape(target, regions, kind, rule):
     rng = np.random.default_rng(int(target * 100) + regions)
     n = int(math.ceil(10 / target)) + 7
     table = {
@@ -74,7 +75,7 @@ def test_spend_holds_on_synthetic_scores_of_any_shape(target, regions, kind):
         "constant": np.ones((n, regions)),
         "rising": np.cumsum(rng.random((n, regions)), axis=0) ** 2,
     }[kind]
-    updates, decisions = run(KeyBudget(Scripted(table), target), table, regions)
+    updates, decisions = run(KeyBudget(Scripted(table), target, rule=rule), table, regions)
     assert abs(updates.mean() - target) <= 0.02 + 0.5 / updates.size, updates.mean()
     assert decisions[-1].extras["budget"]["key_fraction"] == pytest.approx(updates.mean())
 
@@ -158,7 +159,8 @@ def test_bad_input_is_named():
 
 def test_params_reset_and_flow_needs():
     budget = KeyBudget(FlowMagnitude(3.0), 0.2, max_interval=20)
-    assert budget.get_params() == {"policy": budget.policy, "target": 0.2, "min_interval": 1, "max_interval": 20}
+    assert budget.get_params() == {"policy": budget.policy, "target": 0.2, "min_interval": 1, "max_interval": 20,
+                                   "rule": "auto"}
     assert budget.needs_flow and not KeyBudget(FrameDifference(), 0.2).needs_flow
     assert "KeyBudget(policy=FlowMagnitude(threshold=3.0)" in repr(budget)
     table = np.random.default_rng(3).random((30, 1))

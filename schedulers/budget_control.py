@@ -1,0 +1,175 @@
+"""The control law of a key-frame budget: credit, band, and where keys go (rank or price).
+
+:class:`BudgetController` is shared by :class:`schedulers.KeyBudget` (one stream) and
+:class:`schedulers.SharedBudget` (many); the module docstring of :mod:`schedulers.budget`
+states the law and its guarantee.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Optional
+
+import numpy as np
+
+GAIN = 1.5  # how strongly the credit balance moves the rank threshold
+PRICE_GAIN = 1.5  # how strongly the credit balance moves the price
+PRICE_MEMORY = 5  # the price is the median of the log scores of this many recent keys
+PROVISIONAL = 4.0  # before the first price: this many times the extrapolated one (a cut jumps far above it)
+AGE_PRIOR = 1.0  # past the target's interval I, a score counts (age / I) ** AGE_PRIOR times
+
+
+class BudgetController:
+    """The credit balance and the recent scores of one budget (one stream, or shared).
+
+    Args:
+        target: key fraction of region-frames in (0, 1] (the rank threshold's
+            base; with ``keys_per_step`` the caller credits the bucket itself).
+        slope: the balance limit ``D`` grows as ``slope * region_frames``.
+        history: how many recent scores the ranks are taken against.
+        horizon: region-frames of the shortest stream the tolerance is promised
+            for (``10 * regions / target``); before it, ``D`` is already
+            ``slope * horizon``, so a short stream's keys can still move to
+            where the scores are worst (the promise holds from the horizon on).
+        early: ``D`` before the horizon is ``early * horizon`` (0.009 keeps the
+            long-stream ``D``; the price rule takes 0.018, still within 0.02 at
+            the horizon).
+        rule: ``"rank"`` or ``"price"`` (see :mod:`schedulers.budget`).
+    """
+
+    def __init__(self, target: float, slope: float = 0.009, history: int = 100, horizon: int = 0,
+                 early: float = 0.009, rule: str = "rank"):
+        self.target = target
+        self.rule = rule
+        self.log_price = None
+        self.provisional = 0.0  # the extrapolated price before the first one (see allocate)
+        self.key_prices: deque = deque(maxlen=PRICE_MEMORY)
+        self.slope = slope
+        self.early = early
+        self.horizon = int(horizon)
+        self.capped_overdraw = False  # True: an exceptional score overdraws at most 0.019 * max(n, horizon)
+        self.recent = deque(maxlen=max(int(history), 8))
+        self.credit = 0.0
+        self.keys = 0
+        self.region_frames = 0
+
+    @property
+    def balance(self) -> float:
+        """Keys of credit left (negative: spent ahead of the budget)."""
+        return self.credit - self.keys
+
+    @property
+    def key_fraction(self) -> float:
+        return self.keys / self.region_frames if self.region_frames else float("nan")
+
+    def grow_history(self, size: int) -> None:
+        if size > self.recent.maxlen:
+            self.recent = deque(self.recent, maxlen=int(size))
+
+    def charge(self, region_frames: int, keys: int, credit: bool = True) -> None:
+        """Count region-frames (crediting ``target`` each unless ``credit`` is False) and keys spent."""
+        self.region_frames += int(region_frames)
+        self.keys += int(keys)
+        if credit:
+            self.credit += self.target * region_frames
+
+    def limit(self, regions: int, floor: float = 0.5) -> float:
+        """``D``: how far the balance may drift from 0, in keys (at least ``floor``)."""
+        drift = max(self.slope * self.region_frames, self.early * self.horizon)
+        return float(min(max(drift, floor), max(1.0, 2.0 * regions, floor)))
+
+    def depth(self, bound: float) -> float:
+        """How far below 0 an exceptional score (a hard cut, NaN) may take the balance, in keys."""
+        if not self.horizon or not self.capped_overdraw:
+            return 2.0 * bound
+        return max(bound, min(2.0 * bound, 0.019 * max(self.region_frames, self.horizon)))
+
+    def ranks(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rank in [0, 1] of each score among the recent ones (mid-rank for ties; 0.5
+        with no history), and whether it is exceptional (NaN, or far above them)."""
+        nan = np.isnan(scores)
+        if not self.recent:
+            return np.where(nan, 1.0, 0.5), nan
+        history = np.sort(np.fromiter(self.recent, float, len(self.recent)))
+        below = np.searchsorted(history, scores, side="left")
+        at_or_below = np.searchsorted(history, scores, side="right")
+        ranks = np.where(nan, 1.0, (below + at_or_below) / (2.0 * history.size))
+        high, median = history[-1], history[history.size // 2]
+        far = scores > high + max(high - median, 0.0) if history.size >= 8 else np.zeros_like(nan)
+        return ranks, nan | (far & ~nan)
+
+    def allocate(self, scores: np.ndarray, eligible: np.ndarray, forced: np.ndarray, regions: int,
+                 target: Optional[float] = None, floor: float = 0.5,
+                 ages: Optional[np.ndarray] = None) -> tuple[np.ndarray, dict]:
+        """Choose the regions to update among ``scores`` (``[N]``, higher = worse, NaN = worst).
+
+        ``eligible``: regions past ``min_interval``; ``forced``: regions at
+        ``max_interval`` (updated whatever the credit). The credit for these
+        region-frames must already be charged. Returns the ``[N]`` update mask
+        and the state (``ranks``, ``balance`` before spending, ``limit`` D,
+        ``threshold`` = the rank ``1 - p``, ``forced``, ``key_fraction`` so far).
+        ``floor``: the least ``D`` (a shared budget whose streams decide one at a
+        time gives each open stream half a key of room, so the stream that happens
+        to decide when the credit overflows is not the one that always spends).
+        ``ages``: frames since each region's key (the price rule sets its first
+        price from the score a region reaches at the target's interval).
+        """
+        scores = np.asarray(scores, np.float64)
+        ranks, exceptional = self.ranks(scores)
+        update = np.asarray(forced, bool).copy()
+        before = self.balance
+        balance = before - np.count_nonzero(update)
+        bound = self.limit(regions, floor)
+        candidates = np.flatnonzero(np.asarray(eligible, bool) & ~update)
+        share = self.target if target is None else target
+        if self.rule == "price":
+            interval = round(1.0 / share)
+            ages = np.zeros(scores.shape) if ages is None else np.asarray(ages, np.float64)
+            # Past the target's interval a score counts (age / interval) times: a region overdue
+            # for its key gets cheaper, so an uninformative score drifts to the interval, not the band.
+            effective = np.where(np.isnan(scores), np.inf, scores) * np.maximum(ages / interval, 1.0) ** AGE_PRIOR
+            order = candidates[np.lexsort((-effective[candidates], ~exceptional[candidates]))]
+            if self.log_price is None:
+                ripe = (ages >= interval) & ~exceptional & np.isfinite(scores) & (scores > 0)
+                ripe[np.setdiff1d(np.arange(scores.size), candidates)] = False
+                if ripe.any():
+                    self.log_price = float(np.log(scores[ripe].max()))
+                    self.key_prices.append(self.log_price)
+            if self.log_price is not None:
+                price = math.exp(self.log_price - PRICE_GAIN * max(-2.0, min(1.0, balance / bound)))
+            else:
+                price = PROVISIONAL * self.provisional if self.provisional > 0 else math.inf
+            wanted = int(np.count_nonzero(effective[order] >= price))
+            p = float("nan")
+        else:
+            order = candidates[np.lexsort((-ranks[candidates], ~exceptional[candidates]))]
+            p = min(1.0, share * math.exp(GAIN * max(-2.0, min(1.0, balance / bound))))
+            wanted = int(np.count_nonzero(ranks[order] >= 1.0 - p))
+            price = float("nan")
+        most = max(0, math.floor(balance + bound + 1e-9))
+        least = max(0, math.ceil(balance - bound - 1e-9))
+        count = min(order.size, max(least, min(wanted, most)))
+        exceptional_first = int(np.count_nonzero(exceptional[order]))
+        count = max(count, min(exceptional_first, max(0, math.floor(balance + self.depth(bound) + 1e-9))))
+        update[order[:count]] = True
+        if self.rule == "price" and self.log_price is None:
+            # Until the first price: the price a loss growing linearly since the key would reach at
+            # the target's interval, extrapolated from the scores seen so far (a renewal score then
+            # grows as age * (age + 1)); a hard cut jumps far above PROVISIONAL times it.
+            seen = np.isfinite(scores) & (scores > 0) & (ages >= 1) & ~exceptional
+            if seen.any():
+                reach = scores[seen] * interval * (interval + 1) / (ages[seen] * (ages[seen] + 1))
+                self.provisional = max(self.provisional, float(reach.max()))
+        elif self.rule == "price":
+            chosen = order[:count]
+            chosen = chosen[np.isfinite(effective[chosen]) & (effective[chosen] >= price) & ~exceptional[chosen]]
+            for value in effective[chosen]:  # the price follows the (effective) scores of the keys it chose
+                self.key_prices.append(math.log(value))
+                self.log_price = float(np.median(self.key_prices))
+        finite = scores[np.isfinite(scores)]
+        self.recent.extend(finite.tolist())
+        self.keys += int(np.count_nonzero(update))
+        state = {"ranks": ranks, "balance": before, "limit": bound, "threshold": 1.0 - p, "price": price,
+                 "forced": np.asarray(forced, bool).copy(), "key_fraction": self.key_fraction}
+        return update, state

@@ -1,0 +1,178 @@
+"""The price rule of KeyBudget and SharedBudget: scores that are costs in frame-losses (the
+renewal score of PropagationQuality) are keyed where they pass a price moved by the credit.
+
+A scripted cost policy stands in for the renewal score: the carried loss of a region grows
+linearly with the frames since its key at a rate that may change over the stream, so its
+renewal score is ``rate * age * (age + 1) / 2`` frame-losses; the best schedule keys every
+``sqrt(2 * price / rate)`` frames, more often where the rate is higher.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from schedulers import Context, FrameDifference, KeyBudget, Policy, PropagationQuality, SharedBudget
+from schedulers.budget import resolve_rule
+
+
+class GrowingCost(Policy):
+    """Renewal score of a loss growing at ``rates[t]`` per frame since the key (rate per frame index)."""
+
+    score_is_cost = True
+
+    def __init__(self, rates=None, cuts=()):
+        self.rates = rates
+        self.cuts = cuts
+
+    def score(self, context):
+        ages = context.frame_index - np.asarray(context.key_indices)
+        rate = float(np.asarray(self.rates)[context.frame_index])
+        scores = rate * ages * (ages + 1) / 2.0
+        if any(k < c <= context.frame_index for c in self.cuts for k in context.key_indices):
+            scores = scores + 50.0  # a scene cut since the key: every later frame is lost
+        return scores.astype(float)
+
+
+def drive(policy, frames, regions=1):
+    """Keys of ``policy`` over ``frames`` frames like a Tracker (frame 0 a key of every region)."""
+    img = np.zeros((8, 8, 3), np.uint8)
+    keys = [0] * regions
+    updates = [np.ones(regions, bool)]
+    decisions = []
+    for t in range(1, frames):
+        decision = policy.decide(Context(t, [img] * regions, [img] * regions, list(keys)))
+        keys = [t if u else k for u, k in zip(decision.update, keys)]
+        updates.append(decision.update)
+        decisions.append(decision)
+    return np.array(updates), decisions
+
+
+def test_auto_takes_the_price_rule_for_costs_only():
+    assert resolve_rule(GrowingCost(np.ones(5)), "auto") == "price"
+    assert resolve_rule(FrameDifference(), "auto") == "rank"
+    assert resolve_rule(PropagationQuality(rule="renewal"), "auto") == "price"
+    assert resolve_rule(PropagationQuality(rule="greedy"), "auto") == "rank"
+    assert resolve_rule(FrameDifference(), "price") == "price"
+    with pytest.raises(ValueError, match="rule must be one of"):
+        KeyBudget(FrameDifference(), 0.1, rule="cheapest")
+    with pytest.raises(ValueError, match="rule must be one of"):
+        SharedBudget(FrameDifference(), target=0.1, rule="cheapest")
+
+
+def test_steady_costs_get_a_steady_interval():
+    frames = 300
+    updates, decisions = drive(KeyBudget(GrowingCost(np.full(frames, 0.02)), 0.1), frames)
+    keys = np.flatnonzero(updates[:, 0])
+    gaps = np.diff(keys)[3:]  # after the first prices
+    assert gaps.min() >= 9 and gaps.max() <= 11, gaps
+    assert abs(updates.mean() - 0.1) <= 0.01
+    assert np.isfinite(decisions[-1].extras["budget"]["price"])
+
+
+@pytest.mark.parametrize("rule", ["price", "rank"])
+def test_keys_go_where_the_costs_grow_faster(rule):
+    """Four times the loss rate halves the best interval (stretches of 30 frames, so the band
+    allows the spend to move that much)."""
+    frames = 400
+    rates = np.where((np.arange(frames) // 30) % 2 == 0, 0.01, 0.04)
+    updates, _ = drive(KeyBudget(GrowingCost(rates), 0.1, rule=rule), frames)
+    slow = updates[:, 0][rates == 0.01][10:].mean()
+    fast = updates[:, 0][rates == 0.04].mean()
+    assert abs(updates.mean() - 0.1) <= 0.02
+    assert fast > 1.5 * slow, (fast, slow)
+
+
+def test_a_cut_after_the_first_price_gets_a_key_at_once():
+    frames = 200
+    cuts = (57, 121, 170)
+    updates, _ = drive(KeyBudget(GrowingCost(np.full(frames, 0.02), cuts=cuts), 0.1), frames)
+    assert updates[list(cuts), 0].all()
+    assert abs(updates.mean() - 0.1) <= 0.02
+
+
+@pytest.mark.parametrize("target", [0.05, 0.1, 0.2, 0.33, 0.5])
+def test_the_spend_holds_with_two_by_two_regions_and_changing_costs(target):
+    rng = np.random.default_rng(7)
+    frames = int(np.ceil(10 / target)) + 7
+    rates = np.exp(rng.normal(-3.0, 1.0, frames))
+    updates, _ = drive(KeyBudget(GrowingCost(rates), target), frames, regions=4)
+    assert abs(updates.mean() - target) <= 0.02 + 0.5 / updates.size
+
+
+def test_shared_budget_prices_streams_together():
+    """One price across streams: the stream whose costs grow faster gets more keys, the total holds,
+    and the streams' frame-0 keys (charged together) do not hold back every stream's next key."""
+    frames = 200
+    rates = {"slow": np.full(frames, 0.005), "fast": np.full(frames, 0.05), "mid": np.full(frames, 0.02)}
+    made = iter(rates)
+    shared = SharedBudget(lambda: GrowingCost(rates[next(made)]), target=0.1)
+    streams = {name: shared.stream(name) for name in rates}
+    img = np.zeros((8, 8, 3), np.uint8)
+    keys = dict.fromkeys(rates, 0)
+    first = {}
+    for t in range(1, frames):
+        for name, stream in streams.items():
+            decision = stream.decide(Context(t, [img], [img], [keys[name]]))
+            if decision.update[0]:
+                first.setdefault(name, t)
+                keys[name] = t
+    assert abs(shared.key_fraction - 0.1) <= 0.01
+    assert shared.stream_key_fraction("fast") > shared.stream_key_fraction("mid") > shared.stream_key_fraction("slow")
+    assert first["fast"] <= 10, first
+
+
+def test_a_cut_in_the_first_interval_gets_a_key_before_any_price():
+    """Before the first price (the target's interval not yet reached), a cut's jump passes the
+    price extrapolated from the scores so far."""
+    frames = 60
+    updates, decisions = drive(KeyBudget(GrowingCost(np.full(frames, 0.02), cuts=(5,)), 0.1), frames)
+    assert updates[5, 0]
+    assert not updates[1:5, 0].any()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_uninformative_costs_key_near_the_target_interval(seed):
+    """Flat scores near 0 carry no information: overdue regions getting cheaper keeps the keys near
+    the target's interval instead of long gaps and bursts at the band's edges."""
+    frames = 300
+    rng = np.random.default_rng(seed)
+    table = np.abs(rng.normal(0.0, 0.01, frames))
+
+    class Flat(Policy):
+        score_is_cost = True
+
+        def score(self, context):
+            return np.array([table[context.frame_index]])
+
+    updates, _ = drive(KeyBudget(Flat(), 0.1), frames)
+    gaps = np.diff(np.flatnonzero(updates[:, 0]))
+    assert gaps.max() <= 20 and np.abs(gaps - 10).mean() <= 4.0, gaps  # without it: gaps of 21-25
+    assert abs(updates.mean() - 0.1) <= 0.01
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("name", ["box.mp4", "cup.mp4"])
+def test_propagation_quality_spend_holds_on_real_video(data_root, name):
+    """The shipped predictor's renewal score under the price rule (``rule="auto"``) on hand-held
+    video (downscaled to 160x120, the first 200 frames): the spend holds at every target."""
+    import cv2
+
+    from schedulers import Tracker
+
+    capture = cv2.VideoCapture(str(data_root / "videos" / name))
+    frames = []
+    while len(frames) < 200:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(cv2.resize(bgr, (160, 120), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
+    capture.release()
+    if len(frames) < 200:
+        pytest.fail(f"could not read 200 frames of {name} from {data_root}")
+    for target in (0.1, 0.2, 0.33):
+        budget = KeyBudget(PropagationQuality(), target)
+        tracker = Tracker(budget)
+        spent = np.mean([tracker.step(frame).update[0] for frame in frames])
+        assert budget.controller_.rule == "price"
+        assert abs(spent - target) <= 0.02, (name, target, spent)
