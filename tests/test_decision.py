@@ -234,16 +234,31 @@ def test_scheduler_on_a_quality_predictor_reads_signals_and_updates_where_they_a
     assert all(d.scores.shape == (1,) for d in (tracker.step(video.frame(t)) for t in range(1, 12)))
 
 
-@pytest.mark.slow
-def test_common_held_out_rows_compare_both_decision_models():
+def test_evidence_spearman_matches_scipy_and_bad_lengths_are_named(tmp_path, capsys):
     from scipy.stats import spearmanr
 
-    from schedulers import QualityPredictor, QualitySignals, RegionGrid
-    from adaptive_dff.bench.decision_evidence import common_rows, spearman, summarise
+    from adaptive_dff.bench.decision_evidence import common_rows, main, spearman
 
     rng = np.random.default_rng(9)
-    a, b = rng.normal(size=50), rng.integers(0, 5, 50).astype(float)  # b has ties
-    assert spearman(a, b) == pytest.approx(spearmanr(a, b)[0])
+    for _ in range(3):
+        a, b = rng.normal(size=50), rng.integers(0, 5, 50).astype(float)  # b has ties
+        assert spearman(a, b) == pytest.approx(spearmanr(a, b)[0])
+        assert spearman(b, b) == pytest.approx(1.0) and spearman(a, -a) == pytest.approx(-1.0)
+    assert np.isnan(spearman(a, np.ones(50)))
+    frames = [np.zeros((32, 32, 3), np.uint8)] * 3
+    with pytest.raises(ValueError, match="3 frames give no row: need more than max_offset=3"):
+        common_rows(None, None, None, frames, max_offset=3)
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "video.mp4"), "--frames", "0"])
+    assert "--frames must be a positive integer, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_common_held_out_rows_compare_both_decision_models():
+    from schedulers import QualityPredictor, QualitySignals, RegionGrid
+    from adaptive_dff.bench.decision_evidence import common_rows, summarise
+
+    rng = np.random.default_rng(9)
     from adaptive_dff.model import compact_dff
 
     model = compact_dff(num_classes=5)
