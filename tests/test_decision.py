@@ -277,3 +277,26 @@ def test_common_held_out_rows_compare_both_decision_models():
     assert np.all((rows[:, 0] >= 0) & (rows[:, 0] <= 1)) and np.all(rows[:, 1] == 0.7)
     result = summarise(rows)
     assert result["rows"] == 8 and result["decision_model"]["mae"] == pytest.approx(np.abs(0.7 - rows[:, 0]).mean())
+
+
+def test_a_decision_model_file_of_other_signals_is_refused_by_name(tmp_path):
+    import json
+
+    from schedulers import QualitySignals, load_decision_model
+    from schedulers.quality_predictor import DEFAULT_FILE, QualityPredictor
+
+    with open(DEFAULT_FILE) as f:
+        data = json.load(f)
+    data["signals"]["version"] = QualitySignals.version - 1
+    old = tmp_path / "old-signals.json"
+    old.write_text(json.dumps(data))
+    for load in (load_decision_model, lambda p: QualityPredictor.load(p, signals=QualitySignals())):
+        with pytest.raises(ValueError, match=r"old-signals\.json.*refit"):
+            load(str(old))
+    data["signals"]["version"] = QualitySignals.version
+    data["signals"]["downsample"] = 2  # another downsample: the scheduler computes its signals at 2
+    other = tmp_path / "downsample-2.json"
+    other.write_text(json.dumps(data))
+    assert load_decision_model(str(other)).signals_downsample == 2
+    with pytest.raises(ValueError, match=r"downsample-2\.json.*downsample 2"):
+        QualityPredictor.load(str(other), signals=QualitySignals())
