@@ -294,6 +294,25 @@ def fit_and_report(data: dict, config: dict, log=logger.info) -> tuple[QualityPr
     return best, metrics
 
 
+def data_description(config: dict, data: dict) -> dict:
+    """What the written predictor was fitted and scored on: sources, rows and settings (kept in its file)."""
+    source, video = data["source"], data["video"]
+    names = video_list(config) if config["videos"] else []
+    return {
+        "generated": {"clips": config["synthetic_clips"], "frames": config["frames"],
+                      "size": [config["height"], config["width"]], "rows": int((source == 0).sum()),
+                      "held_out_clips": list(range(4, config["synthetic_clips"], 5))},
+        "camvid": {"frames": f"val 0..{CAMVID_CALIBRATION_FRAMES - 1}", "held_out_keys_from": CAMVID_HELD_OUT_FROM_KEY,
+                   "rows": int((source == 1).sum())} if (source == 1).any() else None,
+        "videos": [{"video": os.path.basename(os.path.normpath(p)), "rows": int((video == i).sum()),
+                    "frames": "calibration part (first third) only"} for i, p in enumerate(names)],
+        "video_model": os.path.basename(config["video_model"]) if names else None,
+        "video_scale": config["video_scale"] if names else None,
+        "max_offset": config["max_offset"], "key_stride": config["key_stride"],
+        "grids": ["1x1", f"2x2 ({config['overlap']} px overlap)"],
+    }
+
+
 def signature(config: dict) -> dict:
     keys = ("frames", "height", "width", "synthetic_clips", "max_offset", "key_stride", "overlap", "downsample",
             "camvid", "seed") + (("videos", "video_model", "video_scale") if config.get("videos") else ())
@@ -330,6 +349,7 @@ def run(config: dict, out: str, data_root=None, log=logger.info) -> dict:
         with atomic_path(cache, ".npz") as tmp:
             np.savez(tmp, **data)
     predictor, metrics = fit_and_report(data, config, log=log)
+    metrics["data"] = data_description(config, data)
     predictor.save(os.path.join(out, "quality.json"), target=config["target"], metrics=metrics)
     write_json_atomic(os.path.join(out, "metrics.json"), {"program": "quality", "metrics": metrics, "config": config})
     log(f"wrote {os.path.join(out, 'quality.json')} ({metrics['chosen']})")
