@@ -122,7 +122,7 @@ PRESETS = {
     },
     "quality": {
         "smoke": {"height": 64, "width": 128, "frames": 16, "synthetic_clips": 5, "max_offset": 6,
-                  "key_stride": 4, "camvid": False},
+                  "key_stride": 4, "camvid": False, "network_epochs": 20},
         "default": {"height": 128, "width": 256, "frames": 60, "synthetic_clips": 16, "max_offset": 30,
                     "key_stride": 5},
     },
