@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "Rerunning the same command continues an interrupted run.",
     )
     compare.add_argument("--dataset", default=None, help="synthetic (default: three generated scenarios) or camvid-val")
-    compare.add_argument("--video", nargs="+", default=None, metavar="FILE", help="unlabelled video files (or folders of numbered images) instead")
+    compare.add_argument("--video", nargs="+", default=None, metavar="FILE", help="video files (or folders of numbered images) instead: unlabelled, or labelled by "
+                              "the model with --labels model")
     compare.add_argument("--labels", default=None, metavar="SOURCE",
                          help="with --video: none (default; unlabelled) or model (labelled by the model's own "
                               "per-frame predictions, --model or the shipped one, cached: every oracle arm and "
@@ -61,10 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--data-root", default=None, help="the real data folder (for camvid-val)")
     compare.add_argument("--mode", default="oracle", help="oracle (default) or model")
     compare.add_argument("--policies", nargs="+", default=None, metavar="NAME",
-                         help="fixed_interval copy frame_difference flow_magnitude decision_network, each optionally "
-                              "with @budget (a KeyBudget per clip) or @shared (one SharedBudget over the test clips) "
-                              "(default: all but decision_network, which joins them in model mode with the shipped "
-                              "model or with --decision-model)")
+                         help="fixed_interval copy frame_difference flow_magnitude propagation_quality "
+                              "decision_network, each optionally with @budget (a KeyBudget per clip) or @shared (one "
+                              "SharedBudget over the test clips), and optimal (oracle mode: the ceiling) (default: "
+                              "fixed_interval copy frame_difference flow_magnitude, optimal in oracle mode, and "
+                              "decision_network with --decision-model or in model mode with the shipped model)")
     compare.add_argument("--budgets", nargs="+", type=float, default=None, help="fair key-frame budgets (default 0.10 0.20 0.33)")
     compare.add_argument("--sweep", nargs="*", type=float, default=None,
                          help="more budgets tracing the curves (default 0.05 0.15 0.25 0.5; none: --sweep)")
@@ -120,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="class names: 'camvid' or NAME,NAME,... (default: CamVid's for the shipped model, "
                               "'class 0', 'class 1', ... otherwise; classes without a known colour get generated ones)")
     segment.add_argument("--policy", default="fixed_interval",
-                         help="fixed_interval (default), frame_difference, flow_magnitude or decision_network")
+                         help="fixed_interval (default), frame_difference, flow_magnitude, propagation_quality or "
+                              "decision_network")
     segment.add_argument("--decision-model", default=None,
                          help="for decision_network: a .keras DecisionModel or a quality predictor .json "
                               "(default: the shipped quality predictor)")

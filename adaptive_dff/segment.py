@@ -353,8 +353,15 @@ def run_command(args) -> None:
     budget = getattr(args, "budget", None)
     if budget is not None and not 0 < budget <= 1:
         raise ValueError(f"--budget must be a key-frame fraction in (0, 1], got {budget}")
+    if args.decision_model and args.policy != "decision_network":
+        raise ValueError(f"--decision-model is for --policy decision_network, not {args.policy}")
     check_outputs(args.out, args.csv, args.video, args.overwrite)
     VideoReader(args.video)  # opens? (before the model loads)
+    decision = None
+    if args.decision_model:
+        from schedulers import load_decision_model
+
+        decision = load_decision_model(args.decision_model)
     from adaptive_dff.data.camvid import CLASS_NAMES
     from adaptive_dff.model import load_model
     from adaptive_dff.pretrained import default_model_path
@@ -365,11 +372,6 @@ def run_command(args) -> None:
         names = CLASS_NAMES
     elif args.classes:
         names = [n.strip() for n in args.classes.split(",")]
-    decision = None
-    if args.policy == "decision_network" and args.decision_model:
-        from schedulers import load_decision_model
-
-        decision = load_decision_model(args.decision_model)
     policy = make_policy(args.policy, decision)
     if args.threshold is not None:
         set_threshold(policy, args.threshold)

@@ -27,6 +27,7 @@ import numpy as np
 
 from schedulers.base import Context, Decision, Estimator, Policy
 from schedulers.files import save_keras_atomic, write_json_atomic
+from schedulers.quality import predicted_quality
 
 
 def resize_features(features: np.ndarray, size: Sequence[int]) -> np.ndarray:
@@ -374,13 +375,7 @@ class DecisionNetworkScheduler(Policy):
             raise ValueError("DecisionNetworkScheduler needs a fitted DecisionModel or QualityPredictor: "
                              "pass model=...")
         if not self.needs_flow_features:
-            from schedulers.quality import QualitySignals
-
-            downsample = self.model.signals_downsample
-            if getattr(self, "signals_", None) is None or self.signals_.downsample != downsample:
-                self.signals_ = QualitySignals(downsample=downsample)
-            self.model.check_signals(self.signals_)
-            quality = self.model.predict(self.signals_(context))
+            quality = predicted_quality(self, self.model, self.model.signals_downsample, context)
             return np.where(np.isfinite(quality), quality, -np.inf)
         return self.model.predict(self.region_features(context))
 

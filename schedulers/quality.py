@@ -72,9 +72,10 @@ BACKWARD_SIGNAL = "fb_inconsistency"
 
 
 def _resize(image: np.ndarray, shape: tuple) -> np.ndarray:
-    """``image`` resized to ``shape`` (h, w) bilinearly (``cv2.INTER_LINEAR``): shrinking by an integer
-    factor ``d`` makes each output pixel the mean of the 2x2 input pixels at the centre of its ``d x d``
-    block (cheap, unlike area averaging, and enough for the smooth fields measured here)."""
+    """``image`` resized to ``shape`` (h, w) bilinearly (``cv2.INTER_LINEAR``): shrinking by an even
+    integer factor ``d`` makes each output pixel the mean of the 2x2 input pixels at the centre of its
+    ``d x d`` block, by an odd one the block's centre pixel (cheap, unlike area averaging, and enough
+    for the smooth fields measured here)."""
     if image.shape[:2] == tuple(shape):
         return image
     return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
@@ -256,6 +257,18 @@ class QualitySignals:
 RULES = ("renewal", "greedy")
 
 
+def predicted_quality(policy: Policy, predictor, downsample: int, context: Context) -> np.ndarray:
+    """``[R]`` ``predictor``'s expected carried accuracy of each region of ``context`` (NaN where the
+    signals are not finite), from the :class:`QualitySignals` at ``downsample`` that ``policy`` keeps
+    as run-time state (``policy.signals_``: made on first use or when the downsample changes, cleared
+    by ``reset()``). Raises ``ValueError`` when ``predictor`` was fitted on other signals."""
+    signals = getattr(policy, "signals_", None)
+    if signals is None or signals.downsample != downsample:
+        signals = policy.signals_ = QualitySignals(downsample=downsample)
+    predictor.check_signals(signals)
+    return predictor.predict(signals(context))
+
+
 class PropagationQuality(Policy):
     """Update regions by their predicted propagation quality.
 
@@ -303,17 +316,9 @@ class PropagationQuality(Policy):
             return self.default_predictor_
         return self.predictor
 
-    def _signals(self) -> QualitySignals:
-        if getattr(self, "signals_", None) is None or self.signals_.downsample != self.downsample:
-            self.signals_ = QualitySignals(downsample=self.downsample)
-        return self.signals_
-
     def quality(self, context: Context) -> np.ndarray:
         """``[R]`` predicted carried accuracy of each region in [0, 1] (NaN where signals are not finite)."""
-        predictor = self._predictor()
-        signals = self._signals()
-        predictor.check_signals(signals)
-        return predictor.predict(signals(context))
+        return predicted_quality(self, self._predictor(), self.downsample, context)
 
     def score(self, context: Context) -> np.ndarray:
         if self.rule not in RULES:

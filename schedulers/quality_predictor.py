@@ -249,7 +249,10 @@ class QualityPredictor:
         if not shapes_ok:
             raise ValueError(f"quality predictor file {path!r} is damaged: its arrays do not fit {width} signals")
         if signals is not None:
-            self.check_signals(signals)
+            try:
+                self.check_signals(signals)
+            except ValueError as error:
+                raise ValueError(f"quality predictor file {path!r}: {error}") from None
         return self
 
 
@@ -277,5 +280,8 @@ def load_decision_model(path):
     from schedulers.quality import QualitySignals
 
     predictor = QualityPredictor.load(path)
-    predictor.check_signals(QualitySignals(downsample=predictor.signals_downsample))
+    try:
+        predictor.check_signals(QualitySignals(downsample=predictor.signals_downsample))
+    except ValueError as error:
+        raise ValueError(f"quality predictor file {path!r}: {error}") from None
     return predictor

@@ -234,16 +234,31 @@ def test_scheduler_on_a_quality_predictor_reads_signals_and_updates_where_they_a
     assert all(d.scores.shape == (1,) for d in (tracker.step(video.frame(t)) for t in range(1, 12)))
 
 
-@pytest.mark.slow
-def test_common_held_out_rows_compare_both_decision_models():
+def test_evidence_spearman_matches_scipy_and_bad_lengths_are_named(tmp_path, capsys):
     from scipy.stats import spearmanr
 
-    from schedulers import QualityPredictor, QualitySignals, RegionGrid
-    from adaptive_dff.bench.decision_evidence import common_rows, spearman, summarise
+    from adaptive_dff.bench.decision_evidence import common_rows, main, spearman
 
     rng = np.random.default_rng(9)
-    a, b = rng.normal(size=50), rng.integers(0, 5, 50).astype(float)  # b has ties
-    assert spearman(a, b) == pytest.approx(spearmanr(a, b)[0])
+    for _ in range(3):
+        a, b = rng.normal(size=50), rng.integers(0, 5, 50).astype(float)  # b has ties
+        assert spearman(a, b) == pytest.approx(spearmanr(a, b)[0])
+        assert spearman(b, b) == pytest.approx(1.0) and spearman(a, -a) == pytest.approx(-1.0)
+    assert np.isnan(spearman(a, np.ones(50)))
+    frames = [np.zeros((32, 32, 3), np.uint8)] * 3
+    with pytest.raises(ValueError, match="3 frames give no row: need more than max_offset=3"):
+        common_rows(None, None, None, frames, max_offset=3)
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "video.mp4"), "--frames", "0"])
+    assert "--frames must be a positive integer, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_common_held_out_rows_compare_both_decision_models():
+    from schedulers import QualityPredictor, QualitySignals, RegionGrid
+    from adaptive_dff.bench.decision_evidence import common_rows, summarise
+
+    rng = np.random.default_rng(9)
     from adaptive_dff.model import compact_dff
 
     model = compact_dff(num_classes=5)
@@ -262,3 +277,26 @@ def test_common_held_out_rows_compare_both_decision_models():
     assert np.all((rows[:, 0] >= 0) & (rows[:, 0] <= 1)) and np.all(rows[:, 1] == 0.7)
     result = summarise(rows)
     assert result["rows"] == 8 and result["decision_model"]["mae"] == pytest.approx(np.abs(0.7 - rows[:, 0]).mean())
+
+
+def test_a_decision_model_file_of_other_signals_is_refused_by_name(tmp_path):
+    import json
+
+    from schedulers import QualitySignals, load_decision_model
+    from schedulers.quality_predictor import DEFAULT_FILE, QualityPredictor
+
+    with open(DEFAULT_FILE) as f:
+        data = json.load(f)
+    data["signals"]["version"] = QualitySignals.version - 1
+    old = tmp_path / "old-signals.json"
+    old.write_text(json.dumps(data))
+    for load in (load_decision_model, lambda p: QualityPredictor.load(p, signals=QualitySignals())):
+        with pytest.raises(ValueError, match=r"old-signals\.json.*refit"):
+            load(str(old))
+    data["signals"]["version"] = QualitySignals.version
+    data["signals"]["downsample"] = 2  # another downsample: the scheduler computes its signals at 2
+    other = tmp_path / "downsample-2.json"
+    other.write_text(json.dumps(data))
+    assert load_decision_model(str(other)).signals_downsample == 2
+    with pytest.raises(ValueError, match=r"downsample-2\.json.*downsample 2"):
+        QualityPredictor.load(str(other), signals=QualitySignals())

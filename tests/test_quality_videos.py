@@ -56,7 +56,9 @@ def test_video_rows_come_from_the_calibration_part_only(tmp_path, model_file, mo
         cut = pseudo_labels.calibration_split(n)
         expected += 5 * sum(min(k + 3, cut - 1) - k for k in range(0, cut - 1, 2))
     assert int((source == 2).sum()) == expected
-    assert held[source == 2].any() and not held[source == 2].all()
+    assert held[source == 2].all()  # each scored by the fit that leaves its whole video out
+    assert set(before["video"][source == 2]) == {0, 1} and set(before["video"][source != 2]) == {-1}
+    assert set(metrics["models"]["ridge"]["held_out_mae_per_video"]) == {"video 0", "video 1"}
     assert np.all((agreement[source == 2] >= 0) & (agreement[source == 2] <= 1))
     # Frames past the calibration part never count: change them and the rows stay the same.
     cut = pseudo_labels.calibration_split(18)
@@ -101,3 +103,64 @@ def test_an_unreadable_video_is_named_before_anything_is_written(tmp_path, model
     with pytest.raises(FileNotFoundError, match="missing.keras"):
         run(config_for([good], str(tmp_path / "missing.keras")), str(out), log=lambda *_: None)
     assert not out.exists()
+
+
+def _rows(sizes_by_source):
+    """A data set of random rows: ``[(source, video, count, held out share)]``."""
+    rng = np.random.default_rng(3)
+    source, video, held = [], [], []
+    for src, vid, count, share in sizes_by_source:
+        source += [src] * count
+        video += [vid] * count
+        held += list(rng.random(count) < share) if src != 2 else [True] * count
+    n = len(source)
+    X = rng.normal(size=(n, 4))
+    return {"X": X, "pixel_accuracy": np.clip(0.8 + 0.05 * X[:, 0], 0, 1), "miou": np.full(n, 0.5),
+            "source": np.array(source), "held_out": np.array(held), "video": np.array(video)}
+
+
+def test_video_folds_never_score_a_video_with_a_fit_that_saw_its_rows():
+    from training.quality import folds
+
+    data = _rows([(0, -1, 60, 0.2), (1, -1, 30, 0.3), (2, 0, 25, 0), (2, 1, 40, 0), (2, 2, 10, 0)])
+    splits = folds(data)
+    assert [name for name, _, _ in splits] == ["shipped", "video 0", "video 1", "video 2"]
+    scored_count = np.zeros(len(data["source"]), int)
+    for name, train, scored in splits:
+        assert not (train & scored).any()
+        for v in np.unique(data["video"][scored & (data["source"] == 2)]):
+            assert not (train & (data["video"] == v)).any(), f"fold {name} scores video {v} but fitted on it"
+        assert not (train & data["held_out"] & (data["source"] != 2)).any()  # held-out clips never fitted
+        scored_count += scored
+    np.testing.assert_array_equal(scored_count, data["held_out"].astype(int))  # each held-out row scored once
+    shipped_train = splits[0][1]
+    assert shipped_train[data["source"] == 2].all()  # the written fit uses every video
+
+
+def test_held_out_video_errors_come_from_the_fit_without_that_video(monkeypatch):
+    """A video whose targets differ from every other source is predicted badly under leave-one-video-out:
+    its error equals that of a fit made by hand without it."""
+    from schedulers.quality import QualitySignals
+    from schedulers.quality_predictor import QualityPredictor
+    from training.config import load_config
+    from training import quality
+
+    names = QualitySignals().names
+    data = _rows([(0, -1, 200, 0.2), (2, 0, 80, 0), (2, 1, 80, 0)])
+    rng = np.random.default_rng(4)
+    data["X"] = rng.normal(size=(len(data["source"]), len(names)))
+    y = np.clip(0.6 + 0.1 * data["X"][:, 0], 0, 1)
+    data["X"][data["video"] == 1, 1] += 4.0  # video 1 looks like nothing else
+    y[data["video"] == 1] = 0.2
+    data["pixel_accuracy"] = y
+    config = load_config("quality", "smoke", ["kinds=ridge"])
+    _, metrics = quality.fit_and_report(data, config, log=lambda *_: None)
+    without = (data["video"] != 1) & ((data["source"] == 2) | ~data["held_out"])
+    by_hand = QualityPredictor(names, QualitySignals.version, kind="ridge", seed=config["seed"]).fit(
+        data["X"][without], y[without])
+    ones = data["video"] == 1
+    expected = float(np.abs(by_hand.predict(data["X"][ones]) - y[ones]).mean())
+    assert metrics["models"]["ridge"]["held_out_mae_per_video"]["video 1"] == pytest.approx(expected)
+    seen = QualityPredictor(names, QualitySignals.version, kind="ridge", seed=config["seed"]).fit(
+        data["X"][without | ones], y[without | ones])
+    assert float(np.abs(seen.predict(data["X"][ones]) - y[ones]).mean()) < expected / 2  # seeing it would flatter

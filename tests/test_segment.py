@@ -143,6 +143,8 @@ def test_bad_outputs_sources_and_policies_are_named_before_any_work(files, tmp_p
         (["--out", str(tmp_path / "o.mp4"), "--regions", "2by2"], "a region grid is written RxC"),
         (["--out", str(tmp_path / "o.mp4"), "--policy", "decision_network", "--decision-model",
           str(tmp_path / "nothing.json")], "nothing.json' does not exist"),
+        (["--out", str(tmp_path / "o.mp4"), "--policy", "frame_difference", "--decision-model",
+          str(tmp_path / "nothing.json")], "--decision-model is for --policy decision_network, not frame_difference"),
         (["--out", str(tmp_path / "o.mp4"), "--policy", "fixed_interval", "--threshold", "2.5"], "whole number"),
     ]
     for args, message in cases:

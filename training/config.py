@@ -90,7 +90,8 @@ PROGRAM_FIELDS = {
         "camvid_weight": (float, 3.0),  # CamVid rows count this many times in the fit
         "target": (str, "pixel_accuracy"),  # or "miou"
         "kinds": (str, "ridge,mlp,network"),  # predictor kinds fitted (ridge, mlp, network: DVSNet's dense decision
-        # network, Keras); the one with the lowest held-out error is written
+        # network, Keras); the one with the lowest mean over sources of the held-out error is written
+        "network_epochs": (int, 150),  # the network kind's longest fit (it stops earlier); every fold uses it
         # Comma-separated unlabelled video files or image folders; targets: agreement with video_model's per-frame
         # predictions; only each video's calibration part (its first third) is used.
         "videos": (str, ""),
@@ -121,7 +122,7 @@ PRESETS = {
     },
     "quality": {
         "smoke": {"height": 64, "width": 128, "frames": 16, "synthetic_clips": 5, "max_offset": 6,
-                  "key_stride": 4, "camvid": False},
+                  "key_stride": 4, "camvid": False, "network_epochs": 20},
         "default": {"height": 128, "width": 256, "frames": 60, "synthetic_clips": 16, "max_offset": 30,
                     "key_stride": 5},
     },

@@ -28,15 +28,18 @@ cached). Only each video's calibration part, its first third
 rest is the test part of ``compare --video ... --labels model`` and stays
 unseen. Every video is opened before anything is written or computed.
 
-Held out: every fifth generated clip, CamVid's pairs whose key is at frame
-22 or later, and each video's pairs whose key lies in the last third of its
-calibration part; the report gives each model's mean absolute error there against
-predicting the training mean, and its prediction time. Kinds (config key
-``kinds``): ``ridge``, ``mlp`` (scikit-learn) and ``network`` (DVSNet's
-decision network on these signals, fitted with Keras; see
-:class:`schedulers.QualityPredictor`). The rule, fixed in advance: the kind
-with the lowest held-out error over all held-out rows is written to
-``quality.json`` (nothing measured on CamVid frames 34..100 takes part).
+Held out, by whole source, so the error measures transfer to footage the fit never saw
+(:func:`folds`): every fifth generated clip (clips 4, 9, 14, ..), CamVid's pairs whose key is at
+frame 22 or later, and every video row, scored by a fit on everything but its own video (leave one
+video out: one extra fit per video and kind). The fit written (``shipped``) uses every row not held
+out plus every video's rows. The report gives each kind's mean absolute error on the held-out rows
+(all, and per source and video) against predicting the training mean, and its prediction time.
+Kinds (config key ``kinds``): ``ridge``, ``mlp`` (scikit-learn) and ``network`` (DVSNet's decision
+network on these signals, fitted with Keras, at most ``network_epochs`` epochs; see
+:class:`schedulers.QualityPredictor`). The rule, fixed in advance: the kind with the lowest *mean
+over sources* of the held-out error (the mean of the generated, CamVid and video errors, those
+present; each source counts once, however many rows it has) is written to ``quality.json``
+(nothing measured on CamVid frames 34..100 takes part).
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ from schedulers.quality_predictor import KINDS, QualityPredictor
 
 CAMVID_CALIBRATION_FRAMES = 34  # frames 0..33 only; 34..100 are scored by compare
 CAMVID_HELD_OUT_FROM_KEY = 22
-VIDEO_HELD_OUT_SHARE = 2 / 3  # a video's pairs keyed in the last third of its calibration part are held out
+DATASET_VERSION = 2  # 2: every video row held out (leave-one-video-out), a ``video`` column
 TARGETS = ("pixel_accuracy", "miou")
 
 # (camera_speed, object_speed, cuts as fractions, brightness): every regime, cycled over the clips.
@@ -143,8 +146,9 @@ def check_videos(config: dict) -> None:
 
 
 def video_parts(config: dict, grids, log=logger.info) -> list:
-    """``[(X, pixel accuracy, miou, source 2, held out)]`` per video of ``videos``: its calibration
-    part only, the targets agreement with ``video_model``'s per-frame predictions."""
+    """``[(X, pixel accuracy, miou, source 2, held out)]`` per video of ``videos``, in order: its
+    calibration part only, the targets agreement with ``video_model``'s per-frame predictions. Every
+    row is held out: it is scored by the fold that leaves its whole video out (:func:`folds`)."""
     from adaptive_dff.data import pseudo_labels
 
     parts = []
@@ -152,7 +156,7 @@ def video_parts(config: dict, grids, log=logger.info) -> list:
                                                   scale=config["video_scale"], log=log):
         cut = pseudo_labels.calibration_split(len(video))  # frames cut.. are compare's test part: never used
         X, a, m, keys, _ = clip_samples(video.frames[:cut], video.labels[:cut], grids, config, video.num_classes)
-        parts.append((X, a, m, np.full(len(a), 2), keys >= int(round(cut * VIDEO_HELD_OUT_SHARE))))
+        parts.append((X, a, m, np.full(len(a), 2), np.ones(len(a), bool)))
         log(f"video {os.path.basename(os.path.normpath(video.source))} frames 0..{cut - 1} of {len(video)}: "
             f"{len(a)} rows")
     return parts
@@ -160,7 +164,8 @@ def video_parts(config: dict, grids, log=logger.info) -> list:
 
 def build_dataset(config: dict, data_root, log=logger.info) -> dict:
     """Every row, with its source: ``X``, ``pixel_accuracy``, ``miou``, ``source`` (0 generated,
-    1 CamVid, 2 unlabelled video), ``held_out`` (bool)."""
+    1 CamVid, 2 unlabelled video), ``held_out`` (bool: scored by a model that never saw its clip or
+    video), ``video`` (the index in ``videos``; -1 for the other sources)."""
     grids = [RegionGrid(1, 1), RegionGrid(2, 2, config["overlap"])]
     parts = []
     for number, (name, frames, labels) in enumerate(synthetic_clips(config)):
@@ -178,10 +183,14 @@ def build_dataset(config: dict, data_root, log=logger.info) -> dict:
         X, a, m, keys, _ = clip_samples(frames, labels, grids, config, CAMVID_CLASSES, VOID)
         parts.append((X, a, m, np.ones(len(a), int), keys >= CAMVID_HELD_OUT_FROM_KEY))
         log(f"CamVid val frames 0..{CAMVID_CALIBRATION_FRAMES - 1}: {len(a)} rows")
+    video = [np.full(len(p[1]), -1) for p in parts]
     if config["videos"]:
-        parts.extend(video_parts(config, grids, log))
+        for number, part in enumerate(video_parts(config, grids, log)):
+            parts.append(part)
+            video.append(np.full(len(part[1]), number))
     data = {name: np.concatenate([p[i] for p in parts]) for i, name in
             enumerate(("X", "pixel_accuracy", "miou", "source", "held_out"))}
+    data["video"] = np.concatenate(video)
     finite = np.all(np.isfinite(data["X"]), axis=1) & np.isfinite(data["pixel_accuracy"])
     return {k: v[finite] for k, v in data.items()}
 
@@ -197,51 +206,117 @@ def _prediction_us(predictor: QualityPredictor, X: np.ndarray) -> float:
     return float(np.median(times) * 1e6)
 
 
+def folds(data: dict) -> list:
+    """``[(name, train mask [N], scored mask [N])]``: the fits of the held-out evaluation, each row
+    held out scored by exactly one fit that never saw its clip or video.
+
+    ``shipped`` fits on every row not held out plus every video row and scores the held-out generated
+    clips and CamVid keys; it is the predictor that is written. ``video V`` (one per video of
+    ``videos``) fits on the same rows without video ``V`` and scores all of video ``V``'s rows."""
+    source, held, video = data["source"], data["held_out"], data["video"]
+    base = ~held & (source != 2)
+    is_video = source == 2
+    result = [("shipped", base | is_video, held & ~is_video)]
+    for v in np.unique(video[is_video]):
+        result.append((f"video {int(v)}", base | (is_video & (video != v)), is_video & (video == v)))
+    return result
+
+
+def _replicated(X: np.ndarray, y: np.ndarray, source: np.ndarray, camvid_weight: float):
+    """The fit rows with CamVid rows repeated ``camvid_weight`` times (scikit-learn's MLP takes no weights)."""
+    repeat = np.maximum(np.round(np.where(source == 1, camvid_weight, 1.0)).astype(int), 1)
+    return np.repeat(X, repeat, axis=0), np.repeat(y, repeat)
+
+
+def _errors(y: np.ndarray, predicted: np.ndarray, subsets: dict) -> dict:
+    return {k: float(np.abs(y[s] - predicted[s]).mean()) if s.any() else None for k, s in subsets.items()}
+
+
+def _source_mean(errors: dict) -> float:
+    """The selection score: the mean of the held-out errors of the sources present (generated, CamVid, videos)."""
+    return float(np.mean([errors[k] for k in ("generated", "camvid", "videos") if errors.get(k) is not None]))
+
+
 def fit_and_report(data: dict, config: dict, log=logger.info) -> tuple[QualityPredictor, dict]:
-    """Fit every kind in ``config['kinds']`` on the training rows, report held-out errors, return the best."""
+    """Fit every kind in ``config['kinds']`` on each of :func:`folds`, report held-out errors against
+    predicting the training mean, and return the ``shipped`` fit of the kind with the lowest mean
+    over sources of its held-out error (:func:`_source_mean`)."""
     y = data[config["target"]]
-    X, held, source = data["X"], data["held_out"], data["source"]
-    train = ~held
-    weights = np.where(source[train] == 1, config["camvid_weight"], 1.0)
-    # Replicate the CamVid rows (scikit-learn's MLP takes no sample weights).
-    repeat = np.maximum(np.round(weights).astype(int), 1)
-    X_fit, y_fit = np.repeat(X[train], repeat, axis=0), np.repeat(y[train], repeat)
-    mean = float(y_fit.mean())
+    X, held, source, video = data["X"], data["held_out"], data["source"], data["video"]
+    splits = folds(data)
     names = QualitySignals(downsample=config["downsample"]).names
-    metrics = {"target": config["target"], "train_rows": int(train.sum()), "held_out_rows": int(held.sum()),
-               "models": {}}
+    metrics = {"target": config["target"], "train_rows": int(splits[0][1].sum()), "held_out_rows": int(held.sum()),
+               "split": "whole sources: generated clips 4, 9, 14, ..; CamVid val keys 22..33 of frames 0..33; "
+                        "each video by a fit without it (leave one video out)",
+               "selection": "lowest mean over sources (generated, camvid, videos) of the held-out MAE",
+               "fits": {name: int(train.sum()) for name, train, _ in splits}, "models": {}}
     subsets = {"all": held, "generated": held & (source == 0), "camvid": held & (source == 1)}
     if (source == 2).any():
         subsets["videos"] = held & (source == 2)
-    metrics["mean_predictor_mae"] = {k: float(np.abs(y[s] - mean).mean()) if s.any() else None
-                                     for k, s in subsets.items()}
+    per_video = {f"video {int(v)}": held & (video == v) for v in np.unique(video[source == 2])}
+    mean_prediction = np.full(len(y), np.nan)
+    for _, train, scored in splits:
+        mean_prediction[scored] = _replicated(X[train], y[train], source[train], config["camvid_weight"])[1].mean()
+    metrics["mean_predictor_mae"] = _errors(y, mean_prediction, subsets)
+    metrics["mean_predictor_mae_per_video"] = _errors(y, mean_prediction, per_video)
+    metrics["mean_predictor_source_mean"] = _source_mean(metrics["mean_predictor_mae"])
     best, best_error = None, np.inf
     for kind in [k.strip() for k in config["kinds"].split(",") if k.strip()]:
         if kind not in KINDS:
             raise ValueError(f"config key 'kinds': unknown kind {kind!r}; choose from {KINDS}")
-        start = time.perf_counter()
-        predictor = QualityPredictor(names, QualitySignals.version, kind=kind, seed=config["seed"],
-                                     signals_downsample=config["downsample"]).fit(X_fit, y_fit)
-        fit_s = time.perf_counter() - start
-        errors = {k: predictor.mean_absolute_error(X[s], y[s]) if s.any() else None for k, s in subsets.items()}
-        metrics["models"][kind] = {"held_out_mae": errors, "fit_seconds": fit_s,
-                                   "predict_us_4_regions": _prediction_us(predictor, X)}
-        log(f"{kind}: held-out MAE {errors['all']:.4f} (generated {errors['generated']:.4f}"
-            + (f", CamVid {errors['camvid']:.4f}" if errors["camvid"] is not None else "")
-            + f"), fit {fit_s:.1f} s, predict {metrics['models'][kind]['predict_us_4_regions']:.0f} us / 4 regions")
-        if errors["all"] < best_error:
-            best, best_error = predictor, errors["all"]
+        predicted, shipped, fit_s = np.full(len(y), np.nan), None, 0.0
+        for name, train, scored in splits:
+            start = time.perf_counter()
+            predictor = QualityPredictor(names, QualitySignals.version, kind=kind, seed=config["seed"],
+                                         signals_downsample=config["downsample"],
+                                         max_epochs=config["network_epochs"]).fit(
+                *_replicated(X[train], y[train], source[train], config["camvid_weight"]))
+            if name == "shipped":
+                shipped, fit_s = predictor, time.perf_counter() - start
+            if scored.any():
+                predicted[scored] = predictor.predict(X[scored])
+        errors = _errors(y, predicted, subsets)
+        score = _source_mean(errors)
+        metrics["models"][kind] = {"held_out_mae": errors, "held_out_mae_per_video": _errors(y, predicted, per_video),
+                                   "source_mean_mae": score, "fit_seconds": fit_s,
+                                   "predict_us_4_regions": _prediction_us(shipped, X)}
+        log(f"{kind}: held-out MAE {errors['all']:.4f} (" + ", ".join(
+            f"{k} {v:.4f}" for k, v in errors.items() if k != "all" and v is not None)
+            + f"; mean over sources {score:.4f}), fit {fit_s:.1f} s, "
+            f"predict {metrics['models'][kind]['predict_us_4_regions']:.0f} us / 4 regions")
+        if score < best_error:
+            best, best_error = shipped, score
     m = metrics["mean_predictor_mae"]
-    log(f"predicting the training mean: held-out MAE {m['all']:.4f} (generated {m['generated']:.4f}"
-        + (f", CamVid {m['camvid']:.4f}" if m["camvid"] is not None else "") + ")")
+    log(f"predicting the training mean: held-out MAE {m['all']:.4f} (" + ", ".join(
+        f"{k} {v:.4f}" for k, v in m.items() if k != "all" and v is not None)
+        + f"; mean over sources {metrics['mean_predictor_source_mean']:.4f})")
     metrics["chosen"] = best.kind
     return best, metrics
+
+
+def data_description(config: dict, data: dict) -> dict:
+    """What the written predictor was fitted and scored on: sources, rows and settings (kept in its file)."""
+    source, video = data["source"], data["video"]
+    names = video_list(config) if config["videos"] else []
+    return {
+        "generated": {"clips": config["synthetic_clips"], "frames": config["frames"],
+                      "size": [config["height"], config["width"]], "rows": int((source == 0).sum()),
+                      "held_out_clips": list(range(4, config["synthetic_clips"], 5))},
+        "camvid": {"frames": f"val 0..{CAMVID_CALIBRATION_FRAMES - 1}", "held_out_keys_from": CAMVID_HELD_OUT_FROM_KEY,
+                   "rows": int((source == 1).sum())} if (source == 1).any() else None,
+        "videos": [{"video": os.path.basename(os.path.normpath(p)), "rows": int((video == i).sum()),
+                    "frames": "calibration part (first third) only"} for i, p in enumerate(names)],
+        "video_model": os.path.basename(config["video_model"]) if names else None,
+        "video_scale": config["video_scale"] if names else None,
+        "max_offset": config["max_offset"], "key_stride": config["key_stride"],
+        "grids": ["1x1", f"2x2 ({config['overlap']} px overlap)"],
+    }
 
 
 def signature(config: dict) -> dict:
     keys = ("frames", "height", "width", "synthetic_clips", "max_offset", "key_stride", "overlap", "downsample",
             "camvid", "seed") + (("videos", "video_model", "video_scale") if config.get("videos") else ())
-    return {k: config[k] for k in keys}
+    return {"dataset_version": DATASET_VERSION, **{k: config[k] for k in keys}}
 
 
 def run(config: dict, out: str, data_root=None, log=logger.info) -> dict:
@@ -274,6 +349,7 @@ def run(config: dict, out: str, data_root=None, log=logger.info) -> dict:
         with atomic_path(cache, ".npz") as tmp:
             np.savez(tmp, **data)
     predictor, metrics = fit_and_report(data, config, log=log)
+    metrics["data"] = data_description(config, data)
     predictor.save(os.path.join(out, "quality.json"), target=config["target"], metrics=metrics)
     write_json_atomic(os.path.join(out, "metrics.json"), {"program": "quality", "metrics": metrics, "config": config})
     log(f"wrote {os.path.join(out, 'quality.json')} ({metrics['chosen']})")

@@ -20,15 +20,17 @@ its level may be off) and the Spearman rank correlation with it. A threshold
 calibrated to a key-frame budget only uses the ranking, so the rank
 correlation is what decides which model serves the decision rule better.
 
-Run on a video neither model was fitted on (``cup.mp4`` is the decision
-model's held-out video; the quality predictor never saw it)::
+Run on frames neither model was fitted on (``cup.mp4`` is the decision
+model's held-out video; the shipped quality predictor saw its first third,
+frames 0..71, and never frames 72 on)::
 
-    python -m adaptive_dff.bench.decision_evidence ../shared/data/videos/cup.mp4
+    python -m adaptive_dff.bench.decision_evidence ../shared/data/videos/cup.mp4 --start 72
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 
@@ -36,9 +38,12 @@ import cv2
 import numpy as np
 
 from schedulers import DISFlow, RegionGrid, QualitySignals
+from schedulers.base import check_int
 from schedulers.decision import resize_features
 
 logger = logging.getLogger(__name__)
+KEY_STRIDE = 6  # frames between the keys rows are taken from
+MAX_OFFSET = 12  # frames carried from each key
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -60,10 +65,14 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def common_rows(model, decision, quality, frames: list, key_stride: int = 6, max_offset: int = 12,
+def common_rows(model, decision, quality, frames: list, key_stride: int = KEY_STRIDE, max_offset: int = MAX_OFFSET,
                 grid: RegionGrid | None = None) -> np.ndarray:
     """``[N, 3]``: (target, decision model's prediction, quality predictor's prediction) per row;
     ``grid`` defaults to 2x2 regions with 64 px overlap."""
+    check_int(key_stride, "key_stride", 1)
+    check_int(max_offset, "max_offset", 1)
+    if len(frames) <= max_offset:
+        raise ValueError(f"{len(frames)} frames give no row: need more than max_offset={max_offset}")
     grid = RegionGrid(2, 2, 64) if grid is None else grid
     boxes = grid.boxes(*frames[0].shape[:2])
     flow = DISFlow()
@@ -110,14 +119,23 @@ def summarise(rows: np.ndarray) -> dict:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("video", help="a video file or folder of numbered images neither model was fitted on")
-    parser.add_argument("--frames", type=int, default=120)
+    parser.add_argument("--frames", type=int, default=120, help="frames read from --start on (default 120)")
+    parser.add_argument("--start", type=int, default=0,
+                        help="first frame read (default 0); skip a part a model was fitted on")
     args = parser.parse_args(argv)
+    if args.frames < 1:
+        parser.error(f"--frames must be a positive integer, got {args.frames}")
+    if args.start < 0:
+        parser.error(f"--start must be a frame index >= 0, got {args.start}")
     from adaptive_dff.pretrained import load_default, load_default_decision
     from adaptive_dff.video import VideoReader
     from schedulers import load_default_quality
 
     frames = [cv2.resize(f, (480, 360), interpolation=cv2.INTER_AREA)
-              for f in VideoReader(args.video, max_frames=args.frames)]
+              for f in itertools.islice(VideoReader(args.video, max_frames=args.start + args.frames), args.start, None)]
+    if len(frames) <= MAX_OFFSET:
+        parser.error(f"{args.video}: {len(frames)} frames read from frame {args.start}; need more than {MAX_OFFSET}, the frames carried "
+                     "from each key")
     result = summarise(common_rows(load_default(), load_default_decision(), load_default_quality(), frames))
     print(json.dumps(result, indent=1))
     return result

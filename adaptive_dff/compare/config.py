@@ -13,16 +13,15 @@ The ``decision_network`` arm runs DVSNet's rule (update a region when its
 predicted quality falls below the calibrated target) on the best learned
 model that ships: the quality predictor
 (``schedulers/weights/quality_default.json``), chosen over the shipped
-flow-feature :class:`schedulers.DecisionModel`. On its own held-out data
-the quality predictor's error is 0.42 of predicting the mean's (0.078
-against 0.189), the decision model's 1.13 (0.103 against 0.091;
-``docs/model_card.md``). On one common held-out set (``cup.mp4``, which
-neither was fitted on; DVSNet's confidence target; 864 region rows;
-``python -m adaptive_dff.bench.decision_evidence``) the quality predictor ranks the
-rows far better (Spearman 0.39 against 0.09), which is what a threshold
-calibrated to a budget uses; neither beats a constant in absolute error
-there (0.132 and 0.107 against 0.102: the quality predictor was fitted on
-accuracy against true labels, a higher level).
+flow-feature :class:`schedulers.DecisionModel`. On held-out data (whole
+sources held out) the quality predictor's error is 0.36 of predicting the
+mean's (0.062 against 0.177, mean over sources), the decision model's 1.13
+on its own held-out data (0.103 against 0.091; ``docs/model_card.md``). On
+one common set neither was fitted on (``cup.mp4`` frames 72..191, DVSNet's
+confidence target, 864 region rows, ``python -m
+adaptive_dff.bench.decision_evidence ../shared/data/videos/cup.mp4 --start
+72``) both rank the rows poorly (Spearman 0.055 against 0.022) and neither
+beats a constant in absolute error (0.113 and 0.104 against 0.097).
 ``--decision-model PATH`` runs it on a user's own model instead.
 """
 

@@ -354,6 +354,15 @@ def compare_datasets(
     for option, value in (("--clip-frames", clip_frames), ("--video-scale", video_scale)):
         if value is not None and labels == "none":
             raise ValueError(f"{option} is for videos labelled by --labels model; add --labels model")
+    if clip_frames is not None:
+        check_int(clip_frames, "--clip-frames", 2)
+    if video_scale is not None:  # named before any video is opened
+        from adaptive_dff.data.pseudo_labels import check_scale
+
+        try:
+            check_scale(video_scale)
+        except ValueError:
+            raise ValueError(f"--video-scale must be a factor in (0, 1], got {video_scale!r}") from None
     if videos:
         if name:
             raise ValueError("give either --dataset or --video, not both")

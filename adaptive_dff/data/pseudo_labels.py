@@ -61,6 +61,8 @@ class PseudoLabels:
         truncated: the source stopped decoding before the frames its container announced.
         cached: the labels came from the cache (the model did not run).
         seconds: time spent running the model (0 when cached).
+        settings: what keyed the cache besides the two SHA-256 (``max_frames``,
+            ``stride``, and ``scale`` when the frames were shrunk).
     """
 
     source: str
