@@ -53,13 +53,10 @@ to 4 keys per frame; the fraction is keys / region-frames):
     linearly would reach at ``I``, extrapolated from the scores so far, so
     a cut in the first interval gets its key) and then follows the scores
     of the keys it chose (the median of the last five, in logs, exceptional
-    ones left out). A region's score counts ``sqrt(age / I)`` times (``age``
-    frames since its key): a key a few frames after the last is dearer, an
-    overdue one cheaper. So a score that carries little information after
-    the key (flat, near 0, or, as a predicted loss that saturates within a
-    few frames on real video, flat at a level that changes from one key to
-    the next) keys near the target's interval instead of two or three frames
-    after a key, deep into debt, or at the band's edges. A price keeps its meaning when the content changes:
+    ones left out). Past ``I`` frames since its key, a region's score counts
+    ``age / I`` times: an uninformative score (flat, or near 0) then keys
+    near the target's interval instead of wandering from one edge of the
+    band to the other. A price keeps its meaning when the content changes:
     a stretch of fast motion reaches it sooner and gets more keys, a static
     one fewer, within the band. Scores at or below 0 never reach a price
     (their keys come from the band alone).

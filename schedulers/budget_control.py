@@ -17,7 +17,7 @@ GAIN = 1.5  # how strongly the credit balance moves the rank threshold
 PRICE_GAIN = 1.5  # how strongly the credit balance moves the price
 PRICE_MEMORY = 5  # the price is the median of the log scores of this many recent keys
 PROVISIONAL = 4.0  # before the first price: this many times the extrapolated one (a cut jumps far above it)
-AGE_PRIOR = 0.5  # a score counts (age / I) ** AGE_PRIOR times, I the target's interval
+AGE_PRIOR = 1.0  # past the target's interval I, a score counts (age / I) ** AGE_PRIOR times
 
 
 class BudgetController:
@@ -126,12 +126,9 @@ class BudgetController:
         if self.rule == "price":
             interval = round(1.0 / share)
             ages = np.zeros(scores.shape) if ages is None else np.asarray(ages, np.float64)
-            # A score counts (age / interval) ** AGE_PRIOR times: a region keyed a few frames ago is
-            # dearer and one overdue for its key cheaper, so a score whose level varies more from one
-            # key to the next than it grows after a key (a predicted loss that saturates after a few
-            # frames) keys near the interval instead of a few frames after the last key, deep into
-            # debt, or far past it; a cut still jumps far above.
-            effective = np.where(np.isnan(scores), np.inf, scores) * (np.maximum(ages, 1.0) / interval) ** AGE_PRIOR
+            # Past the target's interval a score counts (age / interval) times: a region overdue
+            # for its key gets cheaper, so an uninformative score drifts to the interval, not the band.
+            effective = np.where(np.isnan(scores), np.inf, scores) * np.maximum(ages / interval, 1.0) ** AGE_PRIOR
             order = candidates[np.lexsort((-effective[candidates], ~exceptional[candidates]))]
             if self.log_price is None:
                 ripe = (ages >= interval) & ~exceptional & np.isfinite(scores) & (scores > 0)

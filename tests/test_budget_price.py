@@ -176,25 +176,3 @@ def test_propagation_quality_spend_holds_on_real_video(data_root, name):
         spent = np.mean([tracker.step(frame).update[0] for frame in frames])
         assert budget.controller_.rule == "price"
         assert abs(spent - target) <= 0.02, (name, target, spent)
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_saturated_costs_whose_level_changes_per_key_do_not_key_just_after_a_key(seed):
-    """A predicted loss that saturates at once gives a renewal score flat after the key, at a level
-    that changes from one key to the next (as on real video): a key a few frames after the last buys
-    nothing, so a score counting (age / I) ** 0.5 times rarely keys one to three frames after a key
-    (running into debt for the keys that follow)."""
-    frames = 300
-    rng = np.random.default_rng(seed)
-    levels = np.exp(rng.normal(-3.0, 0.5, frames))  # the level of the segment that starts at each key
-
-    class Saturated(Policy):
-        score_is_cost = True
-
-        def score(self, context):
-            return np.array([levels[context.key_indices[0]]])
-
-    updates, _ = drive(KeyBudget(Saturated(), 0.1), frames)
-    gaps = np.diff(np.flatnonzero(updates[:, 0]))
-    assert np.count_nonzero(gaps <= 3) <= 2, gaps  # without the weight before the interval: 4 to 6 of 30
-    assert abs(updates.mean() - 0.1) <= 0.01
