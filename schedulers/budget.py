@@ -5,9 +5,9 @@ static camera spends almost nothing, a hand-held one far too much). Video
 encoders solve the same problem for I-frames with rate control; ``KeyBudget``
 does it for any score-based policy::
 
-    from schedulers import FlowMagnitude, KeyBudget, Tracker
+    from schedulers import KeyBudget, PropagationQuality, Tracker
 
-    tracker = Tracker(KeyBudget(FlowMagnitude(), target=0.1, max_interval=30))
+    tracker = Tracker(KeyBudget(PropagationQuality(), target=0.1, max_interval=30))
     for frame in frames:
         if tracker.step(frame).any_update:
             run_the_expensive_model(frame)   # on ~10% of the frames, on any video

@@ -13,9 +13,9 @@ price rule ``D`` is at least ``0.018 H`` before ``H = 10 R / target``
 region-frames, so the streams' frame-0 keys, charged together, do not hold
 back every stream's next key for as long as that debt lasts)::
 
-    from schedulers import FlowMagnitude, SharedBudget
+    from schedulers import PropagationQuality, SharedBudget
 
-    shared = SharedBudget(FlowMagnitude(), target=0.1)      # 10% of all region-frames
+    shared = SharedBudget(PropagationQuality(), target=0.1)  # 10% of all region-frames
     for frames in camera_frames:                            # {"door": frame, "hall": frame, ...}
         decisions = shared.step(frames)                     # {"door": Decision, ...}
         for name, decision in decisions.items():
