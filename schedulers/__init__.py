@@ -15,11 +15,13 @@ import logging
 from schedulers.base import Context, Decision, Policy
 from schedulers.budget import KeyBudget
 from schedulers.calibration import CalibrationResult, calibrate, key_fraction, replay
-from schedulers.decision import DecisionModel, DecisionNetworkScheduler, OpenCVPairFeatures
+from schedulers.decision import DecisionModel, DecisionNetworkScheduler, load_decision_model
+from schedulers.pair_features import OpenCVPairFeatures
 from schedulers.flow import DISFlow
 from schedulers.policies import FixedInterval, FlowMagnitude, FrameDifference
-from schedulers.quality import PropagationQuality, QualitySignals
-from schedulers.quality_predictor import QualityPredictor, load_decision_model, load_default_quality
+from schedulers.quality import PropagationQuality
+from schedulers.quality_signals import QualitySignals
+from schedulers.quality_predictor import QualityPredictor, load_default_quality
 from schedulers.regions import RegionGrid
 from schedulers.shared_budget import BudgetStream, RegionGridMismatch, SharedBudget
 from schedulers.tracker import Tracker

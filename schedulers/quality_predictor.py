@@ -259,29 +259,9 @@ class QualityPredictor:
 def load_default_quality() -> QualityPredictor:
     """The shipped predictor (``schedulers/weights/quality_default.json``; rebuilt by
     ``adaptive-dff train quality``), checked against the default :class:`QualitySignals`."""
-    from schedulers.quality import QualitySignals
+    from schedulers.quality_signals import QualitySignals
 
     if not os.path.isfile(DEFAULT_FILE):
         raise FileNotFoundError(f"the shipped quality predictor {DEFAULT_FILE!r} is missing; rebuild it with "
                                 "'adaptive-dff train quality --out DIR' and copy DIR/quality.json there")
     return QualityPredictor.load(DEFAULT_FILE, signals=QualitySignals())
-
-
-def load_decision_model(path):
-    """The model of a :class:`schedulers.DecisionNetworkScheduler` saved at ``path``: a ``.keras``
-    :class:`schedulers.DecisionModel` (flow-network features; imports TensorFlow), or else a
-    quality predictor's JSON file (:meth:`QualityPredictor.load`, checked against the
-    :class:`schedulers.QualitySignals` of the downsample it records)."""
-    path = os.fspath(path)
-    if path.endswith(".keras"):
-        from schedulers.decision import DecisionModel
-
-        return DecisionModel.load(path)
-    from schedulers.quality import QualitySignals
-
-    predictor = QualityPredictor.load(path)
-    try:
-        predictor.check_signals(QualitySignals(downsample=predictor.signals_downsample))
-    except ValueError as error:
-        raise ValueError(f"quality predictor file {path!r}: {error}") from None
-    return predictor

@@ -334,7 +334,7 @@ def fit_decision_model(frames) -> "object":
     """A small DecisionModel on OpenCV pair features of ``frames`` (CamVid's calibration part):
     the target is the share of pixels whose warp error is under 6 grey levels in 100."""
     from schedulers import DecisionModel, OpenCVPairFeatures
-    from schedulers.decision import resize_features
+    from schedulers.pair_features import resize_features
 
     features = OpenCVPairFeatures()
     X, y = [], []

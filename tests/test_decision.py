@@ -17,7 +17,7 @@ from schedulers import (
     calibrate,
     replay,
 )
-from schedulers.decision import resize_features
+from schedulers.pair_features import resize_features
 
 
 def learnable_set(rng, n):

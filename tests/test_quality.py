@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from schedulers import Context, PropagationQuality, QualityPredictor, QualitySignals, Tracker, load_default_quality
-from schedulers.quality import BASE_SIGNALS
+from schedulers.quality_signals import BASE_SIGNALS
 
 
 def _bilinear_replicate(image, map_x, map_y):

@@ -140,7 +140,7 @@ def test_video_folds_never_score_a_video_with_a_fit_that_saw_its_rows():
 def test_held_out_video_errors_come_from_the_fit_without_that_video(monkeypatch):
     """A video whose targets differ from every other source is predicted badly under leave-one-video-out:
     its error equals that of a fit made by hand without it."""
-    from schedulers.quality import QualitySignals
+    from schedulers.quality_signals import QualitySignals
     from schedulers.quality_predictor import QualityPredictor
     from training.config import load_config
     from training import quality

@@ -39,7 +39,7 @@ import numpy as np
 from adaptive_dff.data import SyntheticVideo
 from adaptive_dff.video import VideoReader
 from schedulers import DecisionModel, RegionGrid
-from schedulers.decision import resize_features
+from schedulers.pair_features import resize_features
 from schedulers.files import atomic_path
 from training import runtime
 

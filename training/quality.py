@@ -56,7 +56,7 @@ from adaptive_dff.labels import carry_labels
 from adaptive_dff.data import NUM_CLASSES, SyntheticVideo
 from schedulers import DISFlow, RegionGrid
 from schedulers.files import atomic_path, write_json_atomic
-from schedulers.quality import QualitySignals
+from schedulers.quality_signals import QualitySignals
 from schedulers.quality_predictor import KINDS, QualityPredictor
 
 CAMVID_CALIBRATION_FRAMES = 34  # frames 0..33 only; 34..100 are scored by compare

@@ -39,7 +39,7 @@ import numpy as np
 
 from schedulers import DISFlow, RegionGrid, QualitySignals
 from schedulers.base import check_int
-from schedulers.decision import resize_features
+from schedulers.pair_features import resize_features
 
 logger = logging.getLogger(__name__)
 KEY_STRIDE = 6  # frames between the keys rows are taken from
