@@ -164,8 +164,8 @@ class BudgetController:
         elif self.rule == "price":
             chosen = order[:count]
             chosen = chosen[np.isfinite(effective[chosen]) & (effective[chosen] >= price) & ~exceptional[chosen]]
-            for value in effective[chosen]:  # the price follows the (effective) scores of the keys it chose
-                self.key_prices.append(math.log(value))
+            if chosen.size:  # the price follows the (effective) scores of the keys it chose
+                self.key_prices.extend(math.log(value) for value in effective[chosen])
                 self.log_price = float(np.median(self.key_prices))
         finite = scores[np.isfinite(scores)]
         self.recent.extend(finite.tolist())
