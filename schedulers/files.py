@@ -15,6 +15,8 @@ import os
 import tempfile
 from typing import Iterator
 
+import numpy as np
+
 
 @contextlib.contextmanager
 def atomic_path(path, suffix: str = "") -> Iterator[str]:
@@ -77,6 +79,25 @@ def read_json(path):
             return json.load(f)
     except (OSError, json.JSONDecodeError) as error:
         raise ValueError(f"{path!r} is damaged ({error}); delete it to recompute it") from None
+
+
+def read_npz(path, keys, log=None):
+    """The arrays ``keys`` of the ``.npz`` file ``path`` as a dict, or ``None`` when there is no
+    such file or it is damaged or lacks a key (a cache to rebuild: ``log``, when given, is told
+    which file and why)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        return None
+    try:
+        with np.load(path) as stored:
+            missing = [k for k in keys if k not in stored.files]
+            if missing:
+                raise KeyError(f"no {', '.join(missing)}")
+            return {k: stored[k] for k in keys}
+    except Exception as error:  # a damaged, truncated or foreign file
+        if log is not None:
+            log(f"cache {path!r} is unreadable ({type(error).__name__}: {error}); rebuilding it")
+        return None
 
 
 def _flatten(record, prefix: str = "") -> dict:

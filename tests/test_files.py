@@ -22,3 +22,22 @@ def test_a_failed_write_keeps_the_old_file_and_cleans_up(tmp_path):
     payload = os.urandom(4096)
     write_bytes_atomic(target, payload)
     assert target.read_bytes() == payload and oct(target.stat().st_mode & 0o777) == "0o644"
+
+
+def test_read_npz_returns_the_arrays_and_none_for_a_missing_damaged_or_incomplete_file(tmp_path):
+    import numpy as np
+
+    from schedulers.files import read_npz
+
+    rng = np.random.default_rng(3)
+    arrays = {"X": rng.standard_normal((5, 3)), "y": rng.integers(0, 9, 5)}
+    path = tmp_path / "data.npz"
+    np.savez(path, **arrays)
+    found = read_npz(path, ("X", "y"))
+    assert set(found) == {"X", "y"} and all(np.array_equal(found[k], arrays[k]) for k in arrays)
+    told = []
+    assert read_npz(tmp_path / "absent.npz", ("X",), told.append) is None and told == []
+    assert read_npz(path, ("X", "z"), told.append) is None and "no z" in told[-1]
+    path.write_bytes(path.read_bytes()[:100])  # cut short
+    assert read_npz(path, ("X", "y"), told.append) is None
+    assert str(path) in told[-1] and "rebuilding" in told[-1]

@@ -69,6 +69,25 @@ def test_video_rows_come_from_the_calibration_part_only(tmp_path, model_file, mo
     np.testing.assert_allclose(after["pixel_accuracy"], before["pixel_accuracy"], rtol=1e-6)
 
 
+def test_a_rerun_rebuilds_a_damaged_data_set_and_refuses_a_video_replaced_under_its_path(tmp_path, model_file,
+                                                                                           monkeypatch):
+    from training.quality import run
+
+    monkeypatch.setenv("ADAPTIVE_DFF_CACHE", str(tmp_path / "cache"))
+    a = write_folder(tmp_path / "a", 12)
+    out = tmp_path / "out"
+    first = run(config_for([a], model_file), str(out), log=lambda *_: None)
+    stored = (out / "dataset.npz").read_bytes()
+    (out / "dataset.npz").write_bytes(stored[: len(stored) // 2])  # a run killed in a copy, a full disk
+    told = []
+    again = run(config_for([a], model_file), str(out), log=told.append)
+    assert any("dataset.npz" in line and "rebuilding" in line for line in told)
+    assert again["models"]["ridge"]["held_out_mae"] == pytest.approx(first["models"]["ridge"]["held_out_mae"])
+    write_folder(tmp_path / "a", 12, changed_from=0)  # other frames, same path
+    with pytest.raises(ValueError, match=r"holds another data set \(signature\.videos"):
+        run(config_for([a], model_file), str(out), log=lambda *_: None)
+
+
 def test_a_target_equals_the_agreement_of_carried_per_frame_labels(tmp_path, model_file, monkeypatch):
     """One row against a direct computation: the key's per-frame labels carried along DIS flow,
     compared with the per-frame labels of the frame (pixel share)."""

@@ -312,6 +312,25 @@ def test_decision_smoke_builds_trains_and_reuses_its_data_set(tmp_path):
     assert os.path.getmtime(out / "model.keras") == stamp  # not fitted again
 
 
+def test_decision_run_signature_follows_the_videos_and_model_by_content(tmp_path):
+    from training.decision import signature
+
+    video = tmp_path / "clip"
+    video.mkdir()
+    for t in range(3):
+        cv2.imwrite(str(video / f"{t}.png"), np.full((8, 8, 3), 40 * t, np.uint8))
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"weights one")
+    config = load_config("decision", "smoke", [f"videos={video}@0:3", f"model={model}"])
+    before = signature(config)
+    assert signature(load_config("decision", "smoke", [f"videos={video}@0:2", f"model={model}"])) != before
+    cv2.imwrite(str(video / "1.png"), np.full((8, 8, 3), 7, np.uint8))  # the same path, other frames
+    assert signature(config) != before
+    changed = signature(config)
+    model.write_bytes(b"weights two")
+    assert signature(config) != changed and signature(config)["model"] == before["model"]
+
+
 def scalar_tags(folder) -> set:
     import tensorflow as tf
 

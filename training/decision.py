@@ -40,14 +40,25 @@ from adaptive_dff.data import SyntheticVideo
 from adaptive_dff.video import VideoReader
 from schedulers import DecisionModel, RegionGrid
 from schedulers.pair_features import resize_features
-from schedulers.files import atomic_path
+from schedulers.files import atomic_path, file_sha256, read_npz
 from training import runtime
 
 logger = logging.getLogger(__name__)
 
 
 def signature(config: dict) -> dict:
-    return {k: config[k] for k in ("model", "regions", "overlap", "feature_size")}
+    """What the stored samples and model depend on: the settings, and the model file and
+    videos by content (a file replaced under the same path is another run)."""
+    from adaptive_dff.data.pseudo_labels import source_sha256
+
+    found = {k: config[k] for k in ("model", "regions", "overlap", "feature_size", "videos", "max_frames",
+                                     "max_offset", "key_stride", "height", "width")}
+    if config["model"] and os.path.isfile(config["model"]):
+        found["model_sha256"] = file_sha256(config["model"])
+    if config["videos"] != "synthetic":
+        paths = [parse_video_item(item)[0] for item in config["videos"].split(",") if item]
+        found["video_sha256"] = [source_sha256(p) if os.path.exists(p) else None for p in paths]
+    return found
 
 
 def _videos(config: dict) -> list[tuple[str, list]]:
@@ -141,8 +152,8 @@ def run(config: dict, out: str, log=logger.info) -> dict:
     runtime.claim_run_folder(out, "decision", signature(config))
 
     cache = os.path.join(out, "dataset.npz")
-    if os.path.exists(cache):
-        data = np.load(cache)
+    data = read_npz(cache, ("X", "y", "video"), log)
+    if data is not None:
         X, y, owner = data["X"], data["y"], data["video"]
         log(f"reusing the data set in {cache} ({len(y)} samples)")
     else:

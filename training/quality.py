@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import logging
 
-import json
 import os
 import time
 
@@ -55,7 +54,7 @@ import numpy as np
 from adaptive_dff.labels import carry_labels
 from adaptive_dff.data import NUM_CLASSES, SyntheticVideo
 from schedulers import DISFlow, RegionGrid
-from schedulers.files import atomic_path, write_json_atomic
+from schedulers.files import atomic_path, claim_folder, file_sha256, read_npz, write_json_atomic
 from schedulers.quality_signals import QualitySignals
 from schedulers.quality_predictor import KINDS, QualityPredictor
 
@@ -160,6 +159,9 @@ def video_parts(config: dict, grids, log=logger.info) -> list:
         log(f"video {os.path.basename(os.path.normpath(video.source))} frames 0..{cut - 1} of {len(video)}: "
             f"{len(a)} rows")
     return parts
+
+
+DATASET_KEYS = ("X", "pixel_accuracy", "miou", "source", "held_out", "video")
 
 
 def build_dataset(config: dict, data_root, log=logger.info) -> dict:
@@ -314,9 +316,17 @@ def data_description(config: dict, data: dict) -> dict:
 
 
 def signature(config: dict) -> dict:
+    """What the stored data set depends on: the settings, and the videos and model by content
+    (a file replaced under the same path is another data set)."""
     keys = ("frames", "height", "width", "synthetic_clips", "max_offset", "key_stride", "overlap", "downsample",
-            "camvid", "seed") + (("videos", "video_model", "video_scale") if config.get("videos") else ())
-    return {"dataset_version": DATASET_VERSION, **{k: config[k] for k in keys}}
+            "camvid", "seed") + (("video_scale",) if config.get("videos") else ())
+    found = {"dataset_version": DATASET_VERSION, **{k: config[k] for k in keys}}
+    if config.get("videos"):
+        from adaptive_dff.data.pseudo_labels import source_sha256
+
+        found["videos"] = [{"path": p, "sha256": source_sha256(p)} for p in video_list(config)]
+        found["video_model_sha256"] = file_sha256(config["video_model"])
+    return found
 
 
 def run(config: dict, out: str, data_root=None, log=logger.info) -> dict:
@@ -331,18 +341,10 @@ def run(config: dict, out: str, data_root=None, log=logger.info) -> dict:
     if config["camvid_weight"] <= 0:
         raise ValueError(f"config key 'camvid_weight' must be > 0, got {config['camvid_weight']}")
     check_videos(config)
-    run_file = os.path.join(out, "run.json")
-    if os.path.exists(run_file):
-        with open(run_file) as f:
-            previous = json.load(f)
-        if previous != {"program": "quality", "signature": signature(config)}:
-            raise ValueError(f"--out {out!r} holds another run ({previous}); choose another folder")
-    else:
-        write_json_atomic(run_file, {"program": "quality", "signature": signature(config)})
+    claim_folder(out, "run.json", {"program": "quality", "signature": signature(config)}, "another data set")
     cache = os.path.join(out, "dataset.npz")
-    if os.path.exists(cache):
-        with np.load(cache) as stored:
-            data = {k: stored[k] for k in stored.files}
+    data = read_npz(cache, DATASET_KEYS, log)
+    if data is not None:
         log(f"reusing the data set in {cache} ({len(data['X'])} rows)")
     else:
         data = build_dataset(config, data_root, log=log)

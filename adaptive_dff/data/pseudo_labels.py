@@ -36,7 +36,7 @@ from typing import Callable, Iterator, Optional, Sequence
 import numpy as np
 
 from schedulers.base import check_int
-from schedulers.files import file_sha256, write_bytes_atomic
+from schedulers.files import file_sha256, read_npz, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -183,15 +183,10 @@ def cache_key(video_sha: str, model_sha: str, settings: dict) -> str:
 
 def _read_cache(path: str, frames: list, indices: list, log: Callable):
     """The cached labels when the file is readable and fits ``frames``; otherwise ``None``."""
-    if not os.path.exists(path):
+    stored = read_npz(path, ("labels", "indices", "num_classes"), log)
+    if stored is None:
         return None
-    try:
-        with np.load(path) as stored:
-            labels, stored_indices = stored["labels"], stored["indices"]
-            num_classes = int(stored["num_classes"])
-    except Exception as error:  # a damaged or foreign file: recompute it
-        log(f"pseudo-label cache {path!r} is unreadable ({type(error).__name__}); recomputing it")
-        return None
+    labels, stored_indices, num_classes = stored["labels"], stored["indices"], int(stored["num_classes"])
     if labels.shape != (len(frames),) + frames[0].shape[:2] or list(stored_indices) != list(indices):
         log(f"pseudo-label cache {path!r} does not fit the decoded frames; recomputing it")
         return None
