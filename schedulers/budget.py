@@ -47,8 +47,11 @@ to 4 keys per frame; the fraction is keys / region-frames):
     price of a key, like the renewal score): a region is updated when its
     score is at least ``lambda * exp(-1.5 * balance / D)``: a Lagrangian
     price, lowered while credit builds up and raised while the stream is in
-    debt. ``lambda`` starts as the score the first region reaches ``I = 1 /
-    target`` frames after its key (the price that keys that content at the
+    debt. ``lambda`` starts at ``price`` when one is given (the policy's
+    threshold calibrated to the target on footage like the stream's; the
+    credit then moves it by ``exp(-0.5 * balance / D)``, and the stream's keys
+    move it only once several are seen); otherwise it starts as the score the
+    first region reaches ``I = 1 / target`` frames after its key (the price that keys that content at the
     target's interval; before that, four times the price a loss growing
     linearly would reach at ``I``, extrapolated from the scores so far, so
     a cut in the first interval gets its key) and then follows the scores
@@ -102,6 +105,21 @@ def check_target(target) -> float:
     if isinstance(target, bool) or not isinstance(target, (int, float, np.number)) or not 0 < target <= 1:
         raise ValueError(f"target must be a key-frame fraction in (0, 1], got {target!r}")
     return float(target)
+
+
+def check_price(price, policy, rule: str) -> Optional[float]:
+    """``price`` as a positive finite float (or ``None``); a price for a policy that takes
+    the rank rule is a ``ValueError`` naming both."""
+    if price is None:
+        return None
+    if isinstance(price, bool) or not isinstance(price, (int, float, np.number)) or not 0 < price < math.inf:
+        raise ValueError(f"price must be a positive finite number (a key's price in the policy's score units), "
+                         f"got {price!r}")
+    if rule != "price":
+        why = f"{type(policy).__name__}'s scores take the rank rule (they are no cost)" if policy is not None \
+            else f"rule={rule!r}"
+        raise ValueError(f"price={price} starts the price rule, but {why}; drop the price, or pass rule='price'")
+    return float(price)
 
 
 def check_intervals(target: float, min_interval, max_interval) -> tuple[int, Optional[int]]:
@@ -218,6 +236,11 @@ class KeyBudget(BudgetPolicy):
             scores; any score), ``"price"`` (the score passes a price moved by
             the credit; scores that are costs in frame-losses) or ``"auto"``
             (the price rule when ``policy.score_is_cost`` is true).
+        price: the price rule's starting price of a key, in the policy's
+            score units: the policy's threshold calibrated to ``target`` on
+            footage like the stream's (``schedulers.calibrate``). ``None``:
+            guessed from the stream's first scores. Either way the price then
+            follows the stream's keys (see :meth:`BudgetController.start_price`).
 
     See the module docstring for the control law and its guarantee. One
     ``KeyBudget`` follows one stream (``reset()`` between streams; a
@@ -227,21 +250,23 @@ class KeyBudget(BudgetPolicy):
     threshold_param = "target"
 
     def __init__(self, policy: Policy, target: float = 0.1, min_interval: int = 1, max_interval: Optional[int] = None,
-                 rule: str = "auto"):
+                 rule: str = "auto", price: Optional[float] = None):
         self.policy = policy
         self.target = target
         self.min_interval = min_interval
         self.max_interval = max_interval
         self.rule = rule
+        self.price = price
         self._check()
 
     def _check(self):
         target = check_target(self.target)
         low, high = check_intervals(target, self.min_interval, self.max_interval)
-        return scoring_function(self.policy), target, low, high, resolve_rule(self.policy, self.rule)
+        rule = resolve_rule(self.policy, self.rule)
+        return scoring_function(self.policy), target, low, high, rule, check_price(self.price, self.policy, rule)
 
     def decide(self, context: Context) -> Decision:
-        scoring, target, low, high, rule = self._check()
+        scoring, target, low, high, rule, price = self._check()
         regions = context.num_regions
         controller = getattr(self, "controller_", None)
         last = getattr(self, "frame_index_", None)
@@ -251,6 +276,8 @@ class KeyBudget(BudgetPolicy):
                 horizon=promised_horizon(regions, target))
             # The price rule's wider band must not let a hard cut's overdraft break the promise at H.
             controller.capped_overdraw = rule == "price"
+            if price is not None:
+                controller.start_price(price)
             # Frames before this one: frame 0 a key of every region, later keys as the key indices show.
             earlier_keys = regions + int(np.count_nonzero(np.asarray(context.key_indices) > 0))
             controller.charge(regions * context.frame_index, earlier_keys)

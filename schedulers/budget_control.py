@@ -15,6 +15,7 @@ import numpy as np
 
 GAIN = 1.5  # how strongly the credit balance moves the rank threshold
 PRICE_GAIN = 1.5  # how strongly the credit balance moves the price
+CALIBRATED_PRICE_GAIN = 0.5  # the same, from a calibrated starting price (see start_price)
 PRICE_MEMORY = 5  # the price is the median of the log scores of this many recent keys
 PROVISIONAL = 4.0  # before the first price: this many times the extrapolated one (a cut jumps far above it)
 AGE_PRIOR = 1.0  # past the target's interval I, a score counts (age / I) ** AGE_PRIOR times
@@ -43,6 +44,7 @@ class BudgetController:
         self.target = target
         self.rule = rule
         self.log_price = None
+        self.price_gain = PRICE_GAIN
         self.provisional = 0.0  # the extrapolated price before the first one (see allocate)
         self.key_prices: deque = deque(maxlen=PRICE_MEMORY)
         self.slope = slope
@@ -53,6 +55,18 @@ class BudgetController:
         self.credit = 0.0
         self.keys = 0
         self.region_frames = 0
+
+    def start_price(self, price: float) -> None:
+        """Start the price rule at ``price`` (in the scores' units; a threshold calibrated to
+        the target on footage like the stream's) instead of guessing it from the first scores.
+
+        The price fills the memory of recent key prices (the median of ``PRICE_MEMORY``), so
+        the stream's own keys move it only once several are seen, and the credit balance moves
+        it by ``exp(-0.5 b / D)`` rather than ``exp(-1.5 b / D)``: a calibrated price is nearer
+        right than one guessed from a single score."""
+        self.log_price = math.log(price)
+        self.key_prices.extend([self.log_price] * PRICE_MEMORY)
+        self.price_gain = CALIBRATED_PRICE_GAIN
 
     @property
     def balance(self) -> float:
@@ -137,7 +151,7 @@ class BudgetController:
                     self.log_price = float(np.log(scores[ripe].max()))
                     self.key_prices.append(self.log_price)
             if self.log_price is not None:
-                price = math.exp(self.log_price - PRICE_GAIN * max(-2.0, min(1.0, balance / bound)))
+                price = math.exp(self.log_price - self.price_gain * max(-2.0, min(1.0, balance / bound)))
             else:
                 price = PROVISIONAL * self.provisional if self.provisional > 0 else math.inf
             wanted = int(np.count_nonzero(effective[order] >= price))

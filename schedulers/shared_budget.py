@@ -53,7 +53,7 @@ import numpy as np
 from schedulers.base import Context, Decision, Policy, check_int
 from schedulers.budget import (
     RULES, BudgetController, BudgetPolicy, check_intervals, check_target, history_size, interval_masks, promised_horizon,
-    resolve_rule, scoring_function,
+    check_price, resolve_rule, scoring_function,
 )
 
 SHARED_EARLY = {"rank": 0.0, "price": 0.018}  # D / horizon before the horizon, per rule
@@ -98,6 +98,8 @@ class SharedBudget:
         keys_per_step: instead of ``target``: keys per :meth:`step`, at least 1.
         rule: ``"auto"``, ``"rank"`` or ``"price"``, as in :class:`schedulers.KeyBudget`
             (resolved from the first stream's policy).
+        price: the price rule's starting price, as in :class:`schedulers.KeyBudget`
+            (one price for all streams).
         regions: the region grid of every stream (default: whole frame).
         min_interval, max_interval: per region, as in :class:`KeyBudget`.
         flow, features: passed to the :class:`Tracker` of each stream in :meth:`step`.
@@ -119,9 +121,11 @@ class SharedBudget:
         flow=None,
         features=None,
         rule: str = "auto",
+        price: Optional[float] = None,
     ):
         if rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+        check_price(price, None, "price" if rule == "auto" else rule)  # "auto" resolves at the first step: again there
         if (target is None) == (keys_per_step is None):
             raise ValueError("give exactly one of target (a key fraction) and keys_per_step")
         if keys_per_step is not None:
@@ -144,6 +148,7 @@ class SharedBudget:
         self.features = features
         self._make_policy = self._policy_factory(policy)
         self.rule = rule
+        self.price = price
         self.controller = BudgetController(share, slope=0.004, history=history_size(len(self.regions), share),
                                            rule="")  # set from the first stream's policy (resolve_rule)
         self.streams: dict = {}
@@ -247,6 +252,9 @@ class SharedBudget:
         if not self.controller.rule:
             self.controller.rule = resolve_rule(pairs[0][0].policy, self.rule)
             self.controller.early = SHARED_EARLY[self.controller.rule]
+            price = check_price(self.price, pairs[0][0].policy, self.controller.rule)
+            if price is not None:
+                self.controller.start_price(price)
         scored = []
         for stream, context in pairs:
             self._register(stream, context)

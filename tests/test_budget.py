@@ -160,7 +160,7 @@ def test_bad_input_is_named():
 def test_params_reset_and_flow_needs():
     budget = KeyBudget(FlowMagnitude(3.0), 0.2, max_interval=20)
     assert budget.get_params() == {"policy": budget.policy, "target": 0.2, "min_interval": 1, "max_interval": 20,
-                                   "rule": "auto"}
+                                   "rule": "auto", "price": None}
     assert budget.needs_flow and not KeyBudget(FrameDifference(), 0.2).needs_flow
     assert "KeyBudget(policy=FlowMagnitude(threshold=3.0)" in repr(budget)
     table = np.random.default_rng(3).random((30, 1))

@@ -122,6 +122,41 @@ def test_shared_budget_prices_streams_together():
     assert first["fast"] <= 10, first
 
 
+def test_a_calibrated_price_places_keys_from_the_first_interval_on():
+    """Costs grow as 0.5 a (a + 1): a price of 15 is reached at age 5. Given as the starting
+    price, the first keys come about every 5 frames; guessed from the first scores, the first
+    key waits for the target's interval (10). The spend still holds on a long stream."""
+    frames = 300
+    started, _ = drive(KeyBudget(GrowingCost(np.ones(frames)), 0.1, price=15.0), frames)
+    guessed, _ = drive(KeyBudget(GrowingCost(np.ones(frames)), 0.1), frames)
+    first_started, first_guessed = np.flatnonzero(started[1:, 0])[0] + 1, np.flatnonzero(guessed[1:, 0])[0] + 1
+    assert 4 <= first_started <= 6 and first_guessed >= 9, (first_started, first_guessed)
+    assert abs(started.mean() - 0.1) <= 0.02  # the band still brings the spend back to the target
+
+
+def test_shared_budget_starts_from_its_price_and_a_price_needs_the_price_rule():
+    import math
+
+    shared = SharedBudget(lambda: GrowingCost(np.ones(50)), target=0.1, price=15.0)
+    streams = [shared.stream(name) for name in "ab"]
+    img = np.zeros((8, 8, 3), np.uint8)
+    for stream in streams:
+        stream.decide(Context(1, [img], [img], [0]))
+    assert shared.controller.log_price == pytest.approx(math.log(15.0))
+    for bad in (0.0, -2.0, float("inf"), float("nan"), True, "1"):
+        with pytest.raises(ValueError, match="price must be a positive finite number"):
+            KeyBudget(GrowingCost(np.ones(5)), 0.1, price=bad)
+        with pytest.raises(ValueError, match="price must be a positive finite number"):
+            SharedBudget(GrowingCost(np.ones(5)), target=0.1, price=bad)
+    with pytest.raises(ValueError, match="FrameDifference's scores take the rank rule"):
+        KeyBudget(FrameDifference(), 0.1, price=2.0)
+    with pytest.raises(ValueError, match="rule='rank'"):
+        SharedBudget(FrameDifference(), target=0.1, rule="rank", price=2.0)
+    later = SharedBudget(FrameDifference(), target=0.1, price=2.0)  # "auto": known at the first step
+    with pytest.raises(ValueError, match="FrameDifference's scores take the rank rule"):
+        later.stream("a").decide(Context(1, [img], [img], [0]))
+
+
 def test_a_cut_in_the_first_interval_gets_a_key_before_any_price():
     """Before the first price (the target's interval not yet reached), a cut's jump passes the
     price extrapolated from the scores so far."""

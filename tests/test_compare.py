@@ -394,6 +394,31 @@ def test_decision_network_runs_on_the_shipped_quality_predictor_when_no_model_is
     assert row["policy"] == "decision_network" and row["threshold_param"] == "target" and 0 < row["key_fraction"] <= 1
 
 
+def test_a_cost_policy_under_a_budget_starts_from_its_calibrated_threshold(tmp_path):
+    """``propagation_quality@budget`` and ``@shared``: the bare arm's threshold, calibrated on the
+    calibration clips to the budget, is the budget's starting price (one calibration for all three)."""
+    def clip(name, seed, speed):
+        video = SyntheticVideo(height=48, width=64, num_frames=40, seed=seed, camera_speed=speed)
+        return Clip(name, [video.frame(t) for t in range(40)], [video.label(t) for t in range(40)])
+
+    dataset = Dataset("moving", [clip("cal", 1, 1.5)], [clip("slow", 2, 0.5), clip("fast", 3, 2.5)], num_classes=7)
+    config = CompareConfig(policies=("propagation_quality@budget", "propagation_quality@shared", "propagation_quality"),
+                           budgets=(0.2,), sweep=(), regions=("1x1",))
+    out = str(tmp_path / "run")
+    run_compare(config, dataset, out, log=quiet)
+    calibrations = os.listdir(os.path.join(out, "calibration"))
+    assert len(calibrations) == 1 and "propagation_quality__1x1" in calibrations[0]
+    calibrated = json.load(open(os.path.join(out, "calibration", calibrations[0])))["threshold"]
+    assert calibrated > 0
+    thresholds = {json.load(open(os.path.join(out, "cells", n)))["cell"]["policy"]:
+                  json.load(open(os.path.join(out, "cells", n)))["threshold"] for n in os.listdir(os.path.join(out, "cells"))}
+    assert thresholds["propagation_quality@budget"] == thresholds["propagation_quality@shared"] == calibrated
+    assert thresholds["propagation_quality"] == calibrated
+    policy = compare_workspace.Workspace(config, [dataset], None).make_policy(
+        "propagation_quality@budget", calibrated, budget=0.2)
+    assert policy.price == calibrated and policy.target == 0.2
+
+
 def test_budget_and_shared_arms_need_no_calibration_and_hold_their_spend(tmp_path):
     """``<policy>@budget``: a KeyBudget per clip; ``<policy>@shared``: the test clips side by side
     under one SharedBudget, in one cell per budget."""

@@ -43,9 +43,11 @@ ARMS = {
     "decision_network": ("decision_network", "warp"),  # DVSNet's rule on the best learned model that ships
     "propagation_quality": ("propagation_quality", "warp"),  # the shipped quality predictor, renewal rule
 }
-# Arms without calibration: "<arm>@budget" wraps the arm's policy in a
-# schedulers.KeyBudget per clip (the budget is its target); "<arm>@shared"
-# runs the data set's test clips side by side under one schedulers.SharedBudget.
+# Budget arms: "<arm>@budget" wraps the arm's policy in a schedulers.KeyBudget
+# per clip (the budget is its target); "<arm>@shared" runs the data set's test
+# clips side by side under one schedulers.SharedBudget. Only a policy whose
+# scores are costs (the price rule) is calibrated: its threshold is the price to
+# start from (Workspace.calibration_cell).
 BUDGET_MODES = ("budget", "shared")
 SHARED_CLIP = "all-test-clips"  # the clip name of a shared arm's one cell
 

@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Optional, Sequence
 
 from adaptive_dff.compare import report
-from adaptive_dff.compare.config import PAIR_TABLE, PER_FRAME, CompareConfig, parse_arm, parse_grid, resolve_defaults
+from adaptive_dff.compare.config import PAIR_TABLE, CompareConfig, parse_grid, resolve_defaults
 from adaptive_dff.compare.datasets import Dataset
 from adaptive_dff.compare.planning import Cell, plan_cells, signature, test_clips
 from adaptive_dff.compare.scoring import CellResult
@@ -97,8 +97,8 @@ def run_compare(
         import multiprocessing
 
         # Calibrations first, once each, so parallel cells do not repeat them.
-        for cell in {c.calibration_ident: c for c in todo
-                     if c.policy not in (PER_FRAME, PAIR_TABLE) and parse_arm(c.policy)[1] is None}.values():
+        wanted = [workspace.calibration_cell(c) for c in todo]
+        for cell in {c.calibration_ident: c for c in wanted if c is not None}.values():
             workspace.calibrate(cell)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,

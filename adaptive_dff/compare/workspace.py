@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Sequence
 
 import numpy as np
@@ -90,15 +90,31 @@ class Workspace:
                 self._references[key] = predictions
         return self._references[key]
 
+    def calibration_cell(self, cell: Cell):
+        """The cell whose calibrated threshold ``cell`` uses, or ``None``: a calibrated arm's own;
+        for an ``@budget`` or ``@shared`` arm whose policy's scores are costs (the price rule),
+        the bare arm's, which becomes the budget's starting price; none for other budget arms,
+        the per-frame baseline and pair tables."""
+        if cell.policy in (PER_FRAME, PAIR_TABLE) or cell.policy in CEILING_ARMS:
+            return None
+        name, mode = parse_arm(cell.policy)
+        if mode is None:
+            return cell
+        if getattr(self.make_policy(name), "score_is_cost", False) is True:
+            return replace(cell, policy=name)
+        return None
+
     def make_policy(self, name: str, threshold=None, budget=None):
         """A fresh policy of the arm ``name``, with ``threshold`` set when given; an
         ``@budget`` arm wraps it in a :class:`schedulers.KeyBudget` of target ``budget``
-        (``@shared`` arms get the bare policy: :meth:`run_cell` shares one budget)."""
+        and starting price ``threshold`` (``@shared`` arms get the bare policy:
+        :meth:`run_shared` shares one budget)."""
         import schedulers
 
         name, mode = parse_arm(name)
-        if mode == "budget":
-            return schedulers.KeyBudget(self.make_policy(name), target=0.1 if budget is None else budget)
+        if mode == "budget":  # a threshold is the price rule's starting price (see calibration_cell)
+            return schedulers.KeyBudget(self.make_policy(name), target=0.1 if budget is None else budget,
+                                        price=threshold)
         cls = schedulers.POLICIES[ARMS[name][0]]
         if name == "decision_network":
             if self._decision_model is None:
@@ -179,12 +195,14 @@ class Workspace:
                 runner.step(frame)
         self._warm.add(key)
 
-    def run_shared(self, cell: Cell, dataset: Dataset, grid, propagation: str) -> CellResult:
+    def run_shared(self, cell: Cell, dataset: Dataset, grid, propagation: str, price=None) -> CellResult:
         """Every test clip of ``dataset`` side by side, frame by frame, under one
-        :class:`schedulers.SharedBudget` of target ``cell.budget``; the clips' sums."""
+        :class:`schedulers.SharedBudget` of target ``cell.budget`` (starting at ``price``);
+        the clips' sums."""
         from schedulers import SharedBudget
 
-        shared = SharedBudget(self.make_policy(parse_arm(cell.policy)[0]), target=cell.budget, regions=grid)
+        shared = SharedBudget(self.make_policy(parse_arm(cell.policy)[0]), target=cell.budget, regions=grid,
+                              price=price)
         steps = []
         for clip in dataset.test:
             reference = self.reference(dataset, clip)
@@ -215,23 +233,19 @@ class Workspace:
             clip = self.clip(cell.dataset, cell.clip)
             reference = self.reference(dataset, clip)
         start = time.perf_counter()
+        calibrated = self.calibration_cell(cell)
+        calibration = None if calibrated is None else self.calibrate(calibrated)
+        threshold = None if calibration is None else calibration["threshold"]
         if cell.policy == PER_FRAME:
             from schedulers import FixedInterval
 
-            calibration = None
             policy, propagation, grid = FixedInterval(1), "warp", None
-        elif budget_mode is not None:  # the budget is the target: nothing to calibrate
-            calibration = None
-            policy = self.make_policy(cell.policy, budget=cell.budget)
+        else:  # an @budget arm meets its budget itself; a threshold is its starting price
+            policy = self.make_policy(cell.policy, threshold, budget=cell.budget)
             propagation = ARMS[parse_arm(cell.policy)[0]][1]
             grid = parse_grid(cell.regions, self.config.overlap)
-        else:
-            calibration = self.calibrate(cell)
-            policy = self.make_policy(cell.policy, calibration["threshold"])
-            propagation = ARMS[cell.policy][1]
-            grid = parse_grid(cell.regions, self.config.overlap)
         if budget_mode == "shared":
-            result = self.run_shared(cell, dataset, grid, propagation)
+            result = self.run_shared(cell, dataset, grid, propagation, price=threshold)
         elif self.config.mode == "oracle":
             result = oracle_cell(
                 policy, grid, clip.frames, reference, num_classes=dataset.num_classes,
@@ -243,7 +257,7 @@ class Workspace:
                 self.model(), policy, grid, clip.frames, reference, num_classes=dataset.num_classes,
                 ignore_index=dataset.ignore_index, labelled=clip.labelled, propagation=propagation,
             )
-        payload = {"cell": asdict(cell), "threshold": None if calibration is None else calibration["threshold"],
+        payload = {"cell": asdict(cell), "threshold": threshold,
                    "result": result.to_json(), "seconds": time.perf_counter() - start}
         self.folder.save_cell(cell.ident, payload)
         return payload
