@@ -55,7 +55,7 @@ to 4 keys per frame; the fraction is keys / region-frames):
     target's interval; before that, four times the price a loss growing
     linearly would reach at ``I``, extrapolated from the scores so far, so
     a cut in the first interval gets its key) and then follows the scores
-    of the keys it chose (the median of the last five, in logs, exceptional
+    of the keys it chose (the median of the last five per region, in logs, exceptional
     ones left out). Past ``I`` frames since its key, a region's score counts
     ``age / I`` times: an uninformative score (flat, or near 0) then keys
     near the target's interval instead of wandering from one edge of the
@@ -107,16 +107,16 @@ def check_target(target) -> float:
     return float(target)
 
 
-def check_price(price, policy, rule: str) -> Optional[float]:
-    """``price`` as a positive finite float (or ``None``); a price for a policy that takes
-    the rank rule is a ``ValueError`` naming both."""
+def check_price(price, policy, rule: str, auto: bool = True) -> Optional[float]:
+    """``price`` as a positive finite float (or ``None``); a price where ``rule`` (resolved;
+    ``auto``: from ``policy``'s scores) is the rank rule is a ``ValueError`` naming why."""
     if price is None:
         return None
     if isinstance(price, bool) or not isinstance(price, (int, float, np.number)) or not 0 < price < math.inf:
         raise ValueError(f"price must be a positive finite number (a key's price in the policy's score units), "
                          f"got {price!r}")
     if rule != "price":
-        why = f"{type(policy).__name__}'s scores take the rank rule (they are no cost)" if policy is not None \
+        why = f"{type(policy).__name__}'s scores take the rank rule (they are no cost)" if auto \
             else f"rule={rule!r}"
         raise ValueError(f"price={price} starts the price rule, but {why}; drop the price, or pass rule='price'")
     return float(price)
@@ -263,7 +263,8 @@ class KeyBudget(BudgetPolicy):
         target = check_target(self.target)
         low, high = check_intervals(target, self.min_interval, self.max_interval)
         rule = resolve_rule(self.policy, self.rule)
-        return scoring_function(self.policy), target, low, high, rule, check_price(self.price, self.policy, rule)
+        price = check_price(self.price, self.policy, rule, auto=self.rule == "auto")
+        return scoring_function(self.policy), target, low, high, rule, price
 
     def decide(self, context: Context) -> Decision:
         scoring, target, low, high, rule, price = self._check()

@@ -16,7 +16,7 @@ import numpy as np
 GAIN = 1.5  # how strongly the credit balance moves the rank threshold
 PRICE_GAIN = 1.5  # how strongly the credit balance moves the price
 CALIBRATED_PRICE_GAIN = 0.5  # the same, from a calibrated starting price (see start_price)
-PRICE_MEMORY = 5  # the price is the median of the log scores of this many recent keys
+PRICE_MEMORY = 5  # the price is the median of the log scores of this many recent keys per region
 PROVISIONAL = 4.0  # before the first price: this many times the extrapolated one (a cut jumps far above it)
 AGE_PRIOR = 1.0  # past the target's interval I, a score counts (age / I) ** AGE_PRIOR times
 
@@ -45,6 +45,8 @@ class BudgetController:
         self.rule = rule
         self.log_price = None
         self.price_gain = PRICE_GAIN
+        self.prior_log_price = None
+        self.calibrated = False
         self.provisional = 0.0  # the extrapolated price before the first one (see allocate)
         self.key_prices: deque = deque(maxlen=PRICE_MEMORY)
         self.slope = slope
@@ -60,13 +62,16 @@ class BudgetController:
         """Start the price rule at ``price`` (in the scores' units; a threshold calibrated to
         the target on footage like the stream's) instead of guessing it from the first scores.
 
-        The price fills the memory of recent key prices (the median of ``PRICE_MEMORY``), so
-        the stream's own keys move it only once several are seen, and the credit balance moves
-        it by ``exp(-0.5 b / D)`` rather than ``exp(-1.5 b / D)``: a calibrated price is nearer
-        right than one guessed from a single score."""
+        The price fills the memory of recent key prices (the median of ``PRICE_MEMORY`` keys per
+        region), so the stream's own keys move it only once several are seen, and the credit
+        balance moves it by ``exp(-0.5 b / D)`` rather than ``exp(-1.5 b / D)``: a calibrated
+        price is nearer right than one guessed from a single score. So that a price set too high
+        still comes down, every key spent then enters the memory, those the band forced below
+        the price too (a guessed price keeps only keys that passed it)."""
         self.log_price = math.log(price)
-        self.key_prices.extend([self.log_price] * PRICE_MEMORY)
+        self.prior_log_price = self.log_price  # fills the memory at the first step (its size known then)
         self.price_gain = CALIBRATED_PRICE_GAIN
+        self.calibrated = True
 
     @property
     def balance(self) -> float:
@@ -138,6 +143,12 @@ class BudgetController:
         candidates = np.flatnonzero(np.asarray(eligible, bool) & ~update)
         share = self.target if target is None else target
         if self.rule == "price":
+            memory = PRICE_MEMORY * max(1, int(regions))  # a step may key every region: keep 5 steps' worth
+            if self.key_prices.maxlen < memory:
+                self.key_prices = deque(self.key_prices, maxlen=memory)
+            if self.prior_log_price is not None:
+                self.key_prices.extend([self.prior_log_price] * memory)
+                self.prior_log_price = None
             interval = round(1.0 / share)
             ages = np.zeros(scores.shape) if ages is None else np.asarray(ages, np.float64)
             # Past the target's interval a score counts (age / interval) times: a region overdue
@@ -177,7 +188,10 @@ class BudgetController:
                 self.provisional = max(self.provisional, float(reach.max()))
         elif self.rule == "price":
             chosen = order[:count]
-            chosen = chosen[np.isfinite(effective[chosen]) & (effective[chosen] >= price) & ~exceptional[chosen]]
+            counted = np.isfinite(effective[chosen]) & ~exceptional[chosen] & (effective[chosen] > 0)
+            if not self.calibrated:  # a guessed price follows the keys that passed it (the credit does the rest)
+                counted &= effective[chosen] >= price
+            chosen = chosen[counted]
             if chosen.size:  # the price follows the (effective) scores of the keys it chose
                 self.key_prices.extend(math.log(value) for value in effective[chosen])
                 self.log_price = float(np.median(self.key_prices))

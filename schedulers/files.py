@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
 from typing import Iterator
 
 import numpy as np
@@ -94,7 +95,7 @@ def read_npz(path, keys, log=None):
             if missing:
                 raise KeyError(f"no {', '.join(missing)}")
             return {k: stored[k] for k in keys}
-    except Exception as error:  # a damaged, truncated or foreign file
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:  # damaged, truncated, foreign
         if log is not None:
             log(f"cache {path!r} is unreadable ({type(error).__name__}: {error}); rebuilding it")
         return None

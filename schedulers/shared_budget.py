@@ -99,7 +99,9 @@ class SharedBudget:
         rule: ``"auto"``, ``"rank"`` or ``"price"``, as in :class:`schedulers.KeyBudget`
             (resolved from the first stream's policy).
         price: the price rule's starting price, as in :class:`schedulers.KeyBudget`
-            (one price for all streams).
+            (one price for all streams): the policy's threshold calibrated to
+            ``target``, or with ``keys_per_step`` to the fraction those keys make
+            of the streams' region-frames.
         regions: the region grid of every stream (default: whole frame).
         min_interval, max_interval: per region, as in :class:`KeyBudget`.
         flow, features: passed to the :class:`Tracker` of each stream in :meth:`step`.
@@ -125,7 +127,7 @@ class SharedBudget:
     ):
         if rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
-        check_price(price, None, "price" if rule == "auto" else rule)  # "auto" resolves at the first step: again there
+        check_price(price, None, "price" if rule == "auto" else rule, auto=False)  # "auto": again at the first step
         if (target is None) == (keys_per_step is None):
             raise ValueError("give exactly one of target (a key fraction) and keys_per_step")
         if keys_per_step is not None:
@@ -250,9 +252,9 @@ class SharedBudget:
         if not pairs:
             return []
         if not self.controller.rule:
-            self.controller.rule = resolve_rule(pairs[0][0].policy, self.rule)
-            self.controller.early = SHARED_EARLY[self.controller.rule]
-            price = check_price(self.price, pairs[0][0].policy, self.controller.rule)
+            rule = resolve_rule(pairs[0][0].policy, self.rule)
+            price = check_price(self.price, pairs[0][0].policy, rule, auto=self.rule == "auto")
+            self.controller.rule, self.controller.early = rule, SHARED_EARLY[rule]
             if price is not None:
                 self.controller.start_price(price)
         scored = []

@@ -157,6 +157,41 @@ def test_shared_budget_starts_from_its_price_and_a_price_needs_the_price_rule():
         later.stream("a").decide(Context(1, [img], [img], [0]))
 
 
+def test_a_starting_price_set_far_too_high_comes_down_and_keys_per_step_hold():
+    """Costs 0.5 a (a + 1): the price of keys every 10 frames is 55. Three streams sharing a budget
+    from a price of 300: the keys the band forces below it pull it back within twice 55."""
+    import math
+
+    steps = 300
+    shared = SharedBudget(lambda: GrowingCost(np.ones(steps)), target=0.1, price=300.0)
+    streams = [shared.stream(name) for name in "abc"]
+    img = np.zeros((8, 8, 3), np.uint8)
+    keys = [0, 0, 0]
+    for t in range(1, steps):
+        for i, stream in enumerate(streams):
+            if stream.decide(Context(t, [img], [img], [keys[i]])).update[0]:
+                keys[i] = t
+    assert 27.5 <= math.exp(shared.controller.log_price) <= 110.0, math.exp(shared.controller.log_price)
+    assert abs(shared.key_fraction - 0.1) <= 0.01
+    per_step = SharedBudget(lambda: GrowingCost(np.ones(steps)), keys_per_step=1, price=15.0)
+    frames = {name: img for name in "abcde"}
+    spent = [sum(int(d.update.sum()) for d in per_step.step(frames).values()) for _ in range(120)]
+    assert abs(np.mean(spent[1:]) - 1.0) <= 0.1, np.mean(spent[1:])  # after frame 0 (a key of every stream)
+
+
+def test_a_starting_price_fills_a_memory_of_five_keys_per_region():
+    """With 2x2 regions a step may key all four: the memory keeps five keys per region, so the
+    first steps do not replace the starting price (it still holds after the first keys)."""
+    import math
+
+    frames = 15
+    policy = KeyBudget(GrowingCost(np.ones(frames)), 0.1, price=55.0)
+    updates, decisions = drive(policy, frames, regions=4)
+    assert policy.controller_.key_prices.maxlen == 20
+    assert updates[1:].sum() >= 4  # every region was keyed once
+    assert math.exp(policy.controller_.log_price) == pytest.approx(55.0, rel=1e-9)
+
+
 def test_a_cut_in_the_first_interval_gets_a_key_before_any_price():
     """Before the first price (the target's interval not yet reached), a cut's jump passes the
     price extrapolated from the scores so far."""

@@ -22,6 +22,7 @@ from adaptive_dff.compare import (
     synthetic_dataset,
 )
 from adaptive_dff.compare import workspace as compare_workspace
+from adaptive_dff.compare.planning import Cell
 from adaptive_dff.metrics import confusion_matrix, mean_iou
 from adaptive_dff.data import SyntheticVideo
 from schedulers import DISFlow, FixedInterval, FrameDifference, RegionGrid
@@ -414,9 +415,40 @@ def test_a_cost_policy_under_a_budget_starts_from_its_calibrated_threshold(tmp_p
                   json.load(open(os.path.join(out, "cells", n)))["threshold"] for n in os.listdir(os.path.join(out, "cells"))}
     assert thresholds["propagation_quality@budget"] == thresholds["propagation_quality@shared"] == calibrated
     assert thresholds["propagation_quality"] == calibrated
-    policy = compare_workspace.Workspace(config, [dataset], None).make_policy(
-        "propagation_quality@budget", calibrated, budget=0.2)
+    workspace = compare_workspace.Workspace(config, [dataset], None)
+    policy = workspace.make_policy("propagation_quality@budget", calibrated, budget=0.2)
     assert policy.price == calibrated and policy.target == 0.2
+    # a cell stored before budgets took a starting price runs again; rank-rule budget cells stand
+    budget_cell = Cell("moving", "propagation_quality@budget", "1x1", 0.2, "budget", "slow")
+    assert not workspace.is_done(budget_cell, {"threshold": None})
+    assert workspace.is_done(budget_cell, {"threshold": None, "starting_price": None})
+    assert workspace.is_done(Cell("moving", "frame_difference@budget", "1x1", 0.2, "budget", "slow"), {"threshold": None})
+    # only a met calibration with a positive finite threshold starts a price
+    usable = compare_workspace.starting_price_usable
+    assert usable({"met": True, "threshold": 1.5})
+    assert not usable({"met": False, "threshold": 1.5}) and not usable({"met": True, "threshold": 0.0})
+    assert not usable({"met": True, "threshold": float("inf")}) and not usable(None)
+
+
+def test_a_shared_arm_hands_its_starting_price_to_the_shared_budget(tmp_path, monkeypatch):
+    import schedulers
+
+    seen = []
+
+    class Spy(schedulers.SharedBudget):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs.get("price"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(schedulers, "SharedBudget", Spy)
+    video = SyntheticVideo(height=48, width=64, num_frames=30, seed=4, camera_speed=1.5)
+    frames, labels = [video.frame(t) for t in range(30)], [video.label(t) for t in range(30)]
+    dataset = Dataset("moving", [Clip("cal", frames, labels)], [Clip("test", frames, labels)], num_classes=7)
+    config = CompareConfig(policies=("propagation_quality@shared",), budgets=(0.2,), sweep=(), regions=("1x1",))
+    run_compare(config, dataset, str(tmp_path / "run"), log=quiet)
+    (name,) = os.listdir(tmp_path / "run" / "calibration")
+    calibration = json.load(open(tmp_path / "run" / "calibration" / name))
+    assert seen == [calibration["threshold"] if calibration["met"] else None]
 
 
 def test_budget_and_shared_arms_need_no_calibration_and_hold_their_spend(tmp_path):

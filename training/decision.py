@@ -137,7 +137,8 @@ def _save_npz_atomic(path: str, **arrays) -> None:
 
 
 def run(config: dict, out: str, log=logger.info) -> dict:
-    runtime.check_run_folder(out, "decision", signature(config))
+    signed = signature(config)  # hashes the model and the videos: once
+    runtime.check_run_folder(out, "decision", signed)
     from adaptive_dff.model import compact_dff, load_model
 
     if config["model"]:
@@ -149,7 +150,7 @@ def run(config: dict, out: str, log=logger.info) -> dict:
     grid = RegionGrid(config["regions"], config["regions"], config["overlap"])
     grid.boxes(config["height"], config["width"])  # fits?
     clips = _videos(config)
-    runtime.claim_run_folder(out, "decision", signature(config))
+    runtime.claim_run_folder(out, "decision", signed)
 
     cache = os.path.join(out, "dataset.npz")
     data = read_npz(cache, ("X", "y", "video"), log)

@@ -18,6 +18,7 @@ import numpy as np
 
 from adaptive_dff.compare import ceiling_rows
 from adaptive_dff.compare.ceiling_rows import OPTIMAL_ROWS
+from adaptive_dff.compare.config import parse_arm
 from adaptive_dff.compare.datasets import PSEUDO_KIND
 from adaptive_dff.compare.planning import config_of, plan_cells, test_clips
 from adaptive_dff.compare.plot import plot
@@ -64,7 +65,9 @@ def rows_from(folder: ResultFolder, cells: Optional[dict] = None) -> tuple[list,
         group = groups[key]
         result: CellResult = group["result"]
         cell = group["cell"]
-        calibration = calibrations.get("__".join(key[:3]) + f"__{key[3]:.4f}", {})
+        # a budget arm's threshold (its starting price) is its bare arm's calibration
+        policy = key[1] if group["threshold"] is None else parse_arm(key[1])[0]
+        calibration = calibrations.get(f"{key[0]}__{policy}__{key[2]}__{key[3]:.4f}", {})
         row = {
             "dataset": key[0], "mode": mode, "policy": key[1], "regions": key[2],
             "kind": cell["kind"], "budget": key[3], "threshold_param": calibration.get("threshold_param"),

@@ -77,7 +77,8 @@ def run_compare(
     if shard is not None:
         i, n = shard
         cells = cells[i - 1::n]
-    todo = [c for c in cells if folder.cell(c.ident) is None]
+    workspace = Workspace(config, datasets, folder)
+    todo = [c for c in cells if not workspace.is_done(c, folder.cell(c.ident))]
     log(f"compare: {len(cells)} cells ({len(cells) - len(todo)} already done), mode {config.mode}, "
         f"data sets {', '.join(names)}, results in {out}")
     if not config.model and (config.mode == "model" or not all(d.labelled for d in datasets)):
@@ -85,7 +86,6 @@ def run_compare(
             "its accuracy figures (and per-frame references for unlabelled clips) mean nothing")
     started = time.perf_counter()
     progress = _Progress(len(todo), log)
-    workspace = Workspace(config, datasets, folder)
     if todo:
         workspace.preflight()
     if jobs == 1 or len(todo) <= 1:

@@ -9,6 +9,7 @@ policy up front (:meth:`Workspace.preflight`) and runs one cell.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import time
 from dataclasses import asdict, replace
@@ -23,7 +24,18 @@ from adaptive_dff.compare.scoring import (
     CellResult, model_cell, model_flow, model_pair_features, model_steps, oracle_cell, oracle_steps, side_by_side,
 )
 from adaptive_dff.compare.store import ResultFolder
-from schedulers.files import save_keras_atomic, write_bytes_atomic
+from schedulers.files import read_npz, save_keras_atomic, write_bytes_atomic
+
+logger = logging.getLogger(__name__)
+
+
+def starting_price_usable(calibration) -> bool:
+    """Whether a calibration may start a budget's price: met on the calibration clips, and a
+    positive finite threshold (a target out of reach leaves the search at an edge)."""
+    if not calibration or not calibration.get("met"):
+        return False
+    threshold = calibration.get("threshold")
+    return isinstance(threshold, (int, float)) and 0 < threshold < float("inf")
 
 
 class Workspace:
@@ -74,9 +86,9 @@ class Workspace:
         key = (dataset.name, clip.name)
         if key not in self._references:
             path = self.folder.path("reference", dataset.name, clip.name + ".npz")
-            if os.path.exists(path):
-                with np.load(path) as data:
-                    self._references[key] = list(data["labels"])
+            stored = read_npz(path, ("labels",), logger.warning)
+            if stored is not None:
+                self._references[key] = list(stored["labels"])
             else:
                 from schedulers import FixedInterval
 
@@ -103,6 +115,14 @@ class Workspace:
         if getattr(self.make_policy(name), "score_is_cost", False) is True:
             return replace(cell, policy=name)
         return None
+
+    def is_done(self, cell: Cell, payload) -> bool:
+        """Whether a stored cell payload stands: a cost policy's budget arm stored before budgets
+        took a starting price (no ``starting_price`` in it) is run again."""
+        if payload is None:
+            return False
+        calibrated = self.calibration_cell(cell)
+        return calibrated is None or calibrated is cell or "starting_price" in payload
 
     def make_policy(self, name: str, threshold=None, budget=None):
         """A fresh policy of the arm ``name``, with ``threshold`` set when given; an
@@ -236,6 +256,8 @@ class Workspace:
         calibrated = self.calibration_cell(cell)
         calibration = None if calibrated is None else self.calibrate(calibrated)
         threshold = None if calibration is None else calibration["threshold"]
+        if calibrated is not cell and not starting_price_usable(calibration):
+            threshold = None  # a budget arm then guesses its first price, as without calibration
         if cell.policy == PER_FRAME:
             from schedulers import FixedInterval
 
@@ -258,6 +280,7 @@ class Workspace:
                 ignore_index=dataset.ignore_index, labelled=clip.labelled, propagation=propagation,
             )
         payload = {"cell": asdict(cell), "threshold": threshold,
+                   **({"starting_price": threshold} if calibrated is not None and calibrated is not cell else {}),
                    "result": result.to_json(), "seconds": time.perf_counter() - start}
         self.folder.save_cell(cell.ident, payload)
         return payload
