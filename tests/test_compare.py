@@ -220,6 +220,19 @@ def test_shards_merge_into_the_results_of_one_run(tiny_dataset, tmp_path):
         return [(r["policy"], r["key_fraction"], r["accuracy"], r["threshold"]) for r in report["rows"]]
 
     assert figures(merged) == figures(whole)
+    # a cost policy's budget cell stored before budgets took a starting price is left out of a merge
+    config = dict(policies=("propagation_quality@budget",), budgets=(0.2,), sweep=(), regions=("1x1",))
+    old = str(tmp_path / "old")
+    run_compare(CompareConfig(**config), tiny_dataset, old, log=quiet)
+    names = [n for n in os.listdir(os.path.join(old, "cells")) if "@budget" in n]
+    assert len(names) == 2  # one per test clip
+    path = os.path.join(old, "cells", names[0])
+    payload = json.load(open(path))
+    del payload["starting_price"]
+    json.dump(payload, open(path, "w"))
+    messages = []
+    merged = merge([old], str(tmp_path / "merged-old"), log=messages.append)
+    assert merged["cells_done"] == 1 and "1 budget cells stored before" in messages[0]  # the other clip's cell stays
     other = str(tmp_path / "other")
     run_compare(CompareConfig(**{**config, "budgets": (0.3,)}), tiny_dataset, other, shard=(1, 4), log=quiet)
     with pytest.raises(ValueError, match="only shards of one run merge"):

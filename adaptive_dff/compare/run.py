@@ -20,7 +20,7 @@ from typing import Callable, Optional, Sequence
 from adaptive_dff.compare import report
 from adaptive_dff.compare.config import PAIR_TABLE, CompareConfig, parse_grid, resolve_defaults
 from adaptive_dff.compare.datasets import Dataset
-from adaptive_dff.compare.planning import Cell, plan_cells, signature, test_clips
+from adaptive_dff.compare.planning import Cell, config_of, plan_cells, signature, test_clips
 from adaptive_dff.compare.scoring import CellResult
 from adaptive_dff.compare.store import ResultFolder
 from adaptive_dff.compare.workspace import Workspace
@@ -143,6 +143,8 @@ def merge(dirs: Sequence[str], out: str, log: Callable = logger.info) -> dict:
             raise ValueError(f"{d!r} holds a different configuration from {dirs[0]!r}; only shards of one run merge")
     target = ResultFolder(out)
     target.claim(signatures[0])
+    workspace = Workspace(config_of(signatures[0]), [], target)
+    stale = 0
     for folder in folders:
         if os.path.abspath(folder.out) == os.path.abspath(out):
             continue
@@ -153,6 +155,12 @@ def merge(dirs: Sequence[str], out: str, log: Callable = logger.info) -> dict:
                                  f"to {known['threshold']}; the shards did not run the same comparison")
             target.save_calibration(ident, payload)
         for ident, payload in folder.cells().items():
-            target.save_cell(ident, payload)
+            if workspace.is_done(Cell(**payload["cell"]), payload):
+                target.save_cell(ident, payload)
+            else:
+                stale += 1
+    if stale:
+        log(f"merge: {stale} budget cells stored before budgets took a starting price were left out; "
+            f"run compare again with --out {out} (and this configuration) to fill them")
     return report.write(target, config_extra={"versions": versions(), "machine": machine(), "merged_from": list(dirs)},
                         log=log)
