@@ -44,9 +44,8 @@ class BudgetController:
         self.target = target
         self.rule = rule
         self.log_price = None
-        self.price_gain = PRICE_GAIN
         self.prior_log_price = None
-        self.calibrated = False
+        self.calibrated = False  # True from start_price on
         self.provisional = 0.0  # the extrapolated price before the first one (see allocate)
         self.key_prices: deque = deque(maxlen=PRICE_MEMORY)
         self.slope = slope
@@ -70,7 +69,6 @@ class BudgetController:
         the price too (a guessed price keeps only keys that passed it)."""
         self.log_price = math.log(price)
         self.prior_log_price = self.log_price  # fills the memory at the first step (its size known then)
-        self.price_gain = CALIBRATED_PRICE_GAIN
         self.calibrated = True
 
     @property
@@ -162,7 +160,8 @@ class BudgetController:
                     self.log_price = float(np.log(scores[ripe].max()))
                     self.key_prices.append(self.log_price)
             if self.log_price is not None:
-                price = math.exp(self.log_price - self.price_gain * max(-2.0, min(1.0, balance / bound)))
+                gain = CALIBRATED_PRICE_GAIN if self.calibrated else PRICE_GAIN
+                price = math.exp(self.log_price - gain * max(-2.0, min(1.0, balance / bound)))
             else:
                 price = PROVISIONAL * self.provisional if self.provisional > 0 else math.inf
             wanted = int(np.count_nonzero(effective[order] >= price))
