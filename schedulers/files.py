@@ -82,6 +82,12 @@ def read_json(path):
         raise ValueError(f"{path!r} is damaged ({error}); delete it to recompute it") from None
 
 
+def write_npz_atomic(path, **arrays) -> None:
+    """Write ``arrays`` to the ``.npz`` file ``path`` atomically (uncompressed)."""
+    with atomic_path(path, ".npz") as tmp:
+        np.savez(tmp, **arrays)
+
+
 def read_npz(path, keys, log=None):
     """The arrays ``keys`` of the ``.npz`` file ``path`` as a dict, or ``None`` when there is no
     such file or it is damaged or lacks a key (a cache to rebuild: ``log``, when given, is told

@@ -27,12 +27,13 @@ def test_a_failed_write_keeps_the_old_file_and_cleans_up(tmp_path):
 def test_read_npz_returns_the_arrays_and_none_for_a_missing_damaged_or_incomplete_file(tmp_path):
     import numpy as np
 
-    from schedulers.files import read_npz
+    from schedulers.files import read_npz, write_npz_atomic
 
     rng = np.random.default_rng(3)
     arrays = {"X": rng.standard_normal((5, 3)), "y": rng.integers(0, 9, 5)}
     path = tmp_path / "data.npz"
-    np.savez(path, **arrays)
+    write_npz_atomic(path, **arrays)
+    assert sorted(os.listdir(tmp_path)) == ["data.npz"]  # no temporary file left
     found = read_npz(path, ("X", "y"))
     assert set(found) == {"X", "y"} and all(np.array_equal(found[k], arrays[k]) for k in arrays)
     told = []

@@ -40,7 +40,7 @@ from adaptive_dff.data import SyntheticVideo
 from adaptive_dff.video import VideoReader
 from schedulers import DecisionModel, RegionGrid
 from schedulers.pair_features import resize_features
-from schedulers.files import atomic_path, file_sha256, read_npz
+from schedulers.files import file_sha256, read_npz, write_npz_atomic
 from training import runtime
 
 logger = logging.getLogger(__name__)
@@ -131,11 +131,6 @@ def build_samples(model, frames: list, grid: RegionGrid, config: dict) -> tuple[
     return np.stack(X), np.asarray(y, np.float32)
 
 
-def _save_npz_atomic(path: str, **arrays) -> None:
-    with atomic_path(path, ".npz") as tmp:
-        np.savez(tmp, **arrays)
-
-
 def run(config: dict, out: str, log=logger.info) -> dict:
     signed = signature(config)  # hashes the model and the videos: once
     runtime.check_run_folder(out, "decision", signed)
@@ -162,7 +157,7 @@ def run(config: dict, out: str, log=logger.info) -> dict:
         X = np.concatenate([p[0] for p in parts])
         y = np.concatenate([p[1] for p in parts])
         owner = np.concatenate([np.full(len(p[1]), i) for i, p in enumerate(parts)])
-        _save_npz_atomic(cache, X=X, y=y, video=owner)
+        write_npz_atomic(cache, X=X, y=y, video=owner)
         log(f"built {len(y)} samples from {len(clips)} videos")
     finished = os.path.join(out, "metrics.json")
     final = os.path.join(out, "model.keras")

@@ -54,7 +54,7 @@ import numpy as np
 from adaptive_dff.labels import carry_labels
 from adaptive_dff.data import NUM_CLASSES, SyntheticVideo
 from schedulers import DISFlow, RegionGrid
-from schedulers.files import atomic_path, claim_folder, file_sha256, read_npz, write_json_atomic
+from schedulers.files import claim_folder, file_sha256, read_npz, write_json_atomic, write_npz_atomic
 from schedulers.quality_signals import QualitySignals
 from schedulers.quality_predictor import KINDS, QualityPredictor
 
@@ -190,9 +190,8 @@ def build_dataset(config: dict, data_root, log=logger.info) -> dict:
         for number, part in enumerate(video_parts(config, grids, log)):
             parts.append(part)
             video.append(np.full(len(part[1]), number))
-    data = {name: np.concatenate([p[i] for p in parts]) for i, name in
-            enumerate(("X", "pixel_accuracy", "miou", "source", "held_out"))}
-    data["video"] = np.concatenate(video)
+    columns = [np.concatenate([p[i] for p in parts]) for i in range(5)] + [np.concatenate(video)]
+    data = dict(zip(DATASET_KEYS, columns))
     finite = np.all(np.isfinite(data["X"]), axis=1) & np.isfinite(data["pixel_accuracy"])
     return {k: v[finite] for k, v in data.items()}
 
@@ -348,8 +347,7 @@ def run(config: dict, out: str, data_root=None, log=logger.info) -> dict:
         log(f"reusing the data set in {cache} ({len(data['X'])} rows)")
     else:
         data = build_dataset(config, data_root, log=log)
-        with atomic_path(cache, ".npz") as tmp:
-            np.savez(tmp, **data)
+        write_npz_atomic(cache, **data)
     predictor, metrics = fit_and_report(data, config, log=log)
     metrics["data"] = data_description(config, data)
     predictor.save(os.path.join(out, "quality.json"), target=config["target"], metrics=metrics)
