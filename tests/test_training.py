@@ -171,7 +171,12 @@ def test_killed_and_rerun_continues_from_the_last_checkpoint(tmp_path):
     args = [sys.executable, "-m", "adaptive_dff.cli", *flow_args(out, "--set", "steps=400", "--set", "checkpoint_every=3")]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     deadline = time.time() + 240
-    while time.time() < deadline and not list((out / "checkpoints").glob("ckpt-6.index")):
+
+    def recorded():  # ckpt-6 written and recorded as the latest (the index file comes before the record)
+        state = out / "checkpoints" / "checkpoint"
+        return state.exists() and "ckpt-6" in state.read_text()
+
+    while time.time() < deadline and not recorded():
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     process.wait()
