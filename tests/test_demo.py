@@ -41,7 +41,6 @@ def readme_block(heading_text):
 
 def test_readme_embedding_examples_run(tmp_path):
     import cv2
-    import numpy as np
 
     from adaptive_dff.data import SyntheticVideo
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from adaptive_dff.compare.ceiling import (
-    headroom_captured, interpolate, optimal_curve, phase_fair_fixed, score,
+    clip_targets, headroom_captured, interpolate, optimal_curve, phase_fair_fixed, same_share_curve,
+    same_share_fractions, score,
 )
 from adaptive_dff.compare.optimal import (
     PairTable, best_schedules, build_pair_table, check_schedule, check_window, fixed_schedule, knapsack,
@@ -184,6 +185,27 @@ def test_optimal_curve_is_never_below_any_fixed_schedule_and_rescored_exactly():
         assert [len(s) for s in point.schedules] == [max(-(-t.frames // 6), round(fraction * t.frames)) for t in tables]
         assert point.accuracy == pytest.approx(score(tables, point.schedules))
         assert point.accuracy <= best[point.keys] + 1e-12
+
+
+def test_same_share_points_are_real_schedules_below_the_shared_optimum():
+    """The dense per-clip ceiling: every point gives each clip its share, is a real schedule's
+    score, never passes the shared optimum at its number of keys; refined at the budgets only."""
+    rng = np.random.default_rng(11)
+    tables = [random_table(rng, 19, 5), random_table(rng, 13, 5), random_table(rng, 16, 5)]
+    dense = same_share_fractions(5)
+    assert dense == pytest.approx([1, 1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 6])
+    curve, _, same = optimal_curve(tables, [0.3], same_fractions=dense)
+    best = {p.keys: p.accuracy for p in curve}
+    assert set(same) == set(dense) | {0.3}
+    for fraction, point in same.items():
+        assert [len(s) for s in point.schedules] == clip_targets(tables, fraction)
+        assert point.accuracy == pytest.approx(score(tables, point.schedules))
+        assert point.accuracy <= best[point.keys] + 1e-12
+    unrefined = optimal_curve(tables, [], same_fractions=[0.3])[2][0.3]
+    assert same[0.3].accuracy >= unrefined.accuracy - 1e-12
+    traced = same_share_curve(same)
+    assert [x for x, _ in traced] == sorted({p.key_fraction for p in same.values()})
+    assert traced[-1] == (1.0, pytest.approx(1.0))  # every frame a key: the labels themselves
 
 
 def test_optimal_curve_matches_brute_force_on_a_tiny_clip():

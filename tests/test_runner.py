@@ -215,7 +215,6 @@ def test_a_failure_part_way_through_a_frame_leaves_the_stream_intact(model, clip
 def test_region_outputs_merge_by_confidence_as_the_model_predicts_them(model, clip):
     grid = RegionGrid(2, 2, 16)
     result = VideoRunner(model, FixedInterval(5), regions=grid, keep_logits=True).step(clip[0])
-    boxes = grid.boxes(96, 160)
     per_region = [model.key_step(crop)[0].numpy()[0] for crop in grid.split(clip[0])]
     confidence = [1.0 / np.exp(lg - lg.max(-1, keepdims=True)).sum(-1) for lg in per_region]
     expected = grid.merge(per_region, confidence, 96, 160)

@@ -6,8 +6,10 @@ confusion summed over the data set's clips, as in every compare row.
 
 * :func:`optimal_curve`: for every total number of keys ``N`` the search
   reached, the best schedule found (module :mod:`~adaptive_dff.compare.optimal`
-  says how), spread over clips by a knapsack; :func:`same_budget` the best
-  when every clip spends the same share.
+  says how), spread over clips by a knapsack (the ceiling of a budget shared
+  by the clips); and the best when every clip spends the same share, at the
+  budgets and, as a dense curve, at every fixed interval's share (the ceiling
+  of a budget held per stream); :func:`same_budget` one such point.
 * :func:`phase_fair_fixed`: a fixed interval ``l`` for ``l = 1..window + 1``, as
   the mean over its ``l`` phases (where its first key after frame 0 falls:
   frame ``1..l``; frame 0 is always a key). With short clips a fixed
@@ -116,20 +118,27 @@ class _Lazy:
 
 
 def optimal_curve(
-    tables: Sequence[PairTable], fractions: Sequence[float] = (), *, exact_limit: int = EXACT_LIMIT,
+    tables: Sequence[PairTable], fractions: Sequence[float] = (), *, same_fractions: Sequence[float] = (),
+    exact_limit: int = EXACT_LIMIT,
 ) -> tuple[list, dict, dict]:
     """The ceiling of a data set.
 
     Returns ``(curve, budget_points, same_budget_points)``: ``curve`` a list of
     :class:`Point` for every total number of keys reached (no schedules kept);
     per fraction in ``fractions``: the best :class:`Point` for the data set's
-    budget (the nearest reachable total) and for every clip spending the same
-    share (:func:`clip_targets`), schedules kept.
+    budget (the nearest reachable total); per fraction in ``fractions`` and
+    ``same_fractions``: the best :class:`Point` when every clip spends the same
+    share (:func:`clip_targets`), schedules kept. Only the points of
+    ``fractions`` are refined around the best schedule found; those of
+    ``same_fractions`` come from the search's first linearisations (a dense
+    curve at a fraction of the cost: each point is a real schedule's score,
+    possibly a little below the best).
     """
     search = _Search(list(tables), exact_limit)
     window = tables[0].window
     targets = [int(round(f * search.frames)) for f in fractions]
     splits = [tuple(clip_targets(tables, f)) for f in fractions]
+    dense_splits = [tuple(clip_targets(tables, f)) for f in same_fractions]
     # fixed intervals at every phase: candidates and references
     references = []
     for interval in range(1, window + 2):
@@ -139,11 +148,11 @@ def optimal_curve(
             tp, predicted = sum(c[0] for c in counts), sum(c[1] for c in counts)
             split = tuple(len(s) for s in schedules)
             search.consider(miou(tp, predicted, search.truth), sum(split), schedules,
-                            split if split in splits else None)
+                            split if split in splits or split in dense_splits else None)
             if first == interval and interval in (1, 2, 3, 5, 8, 13, 21, window):
                 references.append((tp, predicted))
     for tp, predicted in references:
-        search.around(tp, predicted, targets, splits)
+        search.around(tp, predicted, targets, list(dict.fromkeys(splits + dense_splits)))
     for _ in range(REFINEMENTS):
         for target, split in zip(targets, splits):
             for chosen in ([search.schedules(_nearest(search.best, target))],
@@ -155,13 +164,29 @@ def optimal_curve(
     curve = [Point(n, search.frames, acc) for n, (acc, _) in sorted(search.best.items())]
     budget = {}
     same = {}
-    for fraction, target, split in zip(fractions, targets, splits):
+    for fraction, target in zip(fractions, targets):
         total = _nearest(search.best, target)
         budget[fraction] = Point(total, search.frames, search.best[total][0], search.schedules(total))
+    for fraction, split in zip(list(same_fractions) + list(fractions), dense_splits + splits):
         found = search.same.get(split) or min(search.same.items(), key=lambda kv: abs(sum(kv[0]) - sum(split)))[1]
         schedules = found[1]() if callable(found[1]) else found[1]
         same[fraction] = Point(sum(len(s) for s in schedules), search.frames, found[0], schedules)
     return curve, budget, same
+
+
+def same_share_fractions(window: int) -> list:
+    """The shares a dense per-stream ceiling is traced at: every fixed interval's ``1 / l``,
+    ``l = 1..window + 1`` (the phase-fair fixed curve's own span)."""
+    return [1.0 / interval for interval in range(1, window + 2)]
+
+
+def same_share_curve(same: dict) -> list:
+    """``[(key fraction, mIoU)]`` of same-share points (``optimal_curve``'s third result), sorted,
+    one point per key fraction (the best)."""
+    best: dict = {}
+    for point in same.values():
+        best[point.key_fraction] = max(best.get(point.key_fraction, -np.inf), point.accuracy)
+    return sorted(best.items())
 
 
 def _nearest(best: dict, target: int) -> int:

@@ -12,8 +12,13 @@ copied). From a data set's tables (:mod:`adaptive_dff.compare.ceiling`):
   the same share: what a per-stream budget can reach);
 * every row gets ``headroom_captured`` at the key fraction it really spent,
   against the dense phase-fair fixed curve (intervals ``1..window``) and the
-  optimal curve (every number of keys), both on whole frames (a region grid can
-  pass the whole-frame ceiling: it is a different, finer choice of keys).
+  optimal schedule *of the same kind* (:func:`ceiling_of`): the per-clip
+  optimum (every clip the same share, traced at every interval's share) for
+  policies that run stream by stream, the shared optimum (every number of
+  keys, spread by knapsack) for ``@shared`` arms. ``headroom_captured_shared``
+  holds every row's figure against the shared optimum, the stricter ceiling.
+  All ceilings are on whole frames (a region grid can pass them: it is a
+  different, finer choice of keys).
 """
 
 from __future__ import annotations
@@ -22,12 +27,22 @@ from typing import Optional
 
 import numpy as np
 
-from adaptive_dff.compare.ceiling import headroom_captured, interpolate, optimal_curve, phase_fair_fixed
+from adaptive_dff.compare.ceiling import (
+    headroom_captured, interpolate, optimal_curve, phase_fair_fixed, same_share_curve, same_share_fractions,
+)
 from adaptive_dff.compare.config import PAIR_TABLE
 from adaptive_dff.compare.optimal import PairTable
 
 PHASE_FAIR = ("fixed_interval", "copy")
 OPTIMAL_ROWS = ("optimal", "optimal_per_clip")
+SHARED_SUFFIX = "@shared"
+
+
+def ceiling_of(policy: str) -> str:
+    """Which optimum a row is judged against: ``"shared"`` for a budget shared by the clips
+    (``@shared`` arms and the ``optimal`` row itself), else ``"per_clip"`` (every policy that
+    runs each stream on its own, thresholds and ``@budget`` included)."""
+    return "shared" if policy == "optimal" or policy.endswith(SHARED_SUFFIX) else "per_clip"
 
 
 def pair_tables(cells: dict, signature: dict) -> dict:
@@ -67,8 +82,11 @@ def apply(rows: list, cells: dict, signature: dict) -> dict:
         dense = {"fixed_interval": [[f["key_fraction"], f["accuracy"], f["interval"]] for f in fixed["fixed_interval"]],
                  "copy": [[f["key_fraction"], f["accuracy"], f["interval"]] for f in fixed["copy"]]}
         if "optimal" in (config.get("policies") or ()):
-            curve, at_budget, same = optimal_curve(tables["warp"], [b for b, _ in budgets])
+            window = tables["warp"][0].window
+            curve, at_budget, same = optimal_curve(tables["warp"], [b for b, _ in budgets],
+                                                   same_fractions=same_share_fractions(window))
             dense["optimal"] = [[p.key_fraction, p.accuracy] for p in curve]
+            dense["optimal_per_clip"] = [list(p) for p in same_share_curve(same)]
             template = dict(mine[0]) if mine else {"dataset": dataset, "mode": "oracle"}
             for budget, kind in budgets:
                 for policy, point in (("optimal", at_budget[budget]), ("optimal_per_clip", same[budget])):
@@ -82,14 +100,20 @@ def apply(rows: list, cells: dict, signature: dict) -> dict:
                     rows.append(row)
                     mine.append(row)
         fixed_curve = [(x, y) for x, y, _ in dense["fixed_interval"]]
-        optimal = [(x, y) for x, y in dense.get("optimal", [])]
+        ceilings = {kind: [(x, y) for x, y in dense.get(name, [])]
+                    for kind, name in (("shared", "optimal"), ("per_clip", "optimal_per_clip"))}
         for row in mine:
             kf, acc = row.get("key_fraction"), row.get("accuracy")
             if kf is None or acc is None or not np.isfinite(kf) or not np.isfinite(acc):
                 continue
             row["fixed_at_key_fraction"] = interpolate(fixed_curve, kf)
-            row["optimal_at_key_fraction"] = interpolate(optimal, kf) if optimal else None
-            row["headroom_captured"] = headroom_captured(acc, kf, fixed_curve, optimal) if optimal else None
+            if not ceilings["shared"]:
+                continue
+            kind = ceiling_of(row["policy"])
+            row["ceiling"] = kind
+            row["optimal_at_key_fraction"] = interpolate(ceilings[kind], kf)
+            row["headroom_captured"] = headroom_captured(acc, kf, fixed_curve, ceilings[kind])
+            row["headroom_captured_shared"] = headroom_captured(acc, kf, fixed_curve, ceilings["shared"])
         curves[dataset] = dense
     return curves
 
@@ -129,21 +153,26 @@ def summary_lines(rows: list, curves: Optional[dict], window: Optional[int]) -> 
     lines = [
         "Headroom at the fair budgets: each row against the fixed interval (phase-fair: the mean over "
         f"where its first key falls; every interval 1..{window + 1 if window else window}) and the optimal "
-        "schedule (every number of keys), both on whole frames (a region grid may pass that ceiling) and "
+        "schedule of the same kind: `per_clip` (every clip spends the same share: the ceiling of a policy "
+        "that runs each stream on its own) or `shared` (the data set's keys spread over its clips by "
+        "knapsack: the ceiling of an `@shared` arm), both on whole frames (a region grid may pass them) and "
         "interpolated at the key fraction the row really spent. Headroom "
-        "captured = (row - fixed) / (optimal - fixed). `fixed_interval` and `copy` on 1x1 are phase-fair "
+        "captured = (row - fixed) / (optimal - fixed); the last column is against the shared optimum for "
+        "every row. `fixed_interval` and `copy` on 1x1 are phase-fair "
         "(their phase-0 figures are in results.csv); `optimal` spreads the data set's budget over its clips, "
         "`optimal_per_clip` gives every clip the same share.",
         "",
-        "| policy | regions | budget | key fraction | accuracy | fixed there | optimal there | headroom captured |",
-        "|---|---|---|---|---|---|---|---|",
+        "| policy | regions | budget | key fraction | accuracy | fixed there | ceiling | optimal there "
+        "| headroom captured | against shared |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if row.get("kind") != "budget":
             continue
         lines.append(f"| {row['policy']} | {row['regions']} | {row['budget']:.2f} | {_fmt(row['key_fraction'])} | "
                      f"{_fmt(row['accuracy'])} | {_fmt(row.get('fixed_at_key_fraction'))} | "
-                     f"{_fmt(row.get('optimal_at_key_fraction'))} | {_fmt(row.get('headroom_captured'), 2)} |")
+                     f"{row.get('ceiling') or '-'} | {_fmt(row.get('optimal_at_key_fraction'))} | "
+                     f"{_fmt(row.get('headroom_captured'), 2)} | {_fmt(row.get('headroom_captured_shared'), 2)} |")
     notes = [f"- {row['policy']} {row['budget']:.2f}: {row['note']}" for row in rows
              if row.get("note") and row.get("kind") == "budget"]
     return lines + [""] + notes + ([""] if notes else [])

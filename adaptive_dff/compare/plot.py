@@ -1,8 +1,9 @@
 """``pareto.png``: per data set, accuracy against key-frame fraction and against speed.
 
 Left panel: one curve per policy (colour) and region grid (line style); in
-oracle mode with pair tables also the ceiling (the optimal schedule at every
-number of whole-frame keys, thick black) and the phase-fair fixed interval at
+oracle mode with pair tables also the ceilings (the optimal schedule at every
+number of whole-frame keys spread over the clips, thick black; with every clip
+spending the same share, dashed black) and the phase-fair fixed interval at
 every interval up to the window (thin grey).
 
 Right panel: in model mode the measured frames per second. In oracle mode
@@ -60,7 +61,11 @@ def plot(rows: list, path: str, title: str, mode: str = "model", curves: Optiona
             if dense.get("optimal"):
                 points = [(x_of(float(f), panel), a) for f, a in dense["optimal"]]
                 ax.plot(*zip(*points), "-", color="black", linewidth=2.2, alpha=0.8,
-                        label="ceiling: optimal schedule (1x1)", zorder=1)
+                        label="ceiling: optimal schedule, budget shared by the clips (1x1)", zorder=1)
+            if dense.get("optimal_per_clip"):
+                points = [(x_of(float(f), panel), a) for f, a in dense["optimal_per_clip"]]
+                ax.plot(*zip(*points), "--", color="black", linewidth=1.4, alpha=0.8,
+                        label="ceiling: optimal schedule, same share per clip (1x1)", zorder=1)
             if dense.get("fixed_interval"):
                 points = [(x_of(float(f), panel), a) for f, a, _ in dense["fixed_interval"]]
                 ax.plot(*zip(*points), "-", color="grey", linewidth=1.0,

@@ -33,8 +33,8 @@ COLUMNS = [
     "calibration_key_fraction", "calibration_met", "key_fraction", "accuracy", "accuracy_metric",
     "agreement", "fps", "ms_per_frame", "ms_prepare", "ms_flow", "ms_decision", "ms_feature", "ms_warp",
     "ms_head", "ms_carry", "ms_merge", "clips", "clips_planned", "frames",
-    "phase_fair", "accuracy_phase0", "key_fraction_phase0", "fixed_at_key_fraction", "optimal_at_key_fraction",
-    "headroom_captured", "note",
+    "phase_fair", "accuracy_phase0", "key_fraction_phase0", "fixed_at_key_fraction", "ceiling",
+    "optimal_at_key_fraction", "headroom_captured", "headroom_captured_shared", "note",
 ]
 
 
