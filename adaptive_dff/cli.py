@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     threshold.add_argument("--budget", type=float, default=None,
                            help="a key-frame fraction in (0, 1] held online by schedulers.KeyBudget around the "
                                 "policy (keys where its score ranks worst, or for propagation_quality where it "
-                                "passes a price; no calibration)")
+                                "passes a price, which starts at its threshold calibrated to the budget on the "
+                                "first --calibration-frames frames)")
     threshold.add_argument("--key-fraction", type=float, default=None,
                            help="a key-frame budget in (0, 1]: the threshold is calibrated on the first "
                                 "--calibration-frames frames of the source")

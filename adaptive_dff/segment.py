@@ -48,6 +48,7 @@ from adaptive_dff.overlay import blend_labels, class_palette, draw_legend, draw_
 from adaptive_dff.runner import STAGES, VideoRunner
 from adaptive_dff.video import VideoDecodeWarning, VideoReader
 from schedulers import POLICIES, FixedInterval, RegionGrid
+from schedulers.budget import resolve_rule
 from schedulers.files import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -151,8 +152,36 @@ def calibrate_on_first_frames(policy, model, frames: list, grid: RegionGrid, key
     return found, note
 
 
+def _key_budget(policy, model, frames: list, grid: RegionGrid, budget: float, price_rule: bool, log):
+    """``(KeyBudget around policy, calibration or None)``; under the price rule its starting price
+    calibrated on ``frames`` (see :func:`segment_video`)."""
+    from schedulers import KeyBudget
+
+    if not price_rule:
+        return KeyBudget(policy, target=budget), None
+    calibration = {"frames": len(frames), "target": budget, "threshold_param": policy.threshold_param,
+                   "threshold": None, "key_fraction": None, "met": False, "note": None, "starting_price": None}
+    if len(frames) < 2:
+        calibration["note"] = f"{len(frames)} frame: nothing to calibrate a starting price on"
+    else:
+        found, note = calibrate_on_first_frames(policy, model, frames, grid, budget)
+        calibration.update(threshold=found.threshold, key_fraction=found.key_fraction, met=found.met, note=note,
+                           starting_price=found.starting_price)
+    price = calibration["starting_price"]
+    where = f"frames 0..{len(frames) - 1} of the source"
+    if price is not None:
+        log(f"starting price {price:.4g} for KeyBudget(target={budget:g}): {type(policy).__name__}."
+            f"{policy.threshold_param} calibrated on {where} (there: {calibration['key_fraction']:.3f} keys)")
+    else:
+        log(f"note: no starting price for KeyBudget(target={budget:g}) from {where}"
+            f"{' (' + calibration['note'] + ')' if calibration['note'] else ''}; the first price is guessed "
+            "from the stream")
+    return KeyBudget(policy, target=budget, price=price), calibration
+
+
 def segment_video(source: str, out: str, model, policy, *, regions: Optional[RegionGrid] = None,
-                  class_names=None, key_fraction: Optional[float] = None, calibration_frames: int = 30,
+                  class_names=None, key_fraction: Optional[float] = None, budget: Optional[float] = None,
+                  calibration_frames: int = 30,
                   compare_every_frame: bool = False, fps: Optional[float] = None, csv_path: Optional[str] = None,
                   overwrite: bool = False, max_frames: Optional[int] = None, progress: bool = False,
                   log: Callable = logger.info) -> dict:
@@ -168,6 +197,14 @@ def segment_video(source: str, out: str, model, policy, *, regions: Optional[Reg
         class_names: one name per class of the model (default ``class 0`` ...).
         key_fraction: calibrate the policy's threshold to this key-frame
             fraction on the first ``calibration_frames`` frames of the source.
+        budget: hold this key-frame fraction online with a
+            :class:`schedulers.KeyBudget` around ``policy`` (not with
+            ``key_fraction``). For a policy whose scores are costs
+            (``propagation_quality``: the price rule) the budget's starting
+            price is the policy's threshold calibrated to ``budget`` on the first
+            ``calibration_frames`` frames, as ``compare`` does; where that
+            calibration misses its target, the first price is guessed from the
+            stream. Rank-rule policies calibrate nothing.
         compare_every_frame: run the per-frame model on every frame, for the
             agreement and an exact speedup.
         fps: the output's frame rate when the source has none (an image
@@ -186,9 +223,14 @@ def segment_video(source: str, out: str, model, policy, *, regions: Optional[Reg
     out, csv_path = check_outputs(out, csv_path, source, overwrite)
     if key_fraction is not None and not 0 < key_fraction <= 1:
         raise ValueError(f"--key-fraction must be in (0, 1], got {key_fraction}")
+    if budget is not None and not 0 < budget <= 1:
+        raise ValueError(f"--budget must be a key-frame fraction in (0, 1], got {budget}")
+    if budget is not None and key_fraction is not None:
+        raise ValueError("give a budget (held online) or a key fraction (a calibrated threshold), not both")
     if calibration_frames < 2:
         raise ValueError(f"--calibration-frames must be at least 2, got {calibration_frames}")
     grid = regions or RegionGrid(1, 1)
+    price_rule = budget is not None and resolve_rule(policy, "auto") == "price"
     if not hasattr(getattr(model, "head", None), "get_config") or not hasattr(model, "run_features"):
         raise TypeError(f"model must be an adaptive_dff.DFFModel, got {type(model).__name__}")
     num_classes = int(model.head.get_config()["num_classes"])
@@ -202,7 +244,7 @@ def segment_video(source: str, out: str, model, policy, *, regions: Optional[Reg
     reader = VideoReader(source, max_frames=max_frames)
     frames = iter(reader)
     buffered, stopped = [], None
-    wanted = calibration_frames if key_fraction is not None else 1
+    wanted = calibration_frames if key_fraction is not None or price_rule else 1
     try:
         for frame in frames:
             buffered.append(frame)
@@ -231,6 +273,8 @@ def segment_video(source: str, out: str, model, policy, *, regions: Optional[Reg
         log(f"calibrated {type(policy).__name__}.{policy.threshold_param} = {found.threshold:.4g} on frames "
             f"0..{len(buffered) - 1} of the source for a key fraction of {key_fraction:g} "
             f"(there: {found.key_fraction:.3f}){'; ' + note if note else ''}")
+    if budget is not None:
+        policy, calibration = _key_budget(policy, model, buffered, grid, budget, price_rule, log)
 
     runner = VideoRunner(model, policy, regions=grid)
     every_frame = VideoRunner(model, FixedInterval(1))
@@ -375,13 +419,12 @@ def run_command(args) -> None:
     policy = make_policy(args.policy, decision)
     if args.threshold is not None:
         set_threshold(policy, args.threshold)
-    if budget is not None:
-        from schedulers import KeyBudget
-
-        policy = KeyBudget(policy, target=budget)
-    logger.info(f"model: {args.model or 'the shipped CamVid model'}; policy: {describe(policy)}; regions: {args.regions}")
+    held = f" under KeyBudget(target={budget:g})" if budget is not None else ""
+    logger.info(f"model: {args.model or 'the shipped CamVid model'}; policy: {describe(policy)}{held}; "
+                f"regions: {args.regions}")
     summary = segment_video(
         args.video, args.out, model, policy, regions=grid, class_names=names, key_fraction=args.key_fraction,
+        budget=budget,
         calibration_frames=args.calibration_frames, compare_every_frame=args.compare_every_frame, fps=args.fps,
         csv_path=args.csv, overwrite=args.overwrite, max_frames=args.frames,
         progress=not args.no_progress and logger.isEnabledFor(logging.INFO),

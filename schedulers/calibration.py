@@ -45,6 +45,20 @@ class CalibrationResult:
     met: bool = True
     trials: list = field(default_factory=list)
 
+    @property
+    def starting_price(self) -> Optional[float]:
+        """The threshold as a :class:`~schedulers.KeyBudget` starting price (``price=``), or ``None``
+        when it cannot serve as one: see :func:`usable_price`."""
+        return usable_price(self.met, self.threshold)
+
+
+def usable_price(met, threshold) -> Optional[float]:
+    """``threshold`` as a budget's starting price when a calibration ``met`` its target with a
+    positive finite threshold, else ``None`` (a target out of reach leaves the search at an edge)."""
+    if met is not True or isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)):
+        return None
+    return float(threshold) if 0 < threshold < float("inf") else None
+
 
 class _FlowCache:
     """Least-recently-used flows by (frame, region, key frame), within a memory budget."""

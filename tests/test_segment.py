@@ -206,6 +206,39 @@ def test_budget_holds_the_key_fraction_online_with_key_budget(files, tmp_path, c
     assert not (tmp_path / "c.mp4").exists()
 
 
+def test_a_cost_policy_under_a_budget_starts_at_a_price_calibrated_on_the_first_frames(files, tmp_path, capsys):
+    from schedulers import PropagationQuality, calibrate
+
+    from adaptive_dff.compare.scoring import model_flow
+    from adaptive_dff.model import load_model
+    from adaptive_dff.segment import segment_video
+
+    assert segment(files, tmp_path / "p.mp4", "--policy", "propagation_quality", "--budget", "0.25",
+                   "--calibration-frames", "8") == 0
+    printed = capsys.readouterr().out
+    found = re.search(r"starting price (\S+) for KeyBudget\(target=0.25\): PropagationQuality.threshold "
+                      r"calibrated on frames 0..7 of the source", printed)
+    assert found and "under KeyBudget(target=0.25)" in printed
+    clip, _ = read_video(files["video"])
+    frames = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in clip[:8]]
+    model = load_model(files["model"])
+    expected = calibrate(PropagationQuality(), frames, target_key_fraction=0.25, flow=model_flow(model))
+    assert float(found.group(1)) == pytest.approx(expected.starting_price, rel=1e-3)
+    keys = sum(int(r["key_r0"]) for r in read_csv(tmp_path / "p.csv"))
+    assert 2 <= keys <= 5
+    # the summary keeps the calibration; a calibration that misses gives no price, and says so
+    logged = []
+    summary = segment_video(files["video"], str(tmp_path / "q.mp4"), model, PropagationQuality(), budget=0.25,
+                            calibration_frames=2, log=logged.append)
+    assert summary["policy"] == "KeyBudget(target=0.25)"
+    assert summary["calibration"]["frames"] == 2 and summary["calibration"]["met"] is False
+    assert summary["calibration"]["starting_price"] is None
+    assert any("no starting price for KeyBudget(target=0.25) from frames 0..1" in m for m in logged)
+    with pytest.raises(ValueError, match="not both"):
+        segment_video(files["video"], str(tmp_path / "r.mp4"), model, PropagationQuality(), budget=0.25,
+                      key_fraction=0.25)
+
+
 def test_library_code_logs_and_the_command_prints_quietly_or_verbosely(files, tmp_path, capsys, caplog):
     import logging
 

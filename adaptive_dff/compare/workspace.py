@@ -24,18 +24,15 @@ from adaptive_dff.compare.scoring import (
     CellResult, model_cell, model_flow, model_pair_features, model_steps, oracle_cell, oracle_steps, side_by_side,
 )
 from adaptive_dff.compare.store import ResultFolder
+from schedulers.calibration import usable_price
 from schedulers.files import read_npz, save_keras_atomic, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
 
 def starting_price_usable(calibration) -> bool:
-    """Whether a calibration may start a budget's price: met on the calibration clips, and a
-    positive finite threshold (a target out of reach leaves the search at an edge)."""
-    if not calibration or not calibration.get("met"):
-        return False
-    threshold = calibration.get("threshold")
-    return isinstance(threshold, (int, float)) and 0 < threshold < float("inf")
+    """Whether a stored calibration may start a budget's price (:func:`schedulers.calibration.usable_price`)."""
+    return bool(calibration) and usable_price(calibration.get("met"), calibration.get("threshold")) is not None
 
 
 class Workspace:
