@@ -1,0 +1,92 @@
+"""The online bound: the renewal rule fed the true loss, priced to a budget."""
+
+import numpy as np
+import pytest
+from test_optimal import random_table
+
+from adaptive_dff.bench import online_bound
+from adaptive_dff.bench.online_bound import bounds, priced, priced_together, renewal_schedule
+from adaptive_dff.compare.ceiling import clip_targets, score
+from adaptive_dff.compare.optimal import pair_values
+
+
+def linear_loss_values(frames, window, c):
+    """Values whose carried loss grows linearly: ``L_d = c * d`` from every key."""
+    values = -c * np.tile(np.arange(window + 1, dtype=float), (frames, 1))
+    values[np.arange(frames)[:, None] + np.arange(window + 1)[None, :] >= frames] = -np.inf
+    return values
+
+
+def test_renewal_keys_where_the_average_cost_is_lowest_on_a_hand_made_loss():
+    # L_d = c d: the renewal score d L_d - sum_{i<d} L_i = c d (d + 1) / 2
+    values = linear_loss_values(20, 6, 0.1)
+    assert renewal_schedule(values, 0.3) == list(range(0, 20, 2))  # d (d + 1) / 2 >= 3 at d = 2
+    assert renewal_schedule(values, 0.6) == list(range(0, 20, 3))  # >= 6 at d = 3
+    assert renewal_schedule(values, 1e9) == list(range(0, 20, 7))  # only the window (6) forces keys
+
+
+def test_renewal_rule_matches_its_definition_on_random_tables():
+    """Replayed by hand: keys where the renewal score of the losses since the key reaches the price."""
+    rng = np.random.default_rng(3)
+    table = random_table(rng, 30, 6)
+    values = pair_values(table, rng.uniform(0.5, 2, 4), rng.uniform(0, 0.5, 4))
+    for price in (0.5, 5.0, 50.0):
+        keys = renewal_schedule(values, price)
+        assert keys[0] == 0 and keys == sorted(set(keys))
+        for previous, key in zip(keys, keys[1:] + [30]):
+            losses = np.maximum.accumulate([values[previous + d, 0] - values[previous, d]
+                                            for d in range(1, min(7, 30 - previous))])
+            scores = [d * losses[d - 1] - losses[: d - 1].sum() for d in range(1, len(losses) + 1)]
+            passed = [d for d, s in enumerate(scores, 1) if s >= price]
+            expected = min(passed[0] if passed else 7, 7)  # the window of 6 forces a key at d = 7
+            assert key - previous == expected or (key == 30 and 30 - previous <= expected)
+
+
+def test_prices_meet_the_clip_targets():
+    rng = np.random.default_rng(5)
+    tables = [random_table(rng, 24, 6), random_table(rng, 17, 6)]
+    values = [pair_values(t, np.ones(4), np.zeros(4)) for t in tables]
+    targets = clip_targets(tables, 0.25)
+    for v, n in zip(values, targets):
+        assert len(priced(lambda p, v=v: renewal_schedule(v, p), n)) == n
+    together = priced_together([lambda p, v=v: renewal_schedule(v, p) for v in values], sum(targets))
+    assert sum(len(s) for s in together) == sum(targets)
+
+
+def test_bounds_report_every_rule_against_the_per_clip_optimum():
+    rng = np.random.default_rng(9)
+    tables = [random_table(rng, 22, 5), random_table(rng, 19, 5)]
+    rows = bounds(tables, [0.25])
+    assert [r["rule"] for r in rows] == ["renewal", "renewal, one price", "renewal, pixel loss", "optimal_per_clip"]
+    by_rule = {r["rule"]: r for r in rows}
+    assert by_rule["optimal_per_clip"]["headroom_captured"] == pytest.approx(1.0)
+    targets = clip_targets(tables, 0.25)
+    for row in rows:
+        assert abs(row["key_fraction"] * 41 - sum(targets)) <= 1  # a price may not reach every count
+        assert row["accuracy"] <= by_rule["optimal_per_clip"]["accuracy"] + 0.02
+    values = [pair_values(t, np.ones(4), np.zeros(4)) for t in tables]
+    pixel = [priced(lambda p, v=v: renewal_schedule(v, p), n) for v, n in zip(values, targets)]
+    assert by_rule["renewal, pixel loss"]["accuracy"] == pytest.approx(score(tables, pixel))
+
+
+def test_the_command_reads_a_compare_run_and_names_a_folder_without_pair_tables(tmp_path, capsys, caplog):
+    import logging
+
+    from adaptive_dff.cli import main
+
+    with pytest.raises(SystemExit):
+        online_bound.main([str(tmp_path / "missing")])
+    assert "is no folder" in capsys.readouterr().err
+    run = tmp_path / "run"
+    assert main(["compare", "--frames", "12", "--budgets", "0.3", "--regions", "1x1",
+                 "--policies", "frame_difference", "--out", str(run)]) == 0
+    with pytest.raises(SystemExit):
+        online_bound.main([str(run)])
+    assert "holds no data set whose test clips all have pair tables" in capsys.readouterr().err
+    run = tmp_path / "with-optimal"
+    assert main(["compare", "--frames", "12", "--budgets", "0.3", "--regions", "1x1",
+                 "--policies", "fixed_interval", "optimal", "--out", str(run)]) == 0
+    with caplog.at_level(logging.INFO, logger="adaptive_dff.bench.online_bound"):
+        assert online_bound.main([str(run), "--budgets", "0.3"]) == 0
+    text = caplog.text
+    assert "synthetic-cuts" in text and "renewal, one price" in text and "optimal_per_clip" in text
