@@ -165,6 +165,8 @@ def _key_budget(policy, model, frames: list, grid: RegionGrid, budget: float, pr
         calibration["note"] = f"{len(frames)} frame: nothing to calibrate a starting price on"
     else:
         found, note = calibrate_on_first_frames(policy, model, frames, grid, budget)
+        if found.met and found.starting_price is None:
+            note = f"the calibrated threshold {found.threshold!r} is no positive finite price"
         calibration.update(threshold=found.threshold, key_fraction=found.key_fraction, met=found.met, note=note,
                            starting_price=found.starting_price)
     price = calibration["starting_price"]
@@ -419,9 +421,8 @@ def run_command(args) -> None:
     policy = make_policy(args.policy, decision)
     if args.threshold is not None:
         set_threshold(policy, args.threshold)
-    held = f" under KeyBudget(target={budget:g})" if budget is not None else ""
-    logger.info(f"model: {args.model or 'the shipped CamVid model'}; policy: {describe(policy)}{held}; "
-                f"regions: {args.regions}")
+    held = f"{type(policy).__name__} under KeyBudget(target={budget:g})" if budget is not None else describe(policy)
+    logger.info(f"model: {args.model or 'the shipped CamVid model'}; policy: {held}; regions: {args.regions}")
     summary = segment_video(
         args.video, args.out, model, policy, regions=grid, class_names=names, key_fraction=args.key_fraction,
         budget=budget,

@@ -55,7 +55,8 @@ class CalibrationResult:
 def usable_price(met, threshold) -> Optional[float]:
     """``threshold`` as a budget's starting price when a calibration ``met`` its target with a
     positive finite threshold, else ``None`` (a target out of reach leaves the search at an edge)."""
-    if met is not True or isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)):
+    if not (isinstance(met, (bool, np.bool_)) and met) or isinstance(threshold, bool) \
+            or not isinstance(threshold, (int, float, np.number)):
         return None
     return float(threshold) if 0 < threshold < float("inf") else None
 

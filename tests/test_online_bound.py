@@ -5,7 +5,9 @@ import pytest
 from test_optimal import random_table
 
 from adaptive_dff.bench import online_bound
-from adaptive_dff.bench.online_bound import bounds, priced, priced_together, renewal_schedule
+from adaptive_dff.bench.online_bound import (
+    bounds, price_range, priced, priced_together, renewal_schedule, schedule_value,
+)
 from adaptive_dff.compare.ceiling import clip_targets, score
 from adaptive_dff.compare.optimal import pair_values
 
@@ -34,7 +36,7 @@ def test_renewal_rule_matches_its_definition_on_random_tables():
         keys = renewal_schedule(values, price)
         assert keys[0] == 0 and keys == sorted(set(keys))
         for previous, key in zip(keys, keys[1:] + [30]):
-            losses = np.maximum.accumulate([values[previous + d, 0] - values[previous, d]
+            losses = np.maximum.accumulate([max(values[previous + d, 0] - values[previous, d], 0.0)
                                             for d in range(1, min(7, 30 - previous))])
             scores = [d * losses[d - 1] - losses[: d - 1].sum() for d in range(1, len(losses) + 1)]
             passed = [d for d, s in enumerate(scores, 1) if s >= price]
@@ -47,10 +49,41 @@ def test_prices_meet_the_clip_targets():
     tables = [random_table(rng, 24, 6), random_table(rng, 17, 6)]
     values = [pair_values(t, np.ones(4), np.zeros(4)) for t in tables]
     targets = clip_targets(tables, 0.25)
+    prices = price_range(values)
     for v, n in zip(values, targets):
-        assert len(priced(lambda p, v=v: renewal_schedule(v, p), n)) == n
-    together = priced_together([lambda p, v=v: renewal_schedule(v, p) for v in values], sum(targets))
+        assert len(priced(lambda p, v=v: renewal_schedule(v, p), n, prices)) == n
+    together = priced_together([lambda p, v=v: renewal_schedule(v, p) for v in values], sum(targets), prices)
     assert sum(len(s) for s in together) == sum(targets)
+    # the highest price is above every renewal score: only the window forces keys there
+    assert [renewal_schedule(v, prices[1]) for v in values] == [list(range(0, t.frames, 7)) for t in tables]
+
+
+def test_among_the_prices_that_spend_the_target_the_best_schedule_is_kept():
+    rng = np.random.default_rng(7)
+    table = random_table(rng, 40, 6)
+    values = pair_values(table, rng.uniform(0.5, 2, 4), rng.uniform(0, 0.5, 4))
+    prices = price_range([values])
+
+    def rule(price):
+        return renewal_schedule(values, price)
+
+    def worth(keys):
+        return schedule_value(values, keys)
+
+    best = priced(rule, 10, prices, worth)
+    assert len(best) == 10
+    assert worth(best) >= worth(priced(rule, 10, prices)) - 1e-9  # the first price bisection hits
+    for price in np.geomspace(*prices, 400):  # and every price of a fine grid that spends 10 keys
+        keys = rule(price)
+        if len(keys) == 10:
+            assert worth(best) >= worth(keys) - 1e-9
+    # the value of a schedule: each frame carried from its last key
+    short = values[:12]
+    short = np.where(np.arange(12)[:, None] + np.arange(7)[None, :] >= 12, -np.inf, short)
+    assert schedule_value(short, [0, 4, 9]) == pytest.approx(
+        short[0, :4].sum() + short[4, :5].sum() + short[9, :3].sum(), rel=1e-12)
+    with pytest.raises(ValueError, match="more than the window"):
+        schedule_value(short, [0, 8])
 
 
 def test_bounds_report_every_rule_against_the_per_clip_optimum():
@@ -58,6 +91,7 @@ def test_bounds_report_every_rule_against_the_per_clip_optimum():
     tables = [random_table(rng, 22, 5), random_table(rng, 19, 5)]
     rows = bounds(tables, [0.25])
     assert [r["rule"] for r in rows] == ["renewal", "renewal, one price", "renewal, pixel loss", "optimal_per_clip"]
+    assert [r["ceiling"] for r in rows] == ["per_clip", "shared", "per_clip", "per_clip"]
     by_rule = {r["rule"]: r for r in rows}
     assert by_rule["optimal_per_clip"]["headroom_captured"] == pytest.approx(1.0)
     targets = clip_targets(tables, 0.25)
@@ -65,7 +99,7 @@ def test_bounds_report_every_rule_against_the_per_clip_optimum():
         assert abs(row["key_fraction"] * 41 - sum(targets)) <= 1  # a price may not reach every count
         assert row["accuracy"] <= by_rule["optimal_per_clip"]["accuracy"] + 0.02
     values = [pair_values(t, np.ones(4), np.zeros(4)) for t in tables]
-    pixel = [priced(lambda p, v=v: renewal_schedule(v, p), n) for v, n in zip(values, targets)]
+    pixel = [priced(lambda p, v=v: renewal_schedule(v, p), n, price_range(values)) for v, n in zip(values, targets)]
     assert by_rule["renewal, pixel loss"]["accuracy"] == pytest.approx(score(tables, pixel))
 
 

@@ -192,8 +192,10 @@ def test_same_share_points_are_real_schedules_below_the_shared_optimum():
     score, never passes the shared optimum at its number of keys; refined at the budgets only."""
     rng = np.random.default_rng(11)
     tables = [random_table(rng, 19, 5), random_table(rng, 13, 5), random_table(rng, 16, 5)]
-    dense = same_share_fractions(5)
-    assert dense == pytest.approx([1, 1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 6])
+    dense = same_share_fractions(tables)
+    assert min(dense) >= 1 / 6 - 1e-12 and max(dense) == 1.0
+    assert {n for t in tables for n in range(t.frames + 1) if -(-t.frames // 6) <= n} <= {
+        c for f in dense for c in clip_targets(tables, f)}  # every count a clip can spend is traced
     curve, _, same = optimal_curve(tables, [0.3], same_fractions=dense)
     best = {p.keys: p.accuracy for p in curve}
     assert set(same) == set(dense) | {0.3}
@@ -206,6 +208,20 @@ def test_same_share_points_are_real_schedules_below_the_shared_optimum():
     traced = same_share_curve(same)
     assert [x for x, _ in traced] == sorted({p.key_fraction for p in same.values()})
     assert traced[-1] == (1.0, pytest.approx(1.0))  # every frame a key: the labels themselves
+
+
+def test_with_one_clip_the_per_clip_ceiling_is_the_shared_one():
+    """One clip: every share is the data set's share, so the two ceilings are one curve, point by
+    point and wherever they are interpolated."""
+    rng = np.random.default_rng(12)
+    tables = [random_table(rng, 26, 6)]
+    curve, _, same = optimal_curve(tables, [0.2], same_fractions=same_share_fractions(tables))
+    shared = [(p.key_fraction, p.accuracy) for p in curve if p.keys >= -(-26 // 7)]
+    per_clip = same_share_curve(same)
+    assert [x for x, _ in per_clip] == pytest.approx([x for x, _ in shared])
+    assert [y for _, y in per_clip] == pytest.approx([y for _, y in shared])
+    for fraction in np.linspace(0.15, 1.0, 23):
+        assert interpolate(per_clip, fraction) == pytest.approx(interpolate(shared, fraction))
 
 
 def test_optimal_curve_matches_brute_force_on_a_tiny_clip():

@@ -15,17 +15,19 @@ budget (:func:`adaptive_dff.compare.optimal.linear_weights`), so ``v[k, d]``
 is the value of frame ``k + d`` carried from the key ``k``, and carrying
 instead of recomputing loses ``L_d = v[k + d, 0] - v[k, d]`` on that frame.
 The rule (:func:`renewal_schedule`) keys a frame when ``d * L_d - sum_{i<d}
-L_i`` (losses since the key, kept non-decreasing) reaches a price.
+L_i`` (losses since the key, kept non-decreasing from 0) reaches a price.
 
-Rows per budget: ``renewal`` (each clip's price found with hindsight, by
-bisection, to spend the clip's share of the budget,
-:func:`adaptive_dff.compare.ceiling.clip_targets`), ``renewal, one price``
-(one price for all clips, spending the data set's share), ``renewal, pixel
+Rows per budget: ``renewal`` (each clip's price found with hindsight: among
+the prices that spend the clip's share of the budget,
+:func:`adaptive_dff.compare.ceiling.clip_targets`, the one whose schedule is
+worth the most), ``renewal, one price``
+(one price for all clips, spending the clips' shares summed; judged against
+the optimum that spreads the keys over the clips, as it may), ``renewal, pixel
 loss`` (each clip's price; the loss counted in pixels, as a predictor of pixel
 accuracy counts it, instead of the benchmark's units), and
 ``optimal_per_clip``. Bounds on the rule, not policies: the price is known
 in hindsight. Headroom captured is against the phase-fair fixed interval and
-the per-clip optimum, as in ``compare``.
+the optimum of the same kind, as in ``compare``.
 
 Run on a compare run made in oracle mode with an arm read from the pair
 tables (``optimal``, ``fixed_interval`` or ``copy``)::
@@ -38,7 +40,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -50,6 +52,7 @@ from adaptive_dff.compare.optimal import PairTable, fixed_schedule, linear_weigh
 
 logger = logging.getLogger(__name__)
 BISECTIONS = 48
+PLATEAU_SAMPLES = 24  # prices tried across the range that spends the target number of keys
 
 
 def carried_losses(values: np.ndarray, key: int) -> np.ndarray:
@@ -66,65 +69,114 @@ def renewal_schedule(values: np.ndarray, price: float) -> list:
     ``d * L_d - sum_{i<d} L_i >= price`` (``L`` kept non-decreasing), or when the window ends."""
     T, width = values.shape
     keys, key = [0], 0
-    losses = np.maximum.accumulate(carried_losses(values, 0))
+    losses = _kept_losses(values, 0)
     for t in range(1, T):
         d = t - key
         if d >= width or d * losses[d - 1] - losses[: d - 1].sum() >= price:
             keys.append(t)
             key = t
-            losses = np.maximum.accumulate(carried_losses(values, key))
+            losses = _kept_losses(values, key)
     return keys
 
 
-def priced(rule: Callable[[float], list], target: int) -> list:
-    """The schedule of ``rule(price)`` whose number of keys is nearest ``target``, the price
-    bisected on a log scale (more keys at a lower price)."""
-    return priced_together([rule], target)[0]
+def _kept_losses(values: np.ndarray, key: int) -> np.ndarray:
+    """The losses since ``key`` kept non-decreasing from 0, as ``PropagationQuality`` keeps them."""
+    return np.maximum.accumulate(np.maximum(carried_losses(values, key), 0.0))
 
 
-def priced_together(rules: Sequence[Callable[[float], list]], target: int) -> list:
-    """One price for all ``rules`` (one per clip), the one whose keys in all are nearest ``target``:
-    the schedules."""
+def price_range(values: Sequence[np.ndarray]) -> tuple:
+    """``(low, high)``: prices between which every renewal count lies (``high`` above any score:
+    ``d * L_d <= window * 2 max |v|``)."""
+    top = max(float(np.abs(v[np.isfinite(v)]).max(initial=0.0)) * 2 * v.shape[1] for v in values) + 1.0
+    return top * 1e-15, top
+
+
+def priced(rule: Callable[[float], list], target: int, prices: tuple,
+           value: Optional[Callable[[list], float]] = None) -> list:
+    """The best schedule of ``rule(price)`` that spends ``target`` keys (see :func:`priced_together`)."""
+    return priced_together([rule], target, prices, None if value is None else lambda s: value(s[0]))[0]
+
+
+def priced_together(rules: Sequence[Callable[[float], list]], target: int, prices: tuple,
+                    value: Optional[Callable[[list], float]] = None) -> list:
+    """One price for all ``rules`` (one per clip): the schedules that spend ``target`` keys in all
+    and, among the prices that do, score the highest ``value(schedules)`` (the price that hits a
+    count is a range, and different prices in it place the keys differently). The price is
+    bisected on a log scale within ``prices = (low, high)`` (more keys at a lower price), then
+    :data:`PLATEAU_SAMPLES` prices are tried across the range that hits ``target``. Where no price
+    hits it, the schedules nearest to it."""
     def run(price):
-        return [rule(price) for rule in rules]
+        schedules = [rule(price) for rule in rules]
+        return schedules, sum(len(s) for s in schedules)
 
-    low, high = 1e-9, 1e6
-    best = run(high)
+    low, high = prices
+    best, best_keys = run(high)
+    hit = None
     for _ in range(BISECTIONS):
         price = float(np.sqrt(low * high))
-        schedules = run(price)
-        keys = sum(len(s) for s in schedules)
-        if abs(keys - target) < abs(sum(len(s) for s in best) - target):
-            best = schedules
+        schedules, keys = run(price)
+        if abs(keys - target) < abs(best_keys - target):
+            best, best_keys = schedules, keys
         if keys == target:
-            return schedules
+            hit = price
+            break
         low, high = (price, high) if keys > target else (low, price)
-    return best
+    if hit is None or value is None:
+        return best
+    below, above = _edge(run, target, low, hit, more=True), _edge(run, target, hit, high, more=False)
+    found = [run(p) for p in np.geomspace(below, above, PLATEAU_SAMPLES)]
+    return max([best] + [s for s, keys in found if keys == target], key=value)
+
+
+def _edge(run, target: int, low: float, high: float, more: bool) -> float:
+    """The edge of the price range that spends ``target`` keys, between ``low`` and ``high``: its
+    lower edge when ``more`` (``low`` spends more), else its upper edge (``high`` spends fewer)."""
+    for _ in range(BISECTIONS // 2):
+        price = float(np.sqrt(low * high))
+        inside = run(price)[1] == target
+        if more:
+            low, high = (low, price) if inside else (price, high)
+        else:
+            low, high = (price, high) if inside else (low, price)
+    return high if more else low
+
+
+def schedule_value(values: np.ndarray, keys: Sequence[int]) -> float:
+    """The summed value of a clip's frames under ``keys`` (each frame carried from its last key)."""
+    T, width = values.shape
+    ends = list(keys[1:]) + [T]
+    if any(e - k > width for k, e in zip(keys, ends)):
+        raise ValueError(f"keys {list(keys)} leave a frame more than the window ({width - 1}) after its key")
+    return float(sum(values[k, : e - k].sum() for k, e in zip(keys, ends)))
 
 
 def bounds(tables: Sequence[PairTable], budgets: Sequence[float]) -> list:
-    """Per budget and rule: ``{"budget", "rule", "key_fraction", "accuracy", "gain", "headroom_captured"}``
-    (gain over the phase-fair fixed interval at the key fraction spent; headroom against the per-clip
-    optimum; ``None`` where the key fraction lies outside those curves). Rules: ``renewal`` (a price
-    per clip), ``renewal, one price`` (one price for all clips), ``renewal, pixel loss`` (the loss
-    counted in pixels, not in the benchmark's units) and ``optimal_per_clip``."""
+    """Per budget and rule: ``{"budget", "rule", "ceiling", "key_fraction", "accuracy", "gain",
+    "headroom_captured"}`` (gain over the phase-fair fixed interval at the key fraction spent;
+    headroom against the per-clip optimum, or for one price over all clips the shared one; ``None``
+    where the key fraction lies outside those curves). Rules: ``renewal`` (a price per clip),
+    ``renewal, one price`` (one price for all clips), ``renewal, pixel loss`` (a price per clip, the
+    loss counted in pixels, not in the benchmark's units) and ``optimal_per_clip``."""
     tables = list(tables)
     frames = sum(t.frames for t in tables)
     truth = sum(t.truth.sum(axis=0) for t in tables)
     fixed = [(f["key_fraction"], f["accuracy"]) for f in phase_fair_fixed(tables)]
-    _, _, same = optimal_curve(tables, list(budgets), same_fractions=same_share_fractions(tables[0].window))
-    ceiling = same_share_curve(same)
+    curve, _, same = optimal_curve(tables, list(budgets), same_fractions=same_share_fractions(tables))
+    ceilings = {"per_clip": same_share_curve(same), "shared": [(p.key_fraction, p.accuracy) for p in curve]}
     classes = truth.shape[0]
     pixels = [pair_values(t, np.ones(classes), np.zeros(classes)) for t in tables]
     out = []
 
-    def row(budget, name, schedules):
+    def row(budget, name, ceiling, schedules):
         kf = sum(len(s) for s in schedules) / frames
         accuracy = score(tables, schedules)
         low = interpolate(fixed, kf)
-        return {"budget": budget, "rule": name, "key_fraction": kf, "accuracy": accuracy,
+        return {"budget": budget, "rule": name, "ceiling": ceiling, "key_fraction": kf, "accuracy": accuracy,
                 "gain": None if low is None else accuracy - low,
-                "headroom_captured": headroom_captured(accuracy, kf, fixed, ceiling)}
+                "headroom_captured": headroom_captured(accuracy, kf, fixed, ceilings[ceiling])}
+
+    def renewal(v):
+        return lambda price: renewal_schedule(v, price)
 
     for budget in budgets:
         interval = int(min(max(round(1 / budget), 1), tables[0].window + 1))
@@ -132,14 +184,15 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float]) -> list:
         a, b = linear_weights(sum(c[0] for c in counts), sum(c[1] for c in counts), truth)
         values = [pair_values(t, a, b) for t in tables]
         targets = clip_targets(tables, budget)
-
-        def renewal(v):
-            return lambda price: renewal_schedule(v, price)
-
-        out.append(row(budget, "renewal", [priced(renewal(v), n) for v, n in zip(values, targets)]))
-        out.append(row(budget, "renewal, one price", priced_together([renewal(v) for v in values], sum(targets))))
-        out.append(row(budget, "renewal, pixel loss", [priced(renewal(v), n) for v, n in zip(pixels, targets)]))
-        out.append(row(budget, "optimal_per_clip", same[budget].schedules))
+        prices, pixel_prices = price_range(values), price_range(pixels)
+        out.append(row(budget, "renewal", "per_clip", [
+            priced(renewal(v), n, prices, lambda keys, v=v: schedule_value(v, keys)) for v, n in zip(values, targets)]))
+        out.append(row(budget, "renewal, one price", "shared", priced_together(
+            [renewal(v) for v in values], sum(targets), prices, lambda schedules: score(tables, schedules))))
+        out.append(row(budget, "renewal, pixel loss", "per_clip", [
+            priced(renewal(p), n, pixel_prices, lambda keys, v=v: schedule_value(v, keys))
+            for p, v, n in zip(pixels, values, targets)]))
+        out.append(row(budget, "optimal_per_clip", "per_clip", same[budget].schedules))
     return out
 
 
@@ -163,12 +216,12 @@ def main(argv=None) -> int:
                      "(run compare in oracle mode with optimal, fixed_interval or copy)")
     for dataset, tables in found.items():
         logger.info(f"{dataset}: the renewal rule fed the true loss, its price found in hindsight")
-        logger.info(f"{'budget':>6}  {'rule':<20} {'keys':>6} {'accuracy':>8} {'gain':>7} {'headroom':>8}")
+        logger.info(f"{'budget':>6}  {'rule':<20} {'keys':>6} {'accuracy':>8} {'gain':>7} {'headroom':>8}  ceiling")
         for row in bounds(tables["warp"], args.budgets):
             share = row["headroom_captured"]
             gain = "-" if row["gain"] is None else f"{row['gain']:+7.4f}"
             logger.info(f"{row['budget']:6.2f}  {row['rule']:<20} {row['key_fraction']:6.3f} {row['accuracy']:8.4f} "
-                        f"{gain:>7} {'-' if share is None else f'{share * 100:7.0f}%':>8}")
+                        f"{gain:>7} {'-' if share is None else f'{share * 100:7.0f}%':>8}  {row['ceiling']}")
     return 0
 
 

@@ -71,12 +71,13 @@ def clip_targets(tables: Sequence[PairTable], fraction: float) -> list:
 class _Search:
     """Candidates per total number of keys, each kept only if its real mIoU is the best yet."""
 
-    def __init__(self, tables, exact_limit):
+    def __init__(self, tables, exact_limit, splits=()):
         self.tables, self.exact_limit = tables, exact_limit
         self.truth = _totals(tables)
         self.frames = sum(t.frames for t in tables)
         self.best: dict = {}  # N -> (accuracy, schedules or a callable giving them)
         self.same: dict = {}  # tuple of per-clip n -> (accuracy, schedules)
+        self.splits = set(splits)  # the per-clip counts whose best schedules are kept in ``same``
 
     def consider(self, accuracy, total, schedules, split=None):
         if total not in self.best or accuracy > self.best[total][0]:
@@ -84,8 +85,10 @@ class _Search:
         if split is not None and (split not in self.same or accuracy > self.same[split][0]):
             self.same[split] = (accuracy, schedules)
 
-    def around(self, tp, predicted, targets=(), splits=()):
-        """Search with the proxy linearised at the totals ``(tp, predicted)``."""
+    def around(self, tp, predicted, targets=(), splits=(), dense=()):
+        """Search with the proxy linearised at the totals ``(tp, predicted)``; per-clip counts
+        ``splits`` are searched for (a long clip's relaxation aims at them), ``dense`` ones only
+        read off the clips' curves."""
         a, b = linear_weights(tp, predicted, self.truth)
         curves = []
         for c, table in enumerate(self.tables):
@@ -94,10 +97,12 @@ class _Search:
         for total, split in knapsack([c.value for c in curves]).items():
             tp = sum(c.tp[n] for c, n in zip(curves, split))
             predicted = sum(c.predicted[n] for c, n in zip(curves, split))
+            split = tuple(split)
             self.consider(miou(tp, predicted, self.truth), total,
-                          _Lazy(curves, split))
-        for split in splits:
-            chosen = [min(c.value, key=lambda m: (abs(m - n), m)) for c, n in zip(curves, split)]
+                          _Lazy(curves, split), split if split in self.splits else None)
+        for split in list(splits) + list(dense):
+            chosen = [n if n in c.value else min(c.value, key=lambda m: (abs(m - n), m))
+                      for c, n in zip(curves, split)]
             tp = sum(c.tp[n] for c, n in zip(curves, chosen))
             predicted = sum(c.predicted[n] for c, n in zip(curves, chosen))
             self.consider(miou(tp, predicted, self.truth), sum(chosen), _Lazy(curves, chosen), tuple(chosen))
@@ -134,11 +139,12 @@ def optimal_curve(
     curve at a fraction of the cost: each point is a real schedule's score,
     possibly a little below the best).
     """
-    search = _Search(list(tables), exact_limit)
     window = tables[0].window
-    targets = [int(round(f * search.frames)) for f in fractions]
     splits = [tuple(clip_targets(tables, f)) for f in fractions]
     dense_splits = [tuple(clip_targets(tables, f)) for f in same_fractions]
+    search = _Search(list(tables), exact_limit, splits + dense_splits)
+    targets = [int(round(f * search.frames)) for f in fractions]
+    dense_only = list(dict.fromkeys(s for s in dense_splits if s not in set(splits)))
     # fixed intervals at every phase: candidates and references
     references = []
     for interval in range(1, window + 2):
@@ -152,7 +158,7 @@ def optimal_curve(
             if first == interval and interval in (1, 2, 3, 5, 8, 13, 21, window):
                 references.append((tp, predicted))
     for tp, predicted in references:
-        search.around(tp, predicted, targets, list(dict.fromkeys(splits + dense_splits)))
+        search.around(tp, predicted, targets, splits, dense_only)
     for _ in range(REFINEMENTS):
         for target, split in zip(targets, splits):
             for chosen in ([search.schedules(_nearest(search.best, target))],
@@ -174,10 +180,12 @@ def optimal_curve(
     return curve, budget, same
 
 
-def same_share_fractions(window: int) -> list:
-    """The shares a dense per-stream ceiling is traced at: every fixed interval's ``1 / l``,
-    ``l = 1..window + 1`` (the phase-fair fixed curve's own span)."""
-    return [1.0 / interval for interval in range(1, window + 2)]
+def same_share_fractions(tables: Sequence[PairTable]) -> list:
+    """The shares a dense per-stream ceiling is traced at: every ``n / T`` of every clip (``T``
+    frames) from ``1 / (window + 1)`` (the phase-fair fixed curve's own span) to 1, so that the
+    curve passes through every count each clip can spend."""
+    low = 1.0 / (tables[0].window + 1) - 1e-12
+    return sorted({n / t.frames for t in tables for n in range(1, t.frames + 1) if n / t.frames >= low})
 
 
 def same_share_curve(same: dict) -> list:

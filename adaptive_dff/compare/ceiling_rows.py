@@ -13,9 +13,10 @@ copied). From a data set's tables (:mod:`adaptive_dff.compare.ceiling`):
 * every row gets ``headroom_captured`` at the key fraction it really spent,
   against the dense phase-fair fixed curve (intervals ``1..window``) and the
   optimal schedule *of the same kind* (:func:`ceiling_of`): the per-clip
-  optimum (every clip the same share, traced at every interval's share) for
-  policies that run stream by stream, the shared optimum (every number of
-  keys, spread by knapsack) for ``@shared`` arms. ``headroom_captured_shared``
+  optimum (every clip the same share, traced at every count a clip can
+  spend) for per-stream budgets and fixed intervals, the shared optimum
+  (every number of keys, spread by knapsack) for ``@shared`` arms and bare
+  thresholds. ``headroom_captured_shared``
   holds every row's figure against the shared optimum, the stricter ceiling.
   All ceilings are on whole frames (a region grid can pass them: it is a
   different, finer choice of keys).
@@ -30,19 +31,25 @@ import numpy as np
 from adaptive_dff.compare.ceiling import (
     headroom_captured, interpolate, optimal_curve, phase_fair_fixed, same_share_curve, same_share_fractions,
 )
-from adaptive_dff.compare.config import PAIR_TABLE
+from adaptive_dff.compare.config import ARMS, PAIR_TABLE, parse_arm
 from adaptive_dff.compare.optimal import PairTable
 
 PHASE_FAIR = ("fixed_interval", "copy")
 OPTIMAL_ROWS = ("optimal", "optimal_per_clip")
-SHARED_SUFFIX = "@shared"
+PER_CLIP_ARMS = ("fixed_interval", "copy")
 
 
 def ceiling_of(policy: str) -> str:
-    """Which optimum a row is judged against: ``"shared"`` for a budget shared by the clips
-    (``@shared`` arms and the ``optimal`` row itself), else ``"per_clip"`` (every policy that
-    runs each stream on its own, thresholds and ``@budget`` included)."""
-    return "shared" if policy == "optimal" or policy.endswith(SHARED_SUFFIX) else "per_clip"
+    """Which optimum a row is judged against: ``"per_clip"`` (every clip the same share) for
+    what spends the same share of every stream (``@budget`` arms, a fixed interval, copy,
+    ``optimal_per_clip``), else ``"shared"``: ``@shared`` arms, and bare thresholds, whose one
+    calibrated threshold acts as one price over all clips and may spend more on some."""
+    if policy == "optimal_per_clip":
+        return "per_clip"
+    if policy == "optimal" or policy not in ARMS and "@" not in policy:
+        return "shared"
+    arm, mode = parse_arm(policy)
+    return "per_clip" if mode == "budget" or (mode is None and arm in PER_CLIP_ARMS) else "shared"
 
 
 def pair_tables(cells: dict, signature: dict) -> dict:
@@ -82,9 +89,8 @@ def apply(rows: list, cells: dict, signature: dict) -> dict:
         dense = {"fixed_interval": [[f["key_fraction"], f["accuracy"], f["interval"]] for f in fixed["fixed_interval"]],
                  "copy": [[f["key_fraction"], f["accuracy"], f["interval"]] for f in fixed["copy"]]}
         if "optimal" in (config.get("policies") or ()):
-            window = tables["warp"][0].window
             curve, at_budget, same = optimal_curve(tables["warp"], [b for b, _ in budgets],
-                                                   same_fractions=same_share_fractions(window))
+                                                   same_fractions=same_share_fractions(tables["warp"]))
             dense["optimal"] = [[p.key_fraction, p.accuracy] for p in curve]
             dense["optimal_per_clip"] = [list(p) for p in same_share_curve(same)]
             template = dict(mine[0]) if mine else {"dataset": dataset, "mode": "oracle"}
@@ -153,9 +159,10 @@ def summary_lines(rows: list, curves: Optional[dict], window: Optional[int]) -> 
     lines = [
         "Headroom at the fair budgets: each row against the fixed interval (phase-fair: the mean over "
         f"where its first key falls; every interval 1..{window + 1 if window else window}) and the optimal "
-        "schedule of the same kind: `per_clip` (every clip spends the same share: the ceiling of a policy "
-        "that runs each stream on its own) or `shared` (the data set's keys spread over its clips by "
-        "knapsack: the ceiling of an `@shared` arm), both on whole frames (a region grid may pass them) and "
+        "schedule of the same kind: `per_clip` (every clip spends the same share: the ceiling of a "
+        "per-stream budget, `@budget`, and of a fixed interval) or `shared` (the data set's keys spread over "
+        "its clips by knapsack: the ceiling of an `@shared` arm and of a bare threshold, which spends more on "
+        "some clips), both on whole frames (a region grid may pass them) and "
         "interpolated at the key fraction the row really spent. Headroom "
         "captured = (row - fixed) / (optimal - fixed); the last column is against the shared optimum for "
         "every row. `fixed_interval` and `copy` on 1x1 are phase-fair "
