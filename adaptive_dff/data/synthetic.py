@@ -38,6 +38,9 @@ Brightness: every frame is the rendered scene multiplied by a global gain
 ``gain(t) = 1 + brightness * sin(...)`` (see :meth:`SyntheticVideo.gain`).
 Textures stay within 16..208, so gains up to 1.2 never saturate.
 
+How each class looks (shapes, the background's regions, textures) is in
+:mod:`adaptive_dff.data.synthetic_looks`; this module moves it through time.
+
 Only numpy and OpenCV are used; importing this module does not import
 TensorFlow.
 """
@@ -54,6 +57,11 @@ from typing import Any, Iterator, Sequence
 import cv2
 import numpy as np
 
+from adaptive_dff.data.synthetic_looks import (  # the class table is re-exported from here
+    BACKGROUND_CLASSES, CLASS_NAMES, NUM_CLASSES, OBJECT_CLASSES, background_texture, object_texture, shape_contains,
+    wave_field,
+)
+
 __all__ = [
     "CLASS_NAMES",
     "NUM_CLASSES",
@@ -63,45 +71,6 @@ __all__ = [
     "flow_to_grid",
     "make_clips",
 ]
-
-#: Class names, indexed by class id (the values of the label maps).
-#: 0-1 are background regions painted on the moving background; 2-6 are object
-#: classes, told apart by shape family and by texture and colour statistics:
-#:
-#: ========  ===========================================================
-#: ground    brown-grey, multi-scale noise (background)
-#: foliage   green, blobby noise (background regions with smooth borders)
-#: disc      red-orange ellipse, radial shading and spots
-#: box       blue rectangle, straight stripes
-#: triangle  yellow triangle, soft checkerboard
-#: cross     magenta plus sign (non-convex), fine noise
-#: ring      cyan annulus (the background shows through its hole), concentric bands
-#: ========  ===========================================================
-CLASS_NAMES: tuple[str, ...] = ("ground", "foliage", "disc", "box", "triangle", "cross", "ring")
-NUM_CLASSES: int = len(CLASS_NAMES)
-BACKGROUND_CLASSES: tuple[int, ...] = (0, 1)
-OBJECT_CLASSES: tuple[int, ...] = (2, 3, 4, 5, 6)
-
-_GROUND, _FOLIAGE, _DISC, _BOX, _TRIANGLE, _CROSS, _RING = range(NUM_CLASSES)
-
-# Shape constants, in an object's normalised coordinates c in [-1, 1]^2.
-_BOX_HALF = 0.85
-_TRI_BASE = 0.8  # the base edge is at c_y = 0.8, the apex at (0, -1)
-_TRI_SLOPE = (1.0 + _TRI_BASE) / 0.95  # base corners at (+-0.95, 0.8)
-_CROSS_ARM = 0.3
-_CROSS_LEN = 0.95
-_RING_INNER = 0.45
-
-_OBJECT_COLOURS = {
-    _DISC: (200.0, 75.0, 55.0),
-    _BOX: (60.0, 95.0, 195.0),
-    _TRIANGLE: (205.0, 185.0, 60.0),
-    _CROSS: (170.0, 70.0, 175.0),
-    _RING: (60.0, 175.0, 185.0),
-}
-_GROUND_COLOUR = (125.0, 110.0, 90.0)
-_FOLIAGE_COLOUR = (70.0, 125.0, 55.0)
-_TEXTURE_RANGE = (16.0, 208.0)
 
 _MIN_SIZE = 16
 #: How objects move on screen: ``"screen"``: on their own paths in frame
@@ -152,30 +121,11 @@ def _check_size(value: Any) -> tuple[float, float]:
 
 
 # --------------------------------------------------------------------------
-# shapes and small geometry helpers
-
-
-def _inside(cls: int, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
-    """Whether normalised object coordinates ``(cx, cy)`` lie inside shape ``cls``."""
-    if cls == _DISC:
-        return cx * cx + cy * cy <= 1.0
-    if cls == _BOX:
-        return (np.abs(cx) <= _BOX_HALF) & (np.abs(cy) <= _BOX_HALF)
-    if cls == _TRIANGLE:
-        return (cy <= _TRI_BASE) & (cy >= _TRI_SLOPE * np.abs(cx) - 1.0)
-    if cls == _CROSS:
-        ax, ay = np.abs(cx), np.abs(cy)
-        return ((ax <= _CROSS_ARM) & (ay <= _CROSS_LEN)) | ((ax <= _CROSS_LEN) & (ay <= _CROSS_ARM))
-    if cls == _RING:
-        r2 = cx * cx + cy * cy
-        return (r2 <= 1.0) & (r2 >= _RING_INNER**2)
-    raise AssertionError(f"unknown object class {cls}")
-
+# small geometry helpers
 
 def _rotation(theta: float) -> np.ndarray:
     c, s = math.cos(theta), math.sin(theta)
     return np.array([[c, -s], [s, c]])
-
 
 def _affine(linear: np.ndarray, offset: np.ndarray) -> np.ndarray:
     m = np.eye(3)
@@ -183,137 +133,11 @@ def _affine(linear: np.ndarray, offset: np.ndarray) -> np.ndarray:
     m[:2, 2] = offset
     return m
 
-
 def _reflect(s: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Triangle wave: ``s`` folded back and forth into ``[lo, hi]`` (a bouncing path)."""
     span = hi - lo
     m = np.mod(s - lo, 2.0 * span)
     return lo + (span - np.abs(m - span))
-
-
-def _wave_field(waves: np.ndarray, to_world: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The background region function on a pixel grid, float32 ``[height, width]``.
-
-    ``g(w) = sum_k a_k cos(2 pi (m_k w_x / T_x + n_k w_y / T_y) + phi_k)`` at world
-    point ``w = to_world @ (x, y, 1)``. The phase is affine in ``(x, y)``, so
-    each term is ``cos(alpha x) cos(beta y + gamma) - sin(alpha x) sin(beta y +
-    gamma)``, and the whole field is one small matrix product.
-    ``waves`` rows: ``(m / T_x, n / T_y, amplitude, phase)``.
-    """
-    kx, ky, amp, phase = waves.T
-    two_pi = 2.0 * math.pi
-    alpha = two_pi * (kx * to_world[0, 0] + ky * to_world[1, 0])
-    beta = two_pi * (kx * to_world[0, 1] + ky * to_world[1, 1])
-    gamma = two_pi * (kx * to_world[0, 2] + ky * to_world[1, 2]) + phase
-    xs = np.arange(width, dtype=np.float64)
-    ys = np.arange(height, dtype=np.float64)
-    row_phase = np.outer(ys, beta) + gamma  # [H, K]
-    col_phase = np.outer(alpha, xs)  # [K, W]
-    left = np.concatenate([amp * np.cos(row_phase), -amp * np.sin(row_phase)], axis=1)
-    right = np.concatenate([np.cos(col_phase), np.sin(col_phase)], axis=0)
-    return left.astype(np.float32) @ right.astype(np.float32)
-
-
-# --------------------------------------------------------------------------
-# textures
-
-
-def _periodic_noise(rng: np.random.Generator, shape: tuple[int, int],
-                    filters: Sequence[Sequence[tuple[float, float]]]) -> np.ndarray:
-    """Noise fields that tile with period ``shape``: float32 ``[len(filters), *shape]``.
-
-    Each field is white noise filtered in the Fourier domain by a sum of
-    Gaussians (``(sigma in texels, weight)`` pairs), normalised to zero mean and
-    unit standard deviation.
-    """
-    h, w = shape
-    white = rng.standard_normal((len(filters), h, w), dtype=np.float32)
-    spectrum = np.fft.rfft2(white)
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.rfftfreq(w)[None, :]
-    f2 = fx * fx + fy * fy
-    for n, octaves in enumerate(filters):
-        transfer = sum(weight * np.exp(-2.0 * math.pi**2 * sigma**2 * f2) for sigma, weight in octaves)
-        spectrum[n] *= transfer.astype(np.float32)
-    fields = np.fft.irfft2(spectrum, s=(h, w)).astype(np.float32)
-    fields -= fields.mean(axis=(1, 2), keepdims=True)
-    fields /= fields.std(axis=(1, 2), keepdims=True) + 1e-12
-    return fields
-
-
-def _blurred_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
-    field = rng.standard_normal((size, size), dtype=np.float32)
-    field = cv2.GaussianBlur(field, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-    field -= field.mean()
-    return field / (field.std() + 1e-12)
-
-
-def _to_texture(rgb: np.ndarray) -> np.ndarray:
-    lo, hi = _TEXTURE_RANGE
-    return np.ascontiguousarray(np.clip(np.rint(rgb), lo, hi).astype(np.uint8))
-
-
-def _jitter(rng: np.random.Generator, colour: Sequence[float]) -> np.ndarray:
-    return np.asarray(colour) * rng.uniform(0.85, 1.15, size=3)
-
-
-def _background_texture(rng: np.random.Generator, shape: tuple[int, int], waves: np.ndarray,
-                        threshold: float) -> np.ndarray:
-    """Ground and foliage split by the region function, tileable with period ``shape``.
-
-    Returns uint8 ``[2 T_y, 2 T_x, 3]``: two periods in each direction, so a
-    frame's footprint usually fits without wrapping.
-    """
-    h, w = shape
-    ground_lum, ground_tint, leaf_lum, leaf_tint = _periodic_noise(
-        rng, shape,
-        [
-            [(2.0, 0.5), (5.0, 0.8), (14.0, 1.0)],
-            [(24.0, 1.0)],
-            [(2.5, 0.6), (6.0, 1.0)],
-            [(18.0, 1.0)],
-        ],
-    )
-    tint_g = rng.normal(size=3)
-    tint_g /= np.linalg.norm(tint_g)
-    tint_f = rng.normal(size=3)
-    tint_f /= np.linalg.norm(tint_f)
-    ground = (_jitter(rng, _GROUND_COLOUR) * (1.0 + 0.28 * ground_lum[..., None])
-              + 12.0 * ground_tint[..., None] * tint_g)
-    leaves = (_jitter(rng, _FOLIAGE_COLOUR) * (1.0 + 0.38 * np.tanh(1.3 * leaf_lum)[..., None])
-              + 12.0 * leaf_tint[..., None] * tint_f)
-    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    foliage = _wave_field(waves, identity, h, w) > threshold
-    tile = _to_texture(np.where(foliage[..., None], leaves, ground))
-    return np.ascontiguousarray(np.tile(tile, (2, 2, 1)))
-
-
-def _object_texture(rng: np.random.Generator, cls: int, size: int) -> np.ndarray:
-    """``[size, size, 3]`` uint8 pattern of an object of class ``cls``."""
-    u = np.arange(size, dtype=np.float32)
-    centre = (size - 1) / 2.0
-    ux, uy = u[None, :] - centre, u[:, None] - centre
-    if cls == _DISC:
-        r2 = (ux * ux + uy * uy) / (size / 2.0) ** 2
-        lum = 1.0 - 0.3 * r2 + 0.15 * _blurred_noise(rng, size, 2.5)
-    elif cls == _BOX:
-        period, psi, phase = rng.uniform(9.0, 16.0), rng.uniform(0, math.pi), rng.uniform(0, 2 * math.pi)
-        stripes = np.sin(2 * math.pi * (ux * math.cos(psi) + uy * math.sin(psi)) / period + phase)
-        lum = 1.0 + 0.22 * stripes + 0.08 * _blurred_noise(rng, size, 2.0)
-    elif cls == _TRIANGLE:
-        period = rng.uniform(10.0, 18.0)
-        checks = np.sin(2 * math.pi * ux / period) * np.sin(2 * math.pi * uy / period)
-        lum = 1.0 + 0.25 * checks + 0.08 * _blurred_noise(rng, size, 2.0)
-    elif cls == _CROSS:
-        lum = 1.0 + 0.25 * _blurred_noise(rng, size, 2.0)
-    elif cls == _RING:
-        period, phase = rng.uniform(6.0, 10.0), rng.uniform(0, 2 * math.pi)
-        bands = np.sin(2 * math.pi * np.sqrt(ux * ux + uy * uy) / period + phase)
-        lum = 1.0 + 0.22 * bands + 0.08 * _blurred_noise(rng, size, 2.0)
-    else:
-        raise AssertionError(f"unknown object class {cls}")
-    colour = _jitter(rng, _OBJECT_COLOURS[cls])
-    return _to_texture(colour * lum[..., None])
 
 
 # --------------------------------------------------------------------------
@@ -341,7 +165,7 @@ class _Object:
 class _Scene:
     start: int  # first frame of the scene
     texture: np.ndarray  # [2 T_y, 2 T_x, 3] uint8, two periods (T_x, T_y) each way
-    waves: np.ndarray  # [K, 4] region function, see _wave_field
+    waves: np.ndarray  # [K, 4] region function, see wave_field
     threshold: float
     origin: np.ndarray  # (2,) world point at the frame centre at tau = 0
     velocity: np.ndarray  # (2,) world units / frame
@@ -588,10 +412,10 @@ class SyntheticVideo:
                     velocity=spd * orng.uniform(0.5, 1.5) * np.array([math.cos(direction), math.sin(direction)]),
                     lo=lo,
                     hi=hi,
-                    texture=_object_texture(orng, cls, max(8, math.ceil(2.0 * extent))),
+                    texture=object_texture(orng, cls, max(8, math.ceil(2.0 * extent))),
                 )
             )
-        texture = _background_texture(rng, tex_shape, waves, threshold)
+        texture = background_texture(rng, tex_shape, waves, threshold)
         return _Scene(
             start=self._starts[s], texture=texture, waves=waves, threshold=threshold,
             gain_freq=gain_freq, gain_phase=gain_phase, objects=tuple(objects), **camera,
@@ -665,7 +489,7 @@ class SyntheticVideo:
         corners = to_world[:, :2] @ np.array([[0.0, w - 1.0, 0.0, w - 1.0], [0.0, 0.0, h - 1.0, h - 1.0]])
         start = to_world[:, 2] + corners.min(axis=1)
         to_world[:, 2] -= np.floor(start / period) * period
-        label = (_wave_field(scene.waves, to_world, h, w) > scene.threshold).view(np.uint8)
+        label = (wave_field(scene.waves, to_world, h, w) > scene.threshold).view(np.uint8)
         layers = np.zeros((h, w), np.uint8)
         frame = None
         if image:
@@ -685,7 +509,7 @@ class SyntheticVideo:
             ys = np.arange(y0, y1, dtype=np.float64) - m[1, 2]
             cx = (inv[0, 0] * xs)[None, :] + (inv[0, 1] * ys)[:, None]
             cy = (inv[1, 0] * xs)[None, :] + (inv[1, 1] * ys)[:, None]
-            mask = _inside(obj.cls, cx, cy)
+            mask = shape_contains(obj.cls, cx, cy)
             if not mask.any():
                 continue
             boxes[j] = box
@@ -723,7 +547,7 @@ class SyntheticVideo:
                 continue
             inv = np.linalg.inv(m[:2, :2])
             dxn, dyn = dx[near], dy[near]
-            inside = _inside(obj.cls, inv[0, 0] * dxn + inv[0, 1] * dyn, inv[1, 0] * dxn + inv[1, 1] * dyn)
+            inside = shape_contains(obj.cls, inv[0, 0] * dxn + inv[0, 1] * dyn, inv[1, 0] * dxn + inv[1, 1] * dyn)
             top[near[inside]] = j
         return top
 
