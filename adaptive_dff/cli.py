@@ -138,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     threshold.add_argument("--key-fraction", type=float, default=None,
                            help="a key-frame budget in (0, 1]: the threshold is calibrated on the first "
                                 "--calibration-frames frames of the source")
-    segment.add_argument("--calibration-frames", type=_positive, default=30)
+    segment.add_argument("--calibration-frames", type=_positive, default=30,
+                         help="the first frames --key-fraction, or --budget's starting price for "
+                              "propagation_quality, is calibrated on (default 30)")
     segment.add_argument("--regions", default="1x1", metavar="RxC", help="region grid, each with its own key frames (DVSNet: 2x2)")
     segment.add_argument("--overlap", type=int, default=64, help="pixels shared by neighbouring regions (default 64)")
     segment.add_argument("--compare-every-frame", action="store_true",

@@ -110,7 +110,11 @@ def test_the_command_reads_a_compare_run_and_names_a_folder_without_pair_tables(
 
     with pytest.raises(SystemExit):
         online_bound.main([str(tmp_path / "missing")])
-    assert "is no folder" in capsys.readouterr().err
+    assert "missing' does not exist" in capsys.readouterr().err
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(SystemExit):  # a folder, but no compare run: named, no traceback
+        online_bound.main([str(tmp_path / "notes")])
+    assert "is not a compare results folder (no compare.json)" in capsys.readouterr().err
     run = tmp_path / "run"
     assert main(["compare", "--frames", "12", "--budgets", "0.3", "--regions", "1x1",
                  "--policies", "frame_difference", "--out", str(run)]) == 0
@@ -123,4 +127,5 @@ def test_the_command_reads_a_compare_run_and_names_a_folder_without_pair_tables(
     with caplog.at_level(logging.INFO, logger="adaptive_dff.bench.online_bound"):
         assert online_bound.main([str(run), "--budgets", "0.3"]) == 0
     text = caplog.text
+    assert "a bound on the rule, not a policy" in text
     assert "synthetic-cuts" in text and "renewal, one price" in text and "optimal_per_clip" in text

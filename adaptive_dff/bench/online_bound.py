@@ -32,7 +32,7 @@ the optimum of the same kind, as in ``compare``.
 Run on a compare run made in oracle mode with an arm read from the pair
 tables (``optimal``, ``fixed_interval`` or ``copy``)::
 
-    python -m adaptive_dff.bench.online_bound runs/compare-... --budgets 0.1 0.2 0.33
+    python -m adaptive_dff.bench.online_bound runs/compare-...
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -199,23 +200,36 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float]) -> list:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="a compare run folder (oracle mode, with optimal, fixed_interval or copy)")
-    parser.add_argument("--budgets", nargs="+", type=float, default=[0.1, 0.2])
+    parser.add_argument("--budgets", nargs="+", type=float, default=[0.1, 0.2, 0.33],
+                        help="key-frame budgets (default: compare's fair budgets 0.1 0.2 0.33)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     from adaptive_dff.compare import ceiling_rows
     from adaptive_dff.compare.store import ResultFolder
 
+    if not os.path.exists(args.run):
+        parser.error(f"{args.run!r} does not exist")
     if not os.path.isdir(args.run):
-        parser.error(f"{args.run!r} is no folder")
+        parser.error(f"{args.run!r} is not a folder")
     if any(not 0 < b <= 1 for b in args.budgets):
         parser.error(f"budgets must be key-frame fractions in (0, 1], got {args.budgets}")
     folder = ResultFolder(args.run)
-    found = ceiling_rows.pair_tables(folder.cells(), folder.signature())
+    try:
+        signature = folder.signature()
+    except ValueError as error:
+        parser.error(str(error))
+    found = ceiling_rows.pair_tables(folder.cells(), signature)
     if not found:
         parser.error(f"{args.run!r} holds no data set whose test clips all have pair tables "
                      "(run compare in oracle mode with optimal, fixed_interval or copy)")
+    logger.info("The renewal rule of PropagationQuality fed the true loss, at the best constant price in hindsight "
+                "(a bound on the rule, not a policy). renewal: the loss in the benchmark's units (mIoU linearised "
+                "at the budget's fixed interval), a price per clip; renewal, one price: the same, one price for "
+                "all clips; renewal, pixel loss: the loss in pixels, a price per clip. Headroom captured against "
+                "the optimum of the ceiling named: per_clip (every clip the same share) or shared.")
     for dataset, tables in found.items():
-        logger.info(f"{dataset}: the renewal rule fed the true loss, its price found in hindsight")
+        logger.info("")
+        logger.info(f"{dataset}:")
         logger.info(f"{'budget':>6}  {'rule':<20} {'keys':>6} {'accuracy':>8} {'gain':>7} {'headroom':>8}  ceiling")
         for row in bounds(tables["warp"], args.budgets):
             share = row["headroom_captured"]
