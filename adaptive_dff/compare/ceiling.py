@@ -144,7 +144,7 @@ def optimal_curve(
     dense_splits = [tuple(clip_targets(tables, f)) for f in same_fractions]
     search = _Search(list(tables), exact_limit, splits + dense_splits)
     targets = [int(round(f * search.frames)) for f in fractions]
-    dense_only = list(dict.fromkeys(s for s in dense_splits if s not in set(splits)))
+    dense_only = list(dict.fromkeys(s for s in dense_splits if s not in splits))
     # fixed intervals at every phase: candidates and references
     references = []
     for interval in range(1, window + 2):
@@ -154,7 +154,7 @@ def optimal_curve(
             tp, predicted = sum(c[0] for c in counts), sum(c[1] for c in counts)
             split = tuple(len(s) for s in schedules)
             search.consider(miou(tp, predicted, search.truth), sum(split), schedules,
-                            split if split in splits or split in dense_splits else None)
+                            split if split in search.splits else None)
             if first == interval and interval in (1, 2, 3, 5, 8, 13, 21, window):
                 references.append((tp, predicted))
     for tp, predicted in references:

@@ -36,7 +36,6 @@ from adaptive_dff.compare.optimal import PairTable
 
 PHASE_FAIR = ("fixed_interval", "copy")
 OPTIMAL_ROWS = ("optimal", "optimal_per_clip")
-PER_CLIP_ARMS = ("fixed_interval", "copy")
 
 
 def ceiling_of(policy: str) -> str:
@@ -46,10 +45,11 @@ def ceiling_of(policy: str) -> str:
     calibrated threshold acts as one price over all clips and may spend more on some."""
     if policy == "optimal_per_clip":
         return "per_clip"
-    if policy == "optimal" or policy not in ARMS and "@" not in policy:
+    if policy == "optimal" or (policy not in ARMS and "@" not in policy):
         return "shared"
     arm, mode = parse_arm(policy)
-    return "per_clip" if mode == "budget" or (mode is None and arm in PER_CLIP_ARMS) else "shared"
+    # a fixed interval (the phase-fair arms) spends the same share of every clip
+    return "per_clip" if mode == "budget" or (mode is None and arm in PHASE_FAIR) else "shared"
 
 
 def pair_tables(cells: dict, signature: dict) -> dict:
