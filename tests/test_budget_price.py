@@ -246,3 +246,19 @@ def test_propagation_quality_spend_holds_on_real_video(data_root, name):
         spent = np.mean([tracker.step(frame).update[0] for frame in frames])
         assert budget.controller_.rule == "price"
         assert abs(spent - target) <= 0.02, (name, target, spent)
+
+
+def test_a_calibration_serves_as_a_starting_price_only_when_met_with_a_positive_finite_threshold():
+    from schedulers.calibration import CalibrationResult, usable_price
+
+    rng = np.random.default_rng(4)
+    for threshold in rng.uniform(1e-4, 50.0, 20):
+        assert usable_price(True, threshold) == threshold
+        assert usable_price(np.bool_(True), np.float32(threshold)) == pytest.approx(threshold, rel=1e-6)
+        assert usable_price(False, threshold) is None and usable_price(np.bool_(False), threshold) is None
+    for bad in (0.0, -1.0, float("inf"), float("nan"), True, None, "1.5"):
+        assert usable_price(True, bad) is None
+    assert usable_price(1, 1.5) is None  # met must be a boolean, not a count
+    found = CalibrationResult(policy=None, threshold=2.5, key_fraction=0.1, met=True)
+    assert found.starting_price == 2.5
+    assert CalibrationResult(policy=None, threshold=2.5, key_fraction=0.3, met=False).starting_price is None
