@@ -24,7 +24,7 @@ TOOLS = ("adaptive_dff.compare", "adaptive_dff.evaluate", "adaptive_dff.pretrain
 
 def layer(module: str) -> tuple[int, str]:
     """``(rank, group)`` of a module: it may import lower ranks and its own group."""
-    if module == "adaptive_dff.cli":
+    if module in ("adaptive_dff.cli", "adaptive_dff.cli_args"):
         return 3, "cli"
     if module.split(".")[0] == "training":
         return 2, "training"
