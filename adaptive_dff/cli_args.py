@@ -58,15 +58,16 @@ def _compare(sub) -> None:
                     "Rerunning the same command continues an interrupted run.",
     )
     compare.add_argument("--dataset", default=None, help="synthetic (default: three generated scenarios) or camvid-val")
-    compare.add_argument("--video", nargs="+", default=None, metavar="FILE", help="video files (or folders of numbered images) instead: unlabelled, or labelled by "
-                              "the model with --labels model")
-    compare.add_argument("--labels", default=None, metavar="SOURCE",
-                         help="with --video: none (default; unlabelled) or model (labelled by the model's own "
+    compare.add_argument("--video", nargs="+", default=None, metavar="FILE", help="video files (or folders of numbered images) instead: unlabelled, labelled by "
+                              "the model with --labels model, or by label folders with --labels FOLDER ...")
+    compare.add_argument("--labels", nargs="+", default=None, metavar="SOURCE",
+                         help="with --video: none (default; unlabelled); model (labelled by the model's own "
                               "per-frame predictions, --model or the shipped one, cached: every oracle arm and "
                               "optimal then run on real footage; scores are agreement with that model, not "
-                              "accuracy against ground truth)")
+                              "accuracy against ground truth); or one label folder per --video, in order (ground "
+                              "truth: one image of class ids per frame, palette or single-channel, 255 void)")
     compare.add_argument("--clip-frames", type=positive, default=None,
-                         help="with --labels model: test clips of this many frames (default 100)")
+                         help="with --labels: test clips of this many frames (default 100)")
     compare.add_argument("--video-scale", type=float, default=None, metavar="F",
                          help="with --labels model: shrink every frame by F in (0, 1] first (default: as decoded)")
     compare.add_argument("--data-root", default=None, help="the real data folder (for camvid-val)")

@@ -1,6 +1,9 @@
-"""Small instances of every network class, for the fast test tier."""
+"""Small instances of every network class, and folders of small frames, for the fast test tier."""
 
 import os
+
+import cv2
+import numpy as np
 
 from adaptive_dff.networks import (
     CompactFeatures,
@@ -47,3 +50,17 @@ def saved_tiny_dff(folder, seed: int, classes: int = 4) -> str:
     path = os.path.join(str(folder), "tiny.keras")
     save_keras_atomic(model, path)
     return path
+
+
+def write_folder(folder, count, size=(48, 64), seed=0, odd=None):
+    """A folder of ``count`` PNG frames: a bright square moving over noise; frame ``odd`` of another size."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    frames = []
+    for t in range(count):
+        h, w = (size[0] + 16, size[1]) if t == odd else size
+        frame = rng.integers(0, 80, (h, w, 3), dtype=np.uint8)
+        frame[10:30, 5 + 2 * t:25 + 2 * t] = 230
+        cv2.imwrite(os.path.join(folder, f"f{t}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        frames.append(frame)
+    return str(folder), frames

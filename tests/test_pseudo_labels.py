@@ -9,7 +9,7 @@ import pytest
 
 from adaptive_dff.data import pseudo_labels as pl
 
-from helpers import saved_tiny_dff
+from helpers import saved_tiny_dff, write_folder
 
 
 @pytest.fixture(scope="module")
@@ -22,20 +22,6 @@ def model(model_file):
     from adaptive_dff.model import load_model
 
     return load_model(model_file)
-
-
-def write_folder(folder, count, size=(48, 64), seed=0, odd=None):
-    """A folder of ``count`` PNG frames: a bright square moving over noise; frame ``odd`` of another size."""
-    rng = np.random.default_rng(seed)
-    os.makedirs(folder, exist_ok=True)
-    frames = []
-    for t in range(count):
-        h, w = (size[0] + 16, size[1]) if t == odd else size
-        frame = rng.integers(0, 80, (h, w, 3), dtype=np.uint8)
-        frame[10:30, 5 + 2 * t:25 + 2 * t] = 230
-        cv2.imwrite(os.path.join(folder, f"f{t}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        frames.append(frame)
-    return str(folder), frames
 
 
 def test_labels_are_the_per_frame_prediction_and_the_model_runs_once(tmp_path, model_file, model):
@@ -174,8 +160,8 @@ def test_pseudo_labelled_compare_dataset_runs_every_oracle_arm(tmp_path, model_f
 
     with pytest.raises(ValueError, match="--video"):
         compare_datasets(labels="model")
-    with pytest.raises(ValueError, match="--labels"):
-        compare_datasets(videos=[a], labels="truth")
+    with pytest.raises(FileNotFoundError, match="--labels takes none or model, or one label folder"):
+        compare_datasets(videos=[a], labels="truth")  # neither a source nor a folder
     for bad in (0, 1.5, float("nan"), True):  # named by the option, before any video is opened
         with pytest.raises(ValueError, match=r"--video-scale must be a factor in \(0, 1\]"):
             compare_datasets(videos=[str(tmp_path / "missing.mp4")], labels="model", video_scale=bad)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -283,7 +283,8 @@ def video_dataset(paths: Sequence[str], *, num_classes: int, max_frames: Optiona
 
 
 PSEUDO_KIND = "video-pseudo"  # spec["kind"] of videos labelled by a model's per-frame predictions
-LABEL_SOURCES = ("none", "model")  # compare's --labels for --video
+LABELLED_KIND = "video-labelled"  # spec["kind"] of videos with ground-truth label folders
+LABEL_SOURCES = ("none", "model")  # compare's --labels for --video, besides label folders
 
 
 def pseudo_labelled_dataset(
@@ -331,12 +332,84 @@ def pseudo_labelled_dataset(
                          "scale": pl.check_scale(scale)})
 
 
+def labelled_video_dataset(
+    paths: Sequence[str], label_folders: Sequence[str], *, max_frames: Optional[int] = None,
+    clip_frames: Optional[int] = None,
+) -> Dataset:
+    """Video files (or image folders) with ground truth: ``label_folders[i]`` holds one label
+    image per frame of ``paths[i]`` (:mod:`adaptive_dff.data.label_folders`: class ids 0..254,
+    255 void and left out of scores).
+
+    Split as :func:`pseudo_labelled_dataset`: each video's first third is a calibration clip, the
+    rest test clips of ``clip_frames`` (default 100). ``num_classes`` is the highest class id
+    found plus one. Every video and label folder is read and checked before the data set is made;
+    errors name the file and frame.
+    """
+    from adaptive_dff.data import pseudo_labels as pl
+    from adaptive_dff.data.label_folders import VOID, load_label_folder
+    from adaptive_dff.video import VideoReader
+
+    if not paths:
+        raise ValueError("video data set: give at least one video file")
+    if len(label_folders) != len(paths):
+        raise ValueError(f"--labels gives {len(label_folders)} label folder(s) for {len(paths)} video(s); "
+                         "give one folder per --video, in the same order")
+    for folder in label_folders:  # named before any video is decoded
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"label folder {folder!r} does not exist (--labels takes "
+                                    f"{' or '.join(LABEL_SOURCES)}, or one label folder per --video)")
+    clip_frames = pl.CLIP_FRAMES if clip_frames is None else check_int(clip_frames, "clip_frames", 2)
+    videos = []
+    for path, folder in zip(paths, label_folders):
+        reader = VideoReader(path, max_frames=max_frames)
+        frames = list(reader)
+        if len(frames) < 10:
+            raise ValueError(f"video file {path!r} holds {len(frames)} frames; compare needs at least 10")
+        labels = load_label_folder(folder, [f.shape[:2] for f in frames], path, max_frames=max_frames)
+        videos.append((path, folder, reader, frames, labels))
+    classes = [int(label[label != VOID].max(initial=0)) for *_, labels in videos for label in labels]
+    num_classes = max(classes) + 1
+    calibration, test, files = [], [], []
+    for number, (path, folder, reader, frames, labels) in enumerate(videos):
+        cut = pl.calibration_split(len(frames))
+        stem = f"{number}-{os.path.splitext(os.path.basename(os.path.normpath(path)))[0]}"
+        fps = reader.fps or None
+        calibration.append(Clip(f"{stem}-calibration", frames[:cut], labels[:cut], fps=fps))
+        spans = pl.clip_spans(len(frames) - cut, clip_frames)
+        for j, (first, last) in enumerate(spans):
+            test.append(Clip(f"{stem}-test-{j}", frames[cut + first:cut + last], labels[cut + first:cut + last],
+                             fps=fps))
+        files.append({"file": os.path.basename(os.path.normpath(path)),
+                      "labels": os.path.basename(os.path.normpath(folder)), "frames": len(frames),
+                      "calibration_frames": cut, "truncated": reader.truncated,
+                      "test_clips": [[cut + a, cut + b] for a, b in spans]})
+    return Dataset(name=LABELLED_KIND, calibration=calibration, test=test, num_classes=num_classes,
+                   ignore_index=VOID,
+                   spec={"kind": LABELLED_KIND, "labels": "label images (ground truth)", "files": files,
+                         "max_frames": max_frames, "clip_frames": clip_frames})
+
+
+def label_source(labels) -> tuple:
+    """``(source, folders)`` of compare's ``--labels`` values: ``("none", [])``, ``("model", [])``
+    or ``("folders", [folder, ...])`` (``labels`` a string, a list of them, or ``None``)."""
+    if labels is None:
+        return "none", []
+    values = [labels] if isinstance(labels, str) else list(labels)
+    if len(values) == 1 and values[0] in LABEL_SOURCES:
+        return values[0], []
+    named = [v for v in values if v in LABEL_SOURCES]
+    if named:
+        raise ValueError(f"--labels takes {' or '.join(LABEL_SOURCES)} alone, or label folders; got {values}")
+    return "folders", values
+
+
 # -- by name -----------------------------------------------------------------------
 
 
 def compare_datasets(
     name: Optional[str] = None, *, videos: Optional[Sequence[str]] = None, data_root: Optional[str] = None,
-    frames: Optional[int] = None, seed: int = 0, model: Optional[str] = None, labels: Optional[str] = None,
+    frames: Optional[int] = None, seed: int = 0, model: Optional[str] = None,
+    labels: Union[str, Sequence[str], None] = None,
     clip_frames: Optional[int] = None, video_scale: Optional[float] = None,
 ) -> list:
     """The data sets ``adaptive-dff compare`` names: ``"synthetic"`` (the default: the three
@@ -345,15 +418,16 @@ def compare_datasets(
     ``"none"``), their classes those of ``model`` (a ``.keras`` file) or, without one, the
     shipped CamVid model's; or (``labels="model"``) labelled by the per-frame predictions of
     ``model``, by default the shipped one (:func:`pseudo_labelled_dataset`, test clips of
-    ``clip_frames``, frames shrunk by ``video_scale``)."""
-    labels = labels or "none"
-    if labels not in LABEL_SOURCES:
-        raise ValueError(f"unknown --labels {labels!r}; choose from {LABEL_SOURCES}")
-    if labels != "none" and not videos:
-        raise ValueError(f"--labels {labels} labels --video files; give --video FILE ...")
+    ``clip_frames``, frames shrunk by ``video_scale``); or (``labels`` a list of folders, one per
+    video) labelled by ground-truth label images (:func:`labelled_video_dataset`)."""
+    source, folders = label_source(labels)
+    if source != "none" and not videos:
+        raise ValueError(f"--labels {' '.join(folders) or source} labels --video files; give --video FILE ...")
     for option, value in (("--clip-frames", clip_frames), ("--video-scale", video_scale)):
-        if value is not None and labels == "none":
-            raise ValueError(f"{option} is for videos labelled by --labels model; add --labels model")
+        if value is not None and source == "none":
+            raise ValueError(f"{option} is for labelled videos; add --labels model or --labels FOLDER ...")
+    if video_scale is not None and source == "folders":
+        raise ValueError("--video-scale is for --labels model (label images keep their frames' size)")
     if clip_frames is not None:
         check_int(clip_frames, "--clip-frames", 2)
     if video_scale is not None:  # named before any video is opened
@@ -366,7 +440,9 @@ def compare_datasets(
     if videos:
         if name:
             raise ValueError("give either --dataset or --video, not both")
-        if labels == "model":
+        if source == "folders":
+            return [labelled_video_dataset(videos, folders, max_frames=frames, clip_frames=clip_frames)]
+        if source == "model":
             if not model:
                 from adaptive_dff.pretrained import default_model_path
 
@@ -391,9 +467,9 @@ def compare_datasets(
 
 
 def dataset_kind(name: Optional[str] = None, videos: Optional[Sequence[str]] = None,
-                 labels: Optional[str] = None) -> str:
+                 labels: Union[str, Sequence[str], None] = None) -> str:
     """The ``spec["kind"]`` of the data sets :func:`compare_datasets` gives for these arguments
     (known before they are loaded, so a configuration can be resolved and checked first)."""
     if videos:
-        return PSEUDO_KIND if labels == "model" else "video"
+        return {"model": PSEUDO_KIND, "folders": LABELLED_KIND}.get(label_source(labels)[0], "video")
     return name or "synthetic"

@@ -1,0 +1,152 @@
+"""Ground-truth label folders: label images read as class ids, the compare data set they make with
+their videos, and the command line that runs it."""
+
+import csv
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from adaptive_dff.compare.datasets import (
+    LABELLED_KIND, compare_datasets, dataset_kind, label_source, labelled_video_dataset,
+)
+from adaptive_dff.data.label_folders import VOID, read_label_image
+from adaptive_dff.data.pseudo_labels import calibration_split
+
+from helpers import write_folder
+
+PALETTE = list(np.random.default_rng(5).integers(0, 256, 768))
+
+
+def random_labels(count, size=(48, 64), classes=5, seed=0, void_share=0.05):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, (count,) + size).astype(np.uint8)
+    labels[rng.random(labels.shape) < void_share] = VOID
+    return labels
+
+
+def write_labels(folder, labels, mode="P"):
+    """One PNG per label map, named as ``write_folder`` names frames (``f0.png``, ``f1.png``, ..)."""
+    os.makedirs(folder, exist_ok=True)
+    for t, label in enumerate(labels):
+        image = Image.fromarray(label, mode="L")
+        if mode == "P":
+            image = image.convert("P")
+            image.putpalette(PALETTE)  # colours unrelated to the ids: the indices must be read
+        image.save(os.path.join(folder, f"f{t}.png"))
+    return str(folder)
+
+
+def test_label_images_give_class_ids_whatever_their_mode(tmp_path):
+    label = random_labels(1, size=(20, 30), classes=9)[0]
+    for mode in ("P", "L"):
+        path = write_labels(tmp_path / mode, [label], mode)
+        read = read_label_image(os.path.join(path, "f0.png"))
+        assert read.dtype == np.uint8 and np.array_equal(read, label), mode
+    wide = tmp_path / "i16.png"
+    Image.fromarray(label.astype(np.uint16)).save(wide)
+    assert np.array_equal(read_label_image(str(wide)), label)
+    grey = tmp_path / "grey_rgb.png"
+    Image.fromarray(np.repeat(label[..., None], 3, axis=2)).save(grey)
+    assert np.array_equal(read_label_image(str(grey)), label)
+
+
+@pytest.mark.parametrize("case, words", [
+    ("colour", ["colour.png", "colours", "class ids"]),
+    ("big", ["big.png", "300", "255 is void"]),
+    ("broken", ["broken.png", "cannot be decoded"]),
+])
+def test_bad_label_images_are_named(tmp_path, case, words):
+    path = tmp_path / f"{case}.png"
+    if case == "colour":
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(path)
+    elif case == "big":
+        Image.fromarray(np.full((8, 8), 300, np.uint16)).save(path)
+    else:
+        path.write_bytes(b"\x89PNG not really")
+    with pytest.raises(ValueError) as error:
+        read_label_image(str(path))
+    assert all(w in str(error.value) for w in words), str(error.value)
+
+
+def test_a_labelled_video_splits_as_compare_does_and_keeps_its_labels(tmp_path):
+    frames_a, frames = write_folder(tmp_path / "a", 30, seed=1)
+    labels = random_labels(30, classes=6, seed=2)
+    labels_a = write_labels(tmp_path / "a-labels", labels)
+    frames_b, _ = write_folder(tmp_path / "b", 14, seed=3)
+    labels_b = write_labels(tmp_path / "b-labels", random_labels(14, classes=3, seed=4))
+    data = labelled_video_dataset([frames_a, frames_b], [labels_a, labels_b], clip_frames=12).check()
+    assert data.name == LABELLED_KIND and data.ignore_index == VOID
+    assert data.num_classes == 6  # the highest id found, void left out
+    cut = calibration_split(30)
+    first = data.calibration[0]
+    assert len(first) == cut and np.array_equal(np.stack(first.frames), np.stack(frames[:cut]))
+    assert np.array_equal(np.stack(first.labels), labels[:cut])
+    tests_a = [c for c in data.test if c.name.startswith("0-a-test")]
+    assert sum(len(c) for c in tests_a) == 30 - cut and all(len(c) >= 6 for c in tests_a)
+    assert np.array_equal(np.concatenate([np.stack(c.labels) for c in tests_a]), labels[cut:])
+    assert data.spec["files"][0]["labels"] == "a-labels" and data.spec["files"][1]["frames"] == 14
+    # A frame limit reads only the labels it needs.
+    short = labelled_video_dataset([frames_a], [labels_a], max_frames=12)
+    assert sum(len(c) for c in short.calibration + short.test) == 12
+
+
+@pytest.mark.parametrize("case, words", [
+    ("fewer labels", ["a-labels", "29 label images", "30 frames"]),
+    ("other size", ["f7.png", "frame 7", "64x48"]),
+    ("no folder", ["missing", "does not exist"]),
+    ("one folder for two videos", ["1 label folder", "2 video"]),
+])
+def test_a_label_folder_that_does_not_fit_its_video_is_named(tmp_path, case, words):
+    frames_a, _ = write_folder(tmp_path / "a", 30)
+    labels = random_labels(30)
+    if case == "fewer labels":
+        labels = labels[:29]
+    folder = write_labels(tmp_path / "a-labels", labels)
+    if case == "other size":
+        Image.fromarray(random_labels(1, size=(40, 64))[0]).save(os.path.join(folder, "f7.png"))
+    videos, folders = [frames_a], [folder]
+    if case == "no folder":
+        folders = [str(tmp_path / "missing")]
+    if case == "one folder for two videos":
+        videos = [frames_a, frames_a]
+    with pytest.raises((ValueError, FileNotFoundError)) as error:
+        labelled_video_dataset(videos, folders)
+    assert all(w in str(error.value) for w in words), str(error.value)
+
+
+def test_labels_option_takes_a_source_or_folders():
+    assert label_source(None) == ("none", [])
+    assert label_source("model") == label_source(["model"]) == ("model", [])
+    assert label_source(["x", "y"]) == ("folders", ["x", "y"])
+    assert dataset_kind(videos=["v"], labels=["x"]) == LABELLED_KIND
+    with pytest.raises(ValueError, match="alone"):
+        label_source(["model", "x"])
+    with pytest.raises(ValueError, match="--video"):
+        compare_datasets(labels=["x"])
+    with pytest.raises(ValueError, match="--video-scale"):
+        compare_datasets(videos=["v"], labels=["x"], video_scale=0.5)
+
+
+def test_compare_runs_on_labelled_video_from_the_command_line(tmp_path, capsys):
+    from adaptive_dff.cli import main
+
+    frames, _ = write_folder(tmp_path / "clip", 30, seed=7)
+    # Labels that follow the moving square of write_folder: class 1 on it, 0 elsewhere, void at the border.
+    labels = np.zeros((30, 48, 64), np.uint8)
+    for t in range(30):
+        labels[t, 10:30, 5 + 2 * t:25 + 2 * t] = 1
+    labels[:, :, :2] = VOID
+    folder = write_labels(tmp_path / "clip-labels", labels)
+    out = tmp_path / "run"
+    args = ["compare", "--video", frames, "--labels", folder, "--regions", "1x1", "--budgets", "0.2", "--sweep",
+            "--policies", "fixed_interval", "optimal", "--out", str(out), "-q"]
+    assert main(args) == 0, capsys.readouterr().err
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert {r["dataset"] for r in rows} == {LABELLED_KIND}
+    by_policy = {r["policy"]: r for r in rows}
+    assert 0.3 < float(by_policy["fixed_interval"]["accuracy"]) <= 1.0
+    assert float(by_policy["optimal"]["accuracy"]) >= float(by_policy["fixed_interval"]["accuracy"]) - 1e-9
+    assert main(["compare", "--video", frames, "--labels", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b")]) == 2
+    assert "nowhere" in capsys.readouterr().err and not os.path.exists(tmp_path / "b")
