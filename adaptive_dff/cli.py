@@ -89,6 +89,7 @@ def _compare(args) -> None:
     if numbers["window"] is not None and float(numbers["window"]).is_integer():
         numbers["window"] = int(numbers["window"])
     config = CompareConfig(mode=args.mode, flow=args.flow, model=args.model, decision_model=args.decision_model,
+                           quality_model=args.quality_model,
                            seed=args.seed, **{k: tuple(v) for k, v in given.items() if v is not None},
                            **{k: v for k, v in numbers.items() if v is not None})
     kind = dataset_kind(args.dataset, args.video, args.labels)
@@ -141,7 +142,7 @@ def _train(args) -> None:
     elif args.program == "quality":
         from training import quality
 
-        if config["videos"] and not config["video_model"]:
+        if config["videos"] and not config["video_model"] and not config["label_folders"]:
             from adaptive_dff.pretrained import default_model_path
 
             config["video_model"] = default_model_path()

@@ -94,6 +94,9 @@ def _compare(sub) -> None:
     compare.add_argument("--decision-model", default=None,
                          help="the decision_network arm's model: a .keras DecisionModel or a quality predictor "
                               ".json (default: the shipped quality predictor, the best learned model that ships)")
+    compare.add_argument("--quality-model", default=None,
+                         help="the propagation_quality arms' predictor: a .json from adaptive-dff train quality "
+                              "(default: the shipped one)")
     compare.add_argument("--frames", type=positive, default=None, help="synthetic clip length / video frame limit")
     compare.add_argument("--out", default=None, help="results folder (default: a new folder under runs/)")
     compare.add_argument("--jobs", type=positive, default=1, help="cells run in this many processes")
@@ -147,6 +150,9 @@ def _segment(sub) -> None:
     segment.add_argument("--decision-model", default=None,
                          help="for decision_network: a .keras DecisionModel or a quality predictor .json "
                               "(default: the shipped quality predictor)")
+    segment.add_argument("--quality-model", default=None,
+                         help="for propagation_quality: its predictor, a .json from adaptive-dff train quality "
+                              "(default: the shipped one)")
     threshold = segment.add_mutually_exclusive_group()
     threshold.add_argument("--threshold", type=float, default=None,
                            help="the policy's threshold (fixed_interval: the interval; default: the policy's own)")

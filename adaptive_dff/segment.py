@@ -81,10 +81,11 @@ def check_outputs(out: str, csv_path: Optional[str] = None, source: Optional[str
     return out, csv_path
 
 
-def make_policy(name: str, decision_model=None):
+def make_policy(name: str, decision_model=None, quality_model=None):
     """A policy from :data:`schedulers.POLICIES` by name; ``decision_network`` runs on ``decision_model``
     (a :class:`schedulers.DecisionModel` or :class:`schedulers.QualityPredictor`; ``None``: the shipped
-    quality predictor)."""
+    quality predictor), ``propagation_quality`` on ``quality_model`` (a :class:`schedulers.QualityPredictor`,
+    at the downsample it was fitted for; ``None``: the shipped one)."""
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; choose from {', '.join(sorted(POLICIES))}")
     if name == "decision_network":
@@ -93,6 +94,8 @@ def make_policy(name: str, decision_model=None):
 
             decision_model = load_default_quality()  # the best learned model that ships
         return POLICIES[name](model=decision_model)
+    if name == "propagation_quality" and quality_model is not None:
+        return POLICIES[name](predictor=quality_model, downsample=quality_model.signals_downsample)
     return POLICIES[name]()
 
 
@@ -401,6 +404,9 @@ def run_command(args) -> None:
         raise ValueError(f"--budget must be a key-frame fraction in (0, 1], got {budget}")
     if args.decision_model and args.policy != "decision_network":
         raise ValueError(f"--decision-model is for --policy decision_network, not {args.policy}")
+    quality_path = getattr(args, "quality_model", None)
+    if quality_path and args.policy != "propagation_quality":
+        raise ValueError(f"--quality-model is for --policy propagation_quality, not {args.policy}")
     check_outputs(args.out, args.csv, args.video, args.overwrite)
     VideoReader(args.video)  # opens? (before the model loads)
     decision = None
@@ -408,6 +414,11 @@ def run_command(args) -> None:
         from schedulers import load_decision_model
 
         decision = load_decision_model(args.decision_model)
+    quality = None
+    if quality_path:
+        from adaptive_dff.compare.workspace import load_quality_model
+
+        quality = load_quality_model(quality_path)
     from adaptive_dff.data.camvid import CLASS_NAMES
     from adaptive_dff.model import load_model
     from adaptive_dff.pretrained import default_model_path
@@ -418,7 +429,7 @@ def run_command(args) -> None:
         names = CLASS_NAMES
     elif args.classes:
         names = [n.strip() for n in args.classes.split(",")]
-    policy = make_policy(args.policy, decision)
+    policy = make_policy(args.policy, decision, quality)
     if args.threshold is not None:
         set_threshold(policy, args.threshold)
     held = f"{type(policy).__name__} under KeyBudget(target={budget:g})" if budget is not None else describe(policy)

@@ -150,3 +150,112 @@ def test_compare_runs_on_labelled_video_from_the_command_line(tmp_path, capsys):
     assert float(by_policy["optimal"]["accuracy"]) >= float(by_policy["fixed_interval"]["accuracy"]) - 1e-9
     assert main(["compare", "--video", frames, "--labels", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b")]) == 2
     assert "nowhere" in capsys.readouterr().err and not os.path.exists(tmp_path / "b")
+
+
+def square_labels(count, moved_from=None):
+    """Labels of ``write_folder``'s moving square (class 1 on it, 0 elsewhere, void in the two left
+    columns); from frame ``moved_from`` on, the square is labelled 4 pixels off."""
+    labels = np.zeros((count, 48, 64), np.uint8)
+    for t in range(count):
+        shift = 4 if moved_from is not None and t >= moved_from else 0
+        labels[t, 10:30, 5 + 2 * t + shift:25 + 2 * t + shift] = 1
+    labels[:, :, :2] = VOID
+    return labels
+
+
+def quality_config(videos, folders, **extra):
+    from training.config import load_config
+
+    sets = ["frames=12", "max_offset=3", "key_stride=2", "kinds=ridge", f"videos={','.join(videos)}",
+            f"label_folders={','.join(folders)}"] + [f"{k}={v}" for k, v in extra.items()]
+    return load_config("quality", "smoke", sets)
+
+
+def test_train_quality_takes_true_accuracy_from_label_folders_of_the_calibration_part_only(tmp_path):
+    from training.quality import build_dataset, run
+
+    a, _ = write_folder(tmp_path / "a", 18, seed=1)
+    b, _ = write_folder(tmp_path / "b", 12, seed=2)
+    la = write_labels(tmp_path / "la", square_labels(18))
+    lb = write_labels(tmp_path / "lb", square_labels(12))
+    metrics = run(quality_config([a, b], [la, lb]), str(tmp_path / "out"), log=lambda *_: None)
+    assert metrics["data"]["video_targets"] == "true accuracy (label folders)" and metrics["data"]["video_model"] is None
+    assert metrics["models"]["ridge"]["held_out_mae"]["videos"] is not None
+    with np.load(tmp_path / "out" / "dataset.npz") as stored:
+        before = {k: stored[k] for k in stored.files}
+    source, accuracy = before["source"], before["pixel_accuracy"]
+    expected = 0  # keys 0, 2, .. of each first third, carried up to 3 frames within it, 1 + 4 regions
+    for n in (18, 12):
+        cut = calibration_split(n)
+        expected += 5 * sum(min(k + 3, cut - 1) - k for k in range(0, cut - 1, 2))
+    assert int((source == 2).sum()) == expected and before["held_out"][source == 2].all()
+    assert np.all((accuracy[source == 2] > 0.5) & (accuracy[source == 2] <= 1))
+    # Labels past the calibration part never count; labels inside it are the targets.
+    cut = calibration_split(18)
+    later = write_labels(tmp_path / "la-later", square_labels(18, moved_from=cut))
+    same = build_dataset(quality_config([a, b], [later, lb]), None, log=lambda *_: None)
+    np.testing.assert_array_equal(same["pixel_accuracy"], before["pixel_accuracy"])
+    inside = write_labels(tmp_path / "la-inside", square_labels(18, moved_from=1))
+    other = build_dataset(quality_config([a, b], [inside, lb]), None, log=lambda *_: None)
+    assert not np.array_equal(other["pixel_accuracy"], before["pixel_accuracy"])
+
+
+@pytest.mark.parametrize("case, words", [
+    ("count", ["1 folder(s) for 2 video(s)"]),
+    ("scale", ["video_scale", "model-labelled"]),
+    ("missing", ["label_folders", "nowhere", "does not exist"]),
+    ("no videos", ["label_folders", "videos="]),
+])
+def test_train_quality_names_label_folders_that_do_not_fit_before_writing(tmp_path, case, words):
+    from training.quality import run
+
+    a, _ = write_folder(tmp_path / "a", 12)
+    la = write_labels(tmp_path / "la", square_labels(12))
+    videos, folders, extra = [a], [la], {}
+    if case == "count":
+        videos = [a, a]
+    elif case == "scale":
+        extra = {"video_scale": 0.5}
+    elif case == "missing":
+        folders = [str(tmp_path / "nowhere")]
+    else:
+        videos = []
+    with pytest.raises((ValueError, FileNotFoundError)) as error:
+        run(quality_config(videos, folders, **extra), str(tmp_path / "out"), log=lambda *_: None)
+    assert all(w in str(error.value) for w in words), str(error.value)
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_own_labelled_video_trains_a_predictor_that_compare_runs_with_quality_model(tmp_path, capsys):
+    """The loop of the README: train on the first third of a labelled video, compare on the rest."""
+    from adaptive_dff.cli import main
+    from adaptive_dff.compare.config import CompareConfig
+    from adaptive_dff.compare.planning import signature
+    from adaptive_dff.compare.workspace import Workspace
+    from schedulers import QualityPredictor
+
+    frames, _ = write_folder(tmp_path / "clip", 30, seed=9)
+    folder = write_labels(tmp_path / "clip-labels", square_labels(30))
+    assert main(["train", "quality", "--config", "smoke", "--set", "frames=12", "--set", "kinds=ridge",
+                 "--set", f"videos={frames}", "--set", f"label_folders={folder}", "--out", str(tmp_path / "q"),
+                 "-q"]) == 0, capsys.readouterr().err
+    mine = tmp_path / "q" / "quality.json"
+    common = ["compare", "--video", frames, "--labels", folder, "--regions", "1x1", "--budgets", "0.2", "--sweep",
+              "--policies", "fixed_interval", "propagation_quality@budget", "-q"]
+    assert main(common + ["--quality-model", str(mine), "--out", str(tmp_path / "mine")]) == 0, capsys.readouterr().err
+    rows = list(csv.DictReader(open(tmp_path / "mine" / "results.csv")))
+    assert {r["policy"] for r in rows} == {"fixed_interval", "propagation_quality@budget"}
+    # The arms' policy carries that very predictor (at the downsample it was fitted for), budget arms too.
+    workspace = Workspace(CompareConfig(quality_model=str(mine)), [], None)
+    policy = workspace.make_policy("propagation_quality@budget", budget=0.2).policy
+    stored = QualityPredictor.load(mine)
+    assert policy.downsample == stored.signals_downsample
+    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(policy.predictor.layers_, stored.layers_))
+    assert Workspace(CompareConfig(), [], None).make_policy("propagation_quality").predictor is None  # shipped
+    # Runs without the option keep the identity they had before it existed (their folders continue).
+    assert "quality_model" not in signature(CompareConfig(), [])["config"]
+    bad = tmp_path / "model.keras"
+    bad.write_bytes(b"x")
+    for path, words in ((bad, "--decision-model"), (tmp_path / "q" / "metrics.json", "not a quality predictor")):
+        assert main(common + ["--quality-model", str(path), "--out", str(tmp_path / "bad")]) == 2
+        assert words in capsys.readouterr().err and not os.path.exists(tmp_path / "bad")

@@ -146,6 +146,10 @@ def test_bad_outputs_sources_and_policies_are_named_before_any_work(files, tmp_p
         (["--out", str(tmp_path / "o.mp4"), "--policy", "frame_difference", "--decision-model",
           str(tmp_path / "nothing.json")], "--decision-model is for --policy decision_network, not frame_difference"),
         (["--out", str(tmp_path / "o.mp4"), "--policy", "fixed_interval", "--threshold", "2.5"], "whole number"),
+        (["--out", str(tmp_path / "o.mp4"), "--policy", "frame_difference", "--quality-model",
+          str(tmp_path / "nothing.json")], "--quality-model is for --policy propagation_quality, not frame_difference"),
+        (["--out", str(tmp_path / "o.mp4"), "--policy", "propagation_quality", "--quality-model",
+          str(tmp_path / "nothing.json")], "nothing.json' does not exist"),
     ]
     for args, message in cases:
         assert main(["segment", files["video"], "--model", files["model"], "--no-progress", *args]) == 2, args
@@ -204,6 +208,27 @@ def test_budget_holds_the_key_fraction_online_with_key_budget(files, tmp_path, c
     assert segment(files, tmp_path / "c.mp4", "--budget", "1.5") != 0
     assert "--budget must be a key-frame fraction in (0, 1], got 1.5" in capsys.readouterr().err
     assert not (tmp_path / "c.mp4").exists()
+
+
+def test_propagation_quality_runs_on_the_predictor_given(files, tmp_path, capsys):
+    """Two predictors that always answer the same: carried results always right (never a key after
+    frame 0) or always wrong (a key every frame, the renewal score then equal to the loss, 1)."""
+    import json
+
+    from schedulers.quality_predictor import DEFAULT_FILE
+
+    keys = {}
+    for name, quality in (("good", 1.0), ("bad", 0.0)):
+        data = json.load(open(DEFAULT_FILE))
+        last = data["layers"][-1]
+        last["weights"] = [[0.0] for _ in last["weights"]]
+        last["bias"] = [quality]  # the "clip" output: the bias, clipped to [0, 1]
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(data))
+        assert segment(files, tmp_path / f"{name}.mp4", "--policy", "propagation_quality", "--threshold", "0.5",
+                       "--quality-model", str(path)) == 0, capsys.readouterr().err
+        keys[name] = [int(r["key_r0"]) for r in read_csv(tmp_path / f"{name}.csv")]
+    assert sum(keys["good"]) == 1 and all(keys["bad"])
 
 
 def test_a_cost_policy_under_a_budget_starts_at_a_price_calibrated_on_the_first_frames(files, tmp_path, capsys):

@@ -97,6 +97,9 @@ PROGRAM_FIELDS = {
         "videos": (str, ""),
         "video_model": (str, ""),  # the DFF model file of those predictions ("": the shipped CamVid model)
         "video_scale": (float, 1.0),  # shrink video frames by this factor first (as compare's --video-scale)
+        # Comma-separated label folders, one per entry of videos, in order (ground truth, as compare's
+        # --labels FOLDER): the targets are then the true accuracy; no video_model is used.
+        "label_folders": (str, ""),
     },
 }
 

@@ -28,6 +28,11 @@ cached). Only each video's calibration part, its first third
 rest is the test part of ``compare --video ... --labels model`` and stays
 unseen. Every video is opened before anything is written or computed.
 
+Labelled videos (``label_folders``, one per entry of ``videos``, in order: ground truth as
+``compare --video ... --labels FOLDER ...`` reads it, :mod:`adaptive_dff.data.label_folders`):
+the targets are then the true accuracy of the carried labels, as on the generated clips, from
+the same calibration part only; no model runs. Every folder is read and checked first.
+
 Held out, by whole source, so the error measures transfer to footage the fit never saw
 (:func:`folds`): every fifth generated clip (clips 4, 9, 14, ..), CamVid's pairs whose key is at
 frame 22 or later, and every video row, scored by a fit on everything but its own video (leave one
@@ -129,11 +134,33 @@ def video_list(config: dict) -> list:
     return [p.strip() for p in config["videos"].split(",") if p.strip()]
 
 
+def label_folder_list(config: dict) -> list:
+    """The folders of config key ``label_folders`` (comma-separated), in order."""
+    return [p.strip() for p in config.get("label_folders", "").split(",") if p.strip()]
+
+
 def check_videos(config: dict) -> None:
-    """Open every video of ``videos`` and check ``video_model``: a named error before any work."""
+    """Open every video of ``videos`` and check ``video_model`` (or, for labelled videos, every
+    label folder): a named error before any work."""
     from adaptive_dff.data import pseudo_labels
 
+    folders = label_folder_list(config)
+    if folders and not config["videos"]:
+        raise ValueError("config key 'label_folders' labels the files of 'videos'; give videos=FILE,...")
     if not config["videos"]:
+        return
+    if folders:
+        videos = video_list(config)
+        if len(folders) != len(videos):
+            raise ValueError(f"config key 'label_folders' gives {len(folders)} folder(s) for {len(videos)} "
+                             "video(s); give one per video, in the same order")
+        if config["video_scale"] != 1.0:
+            raise ValueError("config key 'video_scale' is for model-labelled videos; label images keep "
+                             "their frames' size (leave it at 1)")
+        pseudo_labels.check_sources(videos)
+        for folder in folders:
+            if not os.path.isdir(folder):
+                raise FileNotFoundError(f"config key 'label_folders': label folder {folder!r} does not exist")
         return
     if not config["video_model"]:
         raise ValueError("config key 'videos' needs 'video_model', the DFF model whose per-frame predictions "
@@ -150,6 +177,8 @@ def video_parts(config: dict, grids, log=logger.info) -> list:
     row is held out: it is scored by the fold that leaves its whole video out (:func:`folds`)."""
     from adaptive_dff.data import pseudo_labels
 
+    if label_folder_list(config):
+        return labelled_video_parts(config, grids, log)
     parts = []
     for video in pseudo_labels.iter_pseudo_labels(video_list(config), config["video_model"],
                                                   scale=config["video_scale"], log=log):
@@ -157,6 +186,30 @@ def video_parts(config: dict, grids, log=logger.info) -> list:
         X, a, m, keys, _ = clip_samples(video.frames[:cut], video.labels[:cut], grids, config, video.num_classes)
         parts.append((X, a, m, np.full(len(a), 2), np.ones(len(a), bool)))
         log(f"video {os.path.basename(os.path.normpath(video.source))} frames 0..{cut - 1} of {len(video)}: "
+            f"{len(a)} rows")
+    return parts
+
+
+def labelled_video_parts(config: dict, grids, log=logger.info) -> list:
+    """:func:`video_parts` for videos with label folders: the targets the true accuracy of the
+    carried labels (255 void left out; classes up to the highest id found in any folder)."""
+    from adaptive_dff.data import pseudo_labels
+    from adaptive_dff.data.label_folders import VOID, load_label_folder
+    from adaptive_dff.video import VideoReader
+
+    videos = []
+    for path, folder in zip(video_list(config), label_folder_list(config)):  # all read and checked first
+        frames = list(VideoReader(path))
+        if len(frames) < 4:
+            raise ValueError(f"video {path!r} holds {len(frames)} frames; at least 4 are needed")
+        videos.append((path, frames, load_label_folder(folder, [f.shape[:2] for f in frames], path)))
+    num_classes = 1 + max(int(label[label != VOID].max(initial=0)) for _, _, labels in videos for label in labels)
+    parts = []
+    for path, frames, labels in videos:
+        cut = pseudo_labels.calibration_split(len(frames))  # frames cut.. are compare's test part: never used
+        X, a, m, _, _ = clip_samples(frames[:cut], labels[:cut], grids, config, num_classes, VOID)
+        parts.append((X, a, m, np.full(len(a), 2), np.ones(len(a), bool)))
+        log(f"labelled video {os.path.basename(os.path.normpath(path))} frames 0..{cut - 1} of {len(frames)}: "
             f"{len(a)} rows")
     return parts
 
@@ -307,7 +360,9 @@ def data_description(config: dict, data: dict) -> dict:
                    "rows": int((source == 1).sum())} if (source == 1).any() else None,
         "videos": [{"video": os.path.basename(os.path.normpath(p)), "rows": int((video == i).sum()),
                     "frames": "calibration part (first third) only"} for i, p in enumerate(names)],
-        "video_model": os.path.basename(config["video_model"]) if names else None,
+        "video_targets": (None if not names else "true accuracy (label folders)" if label_folder_list(config)
+                          else "agreement with video_model's per-frame predictions"),
+        "video_model": os.path.basename(config["video_model"]) if names and not label_folder_list(config) else None,
         "video_scale": config["video_scale"] if names else None,
         "max_offset": config["max_offset"], "key_stride": config["key_stride"],
         "grids": ["1x1", f"2x2 ({config['overlap']} px overlap)"],
@@ -324,7 +379,11 @@ def signature(config: dict) -> dict:
         from adaptive_dff.data.pseudo_labels import source_sha256
 
         found["videos"] = [{"path": p, "sha256": source_sha256(p)} for p in video_list(config)]
-        found["video_model_sha256"] = file_sha256(config["video_model"])
+        folders = label_folder_list(config)
+        if folders:
+            found["label_folders"] = [{"path": p, "sha256": source_sha256(p)} for p in folders]
+        else:
+            found["video_model_sha256"] = file_sha256(config["video_model"])
     return found
 
 

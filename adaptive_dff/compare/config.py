@@ -98,6 +98,9 @@ class CompareConfig:
             predictor's JSON (:func:`schedulers.load_decision_model`);
             ``None`` (and what :func:`resolve_defaults` fills in): the
             shipped quality predictor.
+        quality_model: the predictor of the ``propagation_quality`` arms: a
+            quality predictor's JSON (``adaptive-dff train quality``), or
+            ``None``: the shipped one.
         seed: seed of the untrained model.
         window: the farthest a key frame carries (frames after it) for the
             optimal arm's search and the phase-fair fixed interval's curve.
@@ -114,6 +117,7 @@ class CompareConfig:
     flow: str = "dis"
     model: Optional[str] = None
     decision_model: Optional[str] = None
+    quality_model: Optional[str] = None
     seed: int = 0
     window: int = DEFAULT_WINDOW
     cost_ratio: float = DEFAULT_COST_RATIO
@@ -164,7 +168,7 @@ class CompareConfig:
             raise ValueError(f"budgets repeat (to 4 decimals): {list(self.budgets)}")
         for grid in self.regions:
             parse_grid(grid, self.overlap)
-        for path in (self.model, self.decision_model):
+        for path in (self.model, self.decision_model, self.quality_model):
             if path and not os.path.isfile(path):
                 raise FileNotFoundError(f"file {path!r} does not exist")
         return self

@@ -78,8 +78,10 @@ def signature(config: CompareConfig, datasets: Sequence[Dataset]) -> dict:
     per data set, its description, the fingerprint of its frames and labels, and its test clips.
     Shards run on machines with the data in other folders still merge."""
     settings = asdict(config)
-    for key in ("model", "decision_model"):
+    for key in ("model", "decision_model", "quality_model"):
         settings[key] = file_sha256(settings[key]) if settings[key] else None
+    if settings["quality_model"] is None:  # as before the option, so earlier runs' folders still continue
+        del settings["quality_model"]
     return {"config": settings,
             "datasets": [{"name": d.name, "spec": d.spec, "fingerprint": d.fingerprint(), "labelled": d.labelled,
                           "test_clips": [c.name for c in d.test]} for d in datasets]}
@@ -93,4 +95,4 @@ def test_clips(signature: dict) -> dict:
 def config_of(signature: dict) -> CompareConfig:
     """The configuration a signature records (model files left out: it holds their digests)."""
     return CompareConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in signature["config"].items()
-                            if k not in ("model", "decision_model")})
+                            if k not in ("model", "decision_model", "quality_model")})

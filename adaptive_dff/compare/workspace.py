@@ -35,6 +35,17 @@ def starting_price_usable(calibration) -> bool:
     return bool(calibration) and usable_price(calibration.get("met"), calibration.get("threshold")) is not None
 
 
+def load_quality_model(path: str):
+    """The :class:`schedulers.QualityPredictor` of the ``propagation_quality`` arms in the JSON file
+    ``path``, checked against the signals it was fitted on (a named ``ValueError`` otherwise)."""
+    import schedulers
+
+    if str(path).endswith(".keras"):
+        raise ValueError(f"--quality-model {path!r}: give a quality predictor .json (from adaptive-dff train "
+                         "quality); a .keras DecisionModel is for --decision-model")
+    return schedulers.load_decision_model(path)
+
+
 class Workspace:
     """What cells need, built once per process: the data set, the model, the flow, the references."""
 
@@ -47,6 +58,7 @@ class Workspace:
         self._references: dict = {}
         self._warm: set = set()
         self._decision_model = None
+        self._quality_model = None
 
     def clip(self, dataset: str, name: str):
         return next(c for c in self.datasets[dataset].calibration + self.datasets[dataset].test if c.name == name)
@@ -139,6 +151,10 @@ class Workspace:
                 self._decision_model = (schedulers.load_decision_model(path) if path
                                         else schedulers.load_default_quality())
             policy = cls(model=self._decision_model)
+        elif name == "propagation_quality" and self.config.quality_model:
+            if self._quality_model is None:
+                self._quality_model = load_quality_model(self.config.quality_model)
+            policy = cls(predictor=self._quality_model, downsample=self._quality_model.signals_downsample)
         else:
             policy = cls()
         if threshold is not None:
