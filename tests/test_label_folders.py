@@ -259,3 +259,30 @@ def test_own_labelled_video_trains_a_predictor_that_compare_runs_with_quality_mo
     for path, words in ((bad, "--decision-model"), (tmp_path / "q" / "metrics.json", "not a quality predictor")):
         assert main(common + ["--quality-model", str(path), "--out", str(tmp_path / "bad")]) == 2
         assert words in capsys.readouterr().err and not os.path.exists(tmp_path / "bad")
+
+
+@pytest.mark.data
+def test_camvid_val_as_a_labelled_video_is_the_camvid_val_data_set(data_root, tmp_path):
+    """Real files end to end: CamVid's val frames as an image folder and its labels as a label
+    folder (void 11 written as 255) make the very data set of ``--dataset camvid-val`` (the same
+    split: a third, frames 0..33, calibrates)."""
+    from adaptive_dff.compare.datasets import camvid_val_dataset
+    from adaptive_dff.data.camvid import VOID as CAMVID_VOID
+
+    frames_folder = data_root / "camvid" / "val"
+    labels_folder = tmp_path / "valannot"
+    os.makedirs(labels_folder)
+    for path in sorted((data_root / "camvid" / "valannot").glob("*.png")):
+        label = np.array(Image.open(path))
+        label[label == CAMVID_VOID] = VOID
+        Image.fromarray(label.astype(np.uint8)).save(labels_folder / path.name)
+    mine = labelled_video_dataset([str(frames_folder)], [str(labels_folder)]).check()
+    theirs = camvid_val_dataset(str(data_root))
+    assert mine.num_classes == theirs.num_classes == 11
+    for split in ("calibration", "test"):
+        a, b = getattr(mine, split), getattr(theirs, split)
+        assert [len(c) for c in a] == [len(c) for c in b]
+        for clip_a, clip_b in zip(a, b):
+            assert all(np.array_equal(x, y) for x, y in zip(clip_a.frames, clip_b.frames))
+            for x, y in zip(clip_a.labels, clip_b.labels):
+                assert np.array_equal(x == VOID, y == CAMVID_VOID) and np.array_equal(x[x != VOID], y[y != CAMVID_VOID])
