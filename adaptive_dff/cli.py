@@ -100,6 +100,10 @@ def _compare(args) -> None:
         raise NoExactFlowError(f"--flow exact needs a data set with exact flow (the generated ones); "
                                f"{args.dataset or 'the videos'} has none")
     shard = parse_shard(args.shard)
+    if config.quality_model:
+        from adaptive_dff.compare.workspace import load_quality_model
+
+        load_quality_model(config.quality_model)  # named before any video is decoded
     datasets = compare_datasets(args.dataset, videos=args.video, data_root=_data_root(args.data_root),
                                 frames=args.frames, seed=args.seed, model=config.model, labels=args.labels,
                                 clip_frames=args.clip_frames, video_scale=args.video_scale)

@@ -50,19 +50,25 @@ def test_label_images_give_class_ids_whatever_their_mode(tmp_path):
     grey = tmp_path / "grey_rgb.png"
     Image.fromarray(np.repeat(label[..., None], 3, axis=2)).save(grey)
     assert np.array_equal(read_label_image(str(grey)), label)
+    alpha = tmp_path / "grey_alpha.png"
+    Image.fromarray(np.dstack([label, np.full_like(label, 200)]), mode="LA").save(alpha)
+    assert np.array_equal(read_label_image(str(alpha)), label)
 
 
 @pytest.mark.parametrize("case, words", [
     ("colour", ["colour.png", "colours", "class ids"]),
     ("big", ["big.png", "300", "255 is void"]),
+    ("negative", ["negative.tif", "-3", "255 is void"]),
     ("broken", ["broken.png", "cannot be decoded"]),
 ])
 def test_bad_label_images_are_named(tmp_path, case, words):
-    path = tmp_path / f"{case}.png"
+    path = tmp_path / f"{case}.{'tif' if case == 'negative' else 'png'}"  # (PNG holds no signed values)
     if case == "colour":
         Image.fromarray(np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(path)
     elif case == "big":
         Image.fromarray(np.full((8, 8), 300, np.uint16)).save(path)
+    elif case == "negative":
+        Image.fromarray(np.full((8, 8), -3, np.int32), mode="I").save(path)
     else:
         path.write_bytes(b"\x89PNG not really")
     with pytest.raises(ValueError) as error:
@@ -87,9 +93,16 @@ def test_a_labelled_video_splits_as_compare_does_and_keeps_its_labels(tmp_path):
     assert sum(len(c) for c in tests_a) == 30 - cut and all(len(c) >= 6 for c in tests_a)
     assert np.array_equal(np.concatenate([np.stack(c.labels) for c in tests_a]), labels[cut:])
     assert data.spec["files"][0]["labels"] == "a-labels" and data.spec["files"][1]["frames"] == 14
-    # A frame limit reads only the labels it needs.
+    # A frame limit reads only the labels it needs; a limit the video does not reach cuts nothing.
     short = labelled_video_dataset([frames_a], [labels_a], max_frames=12)
     assert sum(len(c) for c in short.calibration + short.test) == 12
+    more = write_labels(tmp_path / "more-labels", random_labels(40, classes=6, seed=2))
+    with pytest.raises(ValueError, match="40 label images for the 30 frames"):
+        labelled_video_dataset([frames_a], [more], max_frames=100)
+    # With a model, the data set has the model's classes, and an id beyond them is named.
+    assert labelled_video_dataset([frames_a], [labels_a], num_classes=11).num_classes == 11
+    with pytest.raises(ValueError, match=r"a-labels', frame \d+: class id 5, but the model predicts 4 classes"):
+        labelled_video_dataset([frames_a], [labels_a], num_classes=4)
 
 
 @pytest.mark.parametrize("case, words", [
@@ -97,12 +110,15 @@ def test_a_labelled_video_splits_as_compare_does_and_keeps_its_labels(tmp_path):
     ("other size", ["f7.png", "frame 7", "64x48"]),
     ("no folder", ["missing", "does not exist"]),
     ("one folder for two videos", ["1 label folder", "2 video"]),
+    ("binary 0/255 masks", ["one class only", "mapped to 1"]),
 ])
 def test_a_label_folder_that_does_not_fit_its_video_is_named(tmp_path, case, words):
     frames_a, _ = write_folder(tmp_path / "a", 30)
     labels = random_labels(30)
     if case == "fewer labels":
         labels = labels[:29]
+    if case == "binary 0/255 masks":
+        labels = np.where(labels > 2, VOID, 0).astype(np.uint8)
     folder = write_labels(tmp_path / "a-labels", labels)
     if case == "other size":
         Image.fromarray(random_labels(1, size=(40, 64))[0]).save(os.path.join(folder, "f7.png"))
@@ -205,6 +221,7 @@ def test_train_quality_takes_true_accuracy_from_label_folders_of_the_calibration
     ("scale", ["video_scale", "model-labelled"]),
     ("missing", ["label_folders", "nowhere", "does not exist"]),
     ("no videos", ["label_folders", "videos="]),
+    ("colour image", ["f5.png", "colours"]),
 ])
 def test_train_quality_names_label_folders_that_do_not_fit_before_writing(tmp_path, case, words):
     from training.quality import run
@@ -218,6 +235,9 @@ def test_train_quality_names_label_folders_that_do_not_fit_before_writing(tmp_pa
         extra = {"video_scale": 0.5}
     elif case == "missing":
         folders = [str(tmp_path / "nowhere")]
+    elif case == "colour image":  # late in the video, read before anything is written all the same
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(
+            os.path.join(la, "f5.png"))
     else:
         videos = []
     with pytest.raises((ValueError, FileNotFoundError)) as error:
@@ -237,6 +257,7 @@ def test_own_labelled_video_trains_a_predictor_that_compare_runs_with_quality_mo
     frames, _ = write_folder(tmp_path / "clip", 30, seed=9)
     folder = write_labels(tmp_path / "clip-labels", square_labels(30))
     assert main(["train", "quality", "--config", "smoke", "--set", "frames=12", "--set", "kinds=ridge",
+                 "--set", "downsample=2",
                  "--set", f"videos={frames}", "--set", f"label_folders={folder}", "--out", str(tmp_path / "q"),
                  "-q"]) == 0, capsys.readouterr().err
     mine = tmp_path / "q" / "quality.json"
@@ -252,6 +273,11 @@ def test_own_labelled_video_trains_a_predictor_that_compare_runs_with_quality_mo
     assert policy.downsample == stored.signals_downsample
     assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(policy.predictor.layers_, stored.layers_))
     assert Workspace(CompareConfig(), [], None).make_policy("propagation_quality").predictor is None  # shipped
+    # Given without policies, the file adds propagation_quality@budget; with policies, one must use it.
+    assert "propagation_quality@budget" in CompareConfig(quality_model=str(mine)).chosen_policies()
+    assert main(["compare", "--video", frames, "--labels", folder, "--policies", "fixed_interval", "--quality-model",
+                 str(mine), "--out", str(tmp_path / "unused")]) == 2
+    assert "add propagation_quality" in capsys.readouterr().err and not os.path.exists(tmp_path / "unused")
     # Runs without the option keep the identity they had before it existed (their folders continue).
     assert "quality_model" not in signature(CompareConfig(), [])["config"]
     bad = tmp_path / "model.keras"

@@ -134,6 +134,7 @@ def test_calibration_split_and_test_clips():
     assert pl.clip_spans(303) == [(0, 100), (100, 200), (200, 303)]
     assert pl.clip_spans(160) == [(0, 100), (100, 160)]
     assert pl.clip_spans(40) == [(0, 40)]
+    assert pl.clip_spans(28, 3) == [(i, i + 3) for i in range(0, 24, 3)] + [(24, 28)]  # no 1-frame clip
     for n in (1, 7, 99, 100, 101, 149, 150, 151, 999):
         spans = pl.clip_spans(n)
         assert spans[0][0] == 0 and spans[-1][1] == n

@@ -31,7 +31,8 @@ unseen. Every video is opened before anything is written or computed.
 Labelled videos (``label_folders``, one per entry of ``videos``, in order: ground truth as
 ``compare --video ... --labels FOLDER ...`` reads it, :mod:`adaptive_dff.data.label_folders`):
 the targets are then the true accuracy of the carried labels, as on the generated clips, from
-the same calibration part only; no model runs. Every folder is read and checked first.
+the same calibration part only; no model runs. Every video and label image is read and checked
+before anything is written (and read again when the rows are built).
 
 Held out, by whole source, so the error measures transfer to footage the fit never saw
 (:func:`folds`): every fifth generated clip (clips 4, 9, 14, ..), CamVid's pairs whose key is at
@@ -160,7 +161,9 @@ def check_videos(config: dict) -> None:
         pseudo_labels.check_sources(videos)
         for folder in folders:
             if not os.path.isdir(folder):
-                raise FileNotFoundError(f"config key 'label_folders': label folder {folder!r} does not exist")
+                raise FileNotFoundError(f"config key 'label_folders': label folder {folder!r} does not exist "
+                                        "or is not a folder")
+        read_labelled_videos(config)  # every label image checked, before anything is written
         return
     if not config["video_model"]:
         raise ValueError("config key 'videos' needs 'video_model', the DFF model whose per-frame predictions "
@@ -190,26 +193,38 @@ def video_parts(config: dict, grids, log=logger.info) -> list:
     return parts
 
 
+def read_labelled_videos(config: dict) -> tuple:
+    """``([(path, frames, labels)], num_classes)`` of ``videos`` with ``label_folders``, each
+    video's calibration part (its first third) only; every label image of the whole video is
+    read and checked (:func:`adaptive_dff.data.label_folders.load_label_folder`, ``class_count``)."""
+    from adaptive_dff.data import pseudo_labels
+    from adaptive_dff.data.label_folders import class_count, load_label_folder
+    from adaptive_dff.video import VideoReader
+
+    videos, checked = [], []
+    for path, folder in zip(video_list(config), label_folder_list(config)):
+        reader = VideoReader(path)
+        frames = list(reader)
+        if len(frames) < 4:
+            raise ValueError(f"video {path!r} holds {len(frames)} frames; at least 4 are needed")
+        labels = load_label_folder(folder, [f.shape[:2] for f in frames], path, video_cut=reader.truncated)
+        checked.append((folder, labels))
+        cut = pseudo_labels.calibration_split(len(frames))  # frames cut.. are compare's test part: never used
+        videos.append((path, len(frames), frames[:cut], labels[:cut]))
+    return videos, class_count(checked)
+
+
 def labelled_video_parts(config: dict, grids, log=logger.info) -> list:
     """:func:`video_parts` for videos with label folders: the targets the true accuracy of the
     carried labels (255 void left out; classes up to the highest id found in any folder)."""
-    from adaptive_dff.data import pseudo_labels
-    from adaptive_dff.data.label_folders import VOID, load_label_folder
-    from adaptive_dff.video import VideoReader
+    from adaptive_dff.data.label_folders import VOID
 
-    videos = []
-    for path, folder in zip(video_list(config), label_folder_list(config)):  # all read and checked first
-        frames = list(VideoReader(path))
-        if len(frames) < 4:
-            raise ValueError(f"video {path!r} holds {len(frames)} frames; at least 4 are needed")
-        videos.append((path, frames, load_label_folder(folder, [f.shape[:2] for f in frames], path)))
-    num_classes = 1 + max(int(label[label != VOID].max(initial=0)) for _, _, labels in videos for label in labels)
+    videos, num_classes = read_labelled_videos(config)
     parts = []
-    for path, frames, labels in videos:
-        cut = pseudo_labels.calibration_split(len(frames))  # frames cut.. are compare's test part: never used
-        X, a, m, _, _ = clip_samples(frames[:cut], labels[:cut], grids, config, num_classes, VOID)
+    for path, length, frames, labels in videos:
+        X, a, m, _, _ = clip_samples(frames, labels, grids, config, num_classes, VOID)
         parts.append((X, a, m, np.full(len(a), 2), np.ones(len(a), bool)))
-        log(f"labelled video {os.path.basename(os.path.normpath(path))} frames 0..{cut - 1} of {len(frames)}: "
+        log(f"labelled video {os.path.basename(os.path.normpath(path))} frames 0..{len(frames) - 1} of {length}: "
             f"{len(a)} rows")
     return parts
 

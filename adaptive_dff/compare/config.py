@@ -100,7 +100,9 @@ class CompareConfig:
             shipped quality predictor.
         quality_model: the predictor of the ``propagation_quality`` arms: a
             quality predictor's JSON (``adaptive-dff train quality``), or
-            ``None``: the shipped one.
+            ``None``: the shipped one. With it, the default policies add
+            ``propagation_quality@budget``; policies given must hold a
+            ``propagation_quality`` arm.
         seed: seed of the untrained model.
         window: the farthest a key frame carries (frames after it) for the
             optimal arm's search and the phase-fair fixed interval's curve.
@@ -127,6 +129,7 @@ class CompareConfig:
         if self.policies is not None:
             return tuple(self.policies)
         return (DEFAULT_POLICIES + (("decision_network",) if self.decision_model else ())
+                + (("propagation_quality@budget",) if self.quality_model else ())
                 + (CEILING_ARMS if self.mode == "oracle" else ()))
 
     def needs_pair_tables(self) -> bool:
@@ -145,6 +148,10 @@ class CompareConfig:
         for name in policies:
             if name not in CEILING_ARMS:
                 parse_arm(name)
+        if self.quality_model and not any(parse_arm(p)[0] == "propagation_quality" for p in policies
+                                          if p not in CEILING_ARMS):
+            raise ValueError("--quality-model is for the propagation_quality arms; add propagation_quality, "
+                             "propagation_quality@budget or propagation_quality@shared to --policies")
         if self.mode != "oracle" and set(CEILING_ARMS) & set(policies):
             raise ValueError("the optimal arm runs in oracle mode only (in model mode its pair table would "
                              "cost a model run per (key, frame) pair); drop it or use --mode oracle")

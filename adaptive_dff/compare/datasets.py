@@ -334,19 +334,20 @@ def pseudo_labelled_dataset(
 
 def labelled_video_dataset(
     paths: Sequence[str], label_folders: Sequence[str], *, max_frames: Optional[int] = None,
-    clip_frames: Optional[int] = None,
+    clip_frames: Optional[int] = None, num_classes: Optional[int] = None,
 ) -> Dataset:
     """Video files (or image folders) with ground truth: ``label_folders[i]`` holds one label
     image per frame of ``paths[i]`` (:mod:`adaptive_dff.data.label_folders`: class ids 0..254,
     255 void and left out of scores).
 
     Split as :func:`pseudo_labelled_dataset`: each video's first third is a calibration clip, the
-    rest test clips of ``clip_frames`` (default 100). ``num_classes`` is the highest class id
-    found plus one. Every video and label folder is read and checked before the data set is made;
-    errors name the file and frame.
+    rest test clips of ``clip_frames`` (default 100). ``num_classes``: a model's (every id must be
+    below it), or ``None``: the highest class id found plus one
+    (:func:`adaptive_dff.data.label_folders.class_count`). Every video and label folder is read and
+    checked before the data set is made; errors name the file and frame.
     """
     from adaptive_dff.data import pseudo_labels as pl
-    from adaptive_dff.data.label_folders import VOID, load_label_folder
+    from adaptive_dff.data.label_folders import VOID, class_count, load_label_folder
     from adaptive_dff.video import VideoReader
 
     if not paths:
@@ -356,7 +357,7 @@ def labelled_video_dataset(
                          "give one folder per --video, in the same order")
     for folder in label_folders:  # named before any video is decoded
         if not os.path.isdir(folder):
-            raise FileNotFoundError(f"label folder {folder!r} does not exist (--labels takes "
+            raise FileNotFoundError(f"label folder {folder!r} does not exist or is not a folder (--labels takes "
                                     f"{' or '.join(LABEL_SOURCES)}, or one label folder per --video)")
     clip_frames = pl.CLIP_FRAMES if clip_frames is None else check_int(clip_frames, "clip_frames", 2)
     videos = []
@@ -364,11 +365,13 @@ def labelled_video_dataset(
         reader = VideoReader(path, max_frames=max_frames)
         frames = list(reader)
         if len(frames) < 10:
-            raise ValueError(f"video file {path!r} holds {len(frames)} frames; compare needs at least 10")
-        labels = load_label_folder(folder, [f.shape[:2] for f in frames], path, max_frames=max_frames)
+            raise ValueError(f"video file {path!r} holds {len(frames)} frames"
+                             + (f" (read up to --frames {max_frames})" if max_frames else "")
+                             + "; compare needs at least 10")
+        cut_short = reader.truncated or (max_frames is not None and len(frames) == max_frames)
+        labels = load_label_folder(folder, [f.shape[:2] for f in frames], path, video_cut=cut_short)
         videos.append((path, folder, reader, frames, labels))
-    classes = [int(label[label != VOID].max(initial=0)) for *_, labels in videos for label in labels]
-    num_classes = max(classes) + 1
+    num_classes = class_count([(folder, labels) for _, folder, _, _, labels in videos], num_classes)
     calibration, test, files = [], [], []
     for number, (path, folder, reader, frames, labels) in enumerate(videos):
         cut = pl.calibration_split(len(frames))
@@ -392,9 +395,9 @@ def labelled_video_dataset(
 def label_source(labels) -> tuple:
     """``(source, folders)`` of compare's ``--labels`` values: ``("none", [])``, ``("model", [])``
     or ``("folders", [folder, ...])`` (``labels`` a string, a list of them, or ``None``)."""
-    if labels is None:
+    values = [] if labels is None else [labels] if isinstance(labels, str) else list(labels)
+    if not values:
         return "none", []
-    values = [labels] if isinstance(labels, str) else list(labels)
     if len(values) == 1 and values[0] in LABEL_SOURCES:
         return values[0], []
     named = [v for v in values if v in LABEL_SOURCES]
@@ -441,7 +444,13 @@ def compare_datasets(
         if name:
             raise ValueError("give either --dataset or --video, not both")
         if source == "folders":
-            return [labelled_video_dataset(videos, folders, max_frames=frames, clip_frames=clip_frames)]
+            classes = None
+            if model:  # the labels must be the model's classes
+                from adaptive_dff.model import load_model
+
+                classes = load_model(model).num_classes
+            return [labelled_video_dataset(videos, folders, max_frames=frames, clip_frames=clip_frames,
+                                           num_classes=classes)]
         if source == "model":
             if not model:
                 from adaptive_dff.pretrained import default_model_path

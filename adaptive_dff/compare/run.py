@@ -109,7 +109,8 @@ def run_compare(
                 progress.done(cell, payload)
     log(f"compare: finished {len(todo)} cells in {time.perf_counter() - started:.0f} s")
     return report.write(folder, config_extra={"versions": versions(), "machine": machine(), "jobs": jobs,
-                                              "files": {"model": config.model, "decision_model": config.decision_model},
+                                              "files": {"model": config.model, "decision_model": config.decision_model,
+                                                        "quality_model": config.quality_model},
                                               "shard": None if shard is None else f"{shard[0]}/{shard[1]}"},
                         log=log)
 

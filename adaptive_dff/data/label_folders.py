@@ -9,17 +9,20 @@ are class ids:
   palette *indices*, not their colours;
 * single-channel 8- or 16-bit images give their values;
 * colour images are accepted only where the three channels are equal (grey
-  saved as RGB); real colours are refused, since a colour has no class id.
+  saved as RGB); real colours are refused, since a colour has no class id;
+* an alpha channel (``LA``, ``PA``, ``RGBA``) is dropped.
 
 Values 0..254 are classes; :data:`VOID` (255) is void, left out of every
-score. ``compare --video FRAMES --labels LABELS`` reads them with
+score. Binary masks that mark the object 255 (e.g. DAVIS 2016) must be
+mapped to 1 first: read as they are, the object would be void, and a data
+set with one class only is refused (:func:`class_count`). ``compare --video FRAMES --labels LABELS`` reads them with
 :func:`load_label_folder` (see :func:`adaptive_dff.compare.datasets.labelled_video_dataset`).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -27,6 +30,7 @@ from adaptive_dff.video import image_sequence
 
 VOID = 255  # the void label value: left out of scores
 GREY_MODES = ("1", "L", "P", "I", "I;16", "I;16B", "I;16L")
+WITH_ALPHA = ("LA", "PA")  # one channel of ids plus alpha
 
 
 def read_label_image(path: str) -> np.ndarray:
@@ -43,7 +47,9 @@ def read_label_image(path: str) -> np.ndarray:
             values = np.array(image)
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ValueError(f"label image {path!r} cannot be decoded: {error}") from None
-    if mode not in GREY_MODES:
+    if mode in WITH_ALPHA and values.ndim == 3:
+        values = values[..., 0]
+    elif mode not in GREY_MODES:
         if values.ndim != 3 or values.shape[2] < 3:
             raise ValueError(f"label image {path!r}: image mode {mode!r} holds no class ids")
         rgb = values[..., :3]
@@ -58,26 +64,28 @@ def read_label_image(path: str) -> np.ndarray:
         values = values.astype(np.uint8)
     if values.ndim != 2:
         raise ValueError(f"label image {path!r} must be one channel of class ids, got shape {values.shape}")
-    top = int(values.max()) if values.size else 0
-    if int(values.min(initial=0)) < 0 or top > VOID:
-        raise ValueError(f"label image {path!r} holds value {top}; class ids are 0..254 and {VOID} is void")
+    low, top = (int(values.min()), int(values.max())) if values.size else (0, 0)
+    if low < 0 or top > VOID:
+        raise ValueError(f"label image {path!r} holds value {low if low < 0 else top}; class ids are 0..254 "
+                         f"and {VOID} is void")
     return values.astype(np.uint8)
 
 
-def load_label_folder(folder: str, frame_shapes: list, video: str, max_frames: Optional[int] = None) -> list:
+def load_label_folder(folder: str, frame_shapes: list, video: str, video_cut: bool = False) -> list:
     """The labels ``[[H, W] uint8]`` of a video's frames from ``folder`` (see the module notes).
 
-    ``frame_shapes`` are the decoded frames' ``(H, W)`` (the video read up to
-    ``max_frames``); the folder must hold a label for each of them (it may
-    hold more when ``max_frames`` cut the video), each of its frame's size.
-    Errors name the folder, the file and the frame index.
+    ``frame_shapes`` are the decoded frames' ``(H, W)``; the folder must hold
+    a label for each of them, each of its frame's size, and no more unless
+    ``video_cut`` (the video was read only in part: a frame limit, or
+    decoding that stopped early). Errors name the folder, the file and the
+    frame index.
     """
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"label folder {folder!r} (for {video!r}) does not exist")
+        raise FileNotFoundError(f"label folder {folder!r} (for {video!r}) does not exist or is not a folder")
     paths = image_sequence(folder)
     count = len(frame_shapes)
-    if len(paths) < count or (max_frames is None and len(paths) != count):
+    if len(paths) < count or (not video_cut and len(paths) != count):
         raise ValueError(f"label folder {folder!r} holds {len(paths)} label images for the {count} frames "
                          f"of {video!r}; give one per frame, in the frames' order")
     labels = []
@@ -88,3 +96,25 @@ def load_label_folder(folder: str, frame_shapes: list, video: str, max_frames: O
                              f"{video!r} is {shape[1]}x{shape[0]}")
         labels.append(label)
     return labels
+
+
+def class_count(labelled: Sequence[tuple], num_classes: Optional[int] = None) -> int:
+    """The number of classes of label folders ``labelled`` ``[(folder, labels)]``: ``num_classes``
+    when given (a model's; an id at or above it is refused, naming the folder and frame), else the
+    highest id found plus one. Refuses a data set with one class only (a 0/255 binary mask read
+    as background and void)."""
+    top, where = -1, None
+    for folder, labels in labelled:
+        for index, label in enumerate(labels):
+            kept = label[label != VOID]
+            high = int(kept.max()) if kept.size else -1
+            if high > top:
+                top, where = high, (folder, index)
+    if num_classes is not None and top >= num_classes:
+        raise ValueError(f"label folder {where[0]!r}, frame {where[1]}: class id {top}, but the model predicts "
+                         f"{num_classes} classes (0..{num_classes - 1})")
+    if num_classes is None and top < 1:
+        raise ValueError(
+            "the label folders hold one class only (" + ("void everywhere" if top < 0 else "0 and void 255")
+            + "): binary masks that mark the object 255 must be mapped to 1 first (255 is void)")
+    return num_classes if num_classes is not None else top + 1

@@ -299,11 +299,12 @@ def calibration_split(num_frames: int) -> int:
 
 def clip_spans(num_frames: int, clip_frames: int = CLIP_FRAMES) -> list:
     """``[(first, last)]`` (``last`` excluded) cutting frames ``0..num_frames-1`` of a
-    test part into clips of ``clip_frames``; a rest shorter than half a clip joins the
-    clip before it (so every clip has at least half a clip, or the whole part)."""
+    test part into clips of ``clip_frames``; a rest shorter than half a clip, or than 2 frames,
+    joins the clip before it (so every clip has at least half a clip and 2 frames, or the whole
+    part)."""
     check_int(num_frames, "num_frames", 1)
     check_int(clip_frames, "clip_frames", 2)
     starts = list(range(0, num_frames, clip_frames))
-    if len(starts) > 1 and num_frames - starts[-1] < clip_frames // 2:
+    if len(starts) > 1 and num_frames - starts[-1] < max(clip_frames // 2, 2):
         starts.pop()
     return [(s, starts[i + 1] if i + 1 < len(starts) else num_frames) for i, s in enumerate(starts)]
