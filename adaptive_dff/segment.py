@@ -377,7 +377,7 @@ def format_summary(summary: dict) -> str:
         f"{summary['frames']} frames of {summary['source']} -> {summary['video']} ({summary['fps_written']:g} fps) "
         f"and {summary['csv']}",
         f"policy {summary['policy']}, regions {summary['regions']}: key fraction {summary['key_fraction']:.3f} "
-        f"({summary['key_frames']} frames with a key region)",
+        f"({summary['key_frames']} frame{'s' if summary['key_frames'] != 1 else ''} with a key region)",
         f"model time {summary['ms_per_frame']:.1f} ms/frame = {summary['fps']:.1f} frames/s; every frame: "
         f"{summary['every_frame_ms']:.1f} ms/frame (measured on {summary['every_frame_measured_on']} of these frames); "
         f"speedup {summary['speedup']:.2f}x",
@@ -433,7 +433,8 @@ def run_command(args) -> None:
     if args.threshold is not None:
         set_threshold(policy, args.threshold)
     held = f"{type(policy).__name__} under KeyBudget(target={budget:g})" if budget is not None else describe(policy)
-    logger.info(f"model: {args.model or 'the shipped CamVid model'}; policy: {held}; regions: {args.regions}")
+    predictor = f" on the predictor {quality_path}" if quality_path else ""
+    logger.info(f"model: {args.model or 'the shipped CamVid model'}; policy: {held}{predictor}; regions: {args.regions}")
     summary = segment_video(
         args.video, args.out, model, policy, regions=grid, class_names=names, key_fraction=args.key_fraction,
         budget=budget,

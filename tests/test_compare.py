@@ -513,3 +513,21 @@ def test_budget_and_shared_arms_need_no_calibration_and_hold_their_spend(tmp_pat
     messages = []
     run_compare(config, dataset, out, log=messages.append)
     assert "31 already done" in messages[0]
+
+
+def test_findings_judge_a_row_where_the_headroom_table_does():
+    """A row's sentence compares it with the phase-fair fixed interval at the key fraction it spent
+    (``fixed_at_key_fraction``, as the headroom table) when the run has that curve; else with the
+    fixed interval's own row, within the tolerance."""
+    from adaptive_dff.compare.report import findings
+
+    def row(policy, key_fraction, accuracy, **extra):
+        return {"policy": policy, "regions": "1x1", "budget": 0.2, "kind": "budget", "key_fraction": key_fraction,
+                "accuracy": accuracy, **extra}
+
+    fixed = row("fixed_interval", 0.208, 0.911)
+    dense = findings([fixed, row("propagation_quality@budget", 0.200, 0.900, fixed_at_key_fraction=0.897)])
+    assert dense == ["budget 0.20, 1x1: propagation_quality@budget ties with fixed_interval (0.900 vs 0.897; "
+                     "at the 0.200 of the frames it spent, on fixed_interval's phase-fair curve)"]
+    rows_only = findings([fixed, row("propagation_quality@budget", 0.200, 0.900)])
+    assert "trails fixed_interval (0.900 vs 0.911; at key fractions 0.200 vs 0.208)" in rows_only[0]

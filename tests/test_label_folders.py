@@ -110,7 +110,7 @@ def test_a_labelled_video_splits_as_compare_does_and_keeps_its_labels(tmp_path):
     ("other size", ["f7.png", "frame 7", "64x48"]),
     ("no folder", ["missing", "does not exist"]),
     ("one folder for two videos", ["1 label folder", "2 video"]),
-    ("binary 0/255 masks", ["one class only", "mapped to 1"]),
+    ("binary 0/255 masks", ["a-labels", "class 0 and void 255 only", "mapped to 1"]),
 ])
 def test_a_label_folder_that_does_not_fit_its_video_is_named(tmp_path, case, words):
     frames_a, _ = write_folder(tmp_path / "a", 30)
@@ -312,3 +312,33 @@ def test_camvid_val_as_a_labelled_video_is_the_camvid_val_data_set(data_root, tm
             assert all(np.array_equal(x, y) for x, y in zip(clip_a.frames, clip_b.frames))
             for x, y in zip(clip_a.labels, clip_b.labels):
                 assert np.array_equal(x == VOID, y == CAMVID_VOID) and np.array_equal(x[x != VOID], y[y != CAMVID_VOID])
+
+
+def test_labels_pair_with_an_image_folders_frames_by_name(tmp_path):
+    """A label missing in the middle is named even where a frame limit allows more labels than
+    frames; a frame missing in the middle takes no other frame's label; labels of another extension
+    pair by name; a folder of 0/255 masks beside a well-labelled one is named."""
+    frames, _ = write_folder(tmp_path / "a", 30)
+    labels = random_labels(30, classes=4, seed=3)
+    folder = write_labels(tmp_path / "a-labels", labels)
+    os.remove(os.path.join(folder, "f15.png"))
+    with pytest.raises(ValueError, match=r"no label for frame 15 \(f15.png\)"):
+        labelled_video_dataset([frames], [folder], max_frames=20)
+    # Frame f10 missing, a frame limit: frame 10 is f11 and takes f11's label (by order it would take f10's).
+    gap, _ = write_folder(tmp_path / "gap", 30)
+    os.remove(os.path.join(gap, "f10.png"))
+    full = write_labels(tmp_path / "full-labels", labels)
+    data = labelled_video_dataset([gap], [full], max_frames=20)
+    carried = np.concatenate([np.stack(c.labels) for c in data.calibration + data.test])
+    assert np.array_equal(carried, np.concatenate([labels[:10], labels[11:21]]))
+    # Labels saved as .tif pair with the .png frames by name.
+    other = tmp_path / "tif-labels"
+    os.makedirs(other)
+    for t, label in enumerate(labels):
+        Image.fromarray(label).save(other / f"f{t}.tif")
+    data = labelled_video_dataset([frames], [str(other)])
+    assert np.array_equal(np.concatenate([np.stack(c.labels) for c in data.calibration + data.test]), labels)
+    good = write_labels(tmp_path / "good", labels)
+    masks = write_labels(tmp_path / "masks", np.where(labels > 1, VOID, 0).astype(np.uint8))
+    with pytest.raises(ValueError, match="'.*masks' holds class 0 and void 255 only"):
+        labelled_video_dataset([frames, frames], [good, masks])

@@ -207,7 +207,8 @@ def read_labelled_videos(config: dict) -> tuple:
         frames = list(reader)
         if len(frames) < 4:
             raise ValueError(f"video {path!r} holds {len(frames)} frames; at least 4 are needed")
-        labels = load_label_folder(folder, [f.shape[:2] for f in frames], path, video_cut=reader.truncated)
+        labels = load_label_folder(folder, [f.shape[:2] for f in frames], path, video_cut=reader.truncated,
+                                   frame_files=reader.images)
         checked.append((folder, labels))
         cut = pseudo_labels.calibration_split(len(frames))  # frames cut.. are compare's test part: never used
         videos.append((path, len(frames), frames[:cut], labels[:cut]))

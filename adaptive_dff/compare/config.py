@@ -175,9 +175,10 @@ class CompareConfig:
             raise ValueError(f"budgets repeat (to 4 decimals): {list(self.budgets)}")
         for grid in self.regions:
             parse_grid(grid, self.overlap)
-        for path in (self.model, self.decision_model, self.quality_model):
+        for option, path in (("--model", self.model), ("--decision-model", self.decision_model),
+                             ("--quality-model", self.quality_model)):
             if path and not os.path.isfile(path):
-                raise FileNotFoundError(f"file {path!r} does not exist")
+                raise FileNotFoundError(f"{option}: file {path!r} does not exist")
         return self
 
     def all_budgets(self) -> list:

@@ -369,7 +369,8 @@ def labelled_video_dataset(
                              + (f" (read up to --frames {max_frames})" if max_frames else "")
                              + "; compare needs at least 10")
         cut_short = reader.truncated or (max_frames is not None and len(frames) == max_frames)
-        labels = load_label_folder(folder, [f.shape[:2] for f in frames], path, video_cut=cut_short)
+        labels = load_label_folder(folder, [f.shape[:2] for f in frames], path, video_cut=cut_short,
+                                   frame_files=reader.images)
         videos.append((path, folder, reader, frames, labels))
     num_classes = class_count([(folder, labels) for _, folder, _, _, labels in videos], num_classes)
     calibration, test, files = [], [], []

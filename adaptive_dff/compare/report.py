@@ -180,8 +180,11 @@ def findings(rows: list, tolerance: float = OFF_BUDGET) -> list:
     """Plain sentences: each policy at each fair budget against fixed interval on the same regions.
 
     Thresholds are calibrated on other clips, so a policy's key fraction on the
-    test clips can miss the budget; the comparison is then made at the key
-    fraction it really spent, along fixed interval's curve.
+    test clips can miss the budget; the comparison is made at the key fraction
+    it really spent: on the phase-fair fixed interval's dense curve where the
+    run has one (``fixed_at_key_fraction``, oracle mode: as the headroom table),
+    else along fixed interval's rows, or against its row at this budget when
+    the two spent within ``tolerance`` of each other.
     """
     by_key = {(r["policy"], r["regions"], r["budget"]): r for r in rows}
     out = []
@@ -190,7 +193,10 @@ def findings(rows: list, tolerance: float = OFF_BUDGET) -> list:
         if row["kind"] != "budget" or policy == "fixed_interval" or base is None:
             continue
         spent = row["key_fraction"]
-        if abs(spent - base["key_fraction"]) <= tolerance:
+        dense = row.get("fixed_at_key_fraction")
+        if isinstance(dense, (int, float)) and np.isfinite(dense):
+            reference, how = dense, f"at the {spent:.3f} of the frames it spent, on fixed_interval's phase-fair curve"
+        elif abs(spent - base["key_fraction"]) <= tolerance:
             reference, how = base["accuracy"], f"at key fractions {spent:.3f} vs {base['key_fraction']:.3f}"
         else:
             reference = fixed_interval_at(rows, grid, spent)

@@ -1,9 +1,11 @@
 """Ground-truth labels of a real video: a folder with one label image per frame.
 
-A label folder holds one image per frame of its video, in the same natural
-name order as a folder of frames (:func:`adaptive_dff.video.image_sequence`:
-``00000.png``, ``00001.png``, ...), each the size of its frame. Pixel values
-are class ids:
+A label folder holds one image per frame of its video, each the size of its
+frame. Labels are paired with the frames of an image folder by name (the
+label ``00015.png`` for the frame ``00015.jpg``; a frame without a label is
+named), and with the frames of a video file by their natural name order
+(:func:`adaptive_dff.video.image_sequence`: ``00000.png``, ``00001.png``,
+...). Pixel values are class ids:
 
 * palette images (``P`` mode PNG, e.g. DAVIS's object annotations) give their
   palette *indices*, not their colours;
@@ -71,14 +73,21 @@ def read_label_image(path: str) -> np.ndarray:
     return values.astype(np.uint8)
 
 
-def load_label_folder(folder: str, frame_shapes: list, video: str, video_cut: bool = False) -> list:
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def load_label_folder(folder: str, frame_shapes: list, video: str, video_cut: bool = False,
+                      frame_files: Optional[Sequence[str]] = None) -> list:
     """The labels ``[[H, W] uint8]`` of a video's frames from ``folder`` (see the module notes).
 
     ``frame_shapes`` are the decoded frames' ``(H, W)``; the folder must hold
     a label for each of them, each of its frame's size, and no more unless
     ``video_cut`` (the video was read only in part: a frame limit, or
-    decoding that stopped early). Errors name the folder, the file and the
-    frame index.
+    decoding that stopped early). ``frame_files``: the frames' files when the
+    video is an image folder (:attr:`adaptive_dff.video.VideoReader.images`);
+    labels named like them are paired by name, else all by order. Errors
+    name the folder, the file and the frame index.
     """
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
@@ -88,6 +97,17 @@ def load_label_folder(folder: str, frame_shapes: list, video: str, video_cut: bo
     if len(paths) < count or (not video_cut and len(paths) != count):
         raise ValueError(f"label folder {folder!r} holds {len(paths)} label images for the {count} frames "
                          f"of {video!r}; give one per frame, in the frames' order")
+    by_name = {_stem(p): p for p in paths}
+    wanted = [_stem(f) for f in (frame_files or [])[:count]]
+    if any(name in by_name for name in wanted):  # paired by name
+        if len(by_name) != len(paths):
+            raise ValueError(f"label folder {folder!r} holds two label images of one name (other extensions)")
+        for index, name in enumerate(wanted):
+            if name not in by_name:
+                raise ValueError(f"label folder {folder!r} has no label for frame {index} "
+                                 f"({os.path.basename(frame_files[index])}) of {video!r}: labels are paired "
+                                 f"with an image folder's frames by name ({name}.png for its frame)")
+        paths = [by_name[name] for name in wanted]
     labels = []
     for index, (path, shape) in enumerate(zip(paths, frame_shapes)):
         label = read_label_image(path)
@@ -105,16 +125,21 @@ def class_count(labelled: Sequence[tuple], num_classes: Optional[int] = None) ->
     as background and void)."""
     top, where = -1, None
     for folder, labels in labelled:
+        folder_top, voids = -1, 0
         for index, label in enumerate(labels):
             kept = label[label != VOID]
+            voids += label.size - kept.size
             high = int(kept.max()) if kept.size else -1
+            folder_top = max(folder_top, high)
             if high > top:
                 top, where = high, (folder, index)
+        if folder_top <= 0 and voids:
+            raise ValueError(f"label folder {folder!r} holds class 0 and void 255 only: binary masks that mark "
+                             "the object 255 must be mapped to 1 first (255 is void)")
     if num_classes is not None and top >= num_classes:
         raise ValueError(f"label folder {where[0]!r}, frame {where[1]}: class id {top}, but the model predicts "
                          f"{num_classes} classes (0..{num_classes - 1})")
     if num_classes is None and top < 1:
-        raise ValueError(
-            "the label folders hold one class only (" + ("void everywhere" if top < 0 else "0 and void 255")
-            + "): binary masks that mark the object 255 must be mapped to 1 first (255 is void)")
+        raise ValueError("the label folders hold one class only (" + ("void everywhere" if top < 0 else "class 0")
+                         + "): there is nothing to score")
     return num_classes if num_classes is not None else top + 1
