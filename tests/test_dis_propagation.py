@@ -69,3 +69,17 @@ def test_the_option_is_saved_with_the_model_and_checked(tmp_path):
         tiny_dff().with_propagation_flow("network", dis_downscale=8)
     with pytest.raises(ValueError, match="propagation_flow must be one of"):
         tiny_dff().with_propagation_flow("farneback")
+
+
+@pytest.mark.parametrize("downscale, size, fits", [(8, (48, 64), False), (8, (96, 128), True), (4, (48, 64), True)])
+def test_frames_too_small_for_the_shrunk_dis_flow_are_named_by_their_size(downscale, size, fits):
+    flow = DISGridFlow(downscale=downscale)
+    frame = np.random.default_rng(0).integers(0, 255, size + (3,), dtype=np.uint8)
+    small = flow.small(frame)
+    grid = (-(-size[0] // 16), -(-size[1] // 16))
+    if fits:
+        assert flow.grid_flow(small, small, grid).shape == grid + (2,)
+        return
+    with pytest.raises(ValueError, match=f"shrinks frames {downscale}x .* at least {12 * downscale} px per side; "
+                                         f"this one is about {size[0]}x{size[1]}"):
+        flow.grid_flow(small, small, grid)
