@@ -92,11 +92,10 @@ class DISGridFlow:
     def _flow(self, current_small: np.ndarray, key_small: np.ndarray) -> np.ndarray:
         # A new OpenCV DIS object per pair (about 10 us): one reused keeps state
         # from its last call, and its flow would depend on the frames before.
-        smallest = DISFlow.MIN_SIZE * self.downscale
         if min(current_small.shape[:2]) < DISFlow.MIN_SIZE:
             raise ValueError(f"DIS propagation flow shrinks frames {self.downscale}x and needs at least "
                              f"{DISFlow.MIN_SIZE} px per side after that: frames (or regions) of at least "
-                             f"{smallest} px per side; this one is about {current_small.shape[0] * self.downscale}x"
+                             f"{DISFlow.MIN_SIZE * self.downscale} px per side; this one is about {current_small.shape[0] * self.downscale}x"
                              f"{current_small.shape[1] * self.downscale}")
         return DISFlow(self.preset)(current_small, key_small)
 

@@ -342,3 +342,17 @@ def test_labels_pair_with_an_image_folders_frames_by_name(tmp_path):
     masks = write_labels(tmp_path / "masks", np.where(labels > 1, VOID, 0).astype(np.uint8))
     with pytest.raises(ValueError, match="'.*masks' holds class 0 and void 255 only"):
         labelled_video_dataset([frames, frames], [good, masks])
+
+
+def test_train_quality_reads_each_labelled_video_once(tmp_path, monkeypatch):
+    """The check before anything is written reads the videos and labels; the rows are built from that."""
+    from adaptive_dff.data import label_folders
+    from training.quality import run
+
+    calls = []
+    original = label_folders.read_labelled_video
+    monkeypatch.setattr(label_folders, "read_labelled_video", lambda *a, **k: calls.append(a[0]) or original(*a, **k))
+    a, _ = write_folder(tmp_path / "a", 12)
+    la = write_labels(tmp_path / "la", square_labels(12))
+    metrics = run(quality_config([a], [la]), str(tmp_path / "out"), log=lambda *_: None)
+    assert calls == [a] and metrics["data"]["videos"][0]["rows"] > 0

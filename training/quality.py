@@ -32,7 +32,7 @@ Labelled videos (``label_folders``, one per entry of ``videos``, in order: groun
 ``compare --video ... --labels FOLDER ...`` reads it, :mod:`adaptive_dff.data.label_folders`):
 the targets are then the true accuracy of the carried labels, as on the generated clips, from
 the same calibration part only; no model runs. Every video and label image is read and checked
-before anything is written (and read again when the rows are built).
+before anything is written; the rows are then built from what was read.
 
 Held out, by whole source, so the error measures transfer to footage the fit never saw
 (:func:`folds`): every fifth generated clip (clips 4, 9, 14, ..), CamVid's pairs whose key is at
@@ -54,6 +54,7 @@ import logging
 
 import os
 import time
+from typing import Optional
 
 import numpy as np
 
@@ -140,9 +141,10 @@ def label_folder_list(config: dict) -> list:
     return [p.strip() for p in config.get("label_folders", "").split(",") if p.strip()]
 
 
-def check_videos(config: dict) -> None:
-    """Open every video of ``videos`` and check ``video_model`` (or, for labelled videos, every
-    label folder): a named error before any work."""
+def check_videos(config: dict) -> Optional[tuple]:
+    """Open every video of ``videos`` and check ``video_model`` (or, for labelled videos, read every
+    video and label image): a named error before any work. Returns what
+    :func:`read_labelled_videos` read for labelled videos, else ``None``."""
     from adaptive_dff.data import pseudo_labels
 
     folders = label_folder_list(config)
@@ -163,8 +165,7 @@ def check_videos(config: dict) -> None:
             if not os.path.isdir(folder):
                 raise FileNotFoundError(f"config key 'label_folders': label folder {folder!r} does not exist "
                                         "or is not a folder")
-        read_labelled_videos(config)  # every label image checked, before anything is written
-        return
+        return read_labelled_videos(config)  # every label image checked, before anything is written
     if not config["video_model"]:
         raise ValueError("config key 'videos' needs 'video_model', the DFF model whose per-frame predictions "
                          "are the targets (the command fills in the shipped model)")
@@ -172,16 +173,17 @@ def check_videos(config: dict) -> None:
         raise FileNotFoundError(f"config key 'video_model': model file {config['video_model']!r} does not exist")
     pseudo_labels.check_scale(config["video_scale"])
     pseudo_labels.check_sources(video_list(config))
+    return None
 
 
-def video_parts(config: dict, grids, log=logger.info) -> list:
+def video_parts(config: dict, grids, log=logger.info, labelled: Optional[tuple] = None) -> list:
     """``[(X, pixel accuracy, miou, source 2, held out)]`` per video of ``videos``, in order: its
     calibration part only, the targets agreement with ``video_model``'s per-frame predictions. Every
     row is held out: it is scored by the fold that leaves its whole video out (:func:`folds`)."""
     from adaptive_dff.data import pseudo_labels
 
     if label_folder_list(config):
-        return labelled_video_parts(config, grids, log)
+        return labelled_video_parts(config, grids, log, labelled)
     parts = []
     for video in pseudo_labels.iter_pseudo_labels(video_list(config), config["video_model"],
                                                   scale=config["video_scale"], log=log):
@@ -194,33 +196,30 @@ def video_parts(config: dict, grids, log=logger.info) -> list:
 
 
 def read_labelled_videos(config: dict) -> tuple:
-    """``([(path, frames, labels)], num_classes)`` of ``videos`` with ``label_folders``, each
-    video's calibration part (its first third) only; every label image of the whole video is
+    """``([(path, frame count, frames, labels)], num_classes)`` of ``videos`` with ``label_folders``,
+    the frames and labels of each video's calibration part (its first third) only; every label image of the whole video is
     read and checked (:func:`adaptive_dff.data.label_folders.load_label_folder`, ``class_count``)."""
     from adaptive_dff.data import pseudo_labels
-    from adaptive_dff.data.label_folders import class_count, load_label_folder
-    from adaptive_dff.video import VideoReader
+    from adaptive_dff.data.label_folders import class_count, read_labelled_video
 
     videos, checked = [], []
     for path, folder in zip(video_list(config), label_folder_list(config)):
-        reader = VideoReader(path)
-        frames = list(reader)
+        _, frames, labels = read_labelled_video(path, folder)
         if len(frames) < 4:
             raise ValueError(f"video {path!r} holds {len(frames)} frames; at least 4 are needed")
-        labels = load_label_folder(folder, [f.shape[:2] for f in frames], path, video_cut=reader.truncated,
-                                   frame_files=reader.images)
         checked.append((folder, labels))
         cut = pseudo_labels.calibration_split(len(frames))  # frames cut.. are compare's test part: never used
         videos.append((path, len(frames), frames[:cut], labels[:cut]))
     return videos, class_count(checked)
 
 
-def labelled_video_parts(config: dict, grids, log=logger.info) -> list:
+def labelled_video_parts(config: dict, grids, log=logger.info, labelled: Optional[tuple] = None) -> list:
     """:func:`video_parts` for videos with label folders: the targets the true accuracy of the
-    carried labels (255 void left out; classes up to the highest id found in any folder)."""
+    carried labels (255 void left out; classes up to the highest id found in any folder), from
+    ``labelled`` (what :func:`read_labelled_videos` gave) or, without it, read here."""
     from adaptive_dff.data.label_folders import VOID
 
-    videos, num_classes = read_labelled_videos(config)
+    videos, num_classes = labelled if labelled is not None else read_labelled_videos(config)
     parts = []
     for path, length, frames, labels in videos:
         X, a, m, _, _ = clip_samples(frames, labels, grids, config, num_classes, VOID)
@@ -233,10 +232,11 @@ def labelled_video_parts(config: dict, grids, log=logger.info) -> list:
 DATASET_KEYS = ("X", "pixel_accuracy", "miou", "source", "held_out", "video")
 
 
-def build_dataset(config: dict, data_root, log=logger.info) -> dict:
+def build_dataset(config: dict, data_root, log=logger.info, labelled: Optional[tuple] = None) -> dict:
     """Every row, with its source: ``X``, ``pixel_accuracy``, ``miou``, ``source`` (0 generated,
     1 CamVid, 2 unlabelled video), ``held_out`` (bool: scored by a model that never saw its clip or
-    video), ``video`` (the index in ``videos``; -1 for the other sources)."""
+    video), ``video`` (the index in ``videos``; -1 for the other sources). ``labelled``: what
+    :func:`check_videos` read of labelled videos (read here when not given)."""
     grids = [RegionGrid(1, 1), RegionGrid(2, 2, config["overlap"])]
     parts = []
     for number, (name, frames, labels) in enumerate(synthetic_clips(config)):
@@ -256,7 +256,7 @@ def build_dataset(config: dict, data_root, log=logger.info) -> dict:
         log(f"CamVid val frames 0..{CAMVID_CALIBRATION_FRAMES - 1}: {len(a)} rows")
     video = [np.full(len(p[1]), -1) for p in parts]
     if config["videos"]:
-        for number, part in enumerate(video_parts(config, grids, log)):
+        for number, part in enumerate(video_parts(config, grids, log, labelled)):
             parts.append(part)
             video.append(np.full(len(part[1]), number))
     columns = [np.concatenate([p[i] for p in parts]) for i in range(5)] + [np.concatenate(video)]
@@ -414,14 +414,14 @@ def run(config: dict, out: str, data_root=None, log=logger.info) -> dict:
                              f"got {config[key]}")
     if config["camvid_weight"] <= 0:
         raise ValueError(f"config key 'camvid_weight' must be > 0, got {config['camvid_weight']}")
-    check_videos(config)
+    labelled = check_videos(config)
     claim_folder(out, "run.json", {"program": "quality", "signature": signature(config)}, "another data set")
     cache = os.path.join(out, "dataset.npz")
     data = read_npz(cache, DATASET_KEYS, log)
     if data is not None:
         log(f"reusing the data set in {cache} ({len(data['X'])} rows)")
     else:
-        data = build_dataset(config, data_root, log=log)
+        data = build_dataset(config, data_root, log=log, labelled=labelled)
         write_npz_atomic(cache, **data)
     predictor, metrics = fit_and_report(data, config, log=log)
     metrics["data"] = data_description(config, data)

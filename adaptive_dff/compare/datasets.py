@@ -347,8 +347,7 @@ def labelled_video_dataset(
     checked before the data set is made; errors name the file and frame.
     """
     from adaptive_dff.data import pseudo_labels as pl
-    from adaptive_dff.data.label_folders import VOID, class_count, load_label_folder
-    from adaptive_dff.video import VideoReader
+    from adaptive_dff.data.label_folders import VOID, class_count, read_labelled_video
 
     if not paths:
         raise ValueError("video data set: give at least one video file")
@@ -362,15 +361,11 @@ def labelled_video_dataset(
     clip_frames = pl.CLIP_FRAMES if clip_frames is None else check_int(clip_frames, "clip_frames", 2)
     videos = []
     for path, folder in zip(paths, label_folders):
-        reader = VideoReader(path, max_frames=max_frames)
-        frames = list(reader)
+        reader, frames, labels = read_labelled_video(path, folder, max_frames)
         if len(frames) < 10:
             raise ValueError(f"video file {path!r} holds {len(frames)} frames"
                              + (f" (read up to --frames {max_frames})" if max_frames else "")
                              + "; compare needs at least 10")
-        cut_short = reader.truncated or (max_frames is not None and len(frames) == max_frames)
-        labels = load_label_folder(folder, [f.shape[:2] for f in frames], path, video_cut=cut_short,
-                                   frame_files=reader.images)
         videos.append((path, folder, reader, frames, labels))
     num_classes = class_count([(folder, labels) for _, folder, _, _, labels in videos], num_classes)
     calibration, test, files = [], [], []

@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from adaptive_dff.video import image_sequence
+from adaptive_dff.video import VideoReader, image_sequence
 
 VOID = 255  # the void label value: left out of scores
 GREY_MODES = ("1", "L", "P", "I", "I;16", "I;16B", "I;16L")
@@ -117,6 +117,17 @@ def load_label_folder(folder: str, frame_shapes: list, video: str, video_cut: bo
         labels.append(label)
     return labels
 
+
+
+def read_labelled_video(path: str, folder: str, max_frames: Optional[int] = None) -> tuple:
+    """``(reader, frames, labels)``: the video ``path`` decoded (up to ``max_frames``) and its
+    labels from ``folder`` (:func:`load_label_folder`; more labels than frames are allowed only
+    when the limit or broken decoding cut the video)."""
+    reader = VideoReader(path, max_frames=max_frames)
+    frames = list(reader)
+    cut = reader.truncated or (max_frames is not None and len(frames) == max_frames)
+    labels = load_label_folder(folder, [f.shape[:2] for f in frames], path, video_cut=cut, frame_files=reader.images)
+    return reader, frames, labels
 
 def class_count(labelled: Sequence[tuple], num_classes: Optional[int] = None) -> int:
     """The number of classes of label folders ``labelled`` ``[(folder, labels)]``: ``num_classes``
