@@ -101,9 +101,9 @@ def _compare(args) -> None:
                                f"{args.dataset or 'the videos'} has none")
     shard = parse_shard(args.shard)
     if config.quality_model:
-        from adaptive_dff.compare.workspace import load_quality_model
+        from schedulers import load_quality_predictor
 
-        load_quality_model(config.quality_model)  # named before any video is decoded
+        load_quality_predictor(config.quality_model)  # named before any video is decoded
     datasets = compare_datasets(args.dataset, videos=args.video, data_root=_data_root(args.data_root),
                                 frames=args.frames, seed=args.seed, model=config.model, labels=args.labels,
                                 clip_frames=args.clip_frames, video_scale=args.video_scale)

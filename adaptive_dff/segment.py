@@ -416,9 +416,9 @@ def run_command(args) -> None:
         decision = load_decision_model(args.decision_model)
     quality = None
     if quality_path:
-        from adaptive_dff.compare.workspace import load_quality_model
+        from schedulers import load_quality_predictor
 
-        quality = load_quality_model(quality_path)
+        quality = load_quality_predictor(quality_path)
     from adaptive_dff.data.camvid import CLASS_NAMES
     from adaptive_dff.model import load_model
     from adaptive_dff.pretrained import default_model_path

@@ -21,7 +21,7 @@ from schedulers.flow import DISFlow
 from schedulers.policies import FixedInterval, FlowMagnitude, FrameDifference
 from schedulers.quality import PropagationQuality
 from schedulers.quality_signals import QualitySignals
-from schedulers.quality_predictor import QualityPredictor, load_default_quality
+from schedulers.quality_predictor import QualityPredictor, load_default_quality, load_quality_predictor
 from schedulers.regions import RegionGrid
 from schedulers.shared_budget import BudgetStream, RegionGridMismatch, SharedBudget
 from schedulers.tracker import Tracker
@@ -63,5 +63,6 @@ __all__ = [
     "key_fraction",
     "load_decision_model",
     "load_default_quality",
+    "load_quality_predictor",
     "replay",
 ]

@@ -26,9 +26,9 @@ import numpy as np
 
 from schedulers.base import Context, Decision, Estimator, Policy
 from schedulers.files import save_keras_atomic, write_json_atomic
-from schedulers.quality_predictor import QualityPredictor
+from schedulers.quality_predictor import load_quality_predictor
 from schedulers.pair_features import OpenCVPairFeatures, resize_features
-from schedulers.quality_signals import QualitySignals, predicted_quality
+from schedulers.quality_signals import predicted_quality
 
 
 class DecisionModel(Estimator):
@@ -358,9 +358,4 @@ def load_decision_model(path):
     path = os.fspath(path)
     if path.endswith(".keras"):
         return DecisionModel.load(path)
-    predictor = QualityPredictor.load(path)
-    try:
-        predictor.check_signals(QualitySignals(downsample=predictor.signals_downsample))
-    except ValueError as error:
-        raise ValueError(f"quality predictor file {path!r}: {error}") from None
-    return predictor
+    return load_quality_predictor(path)

@@ -256,6 +256,25 @@ class QualityPredictor:
         return self
 
 
+def load_quality_predictor(path) -> QualityPredictor:
+    """The predictor in the JSON file ``path`` (from ``adaptive-dff train quality``), checked
+    against the :class:`schedulers.QualitySignals` of the downsample it records: a named
+    ``ValueError`` for a ``.keras`` file (a :class:`schedulers.DecisionModel`), a file of another
+    version or fitted on other signals."""
+    from schedulers.quality_signals import QualitySignals
+
+    path = os.fspath(path)
+    if path.endswith(".keras"):
+        raise ValueError(f"{path!r} is a .keras DecisionModel, the decision network's (--decision-model); give "
+                         "a quality predictor .json from 'adaptive-dff train quality'")
+    predictor = QualityPredictor.load(path)
+    try:
+        predictor.check_signals(QualitySignals(downsample=predictor.signals_downsample))
+    except ValueError as error:
+        raise ValueError(f"quality predictor file {path!r}: {error}") from None
+    return predictor
+
+
 def load_default_quality() -> QualityPredictor:
     """The shipped predictor (``schedulers/weights/quality_default.json``; rebuilt by
     ``adaptive-dff train quality``), checked against the default :class:`QualitySignals`."""

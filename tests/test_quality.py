@@ -188,6 +188,26 @@ def test_a_predictor_fitted_at_another_downsample_is_refused(tmp_path):
     assert QualityPredictor.load(tmp_path / "q.json", signals=QualitySignals(downsample=2)).signals_downsample == 2
 
 
+def test_load_quality_predictor_checks_the_file_against_its_own_signals(tmp_path):
+    """The loader of ``--quality-model``: the downsample the file records picks the signals it is
+    checked against; a .keras DecisionModel and a file of other signals are named."""
+    from schedulers import load_quality_predictor
+
+    rng = np.random.default_rng(5)
+    X = rng.uniform(0, 20, (100, len(BASE_SIGNALS)))  # noqa: N806
+    predictor = QualityPredictor(BASE_SIGNALS, QualitySignals.version, kind="ridge", signals_downsample=2)
+    predictor.fit(X, np.clip(0.9 - 0.01 * X[:, 1], 0, 1)).save(tmp_path / "q.json")
+    loaded = load_quality_predictor(tmp_path / "q.json")
+    assert loaded.signals_downsample == 2
+    np.testing.assert_allclose(loaded.predict(X), predictor.predict(X))
+    with pytest.raises(ValueError, match="DecisionModel.*--decision-model"):
+        load_quality_predictor(tmp_path / "d.keras")
+    other, _, _ = _fitted(names=BASE_SIGNALS[:-1] + ("something_else",))
+    other.save(tmp_path / "other.json")
+    with pytest.raises(ValueError, match="other.json.*something_else"):
+        load_quality_predictor(tmp_path / "other.json")
+
+
 def test_the_shipped_predictor_loads_for_the_default_signals():
     predictor = load_default_quality()
     assert predictor.signal_names == QualitySignals().names

@@ -23,9 +23,10 @@ from adaptive_dff.compare.datasets import Dataset
 from adaptive_dff.compare.planning import Cell, config_of, plan_cells, signature, test_clips
 from adaptive_dff.compare.scoring import CellResult
 from adaptive_dff.compare.store import ResultFolder
-from adaptive_dff.compare.workspace import Workspace, load_quality_model
+from adaptive_dff.compare.workspace import Workspace
 from adaptive_dff.environment import machine, versions
 from schedulers.base import check_int
+from schedulers.quality_predictor import load_quality_predictor
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def run_compare(
         check_exact_flow(datasets)
     check_int(jobs, "jobs", 1)
     if config.quality_model:
-        load_quality_model(config.quality_model)  # a wrong file is named before anything is written
+        load_quality_predictor(config.quality_model)  # a wrong file is named before anything is written
     folder = ResultFolder(out)
     identity = signature(config, datasets)
     folder.claim(identity)

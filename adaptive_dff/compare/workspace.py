@@ -35,17 +35,6 @@ def starting_price_usable(calibration) -> bool:
     return bool(calibration) and usable_price(calibration.get("met"), calibration.get("threshold")) is not None
 
 
-def load_quality_model(path: str):
-    """The :class:`schedulers.QualityPredictor` of the ``propagation_quality`` arms in the JSON file
-    ``path``, checked against the signals it was fitted on (a named ``ValueError`` otherwise)."""
-    import schedulers
-
-    if str(path).endswith(".keras"):
-        raise ValueError(f"--quality-model {path!r}: give a quality predictor .json (from adaptive-dff train "
-                         "quality); a .keras DecisionModel is for --decision-model")
-    return schedulers.load_decision_model(path)
-
-
 class Workspace:
     """What cells need, built once per process: the data set, the model, the flow, the references."""
 
@@ -153,7 +142,7 @@ class Workspace:
             policy = cls(model=self._decision_model)
         elif name == "propagation_quality" and self.config.quality_model:
             if self._quality_model is None:
-                self._quality_model = load_quality_model(self.config.quality_model)
+                self._quality_model = schedulers.load_quality_predictor(self.config.quality_model)
             policy = cls(predictor=self._quality_model, downsample=self._quality_model.signals_downsample)
         else:
             policy = cls()
