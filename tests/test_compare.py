@@ -140,7 +140,13 @@ SMALL = dict(policies=("fixed_interval", "copy", "frame_difference"), budgets=(0
 
 def test_compare_writes_every_output_and_a_rerun_does_no_work(tiny_dataset, tmp_path):
     out = str(tmp_path / "run")
-    report = run_compare(CompareConfig(**SMALL), tiny_dataset, out, log=quiet)
+    lines = []
+    report = run_compare(CompareConfig(**SMALL), tiny_dataset, out, log=lines.append)
+    # Progress lines of whole-frame fixed interval and copy are phase 0; they say so (the table is phase-fair).
+    progress = [line for line in lines if "s left)" in line and "pair table" not in line]
+    for line in progress:
+        assert ("at phase 0" in line) == (("fixed_interval 1x1" in line) or ("copy 1x1" in line)), line
+    assert sum("at phase 0" in line for line in progress) == 2 * 3 * 2  # 2 arms x 3 budgets (sweep too) x 2 clips
     rows = read_csv(os.path.join(out, "results.csv"))
     # 36 policy cells and one pair table per test clip (fixed interval and copy are read phase-fair from it)
     assert len(rows) == 3 * 2 * 3 and report["cells_done"] == report["cells_planned"] == 38

@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Optional, Sequence
 
 from adaptive_dff.compare import report
+from adaptive_dff.compare.ceiling_rows import PHASE_FAIR
 from adaptive_dff.compare.config import PAIR_TABLE, CompareConfig, parse_grid, resolve_defaults
 from adaptive_dff.compare.datasets import Dataset
 from adaptive_dff.compare.planning import Cell, config_of, plan_cells, signature, test_clips
@@ -88,7 +89,7 @@ def run_compare(
         log("note: no --model given: an untrained compact model runs; its timings are real, "
             "its accuracy figures (and per-frame references for unlabelled clips) mean nothing")
     started = time.perf_counter()
-    progress = _Progress(len(todo), log)
+    progress = _Progress(len(todo), log, phase_fair=any(c.policy == PAIR_TABLE for c in cells))
     if todo:
         workspace.preflight()
     if jobs == 1 or len(todo) <= 1:
@@ -117,10 +118,15 @@ def run_compare(
 
 
 class _Progress:
-    """One line per finished cell with the count, elapsed time and an estimate of the rest."""
+    """One line per finished cell with the count, elapsed time and an estimate of the rest.
 
-    def __init__(self, total: int, log):
+    With pair tables (``phase_fair``), a whole-frame fixed interval's or copy's line is its own
+    schedule, keys from frame 0 (phase 0); the report gives the mean over phases, so the line says so.
+    """
+
+    def __init__(self, total: int, log, phase_fair: bool = False):
         self.total, self.log, self.count, self.start = total, log, 0, time.perf_counter()
+        self.phase_fair = phase_fair
 
     def done(self, cell: Cell, payload: dict) -> None:
         self.count += 1
@@ -131,9 +137,11 @@ class _Progress:
                      f"(every key carried up to the window)  ({elapsed:.0f} s, ~{left:.0f} s left)")
             return
         result = CellResult.from_json(payload["result"])
+        phase = (" at phase 0 (the report: the mean over phases)"
+                 if self.phase_fair and cell.policy in PHASE_FAIR and cell.regions == "1x1" else "")
         self.log(f"[{self.count:>{len(str(self.total))}}/{self.total}] {cell.dataset} {cell.clip}: "
                  f"{cell.policy} {cell.regions} budget {cell.budget:.2f}: key {result.key_fraction:.3f} "
-                 f"acc {result.accuracy:.3f}  ({elapsed:.0f} s, ~{left:.0f} s left)")
+                 f"acc {result.accuracy:.3f}{phase}  ({elapsed:.0f} s, ~{left:.0f} s left)")
 
 
 def merge(dirs: Sequence[str], out: str, log: Callable = logger.info) -> dict:
