@@ -108,13 +108,21 @@ def read_npz(path, keys, log=None):
 
 
 def _flatten(record, prefix: str = "") -> dict:
-    """``{"a.b": value}`` of nested dictionaries (other values, lists too, as they are)."""
-    if not isinstance(record, dict):
+    """``{"a.b[2].c": value}`` of nested dictionaries and lists (so that a difference names the one
+    value that differs, not a whole list); other values as they are."""
+    if isinstance(record, dict):
+        items = [(f"{prefix}.{key}" if prefix else str(key), value) for key, value in record.items()]
+    elif isinstance(record, list) and record:
+        items = [(f"{prefix}[{i}]", value) for i, value in enumerate(record)]
+    else:
         return {prefix: record}
     flat = {}
-    for key, value in record.items():
-        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    for key, value in items:
+        flat.update(_flatten(value, key))
     return flat
+
+
+SHOWN_DIFFERENCES = 8  # a refused folder's message names at most this many differing values
 
 
 def claim_folder(out, record_file: str, record: dict, what: str, *, write: bool = True) -> None:
@@ -138,6 +146,8 @@ def claim_folder(out, record_file: str, record: dict, what: str, *, write: bool 
     if previous != record:
         old, new = _flatten(previous), _flatten(record)
         keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        details = "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys)
+        details = "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys[:SHOWN_DIFFERENCES])
+        if len(keys) > SHOWN_DIFFERENCES:
+            details += f"; and {len(keys) - SHOWN_DIFFERENCES} more"
         raise ValueError(f"--out {out!r} holds {what} ({details}); choose another folder, "
                          "or rerun with the same options to continue it")

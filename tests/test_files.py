@@ -42,3 +42,25 @@ def test_read_npz_returns_the_arrays_and_none_for_a_missing_damaged_or_incomplet
     path.write_bytes(path.read_bytes()[:100])  # cut short
     assert read_npz(path, ("X", "y"), told.append) is None
     assert str(path) in told[-1] and "rebuilding" in told[-1]
+
+
+def test_a_folder_of_another_record_is_refused_naming_only_the_values_that_differ(tmp_path):
+    """A rerun refused after one label folder changed names that folder's hash, not every data set
+    twice in full; the folder's record is kept, and its own record is accepted again."""
+    from schedulers.files import SHOWN_DIFFERENCES, claim_folder
+
+    record = {"config": {"budgets": [0.1, 0.2]},
+              "datasets": [{"name": "a", "clips": ["c0", "c1"], "labels": "sha-a"},
+                           {"name": "b", "clips": ["c2"], "labels": "sha-b"}]}
+    claim_folder(tmp_path, "run.json", record, "another run")
+    edited = {**record, "datasets": [record["datasets"][0], {**record["datasets"][1], "labels": "sha-new"}]}
+    with pytest.raises(ValueError) as error:
+        claim_folder(tmp_path, "run.json", edited, "another run")
+    message = str(error.value)
+    assert "datasets[1].labels: 'sha-b' there, 'sha-new' now" in message
+    assert "c0" not in message and "budgets" not in message
+    wider = {**record, "config": {"budgets": list(range(20))}}
+    with pytest.raises(ValueError, match=f"and {20 - SHOWN_DIFFERENCES} more"):
+        claim_folder(tmp_path, "run.json", wider, "another run")
+    assert json.loads((tmp_path / "run.json").read_text()) == record
+    claim_folder(tmp_path, "run.json", record, "another run")
