@@ -76,7 +76,8 @@ def _compare(sub) -> None:
                          help="fixed_interval copy frame_difference flow_magnitude propagation_quality "
                               "decision_network, each optionally with @budget (a KeyBudget per clip) or @shared (one "
                               "SharedBudget over the test clips), and optimal (oracle mode: the ceiling) (default: "
-                              "fixed_interval copy frame_difference flow_magnitude, optimal in oracle mode, and "
+                              "fixed_interval copy frame_difference@budget flow_magnitude@budget propagation_quality@budget, "
+                              "optimal in oracle mode, and "
                               "decision_network with --decision-model or in model mode with the shipped model)")
     compare.add_argument("--budgets", nargs="+", type=float, default=None, help="fair key-frame budgets (default 0.10 0.20 0.33)")
     compare.add_argument("--sweep", nargs="*", type=float, default=None,

@@ -361,7 +361,9 @@ def test_the_main_command_runs_on_the_embedded_default(tmp_path, capsys):
         assert scenario in printed
     rows = read_csv(out / "results.csv")
     assert {r["dataset"] for r in rows} == {"synthetic-steady", "synthetic-varying", "synthetic-cuts"}
-    assert len(rows) == 3 * 6  # the four default policies and the two optimal rows at one budget
+    assert len(rows) == 3 * 7  # the five default policies and the two optimal rows at one budget
+    assert {r["policy"] for r in rows} == {"fixed_interval", "copy", "frame_difference@budget", "flow_magnitude@budget",
+                                           "propagation_quality@budget", "optimal", "optimal_per_clip"}
     optimal = [r for r in rows if r["policy"] == "optimal"]
     assert all(float(r["accuracy"]) >= float(f["accuracy"]) - 1e-9 for r in optimal for f in rows
                if f["dataset"] == r["dataset"] and f["regions"] == "1x1" and f["key_fraction"] == r["key_fraction"])
@@ -372,8 +374,7 @@ def test_the_main_command_runs_on_the_embedded_default(tmp_path, capsys):
     report = json.loads((out / "results.json").read_text())
     curves = report["curves"]
     for row in report["rows"]:
-        assert row["ceiling"] == ("per_clip" if row["policy"] in ("fixed_interval", "copy", "optimal_per_clip")
-                                  else "shared")
+        assert row["ceiling"] == ("shared" if row["policy"] == "optimal" else "per_clip")
         dense = curves[row["dataset"]]
         fixed = [(x, y) for x, y, _ in dense["fixed_interval"]]
         ceiling = "optimal_per_clip" if row["ceiling"] == "per_clip" else "optimal"
@@ -395,8 +396,9 @@ def test_readme_compare_example_runs(tmp_path):
     namespace = {"frames_a": frames[:10], "labels_a": labels[:10], "frames_b": frames[10:], "labels_b": labels[10:]}
     exec(block.replace("runs/mine", str(tmp_path / "mine")).replace("budgets=(0.1, 0.2)", "budgets=(0.2,), sweep=()"),
          namespace)
-    assert {r["policy"] for r in namespace["report"]["rows"]} == {"fixed_interval", "copy", "frame_difference",
-                                                                  "flow_magnitude", "optimal", "optimal_per_clip"}
+    from adaptive_dff.compare.config import DEFAULT_POLICIES
+
+    assert {r["policy"] for r in namespace["report"]["rows"]} == {*DEFAULT_POLICIES, "optimal", "optimal_per_clip"}
 
 
 def test_decision_network_policy_runs_and_a_mismatched_one_fails_before_any_cell(tiny_dataset, tmp_path):
@@ -537,3 +539,14 @@ def test_findings_judge_a_row_where_the_headroom_table_does():
                      "at the 0.200 of the frames it spent, on fixed_interval's phase-fair curve)"]
     rows_only = findings([fixed, row("propagation_quality@budget", 0.200, 0.900)])
     assert "trails fixed_interval (0.900 vs 0.911; at key fractions 0.200 vs 0.208)" in rows_only[0]
+
+
+def test_the_help_of_policies_names_the_default_policies():
+    """The help text is written out by hand (the argument module imports nothing of compare's):
+    it must name the defaults that ``CompareConfig`` really chooses."""
+    from adaptive_dff.cli_args import build_parser
+    from adaptive_dff.compare.config import DEFAULT_POLICIES
+
+    compare = next(a for a in build_parser()._subparsers._group_actions[0].choices["compare"]._actions
+                   if "--policies" in a.option_strings)
+    assert f"(default: {' '.join(DEFAULT_POLICIES)}, optimal in oracle mode" in " ".join(compare.help.split())

@@ -273,7 +273,7 @@ def test_own_labelled_video_trains_a_predictor_that_compare_runs_with_quality_mo
     assert policy.downsample == stored.signals_downsample
     assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(policy.predictor.layers_, stored.layers_))
     assert Workspace(CompareConfig(), [], None).make_policy("propagation_quality").predictor is None  # shipped
-    # Given without policies, the file adds propagation_quality@budget; with policies, one must use it.
+    # The default policies hold propagation_quality@budget; policies given must hold an arm that uses the file.
     assert "propagation_quality@budget" in CompareConfig(quality_model=str(mine)).chosen_policies()
     assert main(["compare", "--video", frames, "--labels", folder, "--policies", "fixed_interval", "--quality-model",
                  str(mine), "--out", str(tmp_path / "unused")]) == 2

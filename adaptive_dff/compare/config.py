@@ -54,7 +54,10 @@ SHARED_CLIP = "all-test-clips"  # the clip name of a shared arm's one cell
 # Arms that are no scheduling policy: the best placement of whole-frame keys, found
 # offline from every clip's pair table (compare.optimal); oracle mode only.
 CEILING_ARMS = ("optimal",)
-DEFAULT_POLICIES = ("fixed_interval", "copy", "frame_difference", "flow_magnitude")
+# The defaults compare at equal spend: the change signals and the recommended policy each under a
+# per-stream KeyBudget (bare thresholds calibrated on other clips may spend far more on the test clips).
+DEFAULT_POLICIES = ("fixed_interval", "copy", "frame_difference@budget", "flow_magnitude@budget",
+                    "propagation_quality@budget")
 DEFAULT_BUDGETS = (0.10, 0.20, 0.33)
 DEFAULT_SWEEP = (0.05, 0.15, 0.25, 0.5)
 DEFAULT_REGIONS = ("1x1", "2x2")
@@ -100,9 +103,8 @@ class CompareConfig:
             shipped quality predictor.
         quality_model: the predictor of the ``propagation_quality`` arms: a
             quality predictor's JSON (``adaptive-dff train quality``), or
-            ``None``: the shipped one. With it, the default policies add
-            ``propagation_quality@budget``; policies given must hold a
-            ``propagation_quality`` arm.
+            ``None``: the shipped one. Policies given with it must hold a
+            ``propagation_quality`` arm (the defaults do).
         seed: seed of the untrained model.
         window: the farthest a key frame carries (frames after it) for the
             optimal arm's search and the phase-fair fixed interval's curve.
@@ -129,7 +131,6 @@ class CompareConfig:
         if self.policies is not None:
             return tuple(self.policies)
         return (DEFAULT_POLICIES + (("decision_network",) if self.decision_model else ())
-                + (("propagation_quality@budget",) if self.quality_model else ())
                 + (CEILING_ARMS if self.mode == "oracle" else ()))
 
     def needs_pair_tables(self) -> bool:
