@@ -107,21 +107,34 @@ def read_npz(path, keys, log=None):
         return None
 
 
-def _flatten(record, prefix: str = "") -> dict:
-    """``{"a.b[2].c": value}`` of nested dictionaries and lists (so that a difference names the one
-    value that differs, not a whole list); other values as they are."""
-    if isinstance(record, dict):
-        items = [(f"{prefix}.{key}" if prefix else str(key), value) for key, value in record.items()]
-    elif isinstance(record, list) and record:
-        items = [(f"{prefix}[{i}]", value) for i, value in enumerate(record)]
+def _differences(old, new, path: str = "") -> list:
+    """``[(path, old value, new value)]`` where two JSON records differ, in the order their keys
+    and items appear (``"a.b[2].c"``): dictionaries and lists are followed key by key and item by
+    item, so a difference names the one value that differs, not a whole list; a key or item only
+    one side has is ``"absent"`` on the other."""
+    if old == new:
+        return []
+    here = path or "the record"
+    if isinstance(old, dict) and isinstance(new, dict):
+        pairs = [(f"{path}.{key}" if path else str(key), old.get(key, _ABSENT), new.get(key, _ABSENT))
+                 for key in list(old) + [k for k in new if k not in old]]
+    elif isinstance(old, list) and isinstance(new, list):
+        pairs = [(f"{path}[{i}]", old[i] if i < len(old) else _ABSENT, new[i] if i < len(new) else _ABSENT)
+                 for i in range(max(len(old), len(new)))]
     else:
-        return {prefix: record}
-    flat = {}
-    for key, value in items:
-        flat.update(_flatten(value, key))
-    return flat
+        return [(here, old, new)]
+    found = []
+    for key, a, b in pairs:
+        found += [(key, a, b)] if _ABSENT in (a, b) and a is not b else _differences(a, b, key)
+    return found
 
 
+class _Absent:
+    def __repr__(self) -> str:
+        return "absent"
+
+
+_ABSENT = _Absent()
 SHOWN_DIFFERENCES = 8  # a refused folder's message names at most this many differing values
 
 
@@ -129,8 +142,9 @@ def claim_folder(out, record_file: str, record: dict, what: str, *, write: bool 
     """Make the folder ``out`` belong to ``record``, kept as JSON in ``out/record_file``.
 
     A folder holding another record is refused with a ``ValueError`` that
-    names every key that differs (``"--out DIR holds <what> (key: old there,
-    new now); ..."``); a folder holding this record is accepted as it is (a
+    names the values that differ, the first :data:`SHOWN_DIFFERENCES` of them
+    (``"--out DIR holds <what> (key: old there, new now); ..."``, see
+    :func:`_differences`); a folder holding this record is accepted as it is (a
     rerun continues it); an empty or new one gets the record written, unless
     ``write`` is false (check only, write once every other check passed)."""
     out = os.fspath(out)
@@ -144,10 +158,9 @@ def claim_folder(out, record_file: str, record: dict, what: str, *, write: bool 
             write_json_atomic(path, record)
         return
     if previous != record:
-        old, new = _flatten(previous), _flatten(record)
-        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        details = "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys[:SHOWN_DIFFERENCES])
-        if len(keys) > SHOWN_DIFFERENCES:
-            details += f"; and {len(keys) - SHOWN_DIFFERENCES} more"
+        found = _differences(previous, record)
+        details = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, a, b in found[:SHOWN_DIFFERENCES])
+        if len(found) > SHOWN_DIFFERENCES:
+            details += f"; and {len(found) - SHOWN_DIFFERENCES} more"
         raise ValueError(f"--out {out!r} holds {what} ({details}); choose another folder, "
                          "or rerun with the same options to continue it")

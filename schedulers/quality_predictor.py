@@ -265,8 +265,8 @@ def load_quality_predictor(path) -> QualityPredictor:
 
     path = os.fspath(path)
     if path.endswith(".keras"):
-        raise ValueError(f"{path!r} is a .keras DecisionModel, the decision network's (--decision-model); give "
-                         "a quality predictor .json from 'adaptive-dff train quality'")
+        raise ValueError(f"{path!r} is a .keras file; a quality predictor is a .json from 'adaptive-dff train "
+                         "quality' (a .keras DecisionModel goes to --decision-model)")
     predictor = QualityPredictor.load(path)
     try:
         predictor.check_signals(QualitySignals(downsample=predictor.signals_downsample))

@@ -147,6 +147,12 @@ def test_compare_writes_every_output_and_a_rerun_does_no_work(tiny_dataset, tmp_
     for line in progress:
         assert ("at phase 0" in line) == (("fixed_interval 1x1" in line) or ("copy 1x1" in line)), line
     assert sum("at phase 0" in line for line in progress) == 2 * 3 * 2  # 2 arms x 3 budgets (sweep too) x 2 clips
+    # A shard without a pair table still reports phase-fair rows once merged: its lines say so too.
+    for i in range(1, 5):
+        lines = []
+        run_compare(CompareConfig(policies=("fixed_interval",), budgets=(0.3,), sweep=(), regions=("1x1",)),
+                    tiny_dataset, str(tmp_path / f"shard{i}"), shard=(i, 4), log=lines.append)
+        assert all("at phase 0" in line for line in lines if "fixed_interval 1x1" in line), lines
     rows = read_csv(os.path.join(out, "results.csv"))
     # 36 policy cells and one pair table per test clip (fixed interval and copy are read phase-fair from it)
     assert len(rows) == 3 * 2 * 3 and report["cells_done"] == report["cells_planned"] == 38

@@ -64,3 +64,13 @@ def test_a_folder_of_another_record_is_refused_naming_only_the_values_that_diffe
         claim_folder(tmp_path, "run.json", wider, "another run")
     assert json.loads((tmp_path / "run.json").read_text()) == record
     claim_folder(tmp_path, "run.json", record, "another run")
+    # Items in order (b[1] before b[10]); a value only one side has is "absent"; a list that became
+    # a number, and an empty dictionary, are one difference each.
+    for changed, expected in (({**record, "config": {"budgets": [0.1] + list(range(11))}},
+                               "config.budgets[1]: 0.2 there, 0 now; config.budgets[2]: absent there, 1 now"),
+                              ({**record, "config": {"budgets": 0.1}}, "config.budgets: [0.1, 0.2] there, 0.1 now"),
+                              ({**record, "config": {}}, "config.budgets: [0.1, 0.2] there, absent now"),
+                              ({**record, "extra": {}}, "extra: absent there, {} now")):
+        with pytest.raises(ValueError) as error:
+            claim_folder(tmp_path, "run.json", changed, "another run")
+        assert f"({expected}" in str(error.value), str(error.value)

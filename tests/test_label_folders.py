@@ -274,7 +274,7 @@ def test_own_labelled_video_trains_a_predictor_that_compare_runs_with_quality_mo
     assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(policy.predictor.layers_, stored.layers_))
     assert Workspace(CompareConfig(), [], None).make_policy("propagation_quality").predictor is None  # shipped
     # The default policies hold propagation_quality@budget; policies given must hold an arm that uses the file.
-    assert "propagation_quality@budget" in CompareConfig(quality_model=str(mine)).chosen_policies()
+    assert CompareConfig(quality_model=str(mine)).check().chosen_policies() == CompareConfig().chosen_policies()
     assert main(["compare", "--video", frames, "--labels", folder, "--policies", "fixed_interval", "--quality-model",
                  str(mine), "--out", str(tmp_path / "unused")]) == 2
     assert "add propagation_quality" in capsys.readouterr().err and not os.path.exists(tmp_path / "unused")

@@ -1,7 +1,7 @@
 """``adaptive-dff compare``: a fair benchmark of key-frame scheduling policies.
 
-Every policy is calibrated to the same key-frame budgets on calibration
-clips, then scored on separate test clips, in one of two modes (oracle:
+Every policy meets the same key-frame budgets (a threshold calibrated on
+calibration clips, or a budget's control law), then is scored on separate test clips, in one of two modes (oracle:
 true labels carried by flow; model: the DFF model runs). Results are written
 cell by cell, so an interrupted run continues where it stopped.
 

@@ -89,7 +89,7 @@ def run_compare(
         log("note: no --model given: an untrained compact model runs; its timings are real, "
             "its accuracy figures (and per-frame references for unlabelled clips) mean nothing")
     started = time.perf_counter()
-    progress = _Progress(len(todo), log, phase_fair=any(c.policy == PAIR_TABLE for c in cells))
+    progress = _Progress(len(todo), log, phase_fair=config.needs_pair_tables())
     if todo:
         workspace.preflight()
     if jobs == 1 or len(todo) <= 1:
