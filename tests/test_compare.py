@@ -218,6 +218,13 @@ def test_a_folder_of_another_configuration_is_refused_before_any_work(tiny_datas
     with pytest.raises(ValueError, match="different configuration.*budgets"):
         run_compare(other, tiny_dataset, out, log=quiet)
     assert sorted(os.listdir(os.path.join(out, "cells"))) == before
+    # Only the policies differ (say, the defaults changed since): the message gives the ones that continue it.
+    policies = CompareConfig(policies=("fixed_interval", "copy"), budgets=(0.3,), sweep=(), regions=("1x1",))
+    with pytest.raises(ValueError, match="policies fixed_interval \\(now fixed_interval copy\\); rerun with "
+                                         "--policies fixed_interval to continue"):
+        run_compare(policies, tiny_dataset, out, log=quiet)
+    assert sorted(os.listdir(os.path.join(out, "cells"))) == before
+    run_compare(config, tiny_dataset, out, log=quiet)  # the same configuration continues
 
 
 def test_shards_merge_into_the_results_of_one_run(tiny_dataset, tmp_path):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from typing import Optional
 
@@ -38,7 +39,21 @@ class ResultFolder:
     # -- configuration ------------------------------------------------------
 
     def claim(self, signature: dict) -> None:
-        """Refuse a folder of another configuration; else record this one."""
+        """Refuse a folder of another configuration; else record this one. A folder that differs
+        only in its policies (e.g. started before the default policies changed) is refused with
+        the ``--policies`` that continue it."""
+        previous = read_json(self.path("compare.json"))
+        record = json.loads(json.dumps({"signature": signature}, default=str))  # as it reads back
+        if isinstance(previous, dict) and previous != record:
+            there = previous.get("signature", {}).get("config", {}).get("policies")
+            now = record["signature"].get("config", {}).get("policies")
+            if isinstance(there, list) and there != now:
+                moved = json.loads(json.dumps(record))
+                moved["signature"]["config"]["policies"] = there
+                if moved == previous:
+                    raise ValueError(f"--out {self.out!r} holds a run of the policies {' '.join(there)} (now "
+                                     f"{' '.join(now or [])}); rerun with --policies {' '.join(there)} to continue "
+                                     "it, or choose another folder")
         claim_folder(self.out, "compare.json", {"signature": signature}, "results of a different configuration")
 
     def signature(self) -> dict:
