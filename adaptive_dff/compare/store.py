@@ -25,6 +25,17 @@ from typing import Optional
 from schedulers.files import claim_folder, read_json, write_bytes_atomic, write_json_atomic
 
 
+def _policies(record: dict):
+    """The resolved policies of a ``compare.json`` record (``None`` when it has none)."""
+    return record.get("signature", {}).get("config", {}).get("policies")
+
+
+def _without_policies(record: dict) -> dict:
+    """A ``compare.json`` record's signature with its configuration's policies left out."""
+    signature = record.get("signature", {})
+    return {**signature, "config": {k: v for k, v in signature.get("config", {}).items() if k != "policies"}}
+
+
 class ResultFolder:
     """One compare run's folder (see the module docstring)."""
 
@@ -45,15 +56,11 @@ class ResultFolder:
         previous = read_json(self.path("compare.json"))
         record = json.loads(json.dumps({"signature": signature}, default=str))  # as it reads back
         if isinstance(previous, dict) and previous != record:
-            there = previous.get("signature", {}).get("config", {}).get("policies")
-            now = record["signature"].get("config", {}).get("policies")
-            if isinstance(there, list) and there != now:
-                moved = json.loads(json.dumps(record))
-                moved["signature"]["config"]["policies"] = there
-                if moved == previous:
-                    raise ValueError(f"--out {self.out!r} holds a run of the policies {' '.join(there)} (now "
-                                     f"{' '.join(now or [])}); rerun with --policies {' '.join(there)} to continue "
-                                     "it, or choose another folder")
+            there, now = _policies(previous), _policies(record)
+            if isinstance(there, list) and there != now and _without_policies(previous) == _without_policies(record):
+                raise ValueError(f"--out {self.out!r} holds a run of the policies {' '.join(there)} (now "
+                                 f"{' '.join(now or [])}); rerun with --policies {' '.join(there)} to continue "
+                                 "it, or choose another folder")
         claim_folder(self.out, "compare.json", {"signature": signature}, "results of a different configuration")
 
     def signature(self) -> dict:

@@ -129,6 +129,7 @@ def read_labelled_video(path: str, folder: str, max_frames: Optional[int] = None
     labels = load_label_folder(folder, [f.shape[:2] for f in frames], path, video_cut=cut, frame_files=reader.images)
     return reader, frames, labels
 
+
 def class_count(labelled: Sequence[tuple], num_classes: Optional[int] = None) -> int:
     """The number of classes of label folders ``labelled`` ``[(folder, labels)]``: ``num_classes``
     when given (a model's; an id at or above it is refused, naming the folder and frame), else the
