@@ -99,12 +99,12 @@ def test_a_target_equals_the_agreement_of_carried_per_frame_labels(tmp_path, mod
     monkeypatch.setenv("ADAPTIVE_DFF_CACHE", str(tmp_path / "cache"))
     a = write_folder(tmp_path / "a", 12)
     config = config_for([a], model_file)
-    (X, agreement, _, source, _), = video_parts(config, [RegionGrid(1, 1)], log=lambda *_: None)
+    (X, agreement, _, source, _, carried_to), = video_parts(config, [RegionGrid(1, 1)], log=lambda *_: None)
     model = load_model(model_file)
     frames = [cv2.cvtColor(cv2.imread(os.path.join(a, f"f{t:02d}.png")), cv2.COLOR_BGR2RGB) for t in range(12)]
     labels = [np.argmax(model.key_step(f)[0].numpy()[0], -1) for f in frames]
     carried, _ = carry_labels(labels[0], DISFlow()(frames[2], frames[0]), 4)
-    assert agreement[1] == pytest.approx(np.mean(carried == labels[2]))  # key 0, frame 2
+    assert agreement[1] == pytest.approx(np.mean(carried == labels[2])) and carried_to[1] == 2  # key 0, frame 2
     assert set(source) == {2}
 
 
@@ -135,7 +135,8 @@ def _rows(sizes_by_source):
     n = len(source)
     X = rng.normal(size=(n, 4))
     return {"X": X, "pixel_accuracy": np.clip(0.8 + 0.05 * X[:, 0], 0, 1), "miou": np.full(n, 0.5),
-            "source": np.array(source), "held_out": np.array(held), "video": np.array(video)}
+            "source": np.array(source), "held_out": np.array(held), "video": np.array(video),
+            "frame": rng.integers(1, 34, n)}
 
 
 def test_video_folds_never_score_a_video_with_a_fit_that_saw_its_rows():
@@ -143,13 +144,15 @@ def test_video_folds_never_score_a_video_with_a_fit_that_saw_its_rows():
 
     data = _rows([(0, -1, 60, 0.2), (1, -1, 30, 0.3), (2, 0, 25, 0), (2, 1, 40, 0), (2, 2, 10, 0)])
     splits = folds(data)
-    assert [name for name, _, _ in splits] == ["shipped", "video 0", "video 1", "video 2"]
+    assert [name for name, _, _ in splits] == ["shipped", "camvid", "video 0", "video 1", "video 2"]
     scored_count = np.zeros(len(data["source"]), int)
     for name, train, scored in splits:
         assert not (train & scored).any()
         for v in np.unique(data["video"][scored & (data["source"] == 2)]):
             assert not (train & (data["video"] == v)).any(), f"fold {name} scores video {v} but fitted on it"
         assert not (train & data["held_out"] & (data["source"] != 2)).any()  # held-out clips never fitted
+        if scored[data["source"] == 1].any():  # nor CamVid's held-out frames, as targets of earlier keys
+            assert not (train & (data["source"] == 1) & (data["frame"] >= 22)).any()
         scored_count += scored
     np.testing.assert_array_equal(scored_count, data["held_out"].astype(int))  # each held-out row scored once
     shipped_train = splits[0][1]

@@ -35,10 +35,11 @@ the same calibration part only; no model runs. Every video and label image is re
 before anything is written; the rows are then built from what was read.
 
 Held out, by whole source, so the error measures transfer to footage the fit never saw
-(:func:`folds`): every fifth generated clip (clips 4, 9, 14, ..), CamVid's pairs whose key is at
-frame 22 or later, and every video row, scored by a fit on everything but its own video (leave one
-video out: one extra fit per video and kind). The fit written (``shipped``) uses every row not held
-out plus every video's rows. The report gives each kind's mean absolute error on the held-out rows
+(:func:`folds`): every fifth generated clip (clips 4, 9, 14, ..); CamVid's pairs whose key is at
+frame 22 or later, scored by a fit without any CamVid pair carried into frames 22..33 (one extra fit
+per kind); and every video row, scored by a fit on everything but its own video (leave one video
+out: one extra fit per video and kind). The fit written (``shipped``) uses every row not held out
+plus every video's rows. The report gives each kind's mean absolute error on the held-out rows
 (all, and per source and video) against predicting the training mean, and its prediction time.
 Kinds (config key ``kinds``): ``ridge``, ``mlp`` (scikit-learn) and ``network`` (DVSNet's decision
 network on these signals, fitted with Keras, at most ``network_epochs`` epochs; see
@@ -67,7 +68,7 @@ from schedulers.quality_predictor import KINDS, QualityPredictor
 
 CAMVID_CALIBRATION_FRAMES = 34  # frames 0..33 only; 34..100 are scored by compare
 CAMVID_HELD_OUT_FROM_KEY = 22
-DATASET_VERSION = 2  # 2: every video row held out (leave-one-video-out), a ``video`` column
+DATASET_VERSION = 3  # 2: every video row held out (leave-one-video-out), a ``video`` column; 3: ``frame``
 TARGETS = ("pixel_accuracy", "miou")
 
 # (camera_speed, object_speed, cuts as fractions, brightness): every regime, cycled over the clips.
@@ -94,9 +95,10 @@ def accuracies(truth: np.ndarray, carried: np.ndarray, num_classes: int, ignore_
 
 
 def clip_samples(frames, labels, grids, config: dict, num_classes: int, ignore_index=None, key_limit=None):
-    """Rows of one clip: ``(X [N, S], pixel accuracy [N], miou [N], key index [N], grid cells [N])``."""
+    """Rows of one clip: ``(X [N, S], pixel accuracy [N], miou [N], key index [N], carried-to frame
+    index [N])``."""
     flow = DISFlow()
-    X, pixel, miou, keys, cells = [], [], [], [], []
+    X, pixel, miou, keys, targets = [], [], [], [], []
     last_key = len(frames) - 2 if key_limit is None else min(key_limit, len(frames) - 2)
     for grid in grids:
         for key in range(0, last_key + 1, config["key_stride"]):
@@ -113,8 +115,8 @@ def clip_samples(frames, labels, grids, config: dict, num_classes: int, ignore_i
                     pixel.append(a)
                     miou.append(m)
                     keys.append(key)
-                    cells.append(len(grid))
-    return np.asarray(X), np.asarray(pixel), np.asarray(miou), np.asarray(keys), np.asarray(cells)
+                    targets.append(t)
+    return np.asarray(X), np.asarray(pixel), np.asarray(miou), np.asarray(keys), np.asarray(targets)
 
 
 def synthetic_clips(config: dict):
@@ -188,8 +190,9 @@ def video_parts(config: dict, grids, log=logger.info, labelled: Optional[tuple] 
     for video in pseudo_labels.iter_pseudo_labels(video_list(config), config["video_model"],
                                                   scale=config["video_scale"], log=log):
         cut = pseudo_labels.calibration_split(len(video))  # frames cut.. are compare's test part: never used
-        X, a, m, keys, _ = clip_samples(video.frames[:cut], video.labels[:cut], grids, config, video.num_classes)
-        parts.append((X, a, m, np.full(len(a), 2), np.ones(len(a), bool)))
+        X, a, m, _, carried_to = clip_samples(video.frames[:cut], video.labels[:cut], grids, config,
+                                              video.num_classes)
+        parts.append((X, a, m, np.full(len(a), 2), np.ones(len(a), bool), carried_to))
         log(f"video {os.path.basename(os.path.normpath(video.source))} frames 0..{cut - 1} of {len(video)}: "
             f"{len(a)} rows")
     return parts
@@ -222,26 +225,27 @@ def labelled_video_parts(config: dict, grids, log=logger.info, labelled: Optiona
     videos, num_classes = labelled if labelled is not None else read_labelled_videos(config)
     parts = []
     for path, length, frames, labels in videos:
-        X, a, m, _, _ = clip_samples(frames, labels, grids, config, num_classes, VOID)
-        parts.append((X, a, m, np.full(len(a), 2), np.ones(len(a), bool)))
+        X, a, m, _, carried_to = clip_samples(frames, labels, grids, config, num_classes, VOID)
+        parts.append((X, a, m, np.full(len(a), 2), np.ones(len(a), bool), carried_to))
         log(f"labelled video {os.path.basename(os.path.normpath(path))} frames 0..{len(frames) - 1} of {length}: "
             f"{len(a)} rows")
     return parts
 
 
-DATASET_KEYS = ("X", "pixel_accuracy", "miou", "source", "held_out", "video")
+DATASET_KEYS = ("X", "pixel_accuracy", "miou", "source", "held_out", "video", "frame")
 
 
 def build_dataset(config: dict, data_root, log=logger.info, labelled: Optional[tuple] = None) -> dict:
     """Every row, with its source: ``X``, ``pixel_accuracy``, ``miou``, ``source`` (0 generated,
     1 CamVid, 2 unlabelled video), ``held_out`` (bool: scored by a model that never saw its clip or
-    video), ``video`` (the index in ``videos``; -1 for the other sources). ``labelled``: what
+    video), ``video`` (the index in ``videos``; -1 for the other sources), ``frame`` (the frame the
+    key's labels are carried to, in its clip or video). ``labelled``: what
     :func:`check_videos` read of labelled videos (read here when not given)."""
     grids = [RegionGrid(1, 1), RegionGrid(2, 2, config["overlap"])]
     parts = []
     for number, (name, frames, labels) in enumerate(synthetic_clips(config)):
-        X, a, m, _, _ = clip_samples(frames, labels, grids, config, NUM_CLASSES)
-        parts.append((X, a, m, np.zeros(len(a), int), np.full(len(a), number % 5 == 4)))
+        X, a, m, _, carried_to = clip_samples(frames, labels, grids, config, NUM_CLASSES)
+        parts.append((X, a, m, np.zeros(len(a), int), np.full(len(a), number % 5 == 4), carried_to))
     log(f"generated clips: {sum(len(p[1]) for p in parts)} rows from {config['synthetic_clips']} clips")
     if config["camvid"]:
         if not data_root:
@@ -251,15 +255,16 @@ def build_dataset(config: dict, data_root, log=logger.info, labelled: Optional[t
 
         frames, labels = load_split(data_root, "val")
         frames, labels = frames[:CAMVID_CALIBRATION_FRAMES], labels[:CAMVID_CALIBRATION_FRAMES]  # never 34..100
-        X, a, m, keys, _ = clip_samples(frames, labels, grids, config, CAMVID_CLASSES, VOID)
-        parts.append((X, a, m, np.ones(len(a), int), keys >= CAMVID_HELD_OUT_FROM_KEY))
+        X, a, m, keys, carried_to = clip_samples(frames, labels, grids, config, CAMVID_CLASSES, VOID)
+        parts.append((X, a, m, np.ones(len(a), int), keys >= CAMVID_HELD_OUT_FROM_KEY, carried_to))
         log(f"CamVid val frames 0..{CAMVID_CALIBRATION_FRAMES - 1}: {len(a)} rows")
     video = [np.full(len(p[1]), -1) for p in parts]
     if config["videos"]:
         for number, part in enumerate(video_parts(config, grids, log, labelled)):
             parts.append(part)
             video.append(np.full(len(part[1]), number))
-    columns = [np.concatenate([p[i] for p in parts]) for i in range(5)] + [np.concatenate(video)]
+    columns = ([np.concatenate([p[i] for p in parts]) for i in range(5)] + [np.concatenate(video)]
+               + [np.concatenate([p[5] for p in parts])])
     data = dict(zip(DATASET_KEYS, columns))
     finite = np.all(np.isfinite(data["X"]), axis=1) & np.isfinite(data["pixel_accuracy"])
     return {k: v[finite] for k, v in data.items()}
@@ -278,15 +283,20 @@ def _prediction_us(predictor: QualityPredictor, X: np.ndarray) -> float:
 
 def folds(data: dict) -> list:
     """``[(name, train mask [N], scored mask [N])]``: the fits of the held-out evaluation, each row
-    held out scored by exactly one fit that never saw its clip or video.
+    held out scored by exactly one fit that never saw its clip, its video or, for CamVid, its frames.
 
     ``shipped`` fits on every row not held out plus every video row and scores the held-out generated
-    clips and CamVid keys; it is the predictor that is written. ``video V`` (one per video of
-    ``videos``) fits on the same rows without video ``V`` and scores all of video ``V``'s rows."""
+    clips; it is the predictor that is written. ``camvid`` fits on the same rows without any CamVid
+    row carried to a held-out frame (keys before frame 22 carry their labels into frames 22..33 too)
+    and scores the CamVid keys 22..33. ``video V`` (one per video of ``videos``) fits on the
+    ``shipped`` rows without video ``V`` and scores all of video ``V``'s rows."""
     source, held, video = data["source"], data["held_out"], data["video"]
     base = ~held & (source != 2)
     is_video = source == 2
-    result = [("shipped", base | is_video, held & ~is_video)]
+    result = [("shipped", base | is_video, held & (source == 0))]
+    if (held & (source == 1)).any():
+        sees_held_frames = (source == 1) & (data["frame"] >= CAMVID_HELD_OUT_FROM_KEY)
+        result.append(("camvid", (base & ~sees_held_frames) | is_video, held & (source == 1)))
     for v in np.unique(video[is_video]):
         result.append((f"video {int(v)}", base | (is_video & (video != v)), is_video & (video == v)))
     return result
@@ -316,8 +326,9 @@ def fit_and_report(data: dict, config: dict, log=logger.info) -> tuple[QualityPr
     splits = folds(data)
     names = QualitySignals(downsample=config["downsample"]).names
     metrics = {"target": config["target"], "train_rows": int(splits[0][1].sum()), "held_out_rows": int(held.sum()),
-               "split": "whole sources: generated clips 4, 9, 14, ..; CamVid val keys 22..33 of frames 0..33; "
-                        "each video by a fit without it (leave one video out)",
+               "split": "whole sources: generated clips 4, 9, 14, ..; CamVid val keys 22..33 of frames 0..33 "
+                        "by a fit without any row carried into frames 22..33; each video by a fit without it "
+                        "(leave one video out)",
                "selection": "lowest mean over sources (generated, camvid, videos) of the held-out MAE",
                "fits": {name: int(train.sum()) for name, train, _ in splits}, "models": {}}
     subsets = {"all": held, "generated": held & (source == 0), "camvid": held & (source == 1)}
