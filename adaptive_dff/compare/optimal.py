@@ -122,11 +122,9 @@ def build_pair_table(
 ) -> PairTable:
     """The :class:`PairTable` of one clip: ``T * window`` calls of ``flow(current, key)``
     (``[h, w, 2]``, current -> key) and the steps of :func:`carry_labels` (each key's
-    one-hot classes built once), or :func:`copy_labels` for ``propagation="copy"`` (no
+    class planes built once), or :func:`copy_labels` for ``propagation="copy"`` (no
     flow): labels exactly as :func:`~adaptive_dff.compare.scoring.oracle_cell` carries them (a test checks it)."""
-    import cv2
-
-    from adaptive_dff.labels import copy_labels
+    from adaptive_dff.labels import carry_planes, class_planes, copy_labels, sampling_maps
 
     window = check_window(window)
     if propagation not in ("warp", "copy"):
@@ -143,28 +141,20 @@ def build_pair_table(
         truth[t] = np.bincount(label[keep], minlength=K)[:K]
         tp[t, 0] = truth[t]
         predicted[t, 0] = truth[t]
-    if propagation == "warp":
-        h, w = np.asarray(labels[0]).shape
-        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    h, w = np.asarray(labels[0]).shape
     for k in range(T - 1):
         key_label = np.asarray(labels[k])
         if propagation == "copy":
             carried_once = copy_labels(key_label, K)[0].astype(np.int64)
-        else:  # carry_labels' steps, the key's one-hot split once for all its frames
-            one_hot = (key_label[..., None] == np.arange(K)).astype(np.float32)
-            chunks = [np.ascontiguousarray(one_hot[..., c:c + 4]) for c in range(0, K, 4)]
+        else:  # carry_labels' steps, the key's class planes built once for all its frames
+            planes = class_planes(key_label, K)
         for t in range(k + 1, min(T, k + window + 1)):
             kept, keep = kept_truth[t]
             if propagation == "copy":
                 guess = carried_once[keep]
             else:
-                f = np.nan_to_num(np.asarray(flow(frames[t], frames[k]), np.float32), nan=0.0, posinf=0.0,
-                                  neginf=0.0)
-                map_x, map_y = gx + f[..., 0], gy + f[..., 1]
-                warped = np.concatenate([
-                    cv2.remap(chunk, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(h, w, -1)
-                    for chunk in chunks], axis=-1)
-                guess = warped.argmax(axis=-1)[keep].astype(np.int64)
+                carried, _ = carry_planes(planes, sampling_maps(flow(frames[t], frames[k]), h, w))
+                guess = carried[keep].astype(np.int64)
             confusion = np.bincount(kept * K + guess, minlength=K * K)[: K * K].reshape(K, K)
             tp[k, t - k] = np.diag(confusion)
             predicted[k, t - k] = confusion.sum(axis=0)
