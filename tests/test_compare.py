@@ -262,6 +262,26 @@ def test_shards_merge_into_the_results_of_one_run(tiny_dataset, tmp_path):
         merge([parts[0], other], str(tmp_path / "m2"), log=quiet)
 
 
+def test_whole_frame_cells_scored_from_the_pair_tables_give_the_figures_of_carrying(tiny_dataset, tmp_path,
+                                                                                    monkeypatch):
+    from adaptive_dff.compare import workspace
+
+    config = CompareConfig(policies=("fixed_interval", "copy", "frame_difference@budget"), budgets=(0.2, 0.4),
+                           sweep=(), regions=("1x1",), window=6)
+    reused = run_compare(config, tiny_dataset, str(tmp_path / "reused"), log=quiet)
+    kept = [n for n in os.listdir(tmp_path / "reused" / "cells") if n.endswith(workspace.CONFUSION_SUFFIX)]
+    assert len(kept) == 2  # one per test clip, beside its pair-table cell
+    monkeypatch.setattr(workspace, "STORED_CONFUSION_CLASSES", 0)  # nothing kept: every cell carries
+    carried = run_compare(config, tiny_dataset, str(tmp_path / "carried"), log=quiet)
+    assert not [n for n in os.listdir(tmp_path / "carried" / "cells") if n.endswith(workspace.CONFUSION_SUFFIX)]
+
+    def figures(report):
+        return [(r["policy"], r["budget"], r["key_fraction"], r["accuracy"], r.get("accuracy_phase0"))
+                for r in report["rows"]]
+
+    assert figures(reused) == figures(carried)
+
+
 def test_parallel_jobs_give_the_same_figures(tiny_dataset, tmp_path):
     config = dict(policies=("fixed_interval", "frame_difference"), budgets=(0.2, 0.4), sweep=(), regions=("1x1",))
     one = run_compare(CompareConfig(**config), tiny_dataset, str(tmp_path / "one"), log=quiet)

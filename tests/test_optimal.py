@@ -285,6 +285,47 @@ def test_pair_table_carries_exactly_as_the_oracle_arms():
         np.testing.assert_array_equal(table.truth.sum(0), cell.confusion.sum(1))
 
 
+def test_cells_scored_from_the_pair_confusions_equal_cells_that_carry():
+    """A whole-frame cell scored from the pair table's confusions, for keys within the window,
+    gives the confusion and key count of the cell that carries every frame itself; keys older
+    than the window (interval 6 on a window of 4) are carried as before."""
+    from schedulers import DISFlow, FixedInterval, FrameDifference, RegionGrid
+
+    from adaptive_dff.compare.scoring import oracle_cell
+    from adaptive_dff.data import SyntheticVideo
+
+    video = SyntheticVideo(height=48, width=64, num_frames=14, seed=5, camera_speed=3.0, object_speed=2.0)
+    frames = [video.frame(t) for t in range(14)]
+    labels = [video.label(t).copy() for t in range(14)]
+    labels[6][:7] = 255  # void rows, ignored
+    flow = DISFlow()
+    options = dict(num_classes=7, ignore_index=255, flow=flow)
+    for propagation in ("warp", "copy"):
+        table = build_pair_table(frames, labels, window=4, propagation=propagation, confusions=True, **options)
+        assert table.confusion.shape == (14, 5, 7, 7)
+        np.testing.assert_array_equal(np.einsum("tdkk->tdk", table.confusion), table.tp)
+        for make in (lambda: FixedInterval(3), lambda: FixedInterval(6), lambda: FrameDifference(threshold=4.0)):
+            carried = oracle_cell(make(), None, frames, labels, propagation=propagation, **options)
+            looked_up = oracle_cell(make(), None, frames, labels, propagation=propagation,
+                                    pair_confusions=table.confusion, **options)
+            np.testing.assert_array_equal(looked_up.confusion, carried.confusion)
+            assert (looked_up.updates, looked_up.frames) == (carried.updates, carried.frames)
+        calls = []
+        counted = dict(options, flow=lambda current, key: calls.append(1) or flow(current, key))
+        oracle_cell(FixedInterval(3), None, frames, labels, propagation=propagation,
+                    pair_confusions=table.confusion, **counted)
+        assert not calls  # every frame within the window: nothing carried again
+        oracle_cell(FixedInterval(6), None, frames, labels, propagation=propagation,
+                    pair_confusions=table.confusion, **counted)
+        assert len(calls) == (2 if propagation == "warp" else 0)  # frames 5 and 11, five frames after their key
+        with pytest.raises(ValueError, match="whole frames"):
+            oracle_cell(FixedInterval(3), RegionGrid(2, 2), frames, labels, propagation=propagation,
+                        pair_confusions=table.confusion, **options)
+        with pytest.raises(ValueError, match="13 frames"):
+            oracle_cell(FixedInterval(3), None, frames[:13], labels[:13], propagation=propagation,
+                        pair_confusions=table.confusion, **options)
+
+
 def test_long_clips_use_the_lagrangian_relaxation_and_stay_real_schedules():
     rng = np.random.default_rng(4)
     tables = [random_table(rng, 30, 6), random_table(rng, 26, 6)]

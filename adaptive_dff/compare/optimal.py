@@ -69,12 +69,17 @@ class PairTable:
             (``d = 0``: the key itself, every kept pixel right).
         predicted: int64 ``[T, window + 1, K]``: kept pixels predicted as ``c``.
         truth: int64 ``[T, K]``: kept pixels of class ``c`` in frame ``t``.
+        confusion: ``None``, or (``build_pair_table(..., confusions=True)``)
+            int32 ``[T, window + 1, K, K]``: the whole confusion matrix of each
+            pair (rows: truth), from which a policy's cell is scored without
+            carrying again (:func:`~adaptive_dff.compare.scoring.oracle_steps`).
         Entries with ``k + d >= T`` are zero and never used.
     """
 
     tp: np.ndarray
     predicted: np.ndarray
     truth: np.ndarray
+    confusion: Optional[np.ndarray] = None
 
     @property
     def frames(self) -> int:
@@ -118,12 +123,13 @@ def miou(tp: np.ndarray, predicted: np.ndarray, truth: np.ndarray) -> float:
 def build_pair_table(
     frames: Sequence[np.ndarray], labels: Sequence[np.ndarray], *, num_classes: int,
     ignore_index: Optional[int], flow: Optional[Callable], window: int = DEFAULT_WINDOW,
-    propagation: str = "warp",
+    propagation: str = "warp", confusions: bool = False,
 ) -> PairTable:
     """The :class:`PairTable` of one clip: ``T * window`` calls of ``flow(current, key)``
     (``[h, w, 2]``, current -> key) and the steps of :func:`carry_labels` (each key's
     class planes built once), or :func:`copy_labels` for ``propagation="copy"`` (no
-    flow): labels exactly as :func:`~adaptive_dff.compare.scoring.oracle_cell` carries them (a test checks it)."""
+    flow): labels exactly as :func:`~adaptive_dff.compare.scoring.oracle_cell` carries them (a test checks it).
+    ``confusions``: keep every pair's whole confusion matrix too (:attr:`PairTable.confusion`)."""
     from adaptive_dff.labels import carry_planes, class_planes, copy_labels, sampling_maps
 
     window = check_window(window)
@@ -133,6 +139,7 @@ def build_pair_table(
     tp = np.zeros((T, window + 1, K), np.int64)
     predicted = np.zeros_like(tp)
     truth = np.zeros((T, K), np.int64)
+    whole = np.zeros((T, window + 1, K, K), np.int32) if confusions else None
     kept_truth = []
     for t in range(T):
         label = np.asarray(labels[t]).astype(np.int64)
@@ -141,6 +148,8 @@ def build_pair_table(
         truth[t] = np.bincount(label[keep], minlength=K)[:K]
         tp[t, 0] = truth[t]
         predicted[t, 0] = truth[t]
+        if whole is not None:
+            whole[t, 0] = np.diag(truth[t])
     h, w = np.asarray(labels[0]).shape
     for k in range(T - 1):
         key_label = np.asarray(labels[k])
@@ -158,7 +167,9 @@ def build_pair_table(
             confusion = np.bincount(kept * K + guess, minlength=K * K)[: K * K].reshape(K, K)
             tp[k, t - k] = np.diag(confusion)
             predicted[k, t - k] = confusion.sum(axis=0)
-    return PairTable(tp=tp, predicted=predicted, truth=truth)
+            if whole is not None:
+                whole[k, t - k] = confusion
+    return PairTable(tp=tp, predicted=predicted, truth=truth, confusion=whole)
 
 
 # -- the additive proxy ---------------------------------------------------------

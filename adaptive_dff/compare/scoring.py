@@ -145,6 +145,7 @@ def side_by_side(step_generators: Sequence) -> list:
 def oracle_steps(
     policy, regions, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray], *,
     num_classes: int, ignore_index: Optional[int], flow: Callable, propagation: str = "warp",
+    pair_confusions: Optional[np.ndarray] = None,
 ):
     """A generator: one ``yield`` per frame, returning the :class:`CellResult`.
 
@@ -156,15 +157,27 @@ def oracle_steps(
             for carrying, never computed twice.
         propagation: ``"warp"`` carries labels along the flow; ``"copy"``
             reuses the key labels as they are.
+        pair_confusions: whole frames only (one region): ``[T, window + 1, K, K]``,
+            the confusion of each key's labels carried ``d`` frames on, as this
+            cell carries them (:attr:`~adaptive_dff.compare.optimal.PairTable.confusion`
+            of the clip's pair table for ``propagation``, same flow and labels).
+            A frame whose key lies within the window is then scored from it,
+            without flow or carrying; the result is the same.
 
     Timed stages (ms, frame 0 left out): ``decision`` (the policy, without
-    its flow), ``flow``, ``carry``, ``merge``.
+    its flow), ``flow``, ``carry``, ``merge`` (flow and carrying only where done).
     """
     from schedulers import Tracker
 
     timed_flow = _Stopwatch(flow)
     tracker = Tracker(policy, regions=regions, flow=timed_flow)
     grid = tracker.regions
+    if pair_confusions is not None:
+        if len(grid) != 1:
+            raise ValueError("pair_confusions score whole frames only; this cell has regions")
+        if pair_confusions.shape[0] != len(frames) or pair_confusions.shape[2:] != (num_classes, num_classes):
+            raise ValueError(f"pair_confusions of shape {pair_confusions.shape} do not fit a clip of {len(frames)} "
+                             f"frames and {num_classes} classes")
     ms = {stage: 0.0 for stage in ORACLE_STAGES}
     confusion = np.zeros((num_classes, num_classes), np.int64)
     key_labels: list = []
@@ -176,6 +189,16 @@ def oracle_steps(
         decision = tracker.step(frame)
         decided = time.perf_counter()
         flow_in_decision = timed_flow.ms - flow_before
+        age = t - tracker.key_indices_[0]
+        if pair_confusions is not None and 0 < age < pair_confusions.shape[1]:  # carried before, in the table
+            confusion += pair_confusions[tracker.key_indices_[0], age]
+            updates += int(np.count_nonzero(decision.update))
+            region_frames += len(decision.update)
+            if t > 0:
+                ms["decision"] += (decided - start) * 1e3 - flow_in_decision
+                ms["flow"] += flow_in_decision
+            yield t
+            continue
         crops = grid.split(frame)
         truth_crops = grid.split(truth)
         policy_flows = decision.extras.get("flow")

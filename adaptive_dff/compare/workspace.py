@@ -25,9 +25,11 @@ from adaptive_dff.compare.scoring import (
 )
 from adaptive_dff.compare.store import ResultFolder
 from schedulers.calibration import usable_price
-from schedulers.files import read_npz, save_keras_atomic, write_bytes_atomic
+from schedulers.files import read_npz, save_keras_atomic, write_bytes_atomic, write_npz_atomic
 
 logger = logging.getLogger(__name__)
+STORED_CONFUSION_CLASSES = 32  # a pair table keeps each pair's confusion (for cells to reuse) up to this many classes
+CONFUSION_SUFFIX = ".confusion.npz"
 
 
 def starting_price_usable(calibration) -> bool:
@@ -45,6 +47,7 @@ class Workspace:
         self._model = None
         self._flow = None
         self._references: dict = {}
+        self._pair_confusions: dict = {}
         self._warm: set = set()
         self._decision_model = None
         self._quality_model = None
@@ -271,9 +274,11 @@ class Workspace:
         if budget_mode == "shared":
             result = self.run_shared(cell, dataset, grid, propagation, price=threshold)
         elif self.config.mode == "oracle":
+            whole_frames = cell.policy != PER_FRAME and len(grid) == 1
             result = oracle_cell(
                 policy, grid, clip.frames, reference, num_classes=dataset.num_classes,
                 ignore_index=dataset.ignore_index, flow=self.flow(), propagation=propagation,
+                pair_confusions=self.pair_confusions(dataset, clip, propagation) if whole_frames else None,
             )
         else:
             self.warm_up(clip, grid)
@@ -288,6 +293,24 @@ class Workspace:
         return payload
 
 
+    def pair_confusions(self, dataset: Dataset, clip, propagation: str):
+        """The whole-frame pair confusions of a test clip (``[T, window + 1, K, K]``) for
+        ``propagation``, when its pair-table cell is finished and kept them, else ``None`` (a
+        shard without that cell, a table still running in another process, many classes)."""
+        key = (dataset.name, clip.name)
+        if key not in self._pair_confusions:
+            table_cell = Cell(dataset.name, PAIR_TABLE, "1x1", 0.0, "table", clip.name)
+            stored = None
+            if self.folder.cell(table_cell.ident) is not None:
+                stored = read_npz(self.folder.path("cells", table_cell.ident + CONFUSION_SUFFIX), ("warp", "copy"),
+                                  logger.warning)
+            shape = (len(clip.frames), self.config.window + 1, dataset.num_classes, dataset.num_classes)
+            if stored is not None and any(v.shape != shape for v in stored.values()):
+                stored = None
+            self._pair_confusions[key] = stored
+        stored = self._pair_confusions[key]
+        return None if stored is None else stored[propagation]
+
     def run_pair_table(self, cell: Cell, dataset: Dataset, clip) -> dict:
         """The clip's pair tables (labels carried along this comparison's flow, and copied),
         saved in the cell's payload; its result holds the clip's frames and the time spent."""
@@ -295,14 +318,18 @@ class Workspace:
         from adaptive_dff.compare.scoring import CellResult
 
         start = time.perf_counter()
-        tables = {}
+        tables, confusions = {}, {}
+        keep = dataset.num_classes <= STORED_CONFUSION_CLASSES
         for propagation in ("warp", "copy"):
             began = time.perf_counter()
             table = build_pair_table(clip.frames, self.reference(dataset, clip), num_classes=dataset.num_classes,
                                      ignore_index=dataset.ignore_index, flow=self.flow(), window=self.config.window,
-                                     propagation=propagation)
+                                     propagation=propagation, confusions=keep)
             tables[propagation] = {"tp": table.tp.tolist(), "predicted": table.predicted.tolist(),
                                    "truth": table.truth.tolist(), "ms": (time.perf_counter() - began) * 1e3}
+            confusions[propagation] = table.confusion
+        if keep:  # written before the cell, so a finished pair-table cell has them
+            write_npz_atomic(self.folder.path("cells", cell.ident + CONFUSION_SUFFIX), **confusions)
         result = CellResult(confusion=np.zeros((dataset.num_classes,) * 2, np.int64), frames=len(clip.frames))
         payload = {"cell": asdict(cell), "threshold": None, "result": result.to_json(), "tables": tables,
                    "seconds": time.perf_counter() - start}
