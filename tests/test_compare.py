@@ -268,12 +268,19 @@ def test_whole_frame_cells_scored_from_the_pair_tables_give_the_figures_of_carry
 
     config = CompareConfig(policies=("fixed_interval", "copy", "frame_difference@budget"), budgets=(0.2, 0.4),
                            sweep=(), regions=("1x1",), window=6)
+    from adaptive_dff.compare import scoring
+
+    calls = []
+    counted = scoring.carry_labels
+    monkeypatch.setattr(scoring, "carry_labels", lambda *a: calls.append(1) or counted(*a))
     reused = run_compare(config, tiny_dataset, str(tmp_path / "reused"), log=quiet)
-    kept = [n for n in os.listdir(tmp_path / "reused" / "cells") if n.endswith(workspace.CONFUSION_SUFFIX)]
+    kept = [n for n in os.listdir(tmp_path / "reused" / "cells") if n.endswith(workspace.CARRIED_SUFFIX)]
     assert len(kept) == 2  # one per test clip, beside its pair-table cell
+    carried_by_reused = len(calls)
     monkeypatch.setattr(workspace, "STORED_CONFUSION_CLASSES", 0)  # nothing kept: every cell carries
     carried = run_compare(config, tiny_dataset, str(tmp_path / "carried"), log=quiet)
-    assert not [n for n in os.listdir(tmp_path / "carried" / "cells") if n.endswith(workspace.CONFUSION_SUFFIX)]
+    assert not [n for n in os.listdir(tmp_path / "carried" / "cells") if n.endswith(workspace.CARRIED_SUFFIX)]
+    assert carried_by_reused < len(calls) - carried_by_reused  # the test clips' frames were not carried again
 
     def figures(report):
         return [(r["policy"], r["budget"], r["key_fraction"], r["accuracy"], r.get("accuracy_phase0"))
@@ -541,7 +548,8 @@ def test_budget_and_shared_arms_need_no_calibration_and_hold_their_spend(tmp_pat
     assert report["cells_done"] == report["cells_planned"] == 2 * 2 * (3 + 1 + 3) + 3
     rows = {(r["policy"], r["regions"], float(r["budget"])): r for r in read_csv(os.path.join(out, "results.csv"))}
     assert len(rows) == 3 * 2 * 2
-    cells = [json.load(open(os.path.join(out, "cells", n))) for n in os.listdir(os.path.join(out, "cells"))]
+    cells = [json.load(open(os.path.join(out, "cells", n))) for n in os.listdir(os.path.join(out, "cells"))
+             if n.endswith(".json")]
     for payload in cells:
         cell, result = payload["cell"], CellResult.from_json(payload["result"])
         if cell["policy"] == "frame_difference@budget":  # every clip on its own within 0.02

@@ -302,28 +302,35 @@ def test_cells_scored_from_the_pair_confusions_equal_cells_that_carry():
     options = dict(num_classes=7, ignore_index=255, flow=flow)
     for propagation in ("warp", "copy"):
         table = build_pair_table(frames, labels, window=4, propagation=propagation, confusions=True, **options)
-        assert table.confusion.shape == (14, 5, 7, 7)
-        np.testing.assert_array_equal(np.einsum("tdkk->tdk", table.confusion), table.tp)
-        for make in (lambda: FixedInterval(3), lambda: FixedInterval(6), lambda: FrameDifference(threshold=4.0)):
+        assert table.carried.confusion.shape == (14, 5, 7, 7) and table.carried.flow_ms.shape == (14, 5)
+        np.testing.assert_array_equal(np.einsum("tdkk->tdk", table.carried.confusion), table.tp)
+        k, d = np.meshgrid(np.arange(14), np.arange(5), indexing="ij")
+        pairs = (d > 0) & (k + d < 14)
+        assert (table.carried.flow_ms[pairs] > 0).all() == (propagation == "warp")
+        assert not table.carried.flow_ms[~pairs].any() and not table.carried.carry_ms[~pairs].any()
+        for make in (lambda: FixedInterval(3), lambda: FixedInterval(6),
+                     lambda: FrameDifference(threshold=16.0)):  # 7 keys of 14
             carried = oracle_cell(make(), None, frames, labels, propagation=propagation, **options)
             looked_up = oracle_cell(make(), None, frames, labels, propagation=propagation,
-                                    pair_confusions=table.confusion, **options)
+                                    pairs=table.carried, **options)
             np.testing.assert_array_equal(looked_up.confusion, carried.confusion)
             assert (looked_up.updates, looked_up.frames) == (carried.updates, carried.frames)
+            if propagation == "warp":  # charged what carrying cost in the table, not nothing
+                assert looked_up.ms["flow"] > 0 and looked_up.ms["carry"] > 0
         calls = []
         counted = dict(options, flow=lambda current, key: calls.append(1) or flow(current, key))
         oracle_cell(FixedInterval(3), None, frames, labels, propagation=propagation,
-                    pair_confusions=table.confusion, **counted)
+                    pairs=table.carried, **counted)
         assert not calls  # every frame within the window: nothing carried again
         oracle_cell(FixedInterval(6), None, frames, labels, propagation=propagation,
-                    pair_confusions=table.confusion, **counted)
+                    pairs=table.carried, **counted)
         assert len(calls) == (2 if propagation == "warp" else 0)  # frames 5 and 11, five frames after their key
         with pytest.raises(ValueError, match="whole frames"):
             oracle_cell(FixedInterval(3), RegionGrid(2, 2), frames, labels, propagation=propagation,
-                        pair_confusions=table.confusion, **options)
+                        pairs=table.carried, **options)
         with pytest.raises(ValueError, match="13 frames"):
             oracle_cell(FixedInterval(3), None, frames[:13], labels[:13], propagation=propagation,
-                        pair_confusions=table.confusion, **options)
+                        pairs=table.carried, **options)
 
 
 def test_long_clips_use_the_lagrangian_relaxation_and_stay_real_schedules():

@@ -179,7 +179,7 @@ def check_videos(config: dict) -> Optional[tuple]:
 
 
 def video_parts(config: dict, grids, log=logger.info, labelled: Optional[tuple] = None) -> list:
-    """``[(X, pixel accuracy, miou, source 2, held out)]`` per video of ``videos``, in order: its
+    """``[(X, pixel accuracy, miou, source 2, held out, carried-to frame)]`` per video of ``videos``, in order: its
     calibration part only, the targets agreement with ``video_model``'s per-frame predictions. Every
     row is held out: it is scored by the fold that leaves its whole video out (:func:`folds`)."""
     from adaptive_dff.data import pseudo_labels

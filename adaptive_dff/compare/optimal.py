@@ -41,6 +41,7 @@ dominates everything else.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -69,17 +70,15 @@ class PairTable:
             (``d = 0``: the key itself, every kept pixel right).
         predicted: int64 ``[T, window + 1, K]``: kept pixels predicted as ``c``.
         truth: int64 ``[T, K]``: kept pixels of class ``c`` in frame ``t``.
-        confusion: ``None``, or (``build_pair_table(..., confusions=True)``)
-            int32 ``[T, window + 1, K, K]``: the whole confusion matrix of each
-            pair (rows: truth), from which a policy's cell is scored without
-            carrying again (:func:`~adaptive_dff.compare.scoring.oracle_steps`).
+        carried: ``None``, or (``build_pair_table(..., confusions=True)``)
+            each pair's whole confusion matrix and cost, :class:`CarriedPairs`.
         Entries with ``k + d >= T`` are zero and never used.
     """
 
     tp: np.ndarray
     predicted: np.ndarray
     truth: np.ndarray
-    confusion: Optional[np.ndarray] = None
+    carried: Optional["CarriedPairs"] = None
 
     @property
     def frames(self) -> int:
@@ -99,6 +98,26 @@ class PairTable:
             tp += self.tp[k, : end - k].sum(axis=0)
             predicted += self.predicted[k, : end - k].sum(axis=0)
         return tp, predicted
+
+
+@dataclass
+class CarriedPairs:
+    """What carrying each (key ``k``, frame ``k + d``) pair of one clip gave and cost, so a
+    policy's whole-frame cell is scored without carrying again
+    (:func:`~adaptive_dff.compare.scoring.oracle_steps`).
+
+    Attributes:
+        confusion: int32 ``[T, window + 1, K, K]``: the confusion matrix (rows: truth) of
+            frame ``k + d`` carrying the labels of key ``k`` (``d = 0``: the key's own labels).
+        flow_ms, carry_ms: float64 ``[T, window + 1]``: milliseconds the pair's flow and
+            carrying took (0 for ``d = 0`` and for copied labels, as a cell counts them).
+    """
+
+    confusion: np.ndarray
+    flow_ms: np.ndarray
+    carry_ms: np.ndarray
+
+    ARRAYS = ("confusion", "flow_ms", "carry_ms")
 
 
 def check_schedule(keys: Sequence[int], frames: int, window: int) -> list:
@@ -129,7 +148,7 @@ def build_pair_table(
     (``[h, w, 2]``, current -> key) and the steps of :func:`carry_labels` (each key's
     class planes built once), or :func:`copy_labels` for ``propagation="copy"`` (no
     flow): labels exactly as :func:`~adaptive_dff.compare.scoring.oracle_cell` carries them (a test checks it).
-    ``confusions``: keep every pair's whole confusion matrix too (:attr:`PairTable.confusion`)."""
+    ``confusions``: keep every pair's whole confusion matrix and cost too (:attr:`PairTable.carried`)."""
     from adaptive_dff.labels import carry_planes, class_planes, copy_labels, sampling_maps
 
     window = check_window(window)
@@ -140,6 +159,7 @@ def build_pair_table(
     predicted = np.zeros_like(tp)
     truth = np.zeros((T, K), np.int64)
     whole = np.zeros((T, window + 1, K, K), np.int32) if confusions else None
+    flow_ms, carry_ms = np.zeros((T, window + 1)), np.zeros((T, window + 1))
     kept_truth = []
     for t in range(T):
         label = np.asarray(labels[t]).astype(np.int64)
@@ -162,14 +182,19 @@ def build_pair_table(
             if propagation == "copy":
                 guess = carried_once[keep]
             else:
-                carried, _ = carry_planes(planes, sampling_maps(flow(frames[t], frames[k]), h, w))
+                began = time.perf_counter()
+                pair_flow = flow(frames[t], frames[k])
+                flowed = time.perf_counter()
+                carried, _ = carry_planes(planes, sampling_maps(pair_flow, h, w))
+                flow_ms[k, t - k], carry_ms[k, t - k] = (flowed - began) * 1e3, (time.perf_counter() - flowed) * 1e3
                 guess = carried[keep].astype(np.int64)
             confusion = np.bincount(kept * K + guess, minlength=K * K)[: K * K].reshape(K, K)
             tp[k, t - k] = np.diag(confusion)
             predicted[k, t - k] = confusion.sum(axis=0)
             if whole is not None:
                 whole[k, t - k] = confusion
-    return PairTable(tp=tp, predicted=predicted, truth=truth, confusion=whole)
+    return PairTable(tp=tp, predicted=predicted, truth=truth,
+                     carried=None if whole is None else CarriedPairs(whole, flow_ms, carry_ms))
 
 
 # -- the additive proxy ---------------------------------------------------------

@@ -145,7 +145,7 @@ def side_by_side(step_generators: Sequence) -> list:
 def oracle_steps(
     policy, regions, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray], *,
     num_classes: int, ignore_index: Optional[int], flow: Callable, propagation: str = "warp",
-    pair_confusions: Optional[np.ndarray] = None,
+    pairs=None,
 ):
     """A generator: one ``yield`` per frame, returning the :class:`CellResult`.
 
@@ -157,26 +157,26 @@ def oracle_steps(
             for carrying, never computed twice.
         propagation: ``"warp"`` carries labels along the flow; ``"copy"``
             reuses the key labels as they are.
-        pair_confusions: whole frames only (one region): ``[T, window + 1, K, K]``,
-            the confusion of each key's labels carried ``d`` frames on, as this
-            cell carries them (:attr:`~adaptive_dff.compare.optimal.PairTable.confusion`
-            of the clip's pair table for ``propagation``, same flow and labels).
-            A frame whose key lies within the window is then scored from it,
-            without flow or carrying; the result is the same.
+        pairs: whole frames only (one region): the
+            :class:`~adaptive_dff.compare.optimal.CarriedPairs` of the clip's
+            pair table for ``propagation`` (same flow and labels). A frame whose
+            key lies within its window is then scored from it without carrying
+            again, and charged the flow and carrying time the table measured
+            for that pair; the result is the same.
 
     Timed stages (ms, frame 0 left out): ``decision`` (the policy, without
-    its flow), ``flow``, ``carry``, ``merge`` (flow and carrying only where done).
+    its flow), ``flow``, ``carry``, ``merge``.
     """
     from schedulers import Tracker
 
     timed_flow = _Stopwatch(flow)
     tracker = Tracker(policy, regions=regions, flow=timed_flow)
     grid = tracker.regions
-    if pair_confusions is not None:
+    if pairs is not None:
         if len(grid) != 1:
-            raise ValueError("pair_confusions score whole frames only; this cell has regions")
-        if pair_confusions.shape[0] != len(frames) or pair_confusions.shape[2:] != (num_classes, num_classes):
-            raise ValueError(f"pair_confusions of shape {pair_confusions.shape} do not fit a clip of {len(frames)} "
+            raise ValueError("carried pairs score whole frames only; this cell has regions")
+        if pairs.confusion.shape[0] != len(frames) or pairs.confusion.shape[2:] != (num_classes, num_classes):
+            raise ValueError(f"carried pairs of shape {pairs.confusion.shape} do not fit a clip of {len(frames)} "
                              f"frames and {num_classes} classes")
     ms = {stage: 0.0 for stage in ORACLE_STAGES}
     confusion = np.zeros((num_classes, num_classes), np.int64)
@@ -189,14 +189,16 @@ def oracle_steps(
         decision = tracker.step(frame)
         decided = time.perf_counter()
         flow_in_decision = timed_flow.ms - flow_before
-        age = t - tracker.key_indices_[0]
-        if pair_confusions is not None and 0 < age < pair_confusions.shape[1]:  # carried before, in the table
-            confusion += pair_confusions[tracker.key_indices_[0], age]
+        key, age = tracker.key_indices_[0], t - tracker.key_indices_[0]
+        if pairs is not None and 0 < age < pairs.confusion.shape[1]:  # carried before, in the table
+            confusion += pairs.confusion[key, age]
             updates += int(np.count_nonzero(decision.update))
             region_frames += len(decision.update)
-            if t > 0:
-                ms["decision"] += (decided - start) * 1e3 - flow_in_decision
-                ms["flow"] += flow_in_decision
+            ms["decision"] += (decided - start) * 1e3 - flow_in_decision
+            # a policy's own flow is the pair's flow, which a cell reuses for carrying
+            policy_flowed = decision.extras.get("flow") is not None
+            ms["flow"] += flow_in_decision if policy_flowed else float(pairs.flow_ms[key, age])
+            ms["carry"] += float(pairs.carry_ms[key, age])
             yield t
             continue
         crops = grid.split(frame)

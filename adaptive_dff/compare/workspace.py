@@ -29,7 +29,7 @@ from schedulers.files import read_npz, save_keras_atomic, write_bytes_atomic, wr
 
 logger = logging.getLogger(__name__)
 STORED_CONFUSION_CLASSES = 32  # a pair table keeps each pair's confusion (for cells to reuse) up to this many classes
-CONFUSION_SUFFIX = ".confusion.npz"
+CARRIED_SUFFIX = ".carried.npz"
 
 
 def starting_price_usable(calibration) -> bool:
@@ -47,7 +47,7 @@ class Workspace:
         self._model = None
         self._flow = None
         self._references: dict = {}
-        self._pair_confusions: dict = {}
+        self._carried_pairs: dict = {}
         self._warm: set = set()
         self._decision_model = None
         self._quality_model = None
@@ -278,7 +278,7 @@ class Workspace:
             result = oracle_cell(
                 policy, grid, clip.frames, reference, num_classes=dataset.num_classes,
                 ignore_index=dataset.ignore_index, flow=self.flow(), propagation=propagation,
-                pair_confusions=self.pair_confusions(dataset, clip, propagation) if whole_frames else None,
+                pairs=self.carried_pairs(dataset, clip, propagation) if whole_frames else None,
             )
         else:
             self.warm_up(clip, grid)
@@ -293,32 +293,36 @@ class Workspace:
         return payload
 
 
-    def pair_confusions(self, dataset: Dataset, clip, propagation: str):
-        """The whole-frame pair confusions of a test clip (``[T, window + 1, K, K]``) for
-        ``propagation``, when its pair-table cell is finished and kept them, else ``None`` (a
-        shard without that cell, a table still running in another process, many classes)."""
+    def carried_pairs(self, dataset: Dataset, clip, propagation: str):
+        """The :class:`~adaptive_dff.compare.optimal.CarriedPairs` of a test clip's pair table for
+        ``propagation`` when its pair-table cell is finished and kept them, else ``None`` (a shard
+        without that cell, a table still being built by another process, many classes). Misses are
+        asked again on the next cell."""
+        from adaptive_dff.compare.optimal import CarriedPairs
+
         key = (dataset.name, clip.name)
-        if key not in self._pair_confusions:
+        if key not in self._carried_pairs:
             table_cell = Cell(dataset.name, PAIR_TABLE, "1x1", 0.0, "table", clip.name)
-            stored = None
-            if self.folder.cell(table_cell.ident) is not None:
-                stored = read_npz(self.folder.path("cells", table_cell.ident + CONFUSION_SUFFIX), ("warp", "copy"),
-                                  logger.warning)
-            shape = (len(clip.frames), self.config.window + 1, dataset.num_classes, dataset.num_classes)
-            if stored is not None and any(v.shape != shape for v in stored.values()):
-                stored = None
-            self._pair_confusions[key] = stored
-        stored = self._pair_confusions[key]
-        return None if stored is None else stored[propagation]
+            if self.folder.cell(table_cell.ident) is None:
+                return None
+            names = [f"{p}_{a}" for p in ("warp", "copy") for a in CarriedPairs.ARRAYS]
+            stored = read_npz(self.folder.path("cells", table_cell.ident + CARRIED_SUFFIX), names, logger.warning)
+            shape = (len(clip.frames), self.config.window + 1)
+            if stored is None or any(v.shape[:2] != shape for v in stored.values()) or \
+                    stored["warp_confusion"].shape[2:] != (dataset.num_classes,) * 2:
+                return None
+            self._carried_pairs[key] = {p: CarriedPairs(*(stored[f"{p}_{a}"] for a in CarriedPairs.ARRAYS))
+                                        for p in ("warp", "copy")}
+        return self._carried_pairs[key][propagation]
 
     def run_pair_table(self, cell: Cell, dataset: Dataset, clip) -> dict:
         """The clip's pair tables (labels carried along this comparison's flow, and copied),
         saved in the cell's payload; its result holds the clip's frames and the time spent."""
-        from adaptive_dff.compare.optimal import build_pair_table
+        from adaptive_dff.compare.optimal import CarriedPairs, build_pair_table
         from adaptive_dff.compare.scoring import CellResult
 
         start = time.perf_counter()
-        tables, confusions = {}, {}
+        tables, carried = {}, {}
         keep = dataset.num_classes <= STORED_CONFUSION_CLASSES
         for propagation in ("warp", "copy"):
             began = time.perf_counter()
@@ -327,9 +331,10 @@ class Workspace:
                                      propagation=propagation, confusions=keep)
             tables[propagation] = {"tp": table.tp.tolist(), "predicted": table.predicted.tolist(),
                                    "truth": table.truth.tolist(), "ms": (time.perf_counter() - began) * 1e3}
-            confusions[propagation] = table.confusion
+            if keep:
+                carried.update({f"{propagation}_{a}": getattr(table.carried, a) for a in CarriedPairs.ARRAYS})
         if keep:  # written before the cell, so a finished pair-table cell has them
-            write_npz_atomic(self.folder.path("cells", cell.ident + CONFUSION_SUFFIX), **confusions)
+            write_npz_atomic(self.folder.path("cells", cell.ident + CARRIED_SUFFIX), **carried)
         result = CellResult(confusion=np.zeros((dataset.num_classes,) * 2, np.int64), frames=len(clip.frames))
         payload = {"cell": asdict(cell), "threshold": None, "result": result.to_json(), "tables": tables,
                    "seconds": time.perf_counter() - start}
