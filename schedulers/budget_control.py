@@ -19,6 +19,16 @@ CALIBRATED_PRICE_GAIN = 0.5  # the same, from a calibrated starting price (see s
 PRICE_MEMORY = 5  # the price is the median of the log scores of this many recent keys per region
 PROVISIONAL = 4.0  # before the first price: this many times the extrapolated one (a cut jumps far above it)
 AGE_PRIOR = 1.0  # past the target's interval I, a score counts (age / I) ** AGE_PRIOR times
+# Scores this close (relative) count as equal: the last bits of a score depend on how floating-point sums
+# happen to be split (OpenCV and NumPy reduce in SIMD blocks that follow the buffer's alignment), and a
+# flat run of scores (a renewal score whose loss stopped growing) must not have its ranks, hard cuts or
+# price comparisons decided by them.
+EQUAL = 1e-9
+
+
+def _slack(values) -> np.ndarray:
+    """How far apart scores ``values`` may lie and still count as equal (:data:`EQUAL`, relative)."""
+    return EQUAL * np.maximum(np.abs(values), 1e-300)
 
 
 class BudgetController:
@@ -109,11 +119,12 @@ class BudgetController:
         if not self.recent:
             return np.where(nan, 1.0, 0.5), nan
         history = np.sort(np.fromiter(self.recent, float, len(self.recent)))
-        below = np.searchsorted(history, scores, side="left")
-        at_or_below = np.searchsorted(history, scores, side="right")
+        slack = _slack(scores)
+        below = np.searchsorted(history, scores - slack, side="left")
+        at_or_below = np.searchsorted(history, scores + slack, side="right")
         ranks = np.where(nan, 1.0, (below + at_or_below) / (2.0 * history.size))
         high, median = history[-1], history[history.size // 2]
-        far = scores > high + max(high - median, 0.0) if history.size >= 8 else np.zeros_like(nan)
+        far = scores > high + np.maximum(high - median, _slack(high)) if history.size >= 8 else np.zeros_like(nan)
         return ranks, nan | (far & ~nan)
 
     def allocate(self, scores: np.ndarray, eligible: np.ndarray, forced: np.ndarray, regions: int,
@@ -164,7 +175,7 @@ class BudgetController:
                 price = math.exp(self.log_price - gain * max(-2.0, min(1.0, balance / bound)))
             else:
                 price = PROVISIONAL * self.provisional if self.provisional > 0 else math.inf
-            wanted = int(np.count_nonzero(effective[order] >= price))
+            wanted = int(np.count_nonzero(effective[order] >= price - _slack(price)))
             p = float("nan")
         else:
             order = candidates[np.lexsort((-ranks[candidates], ~exceptional[candidates]))]
@@ -189,7 +200,7 @@ class BudgetController:
             chosen = order[:count]
             counted = np.isfinite(effective[chosen]) & ~exceptional[chosen] & (effective[chosen] > 0)
             if not self.calibrated:  # a guessed price follows the keys that passed it (the credit does the rest)
-                counted &= effective[chosen] >= price
+                counted &= effective[chosen] >= price - _slack(price)
             chosen = chosen[counted]
             if chosen.size:  # the price follows the (effective) scores of the keys it chose
                 self.key_prices.extend(math.log(value) for value in effective[chosen])
