@@ -222,7 +222,8 @@ def test_propagation_quality_runs_on_the_predictor_given(files, tmp_path, capsys
         data = json.load(open(DEFAULT_FILE))
         last = data["layers"][-1]
         last["weights"] = [[0.0] for _ in last["weights"]]
-        last["bias"] = [quality]  # the "clip" output: the bias, clipped to [0, 1]
+        # the "clip" output is the bias clipped to [0, 1]; the "sigmoid" output saturates
+        last["bias"] = [quality] if data["output"] == "clip" else [40.0 if quality else -40.0]
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(data))
         assert segment(files, tmp_path / f"{name}.mp4", "--policy", "propagation_quality", "--threshold", "0.5",
