@@ -27,8 +27,10 @@ EQUAL = 1e-9
 
 
 def _slack(values) -> np.ndarray:
-    """How far apart scores ``values`` may lie and still count as equal (:data:`EQUAL`, relative)."""
-    return EQUAL * np.maximum(np.abs(values), 1e-300)
+    """How far apart scores ``values`` may lie and still count as equal (:data:`EQUAL`, relative;
+    none for infinite or NaN values, which compare as they are)."""
+    values = np.asarray(values, np.float64)
+    return np.where(np.isfinite(values), EQUAL * np.maximum(np.abs(np.nan_to_num(values)), 1e-300), 0.0)
 
 
 class BudgetController:
