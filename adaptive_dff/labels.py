@@ -31,8 +31,8 @@ def class_planes(key_label: np.ndarray, num_classes: int) -> list:
     holds, in increasing order; absent classes and void (outside ``0..num_classes - 1``)
     have none, as their warped planes would be zero everywhere."""
     label = np.asarray(key_label)
-    valid = label[(label >= 0) & (label < num_classes)] if label.size else label
-    present = np.flatnonzero(np.bincount(valid.ravel().astype(np.int64), minlength=num_classes))
+    valid = label[(label >= 0) & (label < num_classes)]
+    present = np.flatnonzero(np.bincount(valid.astype(np.int64), minlength=num_classes))
     return [(int(c), (label == c).astype(np.float32)) for c in present]
 
 

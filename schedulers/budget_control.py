@@ -177,7 +177,8 @@ class BudgetController:
                 price = math.exp(self.log_price - gain * max(-2.0, min(1.0, balance / bound)))
             else:
                 price = PROVISIONAL * self.provisional if self.provisional > 0 else math.inf
-            wanted = int(np.count_nonzero(effective[order] >= price - _slack(price)))
+            reaching = price - _slack(price)  # a score at the price, to rounding, reaches it
+            wanted = int(np.count_nonzero(effective[order] >= reaching))
             p = float("nan")
         else:
             order = candidates[np.lexsort((-ranks[candidates], ~exceptional[candidates]))]
@@ -202,7 +203,7 @@ class BudgetController:
             chosen = order[:count]
             counted = np.isfinite(effective[chosen]) & ~exceptional[chosen] & (effective[chosen] > 0)
             if not self.calibrated:  # a guessed price follows the keys that passed it (the credit does the rest)
-                counted &= effective[chosen] >= price - _slack(price)
+                counted &= effective[chosen] >= reaching
             chosen = chosen[counted]
             if chosen.size:  # the price follows the (effective) scores of the keys it chose
                 self.key_prices.extend(math.log(value) for value in effective[chosen])

@@ -76,6 +76,10 @@ class ResultFolder:
     def cell(self, cell_id: str) -> Optional[dict]:
         return read_json(self.path("cells", cell_id + ".json"))
 
+    def has_cell(self, cell_id: str) -> bool:
+        """Whether the cell is finished (its file written), without reading it."""
+        return os.path.isfile(self.path("cells", cell_id + ".json"))
+
     def save_cell(self, cell_id: str, payload: dict) -> None:
         write_json_atomic(self.path("cells", cell_id + ".json"), payload)
 

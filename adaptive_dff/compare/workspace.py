@@ -303,7 +303,7 @@ class Workspace:
         key = (dataset.name, clip.name)
         if key not in self._carried_pairs:
             table_cell = Cell(dataset.name, PAIR_TABLE, "1x1", 0.0, "table", clip.name)
-            if self.folder.cell(table_cell.ident) is None:
+            if not self.folder.has_cell(table_cell.ident):  # not its JSON, which holds the whole tables
                 return None
             names = [f"{p}_{a}" for p in ("warp", "copy") for a in CarriedPairs.ARRAYS]
             stored = read_npz(self.folder.path("cells", table_cell.ident + CARRIED_SUFFIX), names, logger.warning)
