@@ -243,6 +243,11 @@ def test_shards_merge_into_the_results_of_one_run(tiny_dataset, tmp_path):
         return [(r["policy"], r["key_fraction"], r["accuracy"], r["threshold"]) for r in report["rows"]]
 
     assert figures(merged) == figures(whole)
+    shard_files = {n: os.path.join(p, "cells", n) for p in parts for n in os.listdir(os.path.join(p, "cells"))
+                   if n.endswith(compare_workspace.CELL_COMPANIONS)}
+    assert any(n.endswith(".signals.npz") for n in shard_files) and any(n.endswith(".carried.npz") for n in shard_files)
+    for name, path in shard_files.items():  # each pair table's companions come along, byte for byte
+        assert (tmp_path / "merged" / "cells" / name).read_bytes() == pathlib.Path(path).read_bytes()
     # a cost policy's budget cell stored before budgets took a starting price is left out of a merge
     config = dict(policies=("propagation_quality@budget",), budgets=(0.2,), sweep=(), regions=("1x1",))
     old = str(tmp_path / "old")

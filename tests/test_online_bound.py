@@ -1,12 +1,15 @@
 """The online bound: the renewal rule fed the true loss, priced to a budget."""
 
+import copy
+import os
+
 import numpy as np
 import pytest
 from test_optimal import random_table
 
 from adaptive_dff.bench import online_bound
 from adaptive_dff.bench.online_bound import (
-    bounds, price_range, priced, priced_together, renewal_schedule, schedule_value,
+    bounds, carried_losses, predicted_values, price_range, priced, priced_together, renewal_schedule, schedule_value,
 )
 from adaptive_dff.compare.ceiling import clip_targets, score
 from adaptive_dff.compare.optimal import pair_values
@@ -129,3 +132,49 @@ def test_the_command_reads_a_compare_run_and_names_a_folder_without_pair_tables(
     text = caplog.text
     assert "a bound on the rule, not a policy" in text
     assert "synthetic-cuts" in text and "renewal, one price" in text and "optimal_per_clip" in text
+    assert "renewal, predicted loss" in text  # compare kept each pair's signals beside the pair tables
+    with pytest.raises(SystemExit):
+        online_bound.main([str(run), "--quality-model", str(tmp_path / "nowhere.json")])
+    assert "--quality-model" in capsys.readouterr().err
+    for name in os.listdir(run / "cells"):  # a run made before pair signals were kept
+        if name.endswith(".signals.npz"):
+            os.remove(run / "cells" / name)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="adaptive_dff.bench.online_bound"):
+        assert online_bound.main([str(run), "--budgets", "0.3"]) == 0
+    assert "keep no signals" in caplog.text and "renewal, predicted loss" not in caplog.text.replace(
+        "no row 'renewal, predicted loss'", "")
+
+
+def test_predicted_losses_from_the_pair_signals_are_those_the_policy_predicts_online():
+    """The losses the stored signals give (``predicted_values``) are the ``1 - quality`` that
+    ``PropagationQuality`` predicts frame after frame in a Tracker from keys 0 and 3, and a pair with
+    non-finite signals loses 1."""
+    from schedulers import DISFlow, PropagationQuality, QualitySignals, Tracker
+    from schedulers.quality_predictor import load_default_quality
+
+    from adaptive_dff.compare.optimal import build_pair_table
+    from adaptive_dff.data import SyntheticVideo
+
+    video = SyntheticVideo(height=64, width=96, num_frames=10, seed=4, camera_speed=2.0, object_speed=3.0)
+    frames = [video.frame(t) for t in range(10)]
+    labels = [video.label(t) for t in range(10)]
+    table = build_pair_table(frames, labels, num_classes=7, ignore_index=None, flow=DISFlow(), window=4,
+                             signals=QualitySignals())
+    assert table.signals.values.shape == (10, 5, len(QualitySignals().names))
+    k, d = np.meshgrid(np.arange(10), np.arange(5), indexing="ij")
+    pairs = (d > 0) & (k + d < 10)
+    assert np.isfinite(table.signals.values[pairs]).all() and np.isnan(table.signals.values[~pairs]).all()
+    predictor = load_default_quality()
+    values = predicted_values(table.signals, predictor)
+    for key in (0, 3):
+        tracker = Tracker(PropagationQuality(threshold=1e9))  # never keys: every frame carried from the key
+        online = [tracker.step(frame).extras.get("quality") for frame in frames[key:key + 5]][1:]
+        np.testing.assert_allclose(carried_losses(values, key), 1.0 - np.concatenate(online), rtol=0, atol=1e-9)  # sums split by alignment
+    damaged = copy.deepcopy(table.signals)
+    damaged.values[2, 1, 1] = np.nan  # a non-finite warp error
+    assert carried_losses(predicted_values(damaged, predictor), 2)[0] == 1.0
+    other = copy.deepcopy(table.signals)
+    other.downsample = 2
+    with pytest.raises(ValueError, match="refit it on them"):
+        predicted_values(other, predictor)

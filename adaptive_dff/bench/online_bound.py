@@ -24,15 +24,21 @@ worth the most), ``renewal, one price``
 (one price for all clips, spending the clips' shares summed; judged against
 the optimum that spreads the keys over the clips, as it may), ``renewal, pixel
 loss`` (each clip's price; the loss counted in pixels, as a predictor of pixel
-accuracy counts it, instead of the benchmark's units), and
-``optimal_per_clip``. Bounds on the rule, not policies: the price is known
-in hindsight. Headroom captured is against the phase-fair fixed interval and
+accuracy counts it, instead of the benchmark's units), ``renewal, predicted
+loss`` (each clip's price; the loss a quality predictor predicts from each
+pair's signals, which ``compare`` keeps beside the pair tables: the shipped
+predictor, or ``--quality-model FILE``), and ``optimal_per_clip``. Bounds on
+the rule, not policies: the price is known in hindsight. Between ``renewal``
+and ``renewal, predicted loss`` lies what a better predictor could win;
+between ``renewal, predicted loss`` and the policy, what the online price
+(``KeyBudget``) loses or wins against a price known in hindsight. Headroom captured is against the phase-fair fixed interval and
 the optimum of the same kind, as in ``compare``.
 
 Run on a compare run made in oracle mode with an arm read from the pair
 tables (``optimal``, ``fixed_interval`` or ``copy``)::
 
     python -m adaptive_dff.bench.online_bound runs/compare-...
+    python -m adaptive_dff.bench.online_bound runs/compare-... --quality-model runs/quality/quality.json
 """
 
 from __future__ import annotations
@@ -142,6 +148,24 @@ def _edge(run, target: int, low: float, high: float, more: bool) -> float:
     return high if more else low
 
 
+def predicted_values(signals, predictor) -> np.ndarray:
+    """float64 ``[T, window + 1]`` values whose carried losses (:func:`carried_losses`) are the
+    losses ``1 - q`` that ``predictor`` (a :class:`schedulers.QualityPredictor`, checked against the
+    signal set) predicts from each pair's signals (:class:`~adaptive_dff.compare.optimal.PairSignals`);
+    a pair whose signals are not finite loses 1, the most there is (``PropagationQuality`` keys it)."""
+    predictor.check_signals(signals)
+    T, width, count = signals.values.shape
+    values = np.zeros((T, width))
+    rows = signals.values[:, 1:].reshape(-1, count)
+    have = ~np.all(np.isnan(rows), axis=1)  # d = 0 and past the clip's end hold no signals
+    quality = np.full(rows.shape[0], np.nan)
+    if have.any():
+        quality[have] = predictor.predict(rows[have])
+    loss = np.where(np.isfinite(quality), 1.0 - quality, 1.0)
+    values[:, 1:] = -np.where(have, loss, 0.0).reshape(T, width - 1)
+    return values
+
+
 def schedule_value(values: np.ndarray, keys: Sequence[int]) -> float:
     """The summed value of a clip's frames under ``keys`` (each frame carried from its last key)."""
     T, width = values.shape
@@ -151,13 +175,16 @@ def schedule_value(values: np.ndarray, keys: Sequence[int]) -> float:
     return float(sum(values[k, : e - k].sum() for k, e in zip(keys, ends)))
 
 
-def bounds(tables: Sequence[PairTable], budgets: Sequence[float]) -> list:
+def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
+           predicted: Optional[Sequence[np.ndarray]] = None) -> list:
     """Per budget and rule: ``{"budget", "rule", "ceiling", "key_fraction", "accuracy", "gain",
     "headroom_captured"}`` (gain over the phase-fair fixed interval at the key fraction spent;
     headroom against the per-clip optimum, or for one price over all clips the shared one; ``None``
     where the key fraction lies outside those curves). Rules: ``renewal`` (a price per clip),
     ``renewal, one price`` (one price for all clips), ``renewal, pixel loss`` (a price per clip, the
-    loss counted in pixels, not in the benchmark's units) and ``optimal_per_clip``."""
+    loss counted in pixels, not in the benchmark's units), with ``predicted`` (per clip, from
+    :func:`predicted_values`) ``renewal, predicted loss`` (a price per clip, the predicted loss),
+    and ``optimal_per_clip``."""
     tables = list(tables)
     frames = sum(t.frames for t in tables)
     truth = sum(t.truth.sum(axis=0) for t in tables)
@@ -193,7 +220,31 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float]) -> list:
         out.append(row(budget, "renewal, pixel loss", "per_clip", [
             priced(renewal(p), n, pixel_prices, lambda keys, v=v: schedule_value(v, keys))
             for p, v, n in zip(pixels, values, targets)]))
+        if predicted is not None:
+            predicted_prices = price_range(predicted)
+            out.append(row(budget, "renewal, predicted loss", "per_clip", [
+                priced(renewal(p), n, predicted_prices, lambda keys, v=v: schedule_value(v, keys))
+                for p, v, n in zip(predicted, values, targets)]))
         out.append(row(budget, "optimal_per_clip", "per_clip", same[budget].schedules))
+    return out
+
+
+def stored_predictions(folder, signature: dict, dataset: str, predictor) -> Optional[list]:
+    """Per test clip of ``dataset`` (in the run's order), :func:`predicted_values` of ``predictor``
+    from the signals ``compare`` kept beside the clip's pair table, or ``None`` when a clip has none.
+    ``ValueError`` when the predictor was fitted on other signals."""
+    from adaptive_dff.compare.optimal import read_pair_signals
+    from adaptive_dff.compare.planning import pair_table_cell
+    from adaptive_dff.compare.workspace import SIGNALS_SUFFIX
+
+    entry = next(e for e in signature["datasets"] if e["name"] == dataset)
+    out = []
+    for clip in entry["test_clips"]:
+        ident = pair_table_cell(dataset, clip).ident
+        signals = read_pair_signals(folder.path("cells", ident + SIGNALS_SUFFIX), logger.warning)
+        if signals is None:
+            return None
+        out.append(predicted_values(signals, predictor))
     return out
 
 
@@ -202,6 +253,9 @@ def main(argv=None) -> int:
     parser.add_argument("run", help="a compare run folder (oracle mode, with optimal, fixed_interval or copy)")
     parser.add_argument("--budgets", nargs="+", type=float, default=[0.1, 0.2, 0.33],
                         help="key-frame budgets (default: compare's fair budgets 0.1 0.2 0.33)")
+    parser.add_argument("--quality-model", default=None, metavar="FILE",
+                        help="the quality predictor of the row 'renewal, predicted loss' (a file of adaptive-dff "
+                             "train quality; default: the shipped one)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     from adaptive_dff.compare import ceiling_rows
@@ -222,6 +276,12 @@ def main(argv=None) -> int:
     if not found:
         parser.error(f"{args.run!r} holds no data set whose test clips all have pair tables "
                      "(run compare in oracle mode with optimal, fixed_interval or copy)")
+    from schedulers.quality_predictor import load_default_quality, load_quality_predictor
+
+    try:
+        predictor = load_default_quality() if args.quality_model is None else load_quality_predictor(args.quality_model)
+    except (OSError, ValueError) as error:
+        parser.error(f"--quality-model: {error}")
     logger.info("The renewal rule of PropagationQuality fed the true loss, at the best constant price in hindsight "
                 "(a bound on the rule, not a policy). renewal: the loss in the benchmark's units (mIoU linearised "
                 "at the budget's fixed interval), a price per clip; renewal, one price: the same, one price for "
@@ -230,8 +290,15 @@ def main(argv=None) -> int:
     for dataset, tables in found.items():
         logger.info("")
         logger.info(f"{dataset}:")
+        try:
+            predicted = stored_predictions(folder, signature, dataset, predictor)
+        except ValueError as error:
+            parser.error(f"--quality-model: {error}")
+        if predicted is None:
+            logger.info("  (no row 'renewal, predicted loss': its pair tables keep no signals; a compare run of "
+                        "this version keeps them)")
         logger.info(f"{'budget':>6}  {'rule':<20} {'keys':>6} {'accuracy':>8} {'gain':>7} {'headroom':>8}  ceiling")
-        for row in bounds(tables["warp"], args.budgets):
+        for row in bounds(tables["warp"], args.budgets, predicted):
             share = row["headroom_captured"]
             gain = "-" if row["gain"] is None else f"{row['gain']:+7.4f}"
             logger.info(f"{row['budget']:6.2f}  {row['rule']:<20} {row['key_fraction']:6.3f} {row['accuracy']:8.4f} "

@@ -72,6 +72,8 @@ class PairTable:
         truth: int64 ``[T, K]``: kept pixels of class ``c`` in frame ``t``.
         carried: ``None``, or (``build_pair_table(..., confusions=True)``)
             each pair's whole confusion matrix and cost, :class:`CarriedPairs`.
+        signals: ``None``, or (``build_pair_table(..., signals=QualitySignals(...))``)
+            each pair's propagation-quality signals, :class:`PairSignals`.
         Entries with ``k + d >= T`` are zero and never used.
     """
 
@@ -79,6 +81,7 @@ class PairTable:
     predicted: np.ndarray
     truth: np.ndarray
     carried: Optional["CarriedPairs"] = None
+    signals: Optional["PairSignals"] = None
 
     @property
     def frames(self) -> int:
@@ -120,6 +123,45 @@ class CarriedPairs:
     ARRAYS = ("confusion", "flow_ms", "carry_ms")
 
 
+@dataclass
+class PairSignals:
+    """The :class:`schedulers.QualitySignals` of every (key ``k``, frame ``k + d``) pair of one
+    clip, computed as a pipeline would (frame after frame since the key, along the pair's flow), so
+    any quality predictor fitted on those signals can be judged on the clip's schedules without a
+    flow computed again (``python -m adaptive_dff.bench.online_bound RUN``).
+
+    Attributes:
+        values: float64 ``[T, window + 1, S]`` (NaN for ``d = 0`` and past the clip's end).
+        names: the ``S`` signal names, in order; ``version``, ``downsample``: the signal set's.
+    """
+
+    values: np.ndarray
+    names: tuple
+    version: int
+    downsample: int
+
+
+def write_pair_signals(path: str, signals: PairSignals) -> None:
+    """Write ``signals`` to the ``.npz`` file ``path`` atomically (arrays ``values``, ``names``,
+    ``version``, ``downsample``)."""
+    from schedulers.files import write_npz_atomic
+
+    write_npz_atomic(path, values=signals.values, names=np.asarray(signals.names, dtype=str),
+                     version=np.int64(signals.version), downsample=np.int64(signals.downsample))
+
+
+def read_pair_signals(path: str, log: Optional[Callable] = None) -> Optional[PairSignals]:
+    """The :class:`PairSignals` written to ``path``, or ``None`` when there is no such file or it is
+    unreadable (``log`` told why)."""
+    from schedulers.files import read_npz
+
+    stored = read_npz(path, ("values", "names", "version", "downsample"), log)
+    if stored is None:
+        return None
+    return PairSignals(stored["values"], tuple(str(n) for n in stored["names"]), int(stored["version"]),
+                       int(stored["downsample"]))
+
+
 def check_schedule(keys: Sequence[int], frames: int, window: int) -> list:
     """Sorted keys; frame 0 a key, all in ``0..frames-1``, no gap longer than ``window + 1``."""
     keys = sorted(int(k) for k in keys)
@@ -142,13 +184,15 @@ def miou(tp: np.ndarray, predicted: np.ndarray, truth: np.ndarray) -> float:
 def build_pair_table(
     frames: Sequence[np.ndarray], labels: Sequence[np.ndarray], *, num_classes: int,
     ignore_index: Optional[int], flow: Optional[Callable], window: int = DEFAULT_WINDOW,
-    propagation: str = "warp", confusions: bool = False,
+    propagation: str = "warp", confusions: bool = False, signals=None,
 ) -> PairTable:
     """The :class:`PairTable` of one clip: ``T * window`` calls of ``flow(current, key)``
     (``[h, w, 2]``, current -> key) and the steps of :func:`carry_labels` (each key's
     class planes built once), or :func:`copy_labels` for ``propagation="copy"`` (no
     flow): labels exactly as :func:`~adaptive_dff.compare.scoring.oracle_cell` carries them (a test checks it).
-    ``confusions``: keep every pair's whole confusion matrix and cost too (:attr:`PairTable.carried`)."""
+    ``confusions``: keep every pair's whole confusion matrix and cost too (:attr:`PairTable.carried`).
+    ``signals``: a :class:`schedulers.QualitySignals` (reset here) to compute every pair's signals
+    along the same flow (:attr:`PairTable.signals`; ``propagation="warp"`` only)."""
     from adaptive_dff.labels import carry_planes, class_planes, copy_labels, sampling_maps
 
     window = check_window(window)
@@ -160,6 +204,9 @@ def build_pair_table(
     truth = np.zeros((T, K), np.int64)
     whole = np.zeros((T, window + 1, K, K), np.int32) if confusions else None
     flow_ms, carry_ms = np.zeros((T, window + 1)), np.zeros((T, window + 1))
+    if signals is not None and propagation != "warp":
+        raise ValueError("pair signals are computed along the flow: propagation must be 'warp'")
+    pair_signals = None if signals is None else np.full((T, window + 1, len(signals.names)), np.nan)
     kept_truth = []
     for t in range(T):
         label = np.asarray(labels[t]).astype(np.int64)
@@ -177,6 +224,8 @@ def build_pair_table(
             carried_once = copy_labels(key_label, K)[0].astype(np.int64)
         else:  # carry_labels' steps, the key's class planes built once for all its frames
             planes = class_planes(key_label, K)
+            if signals is not None:
+                signals.reset()  # each key's signals from its own first frame on, as a pipeline sees them
         for t in range(k + 1, min(T, k + window + 1)):
             kept, keep = kept_truth[t]
             if propagation == "copy":
@@ -188,13 +237,17 @@ def build_pair_table(
                 carried, _ = carry_planes(planes, sampling_maps(pair_flow, h, w))
                 flow_ms[k, t - k], carry_ms[k, t - k] = (flowed - began) * 1e3, (time.perf_counter() - flowed) * 1e3
                 guess = carried[keep].astype(np.int64)
+                if signals is not None:  # after the timing: the signals are not part of carrying
+                    pair_signals[k, t - k] = signals.region(0, frames[t], frames[k], k, t, pair_flow)
             confusion = np.bincount(kept * K + guess, minlength=K * K)[: K * K].reshape(K, K)
             tp[k, t - k] = np.diag(confusion)
             predicted[k, t - k] = confusion.sum(axis=0)
             if whole is not None:
                 whole[k, t - k] = confusion
     return PairTable(tp=tp, predicted=predicted, truth=truth,
-                     carried=None if whole is None else CarriedPairs(whole, flow_ms, carry_ms))
+                     carried=None if whole is None else CarriedPairs(whole, flow_ms, carry_ms),
+                     signals=None if signals is None else PairSignals(pair_signals, tuple(signals.names),
+                                                                      signals.version, signals.downsample))
 
 
 # -- the additive proxy ---------------------------------------------------------

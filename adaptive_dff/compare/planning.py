@@ -35,6 +35,11 @@ class Cell:
         return f"{self.calibration_ident}__{self.clip}"
 
 
+def pair_table_cell(dataset: str, clip: str) -> Cell:
+    """The cell of a test clip's pair table (oracle mode)."""
+    return Cell(dataset, PAIR_TABLE, "1x1", 0.0, "table", clip)
+
+
 def plan_cells(config: CompareConfig, test_clips: dict) -> list:
     """Every cell, in a fixed order, from ``{data set name: [test clip names]}``
     (in model mode the per-frame baseline comes first; in oracle mode each test
@@ -47,7 +52,7 @@ def plan_cells(config: CompareConfig, test_clips: dict) -> list:
         if config.mode == "model":
             cells += [Cell(dataset, PER_FRAME, "1x1", 1.0, "baseline", clip) for clip in clips]
         if config.needs_pair_tables():
-            cells += [Cell(dataset, PAIR_TABLE, "1x1", 0.0, "table", clip) for clip in clips]
+            cells += [pair_table_cell(dataset, clip) for clip in clips]
         for policy in config.chosen_policies():
             if policy in CEILING_ARMS:
                 continue

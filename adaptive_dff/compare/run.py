@@ -24,9 +24,10 @@ from adaptive_dff.compare.datasets import Dataset
 from adaptive_dff.compare.planning import Cell, config_of, plan_cells, signature, test_clips
 from adaptive_dff.compare.scoring import CellResult
 from adaptive_dff.compare.store import ResultFolder
-from adaptive_dff.compare.workspace import Workspace
+from adaptive_dff.compare.workspace import CELL_COMPANIONS, Workspace
 from adaptive_dff.environment import machine, versions
 from schedulers.base import check_int
+from schedulers.files import write_bytes_atomic
 from schedulers.quality_predictor import load_quality_predictor
 
 logger = logging.getLogger(__name__)
@@ -168,6 +169,11 @@ def merge(dirs: Sequence[str], out: str, log: Callable = logger.info) -> dict:
             target.save_calibration(ident, payload)
         for ident, payload in folder.cells().items():
             if workspace.is_done(Cell(**payload["cell"]), payload):
+                for suffix in CELL_COMPANIONS:  # before the cell, as a run writes them
+                    source = folder.path("cells", ident + suffix)
+                    if os.path.isfile(source):
+                        with open(source, "rb") as f:
+                            write_bytes_atomic(target.path("cells", ident + suffix), f.read())
                 target.save_cell(ident, payload)
             else:
                 stale += 1

@@ -6,7 +6,9 @@ Layout of ``--out DIR``::
     calibration/*.json  one chosen threshold per (policy, regions, budget)
     cells/*.json        one result per (policy, regions, budget, clip), written as each finishes
     cells/*.carried.npz beside a test clip's pair-table cell: each pair's confusion and cost,
-                        from which whole-frame cells are scored (not copied by a merge)
+                        from which whole-frame cells are scored
+    cells/*.signals.npz beside it too: each pair's propagation-quality signals, from which
+                        ``python -m adaptive_dff.bench.online_bound`` judges a quality predictor
     results.csv         one row per (data set, policy, regions, budget)
     results.json        the rows, versions, machine and full configuration
     pareto.png          accuracy against key-frame fraction and against frames per second

@@ -19,7 +19,7 @@ import numpy as np
 
 from adaptive_dff.compare.config import ARMS, CEILING_ARMS, PAIR_TABLE, PER_FRAME, CompareConfig, parse_arm, parse_grid
 from adaptive_dff.compare.datasets import Dataset
-from adaptive_dff.compare.planning import Cell
+from adaptive_dff.compare.planning import Cell, pair_table_cell
 from adaptive_dff.compare.scoring import (
     CellResult, model_cell, model_flow, model_pair_features, model_steps, oracle_cell, oracle_steps, side_by_side,
 )
@@ -30,6 +30,8 @@ from schedulers.files import read_npz, save_keras_atomic, write_bytes_atomic, wr
 logger = logging.getLogger(__name__)
 STORED_CONFUSION_CLASSES = 32  # a pair table keeps each pair's confusion (for cells to reuse) up to this many classes
 CARRIED_SUFFIX = ".carried.npz"
+SIGNALS_SUFFIX = ".signals.npz"  # each pair's propagation-quality signals, beside the pair-table cell
+CELL_COMPANIONS = (CARRIED_SUFFIX, SIGNALS_SUFFIX)  # files a cell may have beside its JSON (a merge copies them)
 
 
 def starting_price_usable(calibration) -> bool:
@@ -302,7 +304,7 @@ class Workspace:
 
         key = (dataset.name, clip.name)
         if key not in self._carried_pairs:
-            table_cell = Cell(dataset.name, PAIR_TABLE, "1x1", 0.0, "table", clip.name)
+            table_cell = pair_table_cell(dataset.name, clip.name)
             if not self.folder.has_cell(table_cell.ident):  # not its JSON, which holds the whole tables
                 return None
             names = [f"{p}_{a}" for p in ("warp", "copy") for a in CarriedPairs.ARRAYS]
@@ -318,8 +320,9 @@ class Workspace:
     def run_pair_table(self, cell: Cell, dataset: Dataset, clip) -> dict:
         """The clip's pair tables (labels carried along this comparison's flow, and copied),
         saved in the cell's payload; its result holds the clip's frames and the time spent."""
-        from adaptive_dff.compare.optimal import CarriedPairs, build_pair_table
+        from adaptive_dff.compare.optimal import CarriedPairs, build_pair_table, write_pair_signals
         from adaptive_dff.compare.scoring import CellResult
+        from schedulers import QualitySignals
 
         start = time.perf_counter()
         tables, carried = {}, {}
@@ -328,11 +331,14 @@ class Workspace:
             began = time.perf_counter()
             table = build_pair_table(clip.frames, self.reference(dataset, clip), num_classes=dataset.num_classes,
                                      ignore_index=dataset.ignore_index, flow=self.flow(), window=self.config.window,
-                                     propagation=propagation, confusions=keep)
+                                     propagation=propagation, confusions=keep,
+                                     signals=QualitySignals() if propagation == "warp" else None)
             tables[propagation] = {"tp": table.tp.tolist(), "predicted": table.predicted.tolist(),
                                    "truth": table.truth.tolist(), "ms": (time.perf_counter() - began) * 1e3}
             if keep:
                 carried.update({f"{propagation}_{a}": getattr(table.carried, a) for a in CarriedPairs.ARRAYS})
+            if table.signals is not None:
+                write_pair_signals(self.folder.path("cells", cell.ident + SIGNALS_SUFFIX), table.signals)
         if keep:  # written before the cell, so a finished pair-table cell has them
             write_npz_atomic(self.folder.path("cells", cell.ident + CARRIED_SUFFIX), **carried)
         result = CellResult(confusion=np.zeros((dataset.num_classes,) * 2, np.int64), frames=len(clip.frames))
