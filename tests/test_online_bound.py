@@ -2,6 +2,7 @@
 
 import copy
 import os
+import re
 
 import numpy as np
 import pytest
@@ -104,6 +105,11 @@ def test_bounds_report_every_rule_against_the_per_clip_optimum():
     values = [pair_values(t, np.ones(4), np.zeros(4)) for t in tables]
     pixel = [priced(lambda p, v=v: renewal_schedule(v, p), n, price_range(values)) for v, n in zip(values, targets)]
     assert by_rule["renewal, pixel loss"]["accuracy"] == pytest.approx(score(tables, pixel))
+    # a predictor that predicts the pixel loss exactly gives the pixel-loss row
+    exact = bounds(tables, [0.25], predicted=values)
+    assert [r["rule"] for r in exact] == ["renewal", "renewal, one price", "renewal, pixel loss",
+                                          "renewal, predicted loss", "optimal_per_clip"]
+    assert exact[3]["accuracy"] == exact[2]["accuracy"] and exact[3]["key_fraction"] == exact[2]["key_fraction"]
 
 
 def test_the_command_reads_a_compare_run_and_names_a_folder_without_pair_tables(tmp_path, capsys, caplog):
@@ -132,7 +138,7 @@ def test_the_command_reads_a_compare_run_and_names_a_folder_without_pair_tables(
     text = caplog.text
     assert "a bound on the rule, not a policy" in text
     assert "synthetic-cuts" in text and "renewal, one price" in text and "optimal_per_clip" in text
-    assert "renewal, predicted loss" in text  # compare kept each pair's signals beside the pair tables
+    assert re.search(r"0\.30  renewal, predicted loss", text)  # compare kept each pair's signals beside the pair tables
     with pytest.raises(SystemExit):
         online_bound.main([str(run), "--quality-model", str(tmp_path / "nowhere.json")])
     assert "--quality-model" in capsys.readouterr().err
@@ -142,8 +148,9 @@ def test_the_command_reads_a_compare_run_and_names_a_folder_without_pair_tables(
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="adaptive_dff.bench.online_bound"):
         assert online_bound.main([str(run), "--budgets", "0.3"]) == 0
-    assert "keep no signals" in caplog.text and "renewal, predicted loss" not in caplog.text.replace(
-        "no row 'renewal, predicted loss'", "")
+    assert "keep no signals" in caplog.text
+    assert not re.search(r"0\.30  renewal, predicted loss", caplog.text)  # no such row, the others stay
+    assert re.search(r"0\.30  renewal, pixel loss", caplog.text)
 
 
 def test_predicted_losses_from_the_pair_signals_are_those_the_policy_predicts_online():

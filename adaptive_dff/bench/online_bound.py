@@ -285,7 +285,8 @@ def main(argv=None) -> int:
     logger.info("The renewal rule of PropagationQuality fed the true loss, at the best constant price in hindsight "
                 "(a bound on the rule, not a policy). renewal: the loss in the benchmark's units (mIoU linearised "
                 "at the budget's fixed interval), a price per clip; renewal, one price: the same, one price for "
-                "all clips; renewal, pixel loss: the loss in pixels, a price per clip. Headroom captured against "
+                "all clips; renewal, pixel loss: the loss in pixels, a price per clip; renewal, predicted loss: the loss "
+                "a quality predictor predicts from each pair's signals, a price per clip. Headroom captured against "
                 "the optimum of the ceiling named: per_clip (every clip the same share) or shared.")
     for dataset, tables in found.items():
         logger.info("")
@@ -297,11 +298,11 @@ def main(argv=None) -> int:
         if predicted is None:
             logger.info("  (no row 'renewal, predicted loss': its pair tables keep no signals; a compare run of "
                         "this version keeps them)")
-        logger.info(f"{'budget':>6}  {'rule':<20} {'keys':>6} {'accuracy':>8} {'gain':>7} {'headroom':>8}  ceiling")
+        logger.info(f"{'budget':>6}  {'rule':<23} {'keys':>6} {'accuracy':>8} {'gain':>7} {'headroom':>8}  ceiling")
         for row in bounds(tables["warp"], args.budgets, predicted):
             share = row["headroom_captured"]
             gain = "-" if row["gain"] is None else f"{row['gain']:+7.4f}"
-            logger.info(f"{row['budget']:6.2f}  {row['rule']:<20} {row['key_fraction']:6.3f} {row['accuracy']:8.4f} "
+            logger.info(f"{row['budget']:6.2f}  {row['rule']:<23} {row['key_fraction']:6.3f} {row['accuracy']:8.4f} "
                         f"{gain:>7} {'-' if share is None else f'{share * 100:7.0f}%':>8}  {row['ceiling']}")
     return 0
 
