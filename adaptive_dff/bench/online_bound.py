@@ -31,7 +31,10 @@ predictor, or ``--quality-model FILE``), and ``optimal_per_clip``. Bounds on
 the rule, not policies: the price is known in hindsight. Between ``renewal``
 and ``renewal, predicted loss`` lies what a better predictor could win;
 between ``renewal, predicted loss`` and the policy, what the online price
-(``KeyBudget``) loses or wins against a price known in hindsight. Headroom captured is against the phase-fair fixed interval and
+(``KeyBudget``) loses or wins against a price known in hindsight. That split
+holds for one predictor; it does not rank predictors for the online policy
+(on a few clips the row moves widely between fits of nearly the same
+held-out error, and the policy does not follow it). Headroom captured is against the phase-fair fixed interval and
 the optimum of the same kind, as in ``compare``.
 
 Run on a compare run made in oracle mode with an arm read from the pair
