@@ -108,8 +108,26 @@ def test_bounds_report_every_rule_against_the_per_clip_optimum():
     # a predictor that predicts the pixel loss exactly gives the pixel-loss row
     exact = bounds(tables, [0.25], predicted=values)
     assert [r["rule"] for r in exact] == ["renewal", "renewal, one price", "renewal, pixel loss",
-                                          "renewal, predicted loss", "optimal_per_clip"]
+                                          "renewal, predicted loss", "predicted, median price", "optimal_per_clip"]
     assert exact[3]["accuracy"] == exact[2]["accuracy"] and exact[3]["key_fraction"] == exact[2]["key_fraction"]
+    assert exact[4]["key_fraction"] == exact[3]["key_fraction"] and exact[4]["accuracy"] <= exact[3]["accuracy"]
+
+
+def test_the_median_price_takes_the_middle_schedule_of_those_that_spend_the_target():
+    rng = np.random.default_rng(11)
+    values = pair_values(random_table(rng, 40, 6), rng.uniform(0.5, 2, 4), rng.uniform(0, 0.5, 4))
+    prices = price_range([values])
+
+    def worth(keys):
+        return schedule_value(values, keys)
+
+    def rule(price):
+        return renewal_schedule(values, price)
+
+    best, median = priced(rule, 10, prices, worth), priced(rule, 10, prices, worth, pick="median")
+    assert len(median) == 10 and worth(median) <= worth(best)
+    spending = {tuple(rule(p)) for p in np.geomspace(*prices, 400) if len(rule(p)) == 10}
+    assert min(map(worth, spending)) - 1e-9 <= worth(median)  # one of the schedules that spend 10 keys
 
 
 def test_the_command_reads_a_compare_run_and_names_a_folder_without_pair_tables(tmp_path, capsys, caplog):

@@ -27,7 +27,10 @@ loss`` (each clip's price; the loss counted in pixels, as a predictor of pixel
 accuracy counts it, instead of the benchmark's units), ``renewal, predicted
 loss`` (each clip's price; the loss a quality predictor predicts from each
 pair's signals, which ``compare`` keeps beside the pair tables: the shipped
-predictor, or ``--quality-model FILE``), and ``optimal_per_clip``. Bounds on
+predictor, or ``--quality-model FILE``), ``predicted, median price`` (the
+same loss, each clip at the median, by value, of the prices that spend its
+share: a typical price, not the luckiest; a noisy loss spends the same keys
+in many ways, and the best of them flatters it), and ``optimal_per_clip``. Bounds on
 the rule, not policies: the price is known in hindsight. Between ``renewal``
 and ``renewal, predicted loss`` lies what a better predictor could win;
 between ``renewal, predicted loss`` and the policy, what the online price
@@ -102,13 +105,14 @@ def price_range(values: Sequence[np.ndarray]) -> tuple:
 
 
 def priced(rule: Callable[[float], list], target: int, prices: tuple,
-           value: Optional[Callable[[list], float]] = None) -> list:
-    """The best schedule of ``rule(price)`` that spends ``target`` keys (see :func:`priced_together`)."""
-    return priced_together([rule], target, prices, None if value is None else lambda s: value(s[0]))[0]
+           value: Optional[Callable[[list], float]] = None, pick: str = "best") -> list:
+    """The best (or median, ``pick``) schedule of ``rule(price)`` that spends ``target`` keys (see
+    :func:`priced_together`)."""
+    return priced_together([rule], target, prices, None if value is None else lambda s: value(s[0]), pick)[0]
 
 
 def priced_together(rules: Sequence[Callable[[float], list]], target: int, prices: tuple,
-                    value: Optional[Callable[[list], float]] = None) -> list:
+                    value: Optional[Callable[[list], float]] = None, pick: str = "best") -> list:
     """One price for all ``rules`` (one per clip): the schedules that spend ``target`` keys in all
     and, among the prices that do, score the highest ``value(schedules)`` (the price that hits a
     count is a range, and different prices in it place the keys differently). The price is
@@ -135,7 +139,10 @@ def priced_together(rules: Sequence[Callable[[float], list]], target: int, price
         return best
     below, above = _edge(run, target, low, hit, more=True), _edge(run, target, hit, high, more=False)
     found = [run(p) for p in np.geomspace(below, above, PLATEAU_SAMPLES)]
-    return max([best] + [s for s, keys in found if keys == target], key=value)
+    hits = [best] + [s for s, keys in found if keys == target]
+    if pick == "median":  # a typical price that spends the target: neither the luckiest nor the unluckiest
+        return sorted(hits, key=value)[len(hits) // 2]
+    return max(hits, key=value)
 
 
 def _edge(run, target: int, low: float, high: float, more: bool) -> float:
@@ -186,8 +193,9 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
     where the key fraction lies outside those curves). Rules: ``renewal`` (a price per clip),
     ``renewal, one price`` (one price for all clips), ``renewal, pixel loss`` (a price per clip, the
     loss counted in pixels, not in the benchmark's units), with ``predicted`` (per clip, from
-    :func:`predicted_values`) ``renewal, predicted loss`` (a price per clip, the predicted loss),
-    and ``optimal_per_clip``."""
+    :func:`predicted_values`) ``renewal, predicted loss`` (a price per clip, the predicted loss)
+    and ``predicted, median price`` (the same, at the median of the prices that spend the clip's
+    share rather than the best), and ``optimal_per_clip``."""
     tables = list(tables)
     frames = sum(t.frames for t in tables)
     truth = sum(t.truth.sum(axis=0) for t in tables)
@@ -225,9 +233,10 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
             for p, v, n in zip(pixels, values, targets)]))
         if predicted is not None:
             predicted_prices = price_range(predicted)
-            out.append(row(budget, "renewal, predicted loss", "per_clip", [
-                priced(renewal(p), n, predicted_prices, lambda keys, v=v: schedule_value(v, keys))
-                for p, v, n in zip(predicted, values, targets)]))
+            for name, pick in (("renewal, predicted loss", "best"), ("predicted, median price", "median")):
+                out.append(row(budget, name, "per_clip", [
+                    priced(renewal(p), n, predicted_prices, lambda keys, v=v: schedule_value(v, keys), pick)
+                    for p, v, n in zip(predicted, values, targets)]))
         out.append(row(budget, "optimal_per_clip", "per_clip", same[budget].schedules))
     return out
 
@@ -289,7 +298,8 @@ def main(argv=None) -> int:
                 "(a bound on the rule, not a policy). renewal: the loss in the benchmark's units (mIoU linearised "
                 "at the budget's fixed interval), a price per clip; renewal, one price: the same, one price for "
                 "all clips; renewal, pixel loss: the loss in pixels, a price per clip; renewal, predicted loss: the loss "
-                "a quality predictor predicts from each pair's signals, a price per clip. Headroom captured against "
+                "a quality predictor predicts from each pair's signals, a price per clip; predicted, median price: the "
+                "same at the median of the prices that spend the clip's share. Headroom captured against "
                 "the optimum of the ceiling named: per_clip (every clip the same share) or shared.")
     for dataset, tables in found.items():
         logger.info("")
