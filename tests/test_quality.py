@@ -273,6 +273,9 @@ def test_train_quality_smoke_writes_a_loadable_predictor(tmp_path):
     loaded = QualityPredictor.load(tmp_path / "quality.json", signals=QualitySignals())
     assert loaded.kind == "ridge" and metrics["held_out_rows"] > 0
     assert set(metrics["mean_predictor_mae"]) == {"all", "generated", "camvid"}
+    import sklearn
+
+    assert loaded.metrics["versions"]["scikit-learn"] == sklearn.__version__  # what the fit ran on
     with pytest.raises(ValueError, match="target"):
         run(load_config("quality", "smoke", ["target=iou"]), str(tmp_path / "other"))
 

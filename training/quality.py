@@ -59,6 +59,7 @@ from typing import Optional
 
 import numpy as np
 
+from adaptive_dff.environment import versions
 from adaptive_dff.labels import carry_labels
 from adaptive_dff.data import NUM_CLASSES, SyntheticVideo
 from schedulers import DISFlow, RegionGrid
@@ -436,6 +437,7 @@ def run(config: dict, out: str, data_root=None, log=logger.info) -> dict:
         write_npz_atomic(cache, **data)
     predictor, metrics = fit_and_report(data, config, log=log)
     metrics["data"] = data_description(config, data)
+    metrics["versions"] = versions()  # a refit gives other weights under other library versions
     predictor.save(os.path.join(out, "quality.json"), target=config["target"], metrics=metrics)
     write_json_atomic(os.path.join(out, "metrics.json"), {"program": "quality", "metrics": metrics, "config": config})
     log(f"wrote {os.path.join(out, 'quality.json')} ({metrics['chosen']})")
