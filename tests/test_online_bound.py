@@ -128,6 +128,8 @@ def test_the_median_price_takes_the_middle_schedule_of_those_that_spend_the_targ
     assert len(median) == 10 and worth(median) <= worth(best)
     spending = {tuple(rule(p)) for p in np.geomspace(*prices, 400) if len(rule(p)) == 10}
     assert min(map(worth, spending)) - 1e-9 <= worth(median)  # one of the schedules that spend 10 keys
+    with pytest.raises(ValueError, match="pick must be one of"):
+        priced(rule, 10, prices, worth, pick="mean")
 
 
 def test_the_command_reads_a_compare_run_and_names_a_folder_without_pair_tables(tmp_path, capsys, caplog):

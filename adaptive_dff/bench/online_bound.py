@@ -30,15 +30,15 @@ pair's signals, which ``compare`` keeps beside the pair tables: the shipped
 predictor, or ``--quality-model FILE``), ``predicted, median price`` (the
 same loss, each clip at the median, by value, of the prices that spend its
 share: a typical price, not the luckiest; a noisy loss spends the same keys
-in many ways, and the best of them flatters it), and ``optimal_per_clip``. Bounds on
-the rule, not policies: the price is known in hindsight. Between ``renewal``
-and ``renewal, predicted loss`` lies what a better predictor could win;
-between ``renewal, predicted loss`` and the policy, what the online price
-(``KeyBudget``) loses or wins against a price known in hindsight. That split
-holds for one predictor; it does not rank predictors for the online policy
-(on a few clips the row moves widely between fits of nearly the same
-held-out error, and the policy does not follow it). Headroom captured is against the phase-fair fixed interval and
-the optimum of the same kind, as in ``compare``.
+in many ways, and the best of them flatters it), and ``optimal_per_clip``.
+Bounds on the rule, not policies: the price is known in hindsight. Between
+``renewal`` and the predicted-loss rows lies what a better predictor could
+win; between them and the policy, what the online price (``KeyBudget``)
+loses or wins against a price known in hindsight. That split holds for one
+predictor; it does not rank predictors for the online policy (on a few clips
+the rows move widely between fits of nearly the same held-out error, and the
+policy does not follow them). Headroom captured is against the phase-fair
+fixed interval and the optimum of the same kind, as in ``compare``.
 
 Run on a compare run made in oracle mode with an arm read from the pair
 tables (``optimal``, ``fixed_interval`` or ``copy``)::
@@ -66,6 +66,7 @@ from adaptive_dff.compare.optimal import PairTable, fixed_schedule, linear_weigh
 logger = logging.getLogger(__name__)
 BISECTIONS = 48
 PLATEAU_SAMPLES = 24  # prices tried across the range that spends the target number of keys
+PICKS = ("best", "median")  # which of the schedules that spend the target a price search returns
 
 
 def carried_losses(values: np.ndarray, key: int) -> np.ndarray:
@@ -118,7 +119,11 @@ def priced_together(rules: Sequence[Callable[[float], list]], target: int, price
     count is a range, and different prices in it place the keys differently). The price is
     bisected on a log scale within ``prices = (low, high)`` (more keys at a lower price), then
     :data:`PLATEAU_SAMPLES` prices are tried across the range that hits ``target``. Where no price
-    hits it, the schedules nearest to it."""
+    hits it, the schedules nearest to it. ``pick="median"``: among those prices, the schedules of
+    median ``value`` instead of the highest."""
+    if pick not in PICKS:
+        raise ValueError(f"pick must be one of {PICKS}, got {pick!r}")
+
     def run(price):
         schedules = [rule(price) for rule in rules]
         return schedules, sum(len(s) for s in schedules)
@@ -204,6 +209,8 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
     ceilings = {"per_clip": same_share_curve(same), "shared": [(p.key_fraction, p.accuracy) for p in curve]}
     classes = truth.shape[0]
     pixels = [pair_values(t, np.ones(classes), np.zeros(classes)) for t in tables]
+    pixel_prices = price_range(pixels)  # the pixel and predicted losses do not depend on the budget
+    predicted_prices = None if predicted is None else price_range(predicted)
     out = []
 
     def row(budget, name, ceiling, schedules):
@@ -223,7 +230,7 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
         a, b = linear_weights(sum(c[0] for c in counts), sum(c[1] for c in counts), truth)
         values = [pair_values(t, a, b) for t in tables]
         targets = clip_targets(tables, budget)
-        prices, pixel_prices = price_range(values), price_range(pixels)
+        prices = price_range(values)
         out.append(row(budget, "renewal", "per_clip", [
             priced(renewal(v), n, prices, lambda keys, v=v: schedule_value(v, keys)) for v, n in zip(values, targets)]))
         out.append(row(budget, "renewal, one price", "shared", priced_together(
@@ -232,7 +239,6 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
             priced(renewal(p), n, pixel_prices, lambda keys, v=v: schedule_value(v, keys))
             for p, v, n in zip(pixels, values, targets)]))
         if predicted is not None:
-            predicted_prices = price_range(predicted)
             for name, pick in (("renewal, predicted loss", "best"), ("predicted, median price", "median")):
                 out.append(row(budget, name, "per_clip", [
                     priced(renewal(p), n, predicted_prices, lambda keys, v=v: schedule_value(v, keys), pick)
@@ -309,8 +315,8 @@ def main(argv=None) -> int:
         except ValueError as error:
             parser.error(f"--quality-model: {error}")
         if predicted is None:
-            logger.info("  (no row 'renewal, predicted loss': its pair tables keep no signals; a compare run of "
-                        "this version keeps them)")
+            logger.info("  (no rows 'renewal, predicted loss' and 'predicted, median price': its pair tables keep "
+                        "no signals; a compare run of this version keeps them)")
         logger.info(f"{'budget':>6}  {'rule':<23} {'keys':>6} {'accuracy':>8} {'gain':>7} {'headroom':>8}  ceiling")
         for row in bounds(tables["warp"], args.budgets, predicted):
             share = row["headroom_captured"]
