@@ -89,7 +89,7 @@ def _compare(args) -> None:
     if numbers["window"] is not None and float(numbers["window"]).is_integer():
         numbers["window"] = int(numbers["window"])
     config = CompareConfig(mode=args.mode, flow=args.flow, model=args.model, decision_model=args.decision_model,
-                           quality_model=args.quality_model,
+                           quality_model=args.quality_model, metric=args.metric,
                            seed=args.seed, **{k: tuple(v) for k, v in given.items() if v is not None},
                            **{k: v for k, v in numbers.items() if v is not None})
     kind = dataset_kind(args.dataset, args.video, args.labels)

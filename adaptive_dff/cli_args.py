@@ -89,6 +89,10 @@ def _compare(sub) -> None:
                          help="frames a key carries at most, for the optimal arm and the phase-fair curves (default 30)")
     compare.add_argument("--cost-ratio", type=float, default=None,
                          help="oracle mode's speedup panel: cost of a propagated frame over a key frame (default 0.08, the shipped model's on a CPU)")
+    compare.add_argument("--metric", choices=("miou", "j"), default="miou",
+                         help="accuracy as mIoU (default) or j: region similarity J of object video (DAVIS), the "
+                              "mean over each test clip's objects (class 0 the background) of their mean IoU over "
+                              "the frames; the optimal schedule and headroom follow it")
     compare.add_argument("--model", default=None,
                          help="a .keras DFF model (model mode's default: the shipped CamVid model on camvid-val "
                               "and videos, an untrained compact model on the synthetic sets)")

@@ -1,8 +1,11 @@
 """A data set's dense curves from its pair tables: the optimum, the phase-fair fixed interval, headroom.
 
 All three read the clips' :class:`~adaptive_dff.compare.optimal.PairTable`
-only (no flow is computed here), and every accuracy is the mIoU of the
-confusion summed over the data set's clips, as in every compare row.
+only (no flow is computed here), and every accuracy is, as in every compare
+row, the mIoU of the confusion summed over the data set's clips
+(:class:`MeanIoU`, the default ``metric``) or, given ``metric`` and tables
+from :func:`adaptive_dff.compare.objects.j_tables`, the region similarity
+``J``.
 
 * :func:`optimal_curve`: for every total number of keys ``N`` the search
   reached, the best schedule found (module :mod:`~adaptive_dff.compare.optimal`
@@ -52,10 +55,25 @@ def _totals(tables: Sequence[PairTable]) -> np.ndarray:
     return sum(t.truth.sum(axis=0) for t in tables)
 
 
-def score(tables: Sequence[PairTable], schedules: Sequence[Sequence[int]]) -> float:
-    """The data set's mIoU when clip ``c`` has the key frames ``schedules[c]``."""
+class MeanIoU:
+    """The mIoU of the confusion summed over ``tables``' clips, from summed ``(tp, predicted)``;
+    ``weights``: its gradient there (the search's additive proxy)."""
+
+    def __init__(self, tables: Sequence[PairTable]):
+        self.truth = _totals(tables)
+
+    def score(self, tp: np.ndarray, predicted: np.ndarray) -> float:
+        return miou(tp, predicted, self.truth)
+
+    def weights(self, tp: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return linear_weights(tp, predicted, self.truth)
+
+
+def score(tables: Sequence[PairTable], schedules: Sequence[Sequence[int]], metric=None) -> float:
+    """The data set's accuracy (``metric``, default :class:`MeanIoU`) when clip ``c`` has the key
+    frames ``schedules[c]``."""
     tp, predicted = (sum(parts) for parts in zip(*(t.counts(s) for t, s in zip(tables, schedules))))
-    return miou(tp, predicted, _totals(tables))
+    return (metric or MeanIoU(tables)).score(tp, predicted)
 
 
 def _feasible(table: PairTable, n: int) -> int:
@@ -69,11 +87,11 @@ def clip_targets(tables: Sequence[PairTable], fraction: float) -> list:
 
 
 class _Search:
-    """Candidates per total number of keys, each kept only if its real mIoU is the best yet."""
+    """Candidates per total number of keys, each kept only if its real accuracy is the best yet."""
 
-    def __init__(self, tables, exact_limit, splits=()):
+    def __init__(self, tables, exact_limit, splits=(), metric=None):
         self.tables, self.exact_limit = tables, exact_limit
-        self.truth = _totals(tables)
+        self.metric = metric or MeanIoU(tables)
         self.frames = sum(t.frames for t in tables)
         self.best: dict = {}  # N -> (accuracy, schedules or a callable giving them)
         self.same: dict = {}  # tuple of per-clip n -> (accuracy, schedules)
@@ -89,7 +107,7 @@ class _Search:
         """Search with the proxy linearised at the totals ``(tp, predicted)``; per-clip counts
         ``splits`` are searched for (a long clip's relaxation aims at them), ``dense`` ones only
         read off the clips' curves."""
-        a, b = linear_weights(tp, predicted, self.truth)
+        a, b = self.metric.weights(tp, predicted)
         curves = []
         for c, table in enumerate(self.tables):
             wanted = sorted({n[c] for n in splits} | {max(1, round(N * table.frames / self.frames)) for N in targets})
@@ -98,14 +116,14 @@ class _Search:
             tp = sum(c.tp[n] for c, n in zip(curves, split))
             predicted = sum(c.predicted[n] for c, n in zip(curves, split))
             split = tuple(split)
-            self.consider(miou(tp, predicted, self.truth), total,
+            self.consider(self.metric.score(tp, predicted), total,
                           _Lazy(curves, split), split if split in self.splits else None)
         for split in list(splits) + list(dense):
             chosen = [n if n in c.value else min(c.value, key=lambda m: (abs(m - n), m))
                       for c, n in zip(curves, split)]
             tp = sum(c.tp[n] for c, n in zip(curves, chosen))
             predicted = sum(c.predicted[n] for c, n in zip(curves, chosen))
-            self.consider(miou(tp, predicted, self.truth), sum(chosen), _Lazy(curves, chosen), tuple(chosen))
+            self.consider(self.metric.score(tp, predicted), sum(chosen), _Lazy(curves, chosen), tuple(chosen))
 
     def schedules(self, total) -> list:
         found = self.best[total][1]
@@ -124,7 +142,7 @@ class _Lazy:
 
 def optimal_curve(
     tables: Sequence[PairTable], fractions: Sequence[float] = (), *, same_fractions: Sequence[float] = (),
-    exact_limit: int = EXACT_LIMIT,
+    exact_limit: int = EXACT_LIMIT, metric=None,
 ) -> tuple[list, dict, dict]:
     """The ceiling of a data set.
 
@@ -137,12 +155,12 @@ def optimal_curve(
     ``fractions`` are refined around the best schedule found; those of
     ``same_fractions`` come from the search's first linearisations (a dense
     curve at a fraction of the cost: each point is a real schedule's score,
-    possibly a little below the best).
+    possibly a little below the best). ``metric``: see the module notes.
     """
     window = tables[0].window
     splits = [tuple(clip_targets(tables, f)) for f in fractions]
     dense_splits = [tuple(clip_targets(tables, f)) for f in same_fractions]
-    search = _Search(list(tables), exact_limit, splits + dense_splits)
+    search = _Search(list(tables), exact_limit, splits + dense_splits, metric)
     targets = [int(round(f * search.frames)) for f in fractions]
     dense_only = list(dict.fromkeys(s for s in dense_splits if s not in splits))
     # fixed intervals at every phase: candidates and references
@@ -153,7 +171,7 @@ def optimal_curve(
             counts = [t.counts(s) for t, s in zip(tables, schedules)]
             tp, predicted = sum(c[0] for c in counts), sum(c[1] for c in counts)
             split = tuple(len(s) for s in schedules)
-            search.consider(miou(tp, predicted, search.truth), sum(split), schedules,
+            search.consider(search.metric.score(tp, predicted), sum(split), schedules,
                             split if split in search.splits else None)
             if first == interval and interval in (1, 2, 3, 5, 8, 13, 21, window):
                 references.append((tp, predicted))
@@ -206,12 +224,13 @@ def same_budget(tables: Sequence[PairTable], fraction: float, **kwargs) -> Point
     return optimal_curve(tables, [fraction], **kwargs)[2][fraction]
 
 
-def phase_fair_fixed(tables: Sequence[PairTable], intervals: Optional[Sequence[int]] = None) -> list:
+def phase_fair_fixed(tables: Sequence[PairTable], intervals: Optional[Sequence[int]] = None, metric=None) -> list:
     """Per interval ``l`` (default ``1..window + 1``: every interval whose keys carry at most
     ``window`` frames): ``{"interval", "key_fraction", "accuracy",
     "phase0_key_fraction", "phase0_accuracy"}``, means over the phases ``first = 1..l``
-    (``first = l`` is phase 0, the policy's own schedule)."""
+    (``first = l`` is phase 0, the policy's own schedule); ``metric``: see the module notes."""
     tables = list(tables)
+    metric = metric or MeanIoU(tables)
     window = tables[0].window
     frames = sum(t.frames for t in tables)
     out = []
@@ -221,7 +240,7 @@ def phase_fair_fixed(tables: Sequence[PairTable], intervals: Optional[Sequence[i
         runs = []
         for first in range(1, interval + 1):
             schedules = [fixed_schedule(t.frames, interval, first) for t in tables]
-            runs.append((sum(len(s) for s in schedules) / frames, score(tables, schedules)))
+            runs.append((sum(len(s) for s in schedules) / frames, score(tables, schedules, metric)))
         out.append({"interval": interval, "key_fraction": float(np.mean([r[0] for r in runs])),
                     "accuracy": float(np.mean([r[1] for r in runs])),
                     "phase0_key_fraction": runs[-1][0], "phase0_accuracy": runs[-1][1]})

@@ -19,7 +19,8 @@ copied). From a data set's tables (:mod:`adaptive_dff.compare.ceiling`):
   thresholds. ``headroom_captured_shared``
   holds every row's figure against the shared optimum, the stricter ceiling.
   All ceilings are on whole frames (a region grid can pass them: it is a
-  different, finer choice of keys).
+  different, finer choice of keys). Every figure is in the configuration's
+  ``metric`` (mIoU, or ``J`` from :func:`~adaptive_dff.compare.objects.j_tables`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from adaptive_dff.compare.ceiling import (
     headroom_captured, interpolate, optimal_curve, phase_fair_fixed, same_share_curve, same_share_fractions,
 )
 from adaptive_dff.compare.config import ARMS, PAIR_TABLE, parse_arm
+from adaptive_dff.compare.objects import j_tables
 from adaptive_dff.compare.optimal import PairTable
 
 PHASE_FAIR = ("fixed_interval", "copy")
@@ -81,7 +83,12 @@ def apply(rows: list, cells: dict, signature: dict) -> dict:
     budgets = _budgets(config)
     curves = {}
     for dataset, tables in pair_tables(cells, signature).items():
-        fixed = {name: phase_fair_fixed(tables[p]) for name, p in (("fixed_interval", "warp"), ("copy", "copy"))}
+        metrics = {p: None for p in tables}
+        if config.get("metric", "miou") == "j":
+            for p in tables:
+                tables[p], metrics[p] = j_tables(tables[p])
+        fixed = {name: phase_fair_fixed(tables[p], metric=metrics[p])
+                 for name, p in (("fixed_interval", "warp"), ("copy", "copy"))}
         mine = [r for r in rows if r["dataset"] == dataset]
         for row in mine:
             if row["policy"] in PHASE_FAIR and row["regions"] == "1x1":
@@ -90,7 +97,8 @@ def apply(rows: list, cells: dict, signature: dict) -> dict:
                  "copy": [[f["key_fraction"], f["accuracy"], f["interval"]] for f in fixed["copy"]]}
         if "optimal" in (config.get("policies") or ()):
             curve, at_budget, same = optimal_curve(tables["warp"], [b for b, _ in budgets],
-                                                   same_fractions=same_share_fractions(tables["warp"]))
+                                                   same_fractions=same_share_fractions(tables["warp"]),
+                                                   metric=metrics["warp"])
             dense["optimal"] = [[p.key_fraction, p.accuracy] for p in curve]
             dense["optimal_per_clip"] = [list(p) for p in same_share_curve(same)]
             template = dict(mine[0]) if mine else {"dataset": dataset, "mode": "oracle"}

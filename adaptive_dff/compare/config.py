@@ -110,6 +110,12 @@ class CompareConfig:
             optimal arm's search and the phase-fair fixed interval's curve.
         cost_ratio: ``r`` of the speedup panel in oracle mode (see
             :data:`DEFAULT_COST_RATIO`).
+        metric: what ``accuracy`` is: ``"miou"`` (the mIoU of the confusion
+            summed over a data set's test clips) or ``"j"`` (region
+            similarity, object video's measure: the mean over every test
+            clip's objects, class 0 the background, of their mean IoU over
+            the frames, :mod:`adaptive_dff.compare.objects`). The optimal
+            schedule and the headroom are found under it.
     """
 
     mode: str = "oracle"
@@ -125,6 +131,7 @@ class CompareConfig:
     seed: int = 0
     window: int = DEFAULT_WINDOW
     cost_ratio: float = DEFAULT_COST_RATIO
+    metric: str = "miou"
 
     def chosen_policies(self) -> tuple:
         """``policies``, or the default ones when none were given."""
@@ -164,6 +171,9 @@ class CompareConfig:
         if isinstance(self.cost_ratio, bool) or not isinstance(self.cost_ratio, (int, float)) \
                 or not 0 <= self.cost_ratio <= 1:
             raise ValueError(f"cost_ratio must be a number in [0, 1], got {self.cost_ratio!r}")
+        from adaptive_dff.compare.objects import check_metric
+
+        check_metric(self.metric)
         if len(set(policies)) != len(policies):
             raise ValueError(f"policies repeat: {list(policies)}")
         if not self.budgets:

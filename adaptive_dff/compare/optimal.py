@@ -95,8 +95,8 @@ class PairTable:
         """``(tp [K], predicted [K])`` summed over the clip under the key frames ``keys``."""
         keys = check_schedule(keys, self.frames, self.window)
         ends = list(keys[1:]) + [self.frames]
-        tp = np.zeros(self.tp.shape[2], np.int64)
-        predicted = np.zeros_like(tp)
+        tp = np.zeros(self.tp.shape[2], self.tp.dtype)
+        predicted = np.zeros(self.predicted.shape[2], self.predicted.dtype)
         for k, end in zip(keys, ends):
             tp += self.tp[k, : end - k].sum(axis=0)
             predicted += self.predicted[k, : end - k].sum(axis=0)
@@ -317,13 +317,14 @@ def best_schedules(values: np.ndarray, table: Optional[PairTable] = None) -> Cli
     seg = segment_values(values)
     n_min = math.ceil(T / width)
     K = 0 if table is None else table.tp.shape[2]
-    seg_counts = np.zeros((T, width + 1, 2 * K), np.int64)
+    dtype = np.int64 if table is None else np.result_type(table.tp.dtype, table.predicted.dtype)
+    seg_counts = np.zeros((T, width + 1, 2 * K), dtype)
     if table is not None:
         seg_counts[:, 1:] = np.cumsum(np.concatenate([table.tp, table.predicted], axis=2), axis=1)
     e = np.arange(T + 1)
     best = np.full(T + 1, -np.inf)
     best[1: width + 1] = seg[0, 1: width + 1][: T]
-    counts = np.zeros((T + 1, 2 * K), np.int64)
+    counts = np.zeros((T + 1, 2 * K), dtype)
     counts[1: width + 1] = seg_counts[0, 1: width + 1][: T]
     back = np.zeros((T + 1, T + 1), np.int16)  # back[n, e]: length of the last segment
     back[1, 1: width + 1] = np.arange(1, width + 1)[: T]

@@ -85,8 +85,9 @@ def signature(config: CompareConfig, datasets: Sequence[Dataset]) -> dict:
     settings = asdict(config)
     for key in ("model", "decision_model", "quality_model"):
         settings[key] = file_sha256(settings[key]) if settings[key] else None
-    if settings["quality_model"] is None:  # as before the option, so earlier runs' folders still continue
-        del settings["quality_model"]
+    for key, default in (("quality_model", None), ("metric", "miou")):
+        if settings[key] == default:  # as before the option, so earlier runs' folders still continue
+            del settings[key]
     return {"config": settings,
             "datasets": [{"name": d.name, "spec": d.spec, "fingerprint": d.fingerprint(), "labelled": d.labelled,
                           "test_clips": [c.name for c in d.test]} for d in datasets]}

@@ -1,7 +1,9 @@
 """Rows, tables and plots from a compare folder's finished cells.
 
 A row sums the cells of one (policy, regions, budget) over the test clips:
-``accuracy`` is the mIoU of the summed confusion matrix, ``key_fraction``
+``accuracy`` is the mIoU of the summed confusion matrix (or, with the
+configuration's ``metric="j"``, the region similarity ``J`` of
+:mod:`adaptive_dff.compare.objects`), ``key_fraction``
 the share of (frame, region) pairs recomputed, ``fps`` the timed frames over
 the summed stage times (each clip's first frame left out). A row with fewer
 clips than planned is marked in ``clips`` / ``clips_planned``.
@@ -43,6 +45,7 @@ def rows_from(folder: ResultFolder, cells: Optional[dict] = None) -> tuple[list,
     already read); pair-table cells make no row of their own (see :mod:`.ceiling_rows`)."""
     signature = folder.signature()
     mode = signature["config"]["mode"]
+    metric = signature["config"].get("metric", "miou")
     planned = defaultdict(int)
     for cell in _planned(signature):
         planned[(cell.dataset, cell.policy, cell.regions, cell.budget)] += 1
@@ -73,8 +76,8 @@ def rows_from(folder: ResultFolder, cells: Optional[dict] = None) -> tuple[list,
             "kind": cell["kind"], "budget": key[3], "threshold_param": calibration.get("threshold_param"),
             "threshold": group["threshold"], "calibration_key_fraction": calibration.get("key_fraction"),
             "calibration_met": calibration.get("met"), "key_fraction": result.key_fraction,
-            "accuracy": result.accuracy,
-            "accuracy_metric": _metric(labelled[key[0]], key[0] in pseudo),
+            "accuracy": result.score(metric),
+            "accuracy_metric": _metric(labelled[key[0]], key[0] in pseudo, metric),
             "agreement": _agreement(result, key[0] in pseudo),
             "fps": result.fps, "ms_per_frame": result.ms_per_frame,
             "clips": group["clips"], "clips_planned": planned.get(key, 0), "frames": result.frames,
@@ -85,10 +88,11 @@ def rows_from(folder: ResultFolder, cells: Optional[dict] = None) -> tuple[list,
     return rows, signature
 
 
-def _metric(labelled: bool, pseudo: bool) -> str:
+def _metric(labelled: bool, pseudo: bool, metric: str = "miou") -> str:
+    name = "J (region similarity, mean over objects)" if metric == "j" else "mIoU"
     if pseudo:
-        return "mIoU against the model's per-frame prediction (its pseudo-labels, not ground truth)"
-    return "mIoU" if labelled else "mIoU against the per-frame prediction"
+        return f"{name} against the model's per-frame prediction (its pseudo-labels, not ground truth)"
+    return name if labelled else f"{name} against the per-frame prediction"
 
 
 def _agreement(result: CellResult, pseudo: bool):

@@ -90,7 +90,7 @@ def run_compare(
         log("note: no --model given: an untrained compact model runs; its timings are real, "
             "its accuracy figures (and per-frame references for unlabelled clips) mean nothing")
     started = time.perf_counter()
-    progress = _Progress(len(todo), log, phase_fair=config.needs_pair_tables())
+    progress = _Progress(len(todo), log, phase_fair=config.needs_pair_tables(), metric=config.metric)
     if todo:
         workspace.preflight()
     if jobs == 1 or len(todo) <= 1:
@@ -125,9 +125,9 @@ class _Progress:
     schedule, keys from frame 0 (phase 0); the report gives the mean over phases, so the line says so.
     """
 
-    def __init__(self, total: int, log, phase_fair: bool = False):
+    def __init__(self, total: int, log, phase_fair: bool = False, metric: str = "miou"):
         self.total, self.log, self.count, self.start = total, log, 0, time.perf_counter()
-        self.phase_fair = phase_fair
+        self.phase_fair, self.metric = phase_fair, metric
 
     def done(self, cell: Cell, payload: dict) -> None:
         self.count += 1
@@ -142,7 +142,7 @@ class _Progress:
                  if self.phase_fair and cell.policy in PHASE_FAIR and cell.regions == "1x1" else "")
         self.log(f"[{self.count:>{len(str(self.total))}}/{self.total}] {cell.dataset} {cell.clip}: "
                  f"{cell.policy} {cell.regions} budget {cell.budget:.2f}: key {result.key_fraction:.3f} "
-                 f"acc {result.accuracy:.3f}{phase}  ({elapsed:.0f} s, ~{left:.0f} s left)")
+                 f"{'J' if self.metric == 'j' else 'acc'} {result.score(self.metric):.3f}{phase}  ({elapsed:.0f} s, ~{left:.0f} s left)")
 
 
 def merge(dirs: Sequence[str], out: str, log: Callable = logger.info) -> dict:

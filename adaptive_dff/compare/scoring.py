@@ -26,6 +26,7 @@ from typing import Callable, Optional, Sequence
 import cv2
 import numpy as np
 
+from adaptive_dff.compare.objects import ObjectScore, check_metric
 from adaptive_dff.labels import carry_labels, copy_labels
 from adaptive_dff.metrics import confusion_matrix, mean_iou
 
@@ -42,6 +43,9 @@ class CellResult:
         ms: milliseconds per stage, summed over the timed frames.
         agree_pixels, pixels: pixels equal to the reference prediction and
             all pixels (model mode on unlabelled clips; else 0).
+        object_iou, objects: the sum over the clips' objects of their mean IoU
+            over the frames, and their number (region similarity ``J``,
+            :mod:`adaptive_dff.compare.objects`; 0 in cells stored before it).
     """
 
     confusion: np.ndarray
@@ -52,6 +56,8 @@ class CellResult:
     ms: dict = field(default_factory=dict)
     agree_pixels: int = 0
     pixels: int = 0
+    object_iou: float = 0.0
+    objects: int = 0
 
     @property
     def key_fraction(self) -> float:
@@ -60,6 +66,15 @@ class CellResult:
     @property
     def accuracy(self) -> float:
         return mean_iou(self.confusion)
+
+    @property
+    def region_similarity(self) -> float:
+        """``J``: the mean over the clips' objects of their mean IoU over the frames (NaN without objects)."""
+        return self.object_iou / self.objects if self.objects else float("nan")
+
+    def score(self, metric: str = "miou") -> float:
+        """The accuracy by ``metric``: ``"miou"`` (:attr:`accuracy`) or ``"j"`` (:attr:`region_similarity`)."""
+        return self.region_similarity if check_metric(metric) == "j" else self.accuracy
 
     @property
     def ms_per_frame(self) -> float:
@@ -79,6 +94,7 @@ class CellResult:
             timed_frames=self.timed_frames + other.timed_frames, updates=self.updates + other.updates,
             region_frames=self.region_frames + other.region_frames, ms=ms,
             agree_pixels=self.agree_pixels + other.agree_pixels, pixels=self.pixels + other.pixels,
+            object_iou=self.object_iou + other.object_iou, objects=self.objects + other.objects,
         )
 
     def to_json(self) -> dict:
@@ -86,6 +102,7 @@ class CellResult:
             "confusion": self.confusion.tolist(), "frames": self.frames, "timed_frames": self.timed_frames,
             "updates": self.updates, "region_frames": self.region_frames, "ms": self.ms,
             "agree_pixels": self.agree_pixels, "pixels": self.pixels,
+            "object_iou": self.object_iou, "objects": self.objects,
         }
 
     @classmethod
@@ -180,6 +197,7 @@ def oracle_steps(
                              f"frames and {num_classes} classes")
     ms = {stage: 0.0 for stage in ORACLE_STAGES}
     confusion = np.zeros((num_classes, num_classes), np.int64)
+    objects = ObjectScore(num_classes)
     key_labels: list = []
     updates = region_frames = 0
     for t, (frame, truth) in enumerate(zip(frames, labels)):
@@ -192,6 +210,7 @@ def oracle_steps(
         key, age = tracker.key_indices_[0], t - tracker.key_indices_[0]
         if pairs is not None and 0 < age < pairs.confusion.shape[1]:  # carried before, in the table
             confusion += pairs.confusion[key, age]
+            objects.add(pairs.confusion[key, age])
             updates += int(np.count_nonzero(decision.update))
             region_frames += len(decision.update)
             ms["decision"] += (decided - start) * 1e3 - flow_in_decision
@@ -233,7 +252,9 @@ def oracle_steps(
         begin = time.perf_counter()
         prediction = outputs[0] if len(outputs) == 1 else grid.merge(outputs, confidences, *truth.shape[:2])
         merge_ms = (time.perf_counter() - begin) * 1e3
-        confusion += confusion_matrix(truth, prediction, num_classes, ignore_index)
+        frame_confusion = confusion_matrix(truth, prediction, num_classes, ignore_index)
+        confusion += frame_confusion
+        objects.add(frame_confusion)
         updates += int(np.count_nonzero(decision.update))
         region_frames += len(decision.update)
         if t > 0:
@@ -243,8 +264,9 @@ def oracle_steps(
             ms["merge"] += merge_ms
         yield t
     n = len(frames)
+    object_iou, object_count = objects.result()
     return CellResult(confusion=confusion, frames=n, timed_frames=n - 1, updates=updates,
-                      region_frames=region_frames, ms=ms)
+                      region_frames=region_frames, ms=ms, object_iou=object_iou, objects=object_count)
 
 
 def model_cell(model, policy, regions, frames: Sequence[np.ndarray], reference: Sequence[np.ndarray],
@@ -271,12 +293,15 @@ def model_steps(
     runner = VideoRunner(model, policy, regions=regions, propagation=propagation)
     ms = {stage: 0.0 for stage in STAGES}
     confusion = np.zeros((num_classes, num_classes), np.int64)
+    objects = ObjectScore(num_classes)
     updates = region_frames = agree = pixels = 0
     predictions = []
     for t, (frame, truth) in enumerate(zip(frames, reference)):
         result = runner.step(frame)
         predictions.append(result.labels)
-        confusion += confusion_matrix(truth, result.labels, num_classes, ignore_index if labelled else None)
+        frame_confusion = confusion_matrix(truth, result.labels, num_classes, ignore_index if labelled else None)
+        confusion += frame_confusion
+        objects.add(frame_confusion)
         if not labelled:
             agree += int(np.count_nonzero(result.labels == truth))
             pixels += truth.size
@@ -287,8 +312,10 @@ def model_steps(
                 ms[stage] += value
         yield t
     n = len(frames)
+    object_iou, object_count = objects.result()
     return CellResult(confusion=confusion, frames=n, timed_frames=n - 1, updates=updates,
-                      region_frames=region_frames, ms=ms, agree_pixels=agree, pixels=pixels), predictions
+                      region_frames=region_frames, ms=ms, agree_pixels=agree, pixels=pixels,
+                      object_iou=object_iou, objects=object_count), predictions
 
 
 def model_flow(model) -> Callable:
