@@ -57,7 +57,8 @@ def _compare(sub) -> None:
                     "test clips, and write results.csv, results.json, pareto.png and summary.md to --out. "
                     "Rerunning the same command continues an interrupted run.",
     )
-    compare.add_argument("--dataset", default=None, help="synthetic (default: three generated scenarios) or camvid-val")
+    compare.add_argument("--dataset", default=None, help="synthetic (default: three generated scenarios), synthetic-objects (the same clips "
+                              "labelled by object, 0 the background: for --metric j) or camvid-val")
     compare.add_argument("--video", nargs="+", default=None, metavar="FILE", help="video files (or folders of numbered images) instead: unlabelled, labelled by "
                               "the model with --labels model, or by label folders with --labels FOLDER ...")
     compare.add_argument("--labels", nargs="+", default=None, metavar="SOURCE",

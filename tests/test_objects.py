@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from adaptive_dff.compare import CellResult, Clip, CompareConfig, Dataset, oracle_cell, run_compare
+from adaptive_dff.compare.datasets import compare_datasets, dataset_kind, synthetic_dataset
 from adaptive_dff.compare.ceiling import optimal_curve, phase_fair_fixed, score
 from adaptive_dff.compare.objects import ObjectScore, j_table, j_tables
 from adaptive_dff.compare.optimal import build_pair_table, fixed_schedule
@@ -132,3 +133,23 @@ def test_compare_reports_j_with_its_optimum_and_keeps_earlier_folders_working(cl
     assert signature(config, [data])["config"]["metric"] == "j"
     with pytest.raises(ValueError, match="unknown metric 'dice'"):
         CompareConfig(metric="dice").check()
+
+
+def test_the_generated_object_sets_are_the_same_clips_labelled_by_object():
+    classes = synthetic_dataset("cuts", frames=12, height=48, width=64, seed=3)
+    objects = synthetic_dataset("cuts", frames=12, height=48, width=64, seed=3, labels="objects")
+    assert objects.name == "synthetic-objects-cuts" and objects.num_classes == 7
+    assert objects.spec["labels"] == "objects" and "labels" not in classes.spec  # earlier folders continue
+    for a, b in zip(classes.test, objects.test):
+        for t in (0, 5, 11):
+            np.testing.assert_array_equal(a.frames[t], b.frames[t])
+        found = np.unique(np.concatenate([label.ravel() for label in b.labels]))
+        assert found[0] == 0 and found[-1] < 7 and len(found) > 2  # background and several objects
+        assert not np.array_equal(a.labels[5], b.labels[5])
+    assert [d.name for d in compare_datasets("synthetic-objects", frames=12)] == [
+        "synthetic-objects-steady", "synthetic-objects-varying", "synthetic-objects-cuts"]
+    assert dataset_kind("synthetic-objects") == "synthetic"  # exact flow and model mode as the generated sets
+    with pytest.raises(ValueError, match="unknown synthetic labels 'masks'"):
+        synthetic_dataset("steady", labels="masks")
+    with pytest.raises(ValueError, match="synthetic-objects"):
+        compare_datasets("objects")

@@ -176,19 +176,31 @@ SYNTHETIC_SCENARIOS = {
 SYNTHETIC_OBJECTS = dict(object_size=(0.14, 0.26), object_motion="scene")
 
 
+SYNTHETIC_LABELS = ("classes", "objects")
+
+
 def synthetic_dataset(
-    scenario: str = "steady", *, frames: int = 48, height: int = 128, width: int = 256, seed: int = 0
+    scenario: str = "steady", *, frames: int = 48, height: int = 128, width: int = 256, seed: int = 0,
+    labels: str = "classes",
 ) -> Dataset:
     """Generated clips with exact labels for one of :data:`SYNTHETIC_SCENARIOS`.
 
     Each split holds one ``frames``-long ``height x width`` clip per entry of
     the scenario; calibration and test clips differ only in their seeds.
-    Deterministic by ``seed``.
+    Deterministic by ``seed``. ``labels``: ``"classes"`` (semantic classes,
+    :data:`adaptive_dff.data.CLASS_NAMES`; data set ``synthetic-<scenario>``)
+    or ``"objects"`` (the same clips labelled like object video: 0 the
+    background, ``j`` the ``j``-th moving object of the scene, as
+    ``SyntheticVideo.instances``; data set ``synthetic-objects-<scenario>``,
+    for ``compare --metric j``).
     """
     from adaptive_dff.data import CLASS_NAMES, SyntheticVideo
 
     if scenario not in SYNTHETIC_SCENARIOS:
         raise ValueError(f"unknown synthetic scenario {scenario!r}; choose from {sorted(SYNTHETIC_SCENARIOS)}")
+    if labels not in SYNTHETIC_LABELS:
+        raise ValueError(f"unknown synthetic labels {labels!r}; choose one of {SYNTHETIC_LABELS}")
+    objects = labels == "objects"
     for name, value, minimum in (("frames", frames, 10), ("height", height, 16), ("width", width, 16),
                                  ("seed", seed, 0)):
         check_int(value, f"synthetic data set: {name}", minimum)
@@ -204,13 +216,13 @@ def synthetic_dataset(
             splits[split].append(Clip(
                 name=f"{split}-{j}",
                 frames=[video.frame(t) for t in range(frames)],
-                labels=[video.label(t) for t in range(frames)],
+                labels=[(video.instances if objects else video.label)(t) for t in range(frames)],
                 flow=video.flow,
             ))
     spec = {"kind": "synthetic", "scenario": scenario, "frames": frames, "height": height, "width": width,
-            "seed": seed}
-    return Dataset(name=f"synthetic-{scenario}", num_classes=len(CLASS_NAMES),
-                   spec=spec, **splits)
+            "seed": seed, **({"labels": labels} if objects else {})}
+    return Dataset(name=f"synthetic-{'objects-' if objects else ''}{scenario}",
+                   num_classes=1 + video.num_objects if objects else len(CLASS_NAMES), spec=spec, **splits)
 
 
 def synthetic_datasets(**kwargs) -> list:
@@ -412,7 +424,8 @@ def compare_datasets(
     clip_frames: Optional[int] = None, video_scale: Optional[float] = None,
 ) -> list:
     """The data sets ``adaptive-dff compare`` names: ``"synthetic"`` (the default: the three
-    generated scenarios, ``frames`` long, 48 by default), ``"camvid-val"`` (needs ``data_root``),
+    generated scenarios, ``frames`` long, 48 by default), ``"synthetic-objects"`` (the same
+    clips labelled by object, :func:`synthetic_dataset`), ``"camvid-val"`` (needs ``data_root``),
     or the ``videos`` (up to ``frames`` each). Videos are unlabelled (``labels`` ``None`` or
     ``"none"``), their classes those of ``model`` (a ``.keras`` file) or, without one, the
     shipped CamVid model's; or (``labels="model"``) labelled by the per-frame predictions of
@@ -462,13 +475,15 @@ def compare_datasets(
             from adaptive_dff.data.camvid import NUM_CLASSES as num_classes
         return [video_dataset(videos, num_classes=num_classes, max_frames=frames)]
     name = name or "synthetic"
-    if name == "synthetic":
-        return synthetic_datasets(frames=frames or 48, seed=max(seed, 0))
+    if name in ("synthetic", "synthetic-objects"):
+        return synthetic_datasets(frames=frames or 48, seed=max(seed, 0),
+                                  labels="objects" if name == "synthetic-objects" else "classes")
     if name == "camvid-val":
         if data_root is None:
             raise ValueError("--dataset camvid-val needs the data folder: pass --data-root PATH")
         return [camvid_val_dataset(data_root)]
-    raise ValueError(f"unknown data set {name!r}; choose synthetic or camvid-val, or pass --video FILE ...")
+    raise ValueError(f"unknown data set {name!r}; choose synthetic, synthetic-objects or camvid-val, or pass "
+                     "--video FILE ...")
 
 
 def dataset_kind(name: Optional[str] = None, videos: Optional[Sequence[str]] = None,
@@ -477,4 +492,4 @@ def dataset_kind(name: Optional[str] = None, videos: Optional[Sequence[str]] = N
     (known before they are loaded, so a configuration can be resolved and checked first)."""
     if videos:
         return {"model": PSEUDO_KIND, "folders": LABELLED_KIND}.get(label_source(labels)[0], "video")
-    return name or "synthetic"
+    return "synthetic" if name in (None, "synthetic-objects") else name
