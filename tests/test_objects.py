@@ -128,6 +128,9 @@ def test_compare_reports_j_with_its_optimum_and_keeps_earlier_folders_working(cl
     assert rows["optimal_per_clip"]["accuracy"] >= rows["fixed_interval"]["accuracy"] - 1e-12
     assert rows["frame_difference@budget"]["headroom_captured"] is not None or \
         rows["optimal_per_clip"]["accuracy"] - rows["fixed_interval"]["accuracy"] < 1e-6
+    from adaptive_dff.bench import online_bound  # its bound is in J on a J run
+
+    assert online_bound.main([str(tmp_path / "j"), "--budgets", "0.25"]) == 0
     # the default metric leaves the signature as it was, so folders of earlier versions continue
     assert "metric" not in signature(CompareConfig(), [data])["config"]
     assert signature(config, [data])["config"]["metric"] == "j"
@@ -153,3 +156,22 @@ def test_the_generated_object_sets_are_the_same_clips_labelled_by_object():
         synthetic_dataset("steady", labels="masks")
     with pytest.raises(ValueError, match="synthetic-objects"):
         compare_datasets("objects")
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_the_online_bound_in_j_scores_schedules_in_j(seed):
+    from adaptive_dff.bench.online_bound import bounds
+
+    rng = np.random.default_rng(seed)
+    tables = [random_table(rng, 12, 4), random_table(rng, 10, 4)]
+    views, metric = j_tables(tables)
+    rows = {r["rule"]: r for r in bounds(tables, [0.3], metric="j")}
+    _, _, same = optimal_curve(views, [0.3], metric=metric)
+    assert rows["optimal_per_clip"]["accuracy"] == pytest.approx(same[0.3].accuracy, rel=1e-12)
+    curve, _, _ = optimal_curve(views, metric=metric)
+    best = {p.keys: p.accuracy for p in curve}
+    for rule in ("renewal", "renewal, one price", "renewal, pixel loss"):  # never above the optimum of its keys
+        keys = round(rows[rule]["key_fraction"] * 22)
+        assert 0 < rows[rule]["accuracy"] <= best[keys] + 1e-12
+    in_miou = {r["rule"]: r for r in bounds(tables, [0.3])}
+    assert in_miou["optimal_per_clip"]["accuracy"] != pytest.approx(rows["optimal_per_clip"]["accuracy"])

@@ -11,7 +11,9 @@ closes with this rule.
 The loss is read from the run's pair tables
 (:class:`adaptive_dff.compare.optimal.PairTable`), in the benchmark's own
 units: the data set's mIoU linearised at the phase-0 fixed interval of each
-budget (:func:`adaptive_dff.compare.optimal.linear_weights`), so ``v[k, d]``
+budget (:func:`adaptive_dff.compare.optimal.linear_weights`), or in a run of
+``compare --metric j`` its region similarity J (exact: J is a sum over
+frames, :mod:`adaptive_dff.compare.objects`), so ``v[k, d]``
 is the value of frame ``k + d`` carried from the key ``k``, and carrying
 instead of recomputing loses ``L_d = v[k + d, 0] - v[k, d]`` on that frame.
 The rule (:func:`renewal_schedule`) keys a frame when ``d * L_d - sum_{i<d}
@@ -58,10 +60,11 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from adaptive_dff.compare.ceiling import (
-    clip_targets, headroom_captured, interpolate, optimal_curve, phase_fair_fixed, same_share_curve,
+    MeanIoU, clip_targets, headroom_captured, interpolate, optimal_curve, phase_fair_fixed, same_share_curve,
     same_share_fractions, score,
 )
-from adaptive_dff.compare.optimal import PairTable, fixed_schedule, linear_weights, pair_values
+from adaptive_dff.compare.objects import check_metric, j_tables
+from adaptive_dff.compare.optimal import PairTable, fixed_schedule, pair_values
 
 logger = logging.getLogger(__name__)
 BISECTIONS = 48
@@ -191,7 +194,7 @@ def schedule_value(values: np.ndarray, keys: Sequence[int]) -> float:
 
 
 def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
-           predicted: Optional[Sequence[np.ndarray]] = None) -> list:
+           predicted: Optional[Sequence[np.ndarray]] = None, metric: str = "miou") -> list:
     """Per budget and rule: ``{"budget", "rule", "ceiling", "key_fraction", "accuracy", "gain",
     "headroom_captured"}`` (gain over the phase-fair fixed interval at the key fraction spent;
     headroom against the per-clip optimum, or for one price over all clips the shared one; ``None``
@@ -200,22 +203,24 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
     loss counted in pixels, not in the benchmark's units), with ``predicted`` (per clip, from
     :func:`predicted_values`) ``renewal, predicted loss`` (a price per clip, the predicted loss)
     and ``predicted, median price`` (the same, at the median of the prices that spend the clip's
-    share rather than the best), and ``optimal_per_clip``."""
+    share rather than the best), and ``optimal_per_clip``. ``metric``: the benchmark's units,
+    ``"miou"`` or ``"j"`` (compare's ``--metric``; J's pair values are exact, not linearised)."""
     tables = list(tables)
     frames = sum(t.frames for t in tables)
-    truth = sum(t.truth.sum(axis=0) for t in tables)
-    fixed = [(f["key_fraction"], f["accuracy"]) for f in phase_fair_fixed(tables)]
-    curve, _, same = optimal_curve(tables, list(budgets), same_fractions=same_share_fractions(tables))
-    ceilings = {"per_clip": same_share_curve(same), "shared": [(p.key_fraction, p.accuracy) for p in curve]}
-    classes = truth.shape[0]
+    classes = tables[0].tp.shape[2]
     pixels = [pair_values(t, np.ones(classes), np.zeros(classes)) for t in tables]
+    tables, scoring = j_tables(tables) if check_metric(metric) == "j" else (tables, MeanIoU(tables))
+    fixed = [(f["key_fraction"], f["accuracy"]) for f in phase_fair_fixed(tables, metric=scoring)]
+    curve, _, same = optimal_curve(tables, list(budgets), same_fractions=same_share_fractions(tables),
+                                   metric=scoring)
+    ceilings = {"per_clip": same_share_curve(same), "shared": [(p.key_fraction, p.accuracy) for p in curve]}
     pixel_prices = price_range(pixels)  # the pixel and predicted losses do not depend on the budget
     predicted_prices = None if predicted is None else price_range(predicted)
     out = []
 
     def row(budget, name, ceiling, schedules):
         kf = sum(len(s) for s in schedules) / frames
-        accuracy = score(tables, schedules)
+        accuracy = score(tables, schedules, scoring)
         low = interpolate(fixed, kf)
         return {"budget": budget, "rule": name, "ceiling": ceiling, "key_fraction": kf, "accuracy": accuracy,
                 "gain": None if low is None else accuracy - low,
@@ -227,14 +232,14 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
     for budget in budgets:
         interval = int(min(max(round(1 / budget), 1), tables[0].window + 1))
         counts = [t.counts(fixed_schedule(t.frames, interval)) for t in tables]
-        a, b = linear_weights(sum(c[0] for c in counts), sum(c[1] for c in counts), truth)
+        a, b = scoring.weights(sum(c[0] for c in counts), sum(c[1] for c in counts))
         values = [pair_values(t, a, b) for t in tables]
         targets = clip_targets(tables, budget)
         prices = price_range(values)
         out.append(row(budget, "renewal", "per_clip", [
             priced(renewal(v), n, prices, lambda keys, v=v: schedule_value(v, keys)) for v, n in zip(values, targets)]))
         out.append(row(budget, "renewal, one price", "shared", priced_together(
-            [renewal(v) for v in values], sum(targets), prices, lambda schedules: score(tables, schedules))))
+            [renewal(v) for v in values], sum(targets), prices, lambda schedules: score(tables, schedules, scoring))))
         out.append(row(budget, "renewal, pixel loss", "per_clip", [
             priced(renewal(p), n, pixel_prices, lambda keys, v=v: schedule_value(v, keys))
             for p, v, n in zip(pixels, values, targets)]))
@@ -302,7 +307,7 @@ def main(argv=None) -> int:
         parser.error(f"--quality-model: {error}")
     logger.info("The renewal rule of PropagationQuality fed the true loss, at the best constant price in hindsight "
                 "(a bound on the rule, not a policy). renewal: the loss in the benchmark's units (mIoU linearised "
-                "at the budget's fixed interval), a price per clip; renewal, one price: the same, one price for "
+                "at the budget's fixed interval, or J in a run of compare --metric j), a price per clip; renewal, one price: the same, one price for "
                 "all clips; renewal, pixel loss: the loss in pixels, a price per clip; renewal, predicted loss: the loss "
                 "a quality predictor predicts from each pair's signals, a price per clip; predicted, median price: the "
                 "same at the median of the prices that spend the clip's share. Headroom captured against "
@@ -318,7 +323,7 @@ def main(argv=None) -> int:
             logger.info("  (no rows 'renewal, predicted loss' and 'predicted, median price': its pair tables keep "
                         "no signals; a compare run of this version keeps them)")
         logger.info(f"{'budget':>6}  {'rule':<23} {'keys':>6} {'accuracy':>8} {'gain':>7} {'headroom':>8}  ceiling")
-        for row in bounds(tables["warp"], args.budgets, predicted):
+        for row in bounds(tables["warp"], args.budgets, predicted, signature["config"].get("metric", "miou")):
             share = row["headroom_captured"]
             gain = "-" if row["gain"] is None else f"{row['gain']:+7.4f}"
             logger.info(f"{row['budget']:6.2f}  {row['rule']:<23} {row['key_fraction']:6.3f} {row['accuracy']:8.4f} "
