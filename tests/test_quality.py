@@ -280,6 +280,27 @@ def test_train_quality_smoke_writes_a_loadable_predictor(tmp_path):
         run(load_config("quality", "smoke", ["target=iou"]), str(tmp_path / "other"))
 
 
+def test_train_quality_on_object_labels_of_the_generated_clips(tmp_path):
+    from training.config import load_config
+    from training.quality import run, synthetic_clips
+
+    config = load_config("quality", "smoke", ["frames=12", "max_offset=3", "kinds=ridge",
+                                              "synthetic_labels=objects"])
+    (_, frames, by_object), = synthetic_clips({**config, "synthetic_clips": 1})
+    (_, same_frames, by_class), = synthetic_clips({**config, "synthetic_clips": 1, "synthetic_labels": "classes"})
+    np.testing.assert_array_equal(frames[3], same_frames[3])
+    assert by_object[3].max() <= 6 and (by_object[3] == 0).any() and not np.array_equal(by_object[3], by_class[3])
+    metrics = run(config, str(tmp_path / "objects"), log=lambda *a: None)
+    assert metrics["data"]["generated"]["labels"] == "objects"
+    plain = run(load_config("quality", "smoke", ["frames=12", "max_offset=3", "kinds=ridge"]),
+                str(tmp_path / "classes"), log=lambda *a: None)
+    assert plain["mean_predictor_mae"] != metrics["mean_predictor_mae"]  # other targets
+    with pytest.raises(ValueError, match="camvid=false"):
+        run(load_config("quality", "smoke", ["synthetic_labels=objects", "camvid=true"]), str(tmp_path / "c"))
+    with pytest.raises(ValueError, match="'synthetic_labels' must be one of"):
+        run(load_config("quality", "smoke", ["synthetic_labels=masks"]), str(tmp_path / "d"))
+
+
 class _SequenceQuality:
     """A stand-in predictor: the quality of frame n since the key is ``values[n]``."""
 

@@ -87,6 +87,10 @@ PROGRAM_FIELDS = {
         "overlap": (int, 16),  # of the 2x2 grid (the 1x1 grid is always used too)
         "downsample": (int, 4),  # of the signals (schedulers.QualitySignals)
         "camvid": (bool, True),  # add CamVid val frames 0..33 (never 34..100)
+        # The generated clips' labels: "classes" (semantic classes) or "objects" (0 the background, each moving
+        # object its own id, as object video is labelled; the targets are then about objects, and CamVid's classes,
+        # which are no objects, must be left out: camvid=false).
+        "synthetic_labels": (str, "classes"),
         "camvid_weight": (float, 3.0),  # CamVid rows count this many times in the fit
         "target": (str, "pixel_accuracy"),  # or "miou"
         "kinds": (str, "ridge,mlp,network"),  # predictor kinds fitted (ridge, mlp, network: DVSNet's dense decision

@@ -71,6 +71,7 @@ CAMVID_CALIBRATION_FRAMES = 34  # frames 0..33 only; 34..100 are scored by compa
 CAMVID_HELD_OUT_FROM_KEY = 22
 DATASET_VERSION = 3  # 2: every video row held out (leave-one-video-out), a ``video`` column; 3: ``frame``
 TARGETS = ("pixel_accuracy", "miou")
+SYNTHETIC_LABELS = ("classes", "objects")
 
 # (camera_speed, object_speed, cuts as fractions, brightness): every regime, cycled over the clips.
 REGIMES = (
@@ -121,7 +122,9 @@ def clip_samples(frames, labels, grids, config: dict, num_classes: int, ignore_i
 
 
 def synthetic_clips(config: dict):
-    """``[(name, frames, labels)]``: ``synthetic_clips`` generated clips cycling through :data:`REGIMES`."""
+    """``[(name, frames, labels)]``: ``synthetic_clips`` generated clips cycling through :data:`REGIMES`,
+    labelled by class or, with ``synthetic_labels="objects"``, by object (``SyntheticVideo.instances``)."""
+    by_object = config.get("synthetic_labels", "classes") == "objects"
     clips = []
     n = config["frames"]
     for i in range(config["synthetic_clips"]):
@@ -130,7 +133,8 @@ def synthetic_clips(config: dict):
                                seed=70_000 + 97 * i + config["seed"], camera_speed=camera, object_speed=objects,
                                brightness=brightness,
                                scene_cuts=sorted({min(max(1, round(f * n)), n - 1) for f in cuts}))
-        clips.append((f"synthetic-{i}", [video.frame(t) for t in range(n)], [video.label(t) for t in range(n)]))
+        clips.append((f"synthetic-{i}", [video.frame(t) for t in range(n)],
+                      [(video.instances if by_object else video.label)(t) for t in range(n)]))
     return clips
 
 
@@ -382,6 +386,7 @@ def data_description(config: dict, data: dict) -> dict:
     names = video_list(config) if config["videos"] else []
     return {
         "generated": {"clips": config["synthetic_clips"], "frames": config["frames"],
+                      "labels": config.get("synthetic_labels", "classes"),
                       "size": [config["height"], config["width"]], "rows": int((source == 0).sum()),
                       "held_out_clips": list(range(4, config["synthetic_clips"], 5))},
         "camvid": {"frames": f"val 0..{CAMVID_CALIBRATION_FRAMES - 1}", "held_out_keys_from": CAMVID_HELD_OUT_FROM_KEY,
@@ -403,6 +408,8 @@ def signature(config: dict) -> dict:
     keys = ("frames", "height", "width", "synthetic_clips", "max_offset", "key_stride", "overlap", "downsample",
             "camvid", "seed") + (("video_scale",) if config.get("videos") else ())
     found = {"dataset_version": DATASET_VERSION, **{k: config[k] for k in keys}}
+    if config.get("synthetic_labels", "classes") != "classes":  # as before the key: earlier folders continue
+        found["synthetic_labels"] = config["synthetic_labels"]
     if config.get("videos"):
         from adaptive_dff.data.pseudo_labels import source_sha256
 
@@ -426,6 +433,12 @@ def run(config: dict, out: str, data_root=None, log=logger.info) -> dict:
                              f"got {config[key]}")
     if config["camvid_weight"] <= 0:
         raise ValueError(f"config key 'camvid_weight' must be > 0, got {config['camvid_weight']}")
+    if config["synthetic_labels"] not in SYNTHETIC_LABELS:
+        raise ValueError(f"config key 'synthetic_labels' must be one of {SYNTHETIC_LABELS}, "
+                         f"got {config['synthetic_labels']!r}")
+    if config["synthetic_labels"] == "objects" and config["camvid"]:
+        raise ValueError("config key 'synthetic_labels' is 'objects' but CamVid's frames are labelled by class, "
+                         "not by object: add --set camvid=false")
     labelled = check_videos(config)
     claim_folder(out, "run.json", {"program": "quality", "signature": signature(config)}, "another data set")
     cache = os.path.join(out, "dataset.npz")
