@@ -18,6 +18,7 @@ Modules, each with one job: :mod:`~adaptive_dff.compare.config` (what is
 compared: the arms, budgets, defaults), :mod:`~adaptive_dff.compare.datasets`,
 :mod:`~adaptive_dff.compare.planning` (cells, shards, the run's signature),
 :mod:`~adaptive_dff.compare.scoring` (one policy on one clip),
+:mod:`~adaptive_dff.compare.objects` (region similarity J, ``--metric j``),
 :mod:`~adaptive_dff.compare.workspace` (model, flow, references, calibration
 for the cells), :mod:`~adaptive_dff.compare.run` (running and merging),
 :mod:`~adaptive_dff.compare.store` (the results folder) and
