@@ -74,7 +74,7 @@ def _compare(args) -> None:
     import time
 
     from adaptive_dff.compare.config import CompareConfig, resolve_defaults
-    from adaptive_dff.compare.datasets import compare_datasets, dataset_kind
+    from adaptive_dff.compare.datasets import LABELLED_KIND, compare_datasets, dataset_kind
     from adaptive_dff.compare.planning import parse_shard
     from adaptive_dff.compare.run import merge, run_compare
 
@@ -94,6 +94,10 @@ def _compare(args) -> None:
                            **{k: v for k, v in numbers.items() if v is not None})
     kind = dataset_kind(args.dataset, args.video, args.labels)
     config = resolve_defaults(config, [kind]).check()
+    if config.metric == "j" and args.dataset != "synthetic-objects" and kind != LABELLED_KIND:
+        raise ValueError("--metric j scores objects, 0 the background: give object labels (--dataset "
+                         "synthetic-objects, or --video with label folders); "
+                         f"{args.dataset or ('the videos' if args.video else 'synthetic')} is labelled by class")
     if config.flow == "exact" and kind != "synthetic":
         from adaptive_dff.compare.exact_flow import NoExactFlowError
 

@@ -72,24 +72,47 @@ def test_cell_results_keep_j_sums_that_add_over_clips_and_survive_json():
 
 @pytest.fixture(scope="module")
 def clip():
-    video = SyntheticVideo(height=40, width=56, num_frames=12, seed=5, camera_speed=3.0, object_speed=2.0)
-    return [video.frame(t) for t in range(12)], [video.label(t) for t in range(12)]
+    """Object labels (ids unique across the cut at frame 6), with void pixels."""
+    video = SyntheticVideo(height=40, width=56, num_frames=12, seed=5, camera_speed=3.0, object_speed=2.0,
+                           scene_cuts=[6])
+    labels = []
+    for t in range(12):
+        label = video.objects(t)
+        label[:3, :5] = VOID
+        labels.append(label)
+    return [video.frame(t) for t in range(12)], labels
+
+
+def carried_j(frames, labels, interval, num_classes):
+    """A fixed interval's J, carrying with carry_labels along DIS flow and scoring with numpy_j."""
+    from adaptive_dff.labels import carry_labels
+
+    flow, predictions = DISFlow(), []
+    for t in range(len(frames)):
+        key = t - t % interval
+        predictions.append(labels[t] if t == key else carry_labels(labels[key], flow(frames[t], frames[key]),
+                                                                    num_classes)[0])
+    return numpy_j(labels, predictions, num_classes)
 
 
 def test_a_schedule_scored_on_the_j_table_is_the_j_of_carrying_it(clip):
     frames, labels = clip
-    table = build_pair_table(frames, labels, num_classes=7, ignore_index=None, window=4, flow=DISFlow(),
+    K = 13  # 1 + 6 objects in each of two scenes
+    table = build_pair_table(frames, labels, num_classes=K, ignore_index=VOID, window=4, flow=DISFlow(),
                              confusions=True)
+    views, metric = j_tables([table])
     for interval in (1, 3, 5):
-        cell = oracle_cell(FixedInterval(interval), None, frames, labels, num_classes=7, ignore_index=None,
-                           flow=DISFlow())
-        views, metric = j_tables([table])
-        assert metric.objects == cell.objects > 0
+        total, objects = carried_j(frames, labels, interval, K)
+        for pairs in (None, table.carried):  # carried again, and read from the table's confusions
+            cell = oracle_cell(FixedInterval(interval), None, frames, labels, num_classes=K, ignore_index=VOID,
+                               flow=DISFlow(), pairs=pairs)
+            assert metric.objects == cell.objects == objects > 6  # the objects after the cut are new ones
+            assert cell.region_similarity == pytest.approx(total / objects, rel=1e-9)
         expected = score(views, [fixed_schedule(len(frames), interval)], metric)
-        assert cell.region_similarity == pytest.approx(expected, rel=1e-9)
+        assert expected == pytest.approx(total / objects, rel=1e-9)
     # any schedule: the table's sum equals J from the pair's own confusion matrices
     keys = [0, 2, 3, 7]
-    per_frame = ObjectScore(7)
+    per_frame = ObjectScore(K)
     for k, end in zip(keys, keys[1:] + [len(frames)]):
         for t in range(k, end):
             per_frame.add(table.carried.confusion[k, t - k])
@@ -119,12 +142,15 @@ def test_the_optimum_under_j_is_the_best_schedule_by_brute_force(seed):
 
 def test_compare_reports_j_with_its_optimum_and_keeps_earlier_folders_working(clip, tmp_path):
     frames, labels = clip
-    data = Dataset("objects", [Clip("cal", frames, labels)], [Clip("test", frames, labels)], num_classes=7)
+    data = Dataset("objects", [Clip("cal", frames, labels)], [Clip("test", frames, labels)], num_classes=13,
+                   ignore_index=VOID)
     config = CompareConfig(policies=("fixed_interval", "frame_difference@budget", "optimal"), budgets=(0.25,),
                            sweep=(), regions=("1x1",), window=5, metric="j")
     report = run_compare(config, data, str(tmp_path / "j"), log=lambda _: None)
     rows = {r["policy"]: r for r in report["rows"]}
     assert all(r["accuracy_metric"].startswith("J (region similarity") for r in rows.values())
+    total, objects = carried_j(frames, labels, int(rows["fixed_interval"]["threshold"]), 13)
+    assert rows["fixed_interval"]["accuracy_phase0"] == pytest.approx(total / objects, rel=1e-9)
     assert rows["optimal_per_clip"]["accuracy"] >= rows["fixed_interval"]["accuracy"] - 1e-12
     assert rows["frame_difference@budget"]["headroom_captured"] is not None or \
         rows["optimal_per_clip"]["accuracy"] - rows["fixed_interval"]["accuracy"] < 1e-6
@@ -141,13 +167,13 @@ def test_compare_reports_j_with_its_optimum_and_keeps_earlier_folders_working(cl
 def test_the_generated_object_sets_are_the_same_clips_labelled_by_object():
     classes = synthetic_dataset("cuts", frames=12, height=48, width=64, seed=3)
     objects = synthetic_dataset("cuts", frames=12, height=48, width=64, seed=3, labels="objects")
-    assert objects.name == "synthetic-objects-cuts" and objects.num_classes == 7
+    assert objects.name == "synthetic-objects-cuts" and objects.num_classes == 1 + 6 * 5  # up to 4 cuts
     assert objects.spec["labels"] == "objects" and "labels" not in classes.spec  # earlier folders continue
     for a, b in zip(classes.test, objects.test):
         for t in (0, 5, 11):
             np.testing.assert_array_equal(a.frames[t], b.frames[t])
         found = np.unique(np.concatenate([label.ravel() for label in b.labels]))
-        assert found[0] == 0 and found[-1] < 7 and len(found) > 2  # background and several objects
+        assert found[0] == 0 and 7 <= found[-1] < objects.num_classes  # objects after a cut: new ids
         assert not np.array_equal(a.labels[5], b.labels[5])
     assert [d.name for d in compare_datasets("synthetic-objects", frames=12)] == [
         "synthetic-objects-steady", "synthetic-objects-varying", "synthetic-objects-cuts"]
@@ -156,6 +182,24 @@ def test_the_generated_object_sets_are_the_same_clips_labelled_by_object():
         synthetic_dataset("steady", labels="masks")
     with pytest.raises(ValueError, match="synthetic-objects"):
         compare_datasets("objects")
+
+
+def test_synthetic_object_ids_are_the_instances_made_unique_across_scenes():
+    video = SyntheticVideo(height=32, width=48, num_frames=10, seed=1, scene_cuts=[4, 7])
+    assert video.num_object_ids == 1 + 6 * 3
+    for t in range(10):
+        layers, objects = video.instances(t), video.objects(t)
+        np.testing.assert_array_equal(objects == 0, layers == 0)
+        shift = video.scene_index(t) * 6
+        np.testing.assert_array_equal(objects[layers > 0], layers[layers > 0] + shift)
+
+
+def test_j_is_refused_on_data_labelled_by_class(tmp_path, capsys):
+    from adaptive_dff.cli import main
+
+    assert main(["compare", "--metric", "j", "--frames", "12", "--out", str(tmp_path / "a")]) == 2
+    assert "--metric j scores objects" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
 
 
 @pytest.mark.parametrize("seed", range(2))

@@ -123,7 +123,7 @@ def clip_samples(frames, labels, grids, config: dict, num_classes: int, ignore_i
 
 def synthetic_clips(config: dict):
     """``[(name, frames, labels)]``: ``synthetic_clips`` generated clips cycling through :data:`REGIMES`,
-    labelled by class or, with ``synthetic_labels="objects"``, by object (``SyntheticVideo.instances``)."""
+    labelled by class or, with ``synthetic_labels="objects"``, by object (``SyntheticVideo.objects``)."""
     by_object = config.get("synthetic_labels", "classes") == "objects"
     clips = []
     n = config["frames"]
@@ -134,7 +134,7 @@ def synthetic_clips(config: dict):
                                brightness=brightness,
                                scene_cuts=sorted({min(max(1, round(f * n)), n - 1) for f in cuts}))
         clips.append((f"synthetic-{i}", [video.frame(t) for t in range(n)],
-                      [(video.instances if by_object else video.label)(t) for t in range(n)]))
+                      [(video.objects if by_object else video.label)(t) for t in range(n)]))
     return clips
 
 
@@ -249,7 +249,8 @@ def build_dataset(config: dict, data_root, log=logger.info, labelled: Optional[t
     grids = [RegionGrid(1, 1), RegionGrid(2, 2, config["overlap"])]
     parts = []
     for number, (name, frames, labels) in enumerate(synthetic_clips(config)):
-        X, a, m, _, carried_to = clip_samples(frames, labels, grids, config, NUM_CLASSES)
+        classes = max(NUM_CLASSES, max(int(label.max()) for label in labels) + 1)  # object ids may pass 7
+        X, a, m, _, carried_to = clip_samples(frames, labels, grids, config, classes)
         parts.append((X, a, m, np.zeros(len(a), int), np.full(len(a), number % 5 == 4), carried_to))
     log(f"generated clips: {sum(len(p[1]) for p in parts)} rows from {config['synthetic_clips']} clips")
     if config["camvid"]:

@@ -38,7 +38,7 @@ REFINEMENTS = 2  # re-linearisations around the best schedule found at each budg
 
 @dataclass
 class Point:
-    """One schedule of a data set: ``keys`` key frames over ``frames`` frames, its mIoU,
+    """One schedule of a data set: ``keys`` key frames over ``frames`` frames, its accuracy (mIoU or J),
     and (where kept) the key frames per clip."""
 
     keys: int
@@ -207,7 +207,7 @@ def same_share_fractions(tables: Sequence[PairTable]) -> list:
 
 
 def same_share_curve(same: dict) -> list:
-    """``[(key fraction, mIoU)]`` of same-share points (``optimal_curve``'s third result), sorted,
+    """``[(key fraction, accuracy)]`` of same-share points (``optimal_curve``'s third result), sorted,
     one point per key fraction (the best)."""
     best: dict = {}
     for point in same.values():

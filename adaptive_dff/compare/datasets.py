@@ -190,8 +190,8 @@ def synthetic_dataset(
     Deterministic by ``seed``. ``labels``: ``"classes"`` (semantic classes,
     :data:`adaptive_dff.data.CLASS_NAMES`; data set ``synthetic-<scenario>``)
     or ``"objects"`` (the same clips labelled like object video: 0 the
-    background, ``j`` the ``j``-th moving object of the scene, as
-    ``SyntheticVideo.instances``; data set ``synthetic-objects-<scenario>``,
+    background, each moving object its own id, a new one after a cut,
+    ``SyntheticVideo.objects``; data set ``synthetic-objects-<scenario>``,
     for ``compare --metric j``).
     """
     from adaptive_dff.data import CLASS_NAMES, SyntheticVideo
@@ -206,6 +206,7 @@ def synthetic_dataset(
         check_int(value, f"synthetic data set: {name}", minimum)
     number = list(SYNTHETIC_SCENARIOS).index(scenario)
     splits: dict = {"calibration": [], "test": []}
+    ids = 0  # object labels: the most ids a clip uses
     for s, split in enumerate(splits):
         for j, spec in enumerate(SYNTHETIC_SCENARIOS[scenario]):
             spec = dict(spec)
@@ -216,13 +217,14 @@ def synthetic_dataset(
             splits[split].append(Clip(
                 name=f"{split}-{j}",
                 frames=[video.frame(t) for t in range(frames)],
-                labels=[(video.instances if objects else video.label)(t) for t in range(frames)],
+                labels=[(video.objects if objects else video.label)(t) for t in range(frames)],
                 flow=video.flow,
             ))
+            ids = max(ids, video.num_object_ids)
     spec = {"kind": "synthetic", "scenario": scenario, "frames": frames, "height": height, "width": width,
             "seed": seed, **({"labels": labels} if objects else {})}
     return Dataset(name=f"synthetic-{'objects-' if objects else ''}{scenario}",
-                   num_classes=1 + video.num_objects if objects else len(CLASS_NAMES), spec=spec, **splits)
+                   num_classes=ids if objects else len(CLASS_NAMES), spec=spec, **splits)
 
 
 def synthetic_datasets(**kwargs) -> list:

@@ -600,6 +600,18 @@ class SyntheticVideo:
         t = self._index(t)
         return self._render(t, image=False).layers.copy()
 
+    @property
+    def num_object_ids(self) -> int:
+        """Ids :meth:`objects` uses, the background's included: ``1 + num_objects * scenes``."""
+        return 1 + self.num_objects * (len(self.scene_cuts) + 1)
+
+    def objects(self, t: int) -> np.ndarray:
+        """Frame ``t`` labelled like object video: uint8 ``[H, W]``, 0 the background and each
+        object of the clip its own id (:meth:`instances`, made unique across scenes: object ``j``
+        of scene ``s`` is ``j + s * num_objects``, so an object after a cut is a new one)."""
+        layers = self.instances(t)
+        return np.where(layers > 0, layers + self.scene_index(t) * self.num_objects, 0).astype(np.uint8)
+
     def gain(self, t: int) -> float:
         """Global brightness gain of frame ``t`` (``frame = round(gain * rendered scene)``)."""
         t = self._index(t)
