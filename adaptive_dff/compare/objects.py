@@ -61,29 +61,34 @@ class ObjectScore:
 
     def __init__(self, num_classes: int):
         self.iou_sum = np.zeros(num_classes, np.float64)
-        self.seen = np.zeros(num_classes, bool)
+        self.truth = np.zeros(num_classes, np.int64)
         self.frames = 0
 
     def add(self, confusion: np.ndarray) -> None:
         confusion = np.asarray(confusion)
         truth = confusion.sum(axis=1)
         self.iou_sum += object_ious(np.diag(confusion), confusion.sum(axis=0), truth)
-        self.seen |= truth > 0
+        self.truth += truth
         self.frames += 1
 
     def result(self) -> tuple[float, int]:
-        objects = self.seen.copy()
-        objects[BACKGROUND] = False
+        objects = object_mask(self.truth)
         if not self.frames or not objects.any():
             return 0.0, 0
         return float(self.iou_sum[objects].sum() / self.frames), int(objects.sum())
 
 
-def clip_objects(table: PairTable) -> np.ndarray:
-    """bool ``[K]``: the objects of a clip (classes but the background present in its truth)."""
-    objects = table.truth.sum(axis=0) > 0
+def object_mask(truth: np.ndarray) -> np.ndarray:
+    """bool ``[K]``: the objects of a clip from its true pixels per class ``[K]`` summed over its
+    frames (the classes but the background it holds)."""
+    objects = np.asarray(truth) > 0
     objects[BACKGROUND] = False
     return objects
+
+
+def clip_objects(table: PairTable) -> np.ndarray:
+    """bool ``[K]``: the objects of a clip (:func:`object_mask` of its truth)."""
+    return object_mask(table.truth.sum(axis=0))
 
 
 def j_table(table: PairTable) -> PairTable:
@@ -102,7 +107,10 @@ def j_table(table: PairTable) -> PairTable:
 
 class RegionSimilarity:
     """``J`` of a set of clips from :func:`j_table` sums: ``score(tp, predicted) = tp.sum() /
-    objects``; exactly linear, so ``weights`` is ``1 / objects`` for every class and 0."""
+    objects``; exactly ``linear``, so ``weights`` is ``1 / objects`` for every class and 0 (the
+    optimal search needs one pass)."""
+
+    linear = True
 
     def __init__(self, objects: int):
         self.objects = int(objects)
