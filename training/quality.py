@@ -62,6 +62,7 @@ import numpy as np
 from adaptive_dff.environment import versions
 from adaptive_dff.labels import carry_labels
 from adaptive_dff.data import NUM_CLASSES, SyntheticVideo
+from adaptive_dff.data.synthetic import LABELLINGS
 from schedulers import DISFlow, RegionGrid
 from schedulers.files import claim_folder, file_sha256, read_npz, write_json_atomic, write_npz_atomic
 from schedulers.quality_signals import QualitySignals
@@ -71,7 +72,6 @@ CAMVID_CALIBRATION_FRAMES = 34  # frames 0..33 only; 34..100 are scored by compa
 CAMVID_HELD_OUT_FROM_KEY = 22
 DATASET_VERSION = 3  # 2: every video row held out (leave-one-video-out), a ``video`` column; 3: ``frame``
 TARGETS = ("pixel_accuracy", "miou")
-SYNTHETIC_LABELS = ("classes", "objects")
 
 # (camera_speed, object_speed, cuts as fractions, brightness): every regime, cycled over the clips.
 REGIMES = (
@@ -434,8 +434,8 @@ def run(config: dict, out: str, data_root=None, log=logger.info) -> dict:
                              f"got {config[key]}")
     if config["camvid_weight"] <= 0:
         raise ValueError(f"config key 'camvid_weight' must be > 0, got {config['camvid_weight']}")
-    if config["synthetic_labels"] not in SYNTHETIC_LABELS:
-        raise ValueError(f"config key 'synthetic_labels' must be one of {SYNTHETIC_LABELS}, "
+    if config["synthetic_labels"] not in LABELLINGS:
+        raise ValueError(f"config key 'synthetic_labels' must be one of {LABELLINGS}, "
                          f"got {config['synthetic_labels']!r}")
     if config["synthetic_labels"] == "objects" and config["camvid"]:
         raise ValueError("config key 'synthetic_labels' is 'objects' but CamVid's frames are labelled by class, "

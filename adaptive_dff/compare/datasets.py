@@ -176,9 +176,6 @@ SYNTHETIC_SCENARIOS = {
 SYNTHETIC_OBJECTS = dict(object_size=(0.14, 0.26), object_motion="scene")
 
 
-SYNTHETIC_LABELS = ("classes", "objects")
-
-
 def synthetic_dataset(
     scenario: str = "steady", *, frames: int = 48, height: int = 128, width: int = 256, seed: int = 0,
     labels: str = "classes",
@@ -195,11 +192,12 @@ def synthetic_dataset(
     for ``compare --metric j``).
     """
     from adaptive_dff.data import CLASS_NAMES, SyntheticVideo
+    from adaptive_dff.data.synthetic import LABELLINGS
 
     if scenario not in SYNTHETIC_SCENARIOS:
         raise ValueError(f"unknown synthetic scenario {scenario!r}; choose from {sorted(SYNTHETIC_SCENARIOS)}")
-    if labels not in SYNTHETIC_LABELS:
-        raise ValueError(f"unknown synthetic labels {labels!r}; choose one of {SYNTHETIC_LABELS}")
+    if labels not in LABELLINGS:
+        raise ValueError(f"unknown synthetic labels {labels!r}; choose one of {LABELLINGS}")
     objects = labels == "objects"
     for name, value, minimum in (("frames", frames, 10), ("height", height, 16), ("width", width, 16),
                                  ("seed", seed, 0)):

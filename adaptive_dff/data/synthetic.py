@@ -73,6 +73,10 @@ __all__ = [
 ]
 
 _MIN_SIZE = 16
+#: How a clip can be labelled: by class (:meth:`SyntheticVideo.label`) or, as object video
+#: is, by object (:meth:`SyntheticVideo.objects`).
+LABELLINGS = ("classes", "objects")
+
 #: How objects move on screen: ``"screen"``: on their own paths in frame
 #: coordinates (the camera's pan does not move them); ``"scene"``: their own
 #: paths plus the pan of the background (as things in a filmed scene do).
