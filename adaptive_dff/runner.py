@@ -144,6 +144,7 @@ class VideoRunner:
         self._stream = StreamCheck(self.regions)
         self.keys_: list = []  # per region: (key features, key padded frame, key index, key crop)
         self._key_small = None  # the key frame downscaled for DIS propagation flow (fused path)
+        self.key_labels_: list = []  # per region: the key's predicted classes [h, w] (Context.key_labels)
         if hasattr(self.policy, "reset"):
             self.policy.reset()
         return self
@@ -177,6 +178,7 @@ class VideoRunner:
             context = Context(
                 frame_index=index, regions=crops,
                 key_regions=[None] * len(crops), key_indices=[k[2] for k in self.keys_],
+                key_labels=self.key_labels_,
             )
             if getattr(self.policy, "needs_flow", False) or getattr(self.policy, "needs_flow_features", False):
                 for r, padded in enumerate(prepared):
@@ -194,6 +196,7 @@ class VideoRunner:
 
         region_logits = []
         new_keys = list(self.keys_) if self.keys_ else [None] * len(crops)
+        new_key_labels = list(self.key_labels_) if self.key_labels_ else [None] * len(crops)
         for r, (padded, crop) in enumerate(zip(prepared, crops)):
             h, w = crop.shape[:2]
             if decision.update[r]:
@@ -210,6 +213,8 @@ class VideoRunner:
                     features = timer.run("warp", model.run_warp, self.keys_[r][0], flows[r])
             logits = timer.run("head", model.run_head, features, tuple(padded.shape), h, w)
             region_logits.append(np.asarray(logits)[0])
+            if decision.update[r]:
+                new_key_labels[r] = np.argmax(region_logits[-1], axis=-1).astype(np.int32)
 
         def merge():
             if len(region_logits) == 1:
@@ -222,7 +227,7 @@ class VideoRunner:
         merged, labels = timer.run("merge", merge)
         # Commit the new key frames only now: a failure part-way through a
         # frame leaves the stream as it was.
-        self.keys_ = new_keys
+        self.keys_, self.key_labels_ = new_keys, new_key_labels
         self.frame_index_ = index
         extras = {k: v for k, v in decision.extras.items() if k != "flow"}
         return StepResult(
@@ -276,7 +281,7 @@ class VideoRunner:
             decision = first_frame_decision(1)
         else:
             context = Context(frame_index=index, regions=[crop], key_regions=[self.keys_[0][3]],
-                              key_indices=[self.keys_[0][2]])
+                              key_indices=[self.keys_[0][2]], key_labels=self.key_labels_)
             if getattr(self.policy, "needs_flow", False) or getattr(self.policy, "needs_flow_features", False):
                 flow_out = propagation_flow()
                 context.flow = [self._flow_for_policy(flow_out, crop)]
@@ -304,6 +309,8 @@ class VideoRunner:
 
         labels, logits = timer.run("merge", merge)
         self.keys_, self._key_small = new_keys, key_small
+        if decision.update[0]:
+            self.key_labels_ = [labels]
         self.frame_index_ = index
         extras = {k: v for k, v in decision.extras.items() if k != "flow"}
         return StepResult(frame_index=index, labels=labels, update=decision.update, scores=decision.scores,

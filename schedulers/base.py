@@ -95,6 +95,11 @@ class Context:
             that must read flow at full resolution sets
             ``needs_full_resolution_flow``, and gets stride 1 from either.
         flow_features: per region, the flow network's features, or ``None``.
+        key_labels: per region, the labels of its key region ``[h, w]`` int
+            (a class per pixel, negative = unknown; the model's prediction,
+            or the ground truth in oracle mode) or class scores ``[h, w, C]``,
+            or ``None`` when the pipeline gives none (a policy whose signals
+            need them says so).
     """
 
     frame_index: int
@@ -104,6 +109,7 @@ class Context:
     flow: Optional[Sequence[np.ndarray]] = None
     flow_features: Optional[Sequence[np.ndarray]] = None
     flow_stride: int = 1
+    key_labels: Optional[Sequence[np.ndarray]] = None
 
     @property
     def num_regions(self) -> int:

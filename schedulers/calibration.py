@@ -99,10 +99,12 @@ class _CachingTracker(Tracker):
         ]
 
 
-def replay(policy: Policy, frames: Sequence[np.ndarray], regions: Optional[RegionGrid] = None, flow=None) -> list[Decision]:
-    """Run ``policy`` over ``frames`` with a fresh :class:`Tracker`; return every decision."""
+def replay(policy: Policy, frames: Sequence[np.ndarray], regions: Optional[RegionGrid] = None, flow=None,
+           labels: Optional[Sequence[np.ndarray]] = None) -> list[Decision]:
+    """Run ``policy`` over ``frames`` with a fresh :class:`Tracker`; return every decision. ``labels``
+    (one per frame) go to :meth:`Tracker.step` for policies that read the key frames' labels."""
     tracker = Tracker(policy, regions=regions, flow=flow)
-    return [tracker.step(frame) for frame in frames]
+    return [tracker.step(frame, None if labels is None else labels[t]) for t, frame in enumerate(frames)]
 
 
 def key_fraction(decisions: Sequence[Decision]) -> float:
@@ -125,6 +127,7 @@ def calibrate(
     regions: Optional[RegionGrid] = None,
     flow=None,
     features=None,
+    labels: Optional[Sequence] = None,
     tolerance: float = 0.02,
     max_trials: int = 40,
     max_cache_mb: float = 1024,
@@ -146,7 +149,10 @@ def calibrate(
     sequence of clips, each a sequence of frames; each starts a new stream
     and the key fraction counts every frame of every clip). With ``clips``,
     ``accuracy`` receives one list of decisions per clip.
-    ``flow`` and ``features`` are passed on to each :class:`Tracker`.
+    ``flow`` and ``features`` are passed on to each :class:`Tracker`; ``labels``
+    (shaped like ``frames``, or like ``clips``: one label map per frame) are the
+    frames' labels, for policies that read the key frames' labels
+    (:meth:`Tracker.step`).
 
     Frames must be a sequence (they are replayed many times). Flow, when the
     policy needs it, is computed once per (frame, region, key frame) and
@@ -164,6 +170,12 @@ def calibrate(
     if (frames is None) == (clips is None):
         raise ValueError("give exactly one of frames (one clip) and clips (several)")
     streams = [list(frames)] if clips is None else [list(c) for c in clips]
+    labelled = None
+    if labels is not None:
+        labelled = [list(labels)] if clips is None else [list(c) for c in labels]
+        if [len(c) for c in labelled] != [len(c) for c in streams]:
+            raise ValueError(f"labels give {[len(c) for c in labelled]} label maps per clip for "
+                             f"{[len(c) for c in streams]} frames; give one per frame")
     total = sum(len(s) for s in streams)
     if not streams or total < 2:
         raise ValueError(f"the calibration data needs at least 2 frames, got {total}")
@@ -191,7 +203,8 @@ def calibrate(
         for number, stream in enumerate(streams):
             tracker.reset()
             tracker.clip = number
-            per_clip.append([tracker.step(f) for f in stream])
+            per_clip.append([tracker.step(f, None if labelled is None else labelled[number][t])
+                             for t, f in enumerate(stream)])
         fraction = key_fraction([d for decisions in per_clip for d in decisions])
         acc = None
         if accuracy is not None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from schedulers.base import Context, Decision, Policy
-from schedulers.quality_signals import DEFAULT_DOWNSAMPLE, predicted_quality
+from schedulers.quality_signals import DEFAULT_DOWNSAMPLE, KEY_LABEL_SIGNAL, predicted_quality
 
 RULES = ("renewal", "greedy")
 
@@ -34,7 +34,11 @@ class PropagationQuality(Policy):
 
     Args:
         predictor: a fitted :class:`schedulers.QualityPredictor`; ``None``
-            loads the shipped default (:func:`schedulers.load_default_quality`).
+            loads the shipped default (:func:`schedulers.load_default_quality`):
+            the one that also reads the key frames' labels when the pipeline
+            gives them (``Tracker.label_keys``, or ``Tracker.step(frame,
+            labels)``; ``compare`` and the video runner always do), else the
+            one on the frames and flow alone.
         threshold: update where the score exceeds it. With ``rule="greedy"``
             a predicted loss in [0, 1]; with ``"renewal"`` the price of a key
             in frame-losses (see the module notes; about 0.5 to 3 for budgets
@@ -67,18 +71,30 @@ class PropagationQuality(Policy):
         around this policy spends keys by a price (``schedulers.KeyBudget``'s price rule)."""
         return self.rule == "renewal"
 
-    def _predictor(self):
-        if self.predictor is None:
-            if getattr(self, "default_predictor_", None) is None:
-                from schedulers.quality_predictor import load_default_quality
+    @property
+    def reads_key_labels(self) -> bool:
+        """Whether this policy reads the key frames' labels when a pipeline gives them
+        (``Context.key_labels``): with the shipped predictors, or a predictor fitted on them."""
+        return self.predictor is None or KEY_LABEL_SIGNAL in tuple(getattr(self.predictor, "signal_names", ()))
 
-                self.default_predictor_ = load_default_quality()
-            return self.default_predictor_
-        return self.predictor
+    def _predictor(self, context: Context):
+        """The predictor given, or the shipped one for ``context``: the one that reads the key
+        frames' labels when the context carries them, else the one that does not."""
+        if self.predictor is not None:
+            return self.predictor
+        key_labels = context.key_labels is not None
+        defaults = getattr(self, "default_predictors_", None)
+        if defaults is None:
+            defaults = self.default_predictors_ = {}
+        if key_labels not in defaults:
+            from schedulers.quality_predictor import load_default_quality
+
+            defaults[key_labels] = load_default_quality(key_labels=key_labels)
+        return defaults[key_labels]
 
     def quality(self, context: Context) -> np.ndarray:
         """``[R]`` predicted carried accuracy of each region in [0, 1] (NaN where signals are not finite)."""
-        return predicted_quality(self, self._predictor(), self.downsample, context)
+        return predicted_quality(self, self._predictor(context), self.downsample, context)
 
     def score(self, context: Context) -> np.ndarray:
         if self.rule not in RULES:

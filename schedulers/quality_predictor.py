@@ -39,6 +39,8 @@ FORMAT_VERSION = 1
 KINDS = ("ridge", "mlp", "network")
 OUTPUTS = ("clip", "sigmoid")
 DEFAULT_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "quality_default.json")
+# The shipped predictor that also reads the key frames' labels (key_label_disagreement).
+DEFAULT_LABELS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "quality_labels_default.json")
 
 
 def _transform(X: np.ndarray) -> np.ndarray:
@@ -269,18 +271,28 @@ def load_quality_predictor(path) -> QualityPredictor:
                          "quality' (a .keras DecisionModel goes to --decision-model)")
     predictor = QualityPredictor.load(path)
     try:
-        predictor.check_signals(QualitySignals(downsample=predictor.signals_downsample))
+        predictor.check_signals(QualitySignals.for_predictor(predictor))
     except ValueError as error:
         raise ValueError(f"quality predictor file {path!r}: {error}") from None
     return predictor
 
 
-def load_default_quality() -> QualityPredictor:
+def load_default_quality(key_labels: bool = False) -> QualityPredictor:
     """The shipped predictor (``schedulers/weights/quality_default.json``; rebuilt by
-    ``adaptive-dff train quality``), checked against the default :class:`QualitySignals`."""
+    ``adaptive-dff train quality``), checked against the default :class:`QualitySignals`. With
+    ``key_labels``, the shipped one that also reads the key frames' labels
+    (``quality_labels_default.json``, ``train quality --set key_labels=true``): a pipeline using it
+    gives each key frame's labels (:meth:`schedulers.Tracker.label_keys`)."""
     from schedulers.quality_signals import QualitySignals
 
-    if not os.path.isfile(DEFAULT_FILE):
-        raise FileNotFoundError(f"the shipped quality predictor {DEFAULT_FILE!r} is missing; rebuild it with "
+    path = DEFAULT_LABELS_FILE if key_labels else DEFAULT_FILE
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"the shipped quality predictor {path!r} is missing; rebuild it with "
                                 "'adaptive-dff train quality --out DIR' and copy DIR/quality.json there")
-    return QualityPredictor.load(DEFAULT_FILE, signals=QualitySignals())
+    predictor = QualityPredictor.load(path)
+    signals = QualitySignals(key_labels=key_labels)
+    try:
+        predictor.check_signals(signals)
+    except ValueError as error:
+        raise ValueError(f"the shipped quality predictor {path!r}: {error}") from None
+    return predictor

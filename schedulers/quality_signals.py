@@ -20,7 +20,14 @@ well that works (:class:`QualitySignals`):
   structure there is to misplace);
 * optionally (``backward_flow`` given) the forward-backward inconsistency:
   the share of pixels whose flow to the key and back does not return within
-  one pixel (costs a second flow per region).
+  one pixel (costs a second flow per region);
+* optionally (``key_labels=True``; the key region's labels, the model's
+  prediction or the ground truth, then come with every region) the key
+  labels' colour disagreement: the key labels carried along the flow
+  (nearest) against the class the key region's colours predict at each pixel
+  (:class:`schedulers.key_colours.KeyColours`), the share of pixels where
+  they differ. It sees labels carried across a boundary, new content and
+  cuts, which the grey-level signals confuse with texture.
 
 Every signal is computed at ``1/downsample`` of the region size (default 4):
 the decision then costs about 1% of a key-frame step of the compact model
@@ -58,6 +65,7 @@ BASE_SIGNALS = (
     "key_gradient",
 )
 BACKWARD_SIGNAL = "fb_inconsistency"
+KEY_LABEL_SIGNAL = "key_label_disagreement"
 
 
 def _resize(image: np.ndarray, shape: tuple) -> np.ndarray:
@@ -149,6 +157,9 @@ class QualitySignals:
         backward_flow: ``flow(key, current) -> [h, w, 2]`` for the
             forward-backward check (adds ``fb_inconsistency``); ``None``
             leaves that signal out (the default: it costs a second flow).
+        key_labels: add ``key_label_disagreement`` (after ``fb_inconsistency``);
+            every region then needs its key's labels (``Context.key_labels``,
+            or ``key_labels=`` of :meth:`region`).
 
     ``names`` is the fixed order of the vector; ``version`` changes whenever
     a signal's definition does, so a predictor fitted on other signals is
@@ -159,14 +170,27 @@ class QualitySignals:
 
     version = SIGNALS_VERSION
 
-    def __init__(self, downsample: int = DEFAULT_DOWNSAMPLE, backward_flow: Optional[Callable] = None):
+    def __init__(self, downsample: int = DEFAULT_DOWNSAMPLE, backward_flow: Optional[Callable] = None,
+                 key_labels: bool = False):
         self.downsample = check_int(downsample, "downsample", 1)
         self.backward_flow = backward_flow
+        self.key_labels = bool(key_labels)
         self.reset()
+
+    @classmethod
+    def for_predictor(cls, predictor, downsample: Optional[int] = None) -> "QualitySignals":
+        """The signal set a policy computes for ``predictor`` (a
+        :class:`schedulers.QualityPredictor`): its downsample (or ``downsample``), with
+        ``key_label_disagreement`` when it was fitted on it (no backward flow: a policy does not
+        compute a second flow)."""
+        names = tuple(getattr(predictor, "signal_names", ()))
+        return cls(downsample=getattr(predictor, "signals_downsample", DEFAULT_DOWNSAMPLE) if downsample is None
+                   else downsample, key_labels=KEY_LABEL_SIGNAL in names)
 
     @property
     def names(self) -> tuple:
-        return BASE_SIGNALS + ((BACKWARD_SIGNAL,) if self.backward_flow is not None else ())
+        return (BASE_SIGNALS + ((BACKWARD_SIGNAL,) if self.backward_flow is not None else ())
+                + ((KEY_LABEL_SIGNAL,) if self.key_labels else ()))
 
     def reset(self) -> "QualitySignals":
         self.state_: list = []
@@ -187,7 +211,7 @@ class QualitySignals:
         return state
 
     def region(self, r: int, current: np.ndarray, key: np.ndarray, key_index: int, frame_index: int,
-               flow: np.ndarray) -> np.ndarray:
+               flow: np.ndarray, key_labels: Optional[np.ndarray] = None) -> np.ndarray:
         """The signal vector ``[len(names)]`` float64 of region ``r`` of frame ``frame_index``.
 
         ``flow`` is ``[h', w', 2]`` from the current region to the key region,
@@ -195,7 +219,13 @@ class QualitySignals:
         a network's coarser grid, as :class:`schedulers.Context` carries
         it); resized here. Non-finite flow
         makes the warp signals non-finite (the policy then updates).
+        ``key_labels`` (needed with ``key_labels=True``): the key region's
+        labels ``[h, w]`` int (negative = unknown), or ``[h, w, C]`` class
+        scores (their argmax).
         """
+        if self.key_labels and key_labels is None:
+            raise ValueError(f"region {r}, frame {frame_index}: the signal {KEY_LABEL_SIGNAL} needs the labels of "
+                             f"the key frame ({key_index}); none were given")
         state = self._key_state(r, key, key_index)
         current_gray = _gray_small(current, self.downsample)
         flow = np.asarray(flow)
@@ -223,7 +253,32 @@ class QualitySignals:
         ]
         if self.backward_flow is not None:
             values.append(self._inconsistency(current, key, small))
+        if self.key_labels:
+            values.append(self._label_disagreement(state, r, current, key, key_labels, small)
+                          if np.isfinite(error_mean) else np.nan)
         return np.asarray(values, np.float64)
+
+    def _label_disagreement(self, state: dict, r: int, current, key, key_labels, flow_small) -> float:
+        """The key labels carried to the current region along ``flow_small`` (nearest), against the
+        class the key region's colours predict at each pixel (:class:`KeyColours`): the share that differ."""
+        from schedulers.key_colours import KeyColours
+
+        shape = flow_small.shape[:2]
+        if state.get("labels") is not key_labels:
+            labels = np.asarray(key_labels)
+            if labels.ndim == 3:
+                labels = labels.argmax(-1)
+            if labels.shape != key.shape[:2]:
+                raise ValueError(f"region {r}: key labels of shape {labels.shape} do not fit the key region of "
+                                 f"shape {key.shape[:2]}")
+            labels = cv2.resize(np.where(labels < 0, -1, labels).astype(np.int32), (shape[1], shape[0]),
+                                interpolation=cv2.INTER_NEAREST)
+            state["labels"], state["labels_small"] = key_labels, labels
+            state["colours"] = KeyColours(_resize(np.ascontiguousarray(key), shape), labels)
+        gx, gy = _pixel_grid(shape)
+        carried = cv2.remap(state["labels_small"], cv2.add(gx, flow_small[..., 0]), cv2.add(gy, flow_small[..., 1]),
+                            cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+        return state["colours"].disagreement(_resize(np.ascontiguousarray(current), shape), carried)
 
     def _inconsistency(self, current, key, forward_small) -> float:
         backward = _flow_small(self.backward_flow(key, current), forward_small.shape[:2], current.shape[:2])
@@ -236,9 +291,14 @@ class QualitySignals:
         """``[R, len(names)]`` float64: the signals of every region of ``context`` (which needs flow)."""
         if context.flow is None:
             raise ValueError("QualitySignals needs the flow from the current to the key frame; none was given")
+        labels = getattr(context, "key_labels", None)
+        if self.key_labels and labels is None:
+            raise ValueError(f"frame {context.frame_index}: the signal {KEY_LABEL_SIGNAL} needs the key frames' "
+                             "labels (Context.key_labels; with a Tracker, give each key frame's labels to "
+                             "Tracker.label_keys after its step)")
         return np.stack([
             self.region(r, context.regions[r], context.key_regions[r], int(context.key_indices[r]),
-                        int(context.frame_index), context.flow[r])
+                        int(context.frame_index), context.flow[r], None if labels is None else labels[r])
             for r in range(context.num_regions)
         ])
 
@@ -247,9 +307,12 @@ def predicted_quality(policy: Policy, predictor, downsample: int, context: Conte
     """``[R]`` ``predictor``'s expected carried accuracy of each region of ``context`` (NaN where the
     signals are not finite), from the :class:`QualitySignals` at ``downsample`` that ``policy`` keeps
     as run-time state (``policy.signals_``: made on first use or when the downsample changes, cleared
-    by ``reset()``). Raises ``ValueError`` when ``predictor`` was fitted on other signals."""
+    by ``reset()``; with ``key_label_disagreement`` when ``predictor`` was fitted on it, and ``context``
+    must then carry the key labels). Raises ``ValueError`` when ``predictor`` was fitted on other
+    signals."""
     signals = getattr(policy, "signals_", None)
-    if signals is None or signals.downsample != downsample:
-        signals = policy.signals_ = QualitySignals(downsample=downsample)
+    wanted = QualitySignals.for_predictor(predictor, downsample=downsample)
+    if signals is None or signals.names != wanted.names or signals.downsample != downsample:
+        signals = policy.signals_ = wanted
     predictor.check_signals(signals)
     return predictor.predict(signals(context))

@@ -99,6 +99,10 @@ class Tracker:
             features).
 
     The first frame, and every region the policy updates, become key frames.
+    A policy whose signals read the key frames' labels (``PropagationQuality``
+    with a predictor fitted on ``key_label_disagreement``) gets them from
+    :meth:`label_keys`: after each :meth:`step`, give the labels the model
+    produced for that frame (or, to keep it simple, after every step).
     """
 
     def __init__(
@@ -124,19 +128,26 @@ class Tracker:
         self._stream = StreamCheck(self.regions)
         self.key_regions_: list[np.ndarray] = []
         self.key_indices_: list[int] = []
+        self.key_labels_: Optional[list] = None
+        self._updated = None  # (frame index, regions updated) of the last commit
         self._pending = None
         if hasattr(self.policy, "reset"):
             self.policy.reset()
         return self
 
-    def step(self, frame) -> Decision:
-        """Decide for the next frame of the stream; updated regions become key regions."""
+    def step(self, frame, labels=None) -> Decision:
+        """Decide for the next frame of the stream; updated regions become key regions. ``labels``:
+        the frame's labels when they are known before the decision (ground truth, or a model's
+        predictions computed beforehand), as :meth:`label_keys` takes them after it."""
         context = self.observe(frame)
         if context is None:
             decision = first_frame_decision(len(self.regions))
         else:
             decision = self.policy.decide(context)
-        return self.commit(decision)
+        decision = self.commit(decision)
+        if labels is not None:
+            self.label_keys(labels)
+        return decision
 
     def observe(self, frame) -> Optional[Context]:
         """First half of :meth:`step`: check and crop the next frame, compute the
@@ -172,6 +183,7 @@ class Tracker:
         return Context(
             frame_index=index, regions=crops, key_regions=self.key_regions_,
             key_indices=self.key_indices_, flow=flows, flow_features=pair_features,
+            key_labels=self.key_labels_,
         )
 
     def commit(self, decision: Decision) -> Decision:
@@ -191,8 +203,32 @@ class Tracker:
             decision.extras["flow"] = flows
         self._remember(crops, update, index)
         self.frame_index_ = index
+        self._updated = (index, update)
         self._pending = None
         return decision
+
+    def label_keys(self, labels) -> None:
+        """The labels of the frame last decided (by :meth:`step` or :meth:`commit`): ``[H, W]`` int
+        (a class per pixel, negative = unknown) or class scores ``[H, W, C]``, frame-sized. The
+        regions that frame updated keep their crop as their key's labels (``Context.key_labels``);
+        the others ignore it. A key region left without labels is a ``ValueError`` when a policy
+        needs them."""
+        if self._updated is None:
+            raise RuntimeError("label_keys() labels the frame last decided: call step(frame) first")
+        index, update = self._updated
+        labels = np.asarray(labels)
+        height, width = self._stream.shape[:2]
+        if labels.ndim not in (2, 3) or labels.shape[:2] != (height, width):
+            raise ValueError(f"labels of frame {index} have shape {labels.shape}; the frames are {height}x{width} "
+                             "(give [H, W] classes or [H, W, C] class scores)")
+        if labels.ndim == 2 and not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels of frame {index} are {labels.dtype}; give integer classes [H, W] or class "
+                             "scores [H, W, C]")
+        crops = self.regions.split(labels)
+        if self.key_labels_ is None:
+            self.key_labels_ = [None] * len(crops)
+        for r in np.flatnonzero(update):
+            self.key_labels_[r] = crops[r].copy()
 
     def _flows(self, crops, index: int) -> list[np.ndarray]:
         """Flow from each current region to its key region."""

@@ -86,6 +86,9 @@ PROGRAM_FIELDS = {
         "key_stride": (int, 5),
         "overlap": (int, 16),  # of the 2x2 grid (the 1x1 grid is always used too)
         "downsample": (int, 4),  # of the signals (schedulers.QualitySignals)
+        # Add the key labels' colour disagreement (key_label_disagreement): the predictor then needs each key
+        # frame's labels at run time (Tracker.label_keys; compare gives them in every mode).
+        "key_labels": (bool, False),
         "camvid": (bool, True),  # add CamVid val frames 0..33 (never 34..100)
         # The generated clips' labels: "classes" (semantic classes) or "objects" (0 the background, each moving
         # object its own id, as object video is labelled; the targets are then about objects, and CamVid's classes,

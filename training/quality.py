@@ -106,12 +106,12 @@ def clip_samples(frames, labels, grids, config: dict, num_classes: int, ignore_i
         for key in range(0, last_key + 1, config["key_stride"]):
             key_crops = [c.copy() for c in grid.split(frames[key])]
             key_labels = grid.split(np.asarray(labels[key]))
-            signals = QualitySignals(downsample=config["downsample"])
+            signals = QualitySignals(downsample=config["downsample"], key_labels=config.get("key_labels", False))
             for t in range(key + 1, min(key + config["max_offset"], len(frames) - 1) + 1):
                 crops, truths = grid.split(frames[t]), grid.split(np.asarray(labels[t]))
                 for r, (crop, truth) in enumerate(zip(crops, truths)):
                     region_flow = flow(crop, key_crops[r])
-                    X.append(signals.region(r, crop, key_crops[r], key, t, region_flow))
+                    X.append(signals.region(r, crop, key_crops[r], key, t, region_flow, key_labels[r]))
                     carried, _ = carry_labels(key_labels[r], region_flow, num_classes)
                     a, m = accuracies(truth, carried, num_classes, ignore_index)
                     pixel.append(a)
@@ -330,7 +330,7 @@ def fit_and_report(data: dict, config: dict, log=logger.info) -> tuple[QualityPr
     y = data[config["target"]]
     X, held, source, video = data["X"], data["held_out"], data["source"], data["video"]
     splits = folds(data)
-    names = QualitySignals(downsample=config["downsample"]).names
+    names = QualitySignals(downsample=config["downsample"], key_labels=config.get("key_labels", False)).names
     metrics = {"target": config["target"], "train_rows": int(splits[0][1].sum()), "held_out_rows": int(held.sum()),
                "split": "whole sources: generated clips 4, 9, 14, ..; CamVid val keys 22..33 of frames 0..33 "
                         "by a fit without any row carried into frames 22..33; each video by a fit without it "

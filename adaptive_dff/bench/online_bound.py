@@ -171,6 +171,7 @@ def predicted_values(signals, predictor) -> np.ndarray:
     losses ``1 - q`` that ``predictor`` (a :class:`schedulers.QualityPredictor`, checked against the
     signal set) predicts from each pair's signals (:class:`~adaptive_dff.compare.optimal.PairSignals`);
     a pair whose signals are not finite loses 1, the most there is (``PropagationQuality`` keys it)."""
+    signals = signals.select(predictor.signal_names)
     predictor.check_signals(signals)
     T, width, count = signals.values.shape
     values = np.zeros((T, width))

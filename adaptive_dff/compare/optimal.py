@@ -140,6 +140,15 @@ class PairSignals:
     version: int
     downsample: int
 
+    def select(self, names) -> "PairSignals":
+        """These signals restricted to ``names``, in that order (a predictor fitted on fewer of
+        them); the set as it is when a name is missing (a predictor's signal check then names it)."""
+        names = tuple(names)
+        if names == tuple(self.names) or any(n not in self.names for n in names):
+            return self
+        columns = [list(self.names).index(n) for n in names]
+        return PairSignals(self.values[..., columns], names, self.version, self.downsample)
+
 
 def write_pair_signals(path: str, signals: PairSignals) -> None:
     """Write ``signals`` to the ``.npz`` file ``path`` atomically (arrays ``values``, ``names``,
@@ -192,7 +201,8 @@ def build_pair_table(
     flow): labels exactly as :func:`~adaptive_dff.compare.scoring.oracle_cell` carries them (a test checks it).
     ``confusions``: keep every pair's whole confusion matrix and cost too (:attr:`PairTable.carried`).
     ``signals``: a :class:`schedulers.QualitySignals` (reset here) to compute every pair's signals
-    along the same flow (:attr:`PairTable.signals`; ``propagation="warp"`` only)."""
+    along the same flow (:attr:`PairTable.signals`; ``propagation="warp"`` only; the key's labels
+    are its ``labels``)."""
     from adaptive_dff.labels import carry_planes, class_planes, copy_labels, sampling_maps
 
     window = check_window(window)
@@ -238,7 +248,8 @@ def build_pair_table(
                 flow_ms[k, t - k], carry_ms[k, t - k] = (flowed - began) * 1e3, (time.perf_counter() - flowed) * 1e3
                 guess = carried[keep].astype(np.int64)
                 if signals is not None:  # after the timing: the signals are not part of carrying
-                    pair_signals[k, t - k] = signals.region(0, frames[t], frames[k], k, t, pair_flow)
+                    pair_signals[k, t - k] = signals.region(0, frames[t], frames[k], k, t, pair_flow,
+                                                            key_label if signals.key_labels else None)
             confusion = np.bincount(kept * K + guess, minlength=K * K)[: K * K].reshape(K, K)
             tp[k, t - k] = np.diag(confusion)
             predicted[k, t - k] = confusion.sum(axis=0)

@@ -204,7 +204,7 @@ def oracle_steps(
         truth = np.asarray(truth)
         flow_before = timed_flow.ms
         start = time.perf_counter()
-        decision = tracker.step(frame)
+        decision = tracker.step(frame, truth)  # the key labels a label-aware policy reads
         decided = time.perf_counter()
         flow_in_decision = timed_flow.ms - flow_before
         key, age = tracker.key_indices_[0], t - tracker.key_indices_[0]

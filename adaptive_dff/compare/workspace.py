@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from dataclasses import asdict, replace
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -155,6 +155,17 @@ class Workspace:
             policy.set_params(**{policy.threshold_param: threshold})
         return policy
 
+    def calibration_labels(self, dataset: Dataset, policy) -> Optional[list]:
+        """Per calibration clip of ``dataset`` its labels (true ones, or the model's per-frame
+        predictions for unlabelled clips: :meth:`reference`) when ``policy`` (or the policy it wraps)
+        reads the key frames' labels, else ``None``."""
+        inner = policy
+        while inner is not None and not getattr(inner, "reads_key_labels", False):
+            inner = getattr(inner, "policy", None)
+        if inner is None:
+            return None
+        return [self.reference(dataset, clip) for clip in dataset.calibration]
+
     def calibrate(self, cell: Cell) -> dict:
         """The calibrated threshold of ``cell``'s (policy, regions, budget), computed once and saved."""
         found = self.folder.calibration(cell.calibration_ident)
@@ -169,6 +180,7 @@ class Workspace:
             warnings.simplefilter("always")
             result = calibrate(
                 policy, clips=[c.frames for c in self.datasets[cell.dataset].calibration],
+                labels=self.calibration_labels(self.datasets[cell.dataset], policy),
                 target_key_fraction=cell.budget, regions=parse_grid(cell.regions, self.config.overlap),
                 flow=self.flow() if getattr(policy, "needs_flow", False) else None,
                 features=self.pair_features(),
@@ -195,13 +207,15 @@ class Workspace:
                 if name in CEILING_ARMS:
                     continue
                 policy = self.make_policy(name)
+                labels = self.calibration_labels(dataset, policy)
+                labels = [None] * len(frames) if labels is None else labels[0][:2]
                 for grid in self.config.regions:
                     tracker = Tracker(policy, regions=parse_grid(grid, self.config.overlap),
                                       flow=self.flow() if getattr(policy, "needs_flow", False) else None,
                                       features=self.pair_features())
                     try:
-                        for frame in frames:
-                            tracker.step(frame)
+                        for frame, label in zip(frames, labels):
+                            tracker.step(frame, label)
                     except (ValueError, TypeError) as error:
                         raise ValueError(f"policy {name} cannot run on data set {dataset.name!r} "
                                          f"with regions {grid}: {error}") from None
@@ -332,7 +346,7 @@ class Workspace:
             table = build_pair_table(clip.frames, self.reference(dataset, clip), num_classes=dataset.num_classes,
                                      ignore_index=dataset.ignore_index, flow=self.flow(), window=self.config.window,
                                      propagation=propagation, confusions=keep,
-                                     signals=QualitySignals() if propagation == "warp" else None)
+                                     signals=QualitySignals(key_labels=True) if propagation == "warp" else None)
             tables[propagation] = {"tp": table.tp.tolist(), "predicted": table.predicted.tolist(),
                                    "truth": table.truth.tolist(), "ms": (time.perf_counter() - began) * 1e3}
             if keep:

@@ -1,0 +1,82 @@
+"""Do a key frame's labels, carried to the current frame, still fit its colours?
+
+A pipeline keeps the labels of each key frame (the model's prediction, or the
+ground truth in oracle mode) and carries them along the flow. Whether the
+carried labels have gone stale is not visible in the image alone: a warp error
+counts every mismatched pixel, also the ones inside one class, and misses a
+boundary that moved across pixels of similar grey level. The key frame itself
+says which colours, at which places, belong to which class.
+
+:class:`KeyColours` learns that from the key frame: the joint histogram of
+class and colour cell (RGB quantised to :data:`LEVELS` levels per channel,
+times a :data:`CELLS` x :data:`CELLS` grid of places in the image), and each
+cell's most frequent class. On a later frame, :meth:`KeyColours.disagreement`
+is the share of pixels whose carried label is not the class the key frame's
+colours predict there (a colour cell the key frame never showed counts as a
+disagreement: new content). It grows where labels were carried across a
+boundary, where new content entered, and at a cut; it is cheap (a table look-up
+per pixel, no model).
+
+No TensorFlow: numpy and OpenCV only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LEVELS = 8  # colour levels per RGB channel
+CELLS = 4  # places: a CELLS x CELLS grid over the image
+
+
+def colour_cells(rgb: np.ndarray) -> np.ndarray:
+    """``[h, w]`` int64 colour cell of each pixel of ``rgb`` ``[h, w, 3]`` uint8: its RGB quantised to
+    :data:`LEVELS` levels per channel, and which of the :data:`CELLS` x :data:`CELLS` places it lies in
+    (``0 .. LEVELS**3 * CELLS**2 - 1``)."""
+    rgb = np.asarray(rgb)
+    h, w = rgb.shape[:2]
+    q = rgb.astype(np.int64) * LEVELS // 256
+    colour = (q[..., 0] * LEVELS + q[..., 1]) * LEVELS + q[..., 2]
+    place = (np.arange(h) * CELLS // h)[:, None] * CELLS + (np.arange(w) * CELLS // w)[None, :]
+    return colour * CELLS * CELLS + place
+
+
+class KeyColours:
+    """Which class each colour cell of a key frame belongs to.
+
+    Args:
+        key_rgb: the key frame (or region) ``[h, w, 3]`` uint8 RGB.
+        key_labels: its labels ``[h, w]`` int, a class per pixel; negative
+            values are unknown (void) and left out.
+
+    ``ValueError`` names a shape mismatch.
+    """
+
+    def __init__(self, key_rgb: np.ndarray, key_labels: np.ndarray):
+        key_rgb, key_labels = np.asarray(key_rgb), np.asarray(key_labels)
+        if key_rgb.ndim != 3 or key_rgb.shape[2] != 3 or key_labels.shape != key_rgb.shape[:2]:
+            raise ValueError(f"key labels of shape {key_labels.shape} do not fit a key frame of shape "
+                             f"{key_rgb.shape}; give one class per pixel, [h, w]")
+        cells = colour_cells(key_rgb).reshape(-1)
+        labels = key_labels.reshape(-1).astype(np.int64)
+        known = labels >= 0
+        size = LEVELS ** 3 * CELLS * CELLS
+        self.best = np.full(size, -1, np.int64)  # the most frequent class per cell; -1 where never seen
+        if known.any():
+            classes = int(labels[known].max()) + 1
+            counts = np.bincount(labels[known] * size + cells[known], minlength=classes * size).reshape(classes, size)
+            seen = counts.sum(0) > 0
+            self.best[seen] = counts[:, seen].argmax(0)  # the lowest class among equals
+
+    def disagreement(self, rgb: np.ndarray, carried_labels: np.ndarray) -> float:
+        """Share in [0, 1] of the pixels of ``rgb`` ``[h, w, 3]`` with a known carried label
+        (``carried_labels`` ``[h, w]``, negative = unknown) whose colour cell the key frame gave another
+        class, or never showed. 0 when no pixel has a known label."""
+        carried = np.asarray(carried_labels).astype(np.int64)
+        if carried.shape != np.asarray(rgb).shape[:2]:
+            raise ValueError(f"carried labels of shape {carried.shape} do not fit a frame of shape "
+                             f"{np.asarray(rgb).shape}")
+        known = carried >= 0
+        if not known.any():
+            return 0.0
+        predicted = self.best[colour_cells(rgb)]
+        return float(np.count_nonzero(predicted[known] != carried[known])) / float(np.count_nonzero(known))

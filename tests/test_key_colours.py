@@ -1,0 +1,163 @@
+"""The key labels' colour disagreement: against a numpy reference, in the signals, through the Tracker."""
+
+import numpy as np
+import pytest
+
+from schedulers import Context, Decision, PropagationQuality, QualityPredictor, QualitySignals, RegionGrid, Tracker
+from schedulers.key_colours import CELLS, LEVELS, KeyColours
+from schedulers.quality_signals import BASE_SIGNALS, KEY_LABEL_SIGNAL
+
+
+def _reference_disagreement(key_rgb, key_labels, rgb, carried):
+    """Per pixel: the most frequent key class among the key pixels of the same quantised colour and the
+    same place (lowest class among equals; never seen: a disagreement), numpy loops only."""
+    def cell(image, y, x):
+        h, w = image.shape[:2]
+        r, g, b = (int(v) * LEVELS // 256 for v in image[y, x])
+        return (r, g, b, y * CELLS // h, x * CELLS // w)
+
+    votes: dict = {}
+    for y in range(key_rgb.shape[0]):
+        for x in range(key_rgb.shape[1]):
+            if key_labels[y, x] >= 0:
+                votes.setdefault(cell(key_rgb, y, x), []).append(int(key_labels[y, x]))
+    differ = known = 0
+    for y in range(rgb.shape[0]):
+        for x in range(rgb.shape[1]):
+            if carried[y, x] < 0:
+                continue
+            known += 1
+            seen = votes.get(cell(rgb, y, x))
+            if seen is None:
+                differ += 1
+                continue
+            counts = np.bincount(seen)
+            differ += int(np.argmax(counts)) != carried[y, x]
+    return differ / known if known else 0.0
+
+
+def test_disagreement_matches_a_numpy_reference_on_random_data():
+    rng = np.random.default_rng(3)
+    # Few colours, so cells repeat and votes are contested; some unknown labels on both sides.
+    palette = rng.integers(0, 256, (6, 3), dtype=np.uint8)
+    key_rgb = palette[rng.integers(0, 6, (24, 28))]
+    key_labels = rng.integers(-1, 4, (24, 28))
+    rgb = palette[rng.integers(0, 6, (24, 28))]
+    rgb[:3] = rng.integers(0, 256, (3, 28, 3), dtype=np.uint8)  # colours the key never showed
+    carried = rng.integers(-1, 4, (24, 28))
+    got = KeyColours(key_rgb, key_labels).disagreement(rgb, carried)
+    assert got == pytest.approx(_reference_disagreement(key_rgb, key_labels, rgb, carried), abs=1e-12)
+    assert 0.0 < got < 1.0
+
+
+def test_labels_that_fit_the_colours_agree_and_a_cut_disagrees():
+    rng = np.random.default_rng(5)
+    labels = np.zeros((32, 32), np.int64)
+    labels[:, 16:] = 1
+    key = np.where(labels[..., None] == 0, [200, 40, 40], [40, 40, 200]).astype(np.uint8)
+    colours = KeyColours(key, labels)
+    assert colours.disagreement(key, labels) == 0.0
+    other = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)  # another scene
+    assert colours.disagreement(other, labels) > 0.9
+    assert colours.disagreement(key, np.full((32, 32), -1)) == 0.0  # nothing known: nothing to judge
+
+
+def test_bad_shapes_are_named():
+    with pytest.raises(ValueError, match=r"key labels of shape \(4, 5\)"):
+        KeyColours(np.zeros((4, 6, 3), np.uint8), np.zeros((4, 5), int))
+    with pytest.raises(ValueError, match=r"carried labels of shape \(3, 6\)"):
+        KeyColours(np.zeros((4, 6, 3), np.uint8), np.zeros((4, 6), int)).disagreement(
+            np.zeros((4, 6, 3), np.uint8), np.zeros((3, 6), int))
+
+
+def _two_colour_scene(shift: int):
+    """A red square on a blue background, moved right by ``shift`` pixels; its labels."""
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[...] = (30, 30, 220)
+    labels = np.zeros((48, 64), np.int64)
+    frame[12:36, 10 + shift:34 + shift] = (220, 30, 30)
+    labels[12:36, 10 + shift:34 + shift] = 1
+    return frame, labels
+
+
+def test_the_signal_is_low_along_the_true_flow_and_high_along_a_wrong_one():
+    key, key_labels = _two_colour_scene(0)
+    current, _ = _two_colour_scene(8)
+    signals = QualitySignals(downsample=1, key_labels=True)
+    assert signals.names == BASE_SIGNALS + (KEY_LABEL_SIGNAL,)
+    true_flow = np.zeros((48, 64, 2), np.float32)
+    true_flow[12:36, 18:42, 0] = -8  # the square's pixels come from 8 px to the left in the key
+    along = dict(zip(signals.names, signals.region(0, current, key, 0, 1, true_flow, key_labels)))
+    signals.reset()
+    still = dict(zip(signals.names, signals.region(0, current, key, 0, 1, np.zeros_like(true_flow), key_labels)))
+    # Along the true flow only the background the square uncovered (8 columns of 24 rows) keeps the key's
+    # square label; zero flow leaves the square's labels behind on both sides: twice as many.
+    assert along[KEY_LABEL_SIGNAL] == pytest.approx(8 * 24 / (48 * 64), abs=1e-9)
+    assert still[KEY_LABEL_SIGNAL] == pytest.approx(2 * 8 * 24 / (48 * 64), abs=1e-9)
+    # Class scores [h, w, C] are read by their argmax.
+    signals.reset()
+    scores = np.eye(2)[key_labels]
+    assert signals.region(0, current, key, 0, 1, true_flow, scores)[-1] == along[KEY_LABEL_SIGNAL]
+
+
+def test_the_signal_needs_the_key_labels_and_names_what_is_missing():
+    key, _ = _two_colour_scene(0)
+    flow = np.zeros((48, 64, 2), np.float32)
+    with pytest.raises(ValueError, match=r"region 0, frame 2: the signal key_label_disagreement needs the labels "
+                                         r"of the key frame \(1\)"):
+        QualitySignals(key_labels=True).region(0, key, key, 1, 2, flow)
+    with pytest.raises(ValueError, match=r"key labels of shape \(48, 60\) do not fit the key region"):
+        QualitySignals(key_labels=True).region(0, key, key, 1, 2, flow, np.zeros((48, 60), int))
+    context = Context(frame_index=2, regions=[key], key_regions=[key], key_indices=[1], flow=[flow])
+    with pytest.raises(ValueError, match="Tracker.label_keys"):
+        QualitySignals(key_labels=True)(context)
+
+
+def test_the_tracker_keeps_each_key_regions_labels():
+    frames = [_two_colour_scene(s)[0] for s in range(0, 12, 3)]
+    labels = [_two_colour_scene(s)[1] for s in range(0, 12, 3)]
+    tracker = Tracker(PropagationQuality(), regions=RegionGrid(1, 2, overlap=0), flow=lambda c, k: np.zeros(
+        c.shape[:2] + (2,), np.float32))
+    with pytest.raises(RuntimeError, match="call step"):
+        tracker.label_keys(labels[0])
+    tracker.step(frames[0])
+    with pytest.raises(ValueError, match=r"labels of frame 0 have shape \(48, 63\); the frames are 48x64"):
+        tracker.label_keys(labels[0][:, :63])
+    with pytest.raises(ValueError, match="labels of frame 0 are float64"):
+        tracker.label_keys(labels[0].astype(float))
+    tracker.label_keys(labels[0])
+    assert [k.shape for k in tracker.key_labels_] == [(48, 32), (48, 32)]
+    # A frame that updates only the right region: only its labels change.
+    tracker.observe(frames[1])
+    tracker.commit(Decision(update=np.array([False, True]), scores=np.zeros(2)))
+    tracker.label_keys(labels[1])
+    np.testing.assert_array_equal(tracker.key_labels_[0], labels[0][:, :32])
+    np.testing.assert_array_equal(tracker.key_labels_[1], labels[1][:, 32:])
+    context = tracker.observe(frames[2])
+    assert context.key_labels is tracker.key_labels_
+
+
+def _label_predictor():
+    names = BASE_SIGNALS + (KEY_LABEL_SIGNAL,)
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 1, (200, len(names)))
+    y = np.clip(1 - 0.5 * X[:, -1] - 0.01 * X[:, 0], 0, 1)
+    return QualityPredictor(names, QualitySignals.version, kind="ridge").fit(X, y)
+
+
+def test_a_label_aware_predictor_runs_through_the_tracker_when_labels_are_given():
+    frames = [_two_colour_scene(s)[0] for s in range(0, 24, 2)]
+    labels = [_two_colour_scene(s)[1] for s in range(0, 24, 2)]
+    tracker = Tracker(PropagationQuality(_label_predictor(), threshold=0.3))
+    keys = []
+    for frame, label in zip(frames, labels):
+        decision = tracker.step(frame)
+        tracker.label_keys(label)
+        keys.append(bool(decision.update[0]))
+        if len(keys) > 1:
+            assert np.isfinite(decision.extras["quality"]).all()
+    assert keys[0] and 1 <= sum(keys) < len(keys)
+    without = Tracker(PropagationQuality(_label_predictor()))
+    without.step(frames[0])
+    with pytest.raises(ValueError, match="key_label_disagreement needs the key frames' labels"):
+        without.step(frames[1])
