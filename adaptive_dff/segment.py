@@ -92,7 +92,7 @@ def make_policy(name: str, decision_model=None, quality_model=None):
         if decision_model is None:
             from schedulers import load_default_quality
 
-            decision_model = load_default_quality()  # the best learned model that ships
+            decision_model = load_default_quality(key_labels=True)  # the best learned model that ships
         return POLICIES[name](model=decision_model)
     if name == "propagation_quality" and quality_model is not None:
         return POLICIES[name](predictor=quality_model, downsample=quality_model.signals_downsample)
@@ -143,13 +143,19 @@ def calibrate_on_first_frames(policy, model, frames: list, grid: RegionGrid, key
     and flow features for the policies that use them."""
     from adaptive_dff.compare.scoring import model_flow, model_pair_features
     from schedulers import calibrate
+    from schedulers.base import reads_key_labels
 
+    labels = None
+    if reads_key_labels(policy):  # the key labels the runner gives it later: the model's own predictions
+        every_frame = VideoRunner(model, FixedInterval(1), regions=grid)
+        labels = [every_frame.step(frame).labels for frame in frames]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         found = calibrate(
             policy, frames, target_key_fraction=key_fraction, regions=grid,
             flow=model_flow(model) if getattr(policy, "needs_flow", False) else None,
             features=model_pair_features(model) if getattr(policy, "needs_flow_features", False) else None,
+            labels=labels,
         )
     note = str(caught[0].message) if caught else None
     return found, note

@@ -186,3 +186,13 @@ class Policy(Estimator):
         threshold = self.decision_threshold()
         update = scores < threshold if self.update_when_below else scores > threshold
         return Decision(update=update, scores=scores, frame_index=context.frame_index)
+
+
+def reads_key_labels(policy) -> bool:
+    """Whether ``policy``, or a policy it wraps (``KeyBudget``'s ``policy``), reads the key frames'
+    labels (``Context.key_labels``) when a pipeline gives them: calibrate and replay it with labels."""
+    while policy is not None:
+        if getattr(policy, "reads_key_labels", False):
+            return True
+        policy = getattr(policy, "policy", None)
+    return False

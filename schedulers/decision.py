@@ -28,7 +28,7 @@ from schedulers.base import Context, Decision, Estimator, Policy
 from schedulers.files import save_keras_atomic, write_json_atomic
 from schedulers.quality_predictor import load_quality_predictor
 from schedulers.pair_features import OpenCVPairFeatures, resize_features
-from schedulers.quality_signals import predicted_quality
+from schedulers.quality_signals import KEY_LABEL_SIGNAL, predicted_quality
 
 
 class DecisionModel(Estimator):
@@ -282,6 +282,11 @@ class DecisionNetworkScheduler(Policy):
         self.max_target = max_target
         self.feature_size = feature_size
         self.features = features
+
+    @property
+    def reads_key_labels(self) -> bool:
+        """A quality predictor fitted on ``key_label_disagreement`` reads the key frames' labels."""
+        return KEY_LABEL_SIGNAL in tuple(getattr(self.model, "signal_names", ()))
 
     @property
     def needs_flow_features(self) -> bool:

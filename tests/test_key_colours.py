@@ -161,3 +161,57 @@ def test_a_label_aware_predictor_runs_through_the_tracker_when_labels_are_given(
     without.step(frames[0])
     with pytest.raises(ValueError, match="key_label_disagreement needs the key frames' labels"):
         without.step(frames[1])
+
+
+def test_which_policies_read_the_key_labels():
+    from schedulers import DecisionNetworkScheduler, FrameDifference, KeyBudget, load_default_quality
+    from schedulers.base import reads_key_labels
+
+    assert reads_key_labels(KeyBudget(PropagationQuality(), target=0.2))  # the shipped predictors: with labels
+    assert reads_key_labels(PropagationQuality(_label_predictor()))
+    plain = load_default_quality()
+    assert not reads_key_labels(PropagationQuality(plain)) and not reads_key_labels(KeyBudget(FrameDifference(), 0.2))
+    assert reads_key_labels(DecisionNetworkScheduler(model=load_default_quality(key_labels=True)))
+    assert not reads_key_labels(DecisionNetworkScheduler(model=plain))
+    assert load_default_quality(key_labels=True).signal_names == BASE_SIGNALS + (KEY_LABEL_SIGNAL,)
+
+
+def test_the_default_policy_takes_the_predictor_that_fits_what_the_pipeline_gives():
+    frames = [_two_colour_scene(s)[0] for s in range(0, 8, 2)]
+    labels = [_two_colour_scene(s)[1] for s in range(0, 8, 2)]
+    flow = lambda c, k: np.zeros(c.shape[:2] + (2,), np.float32)  # noqa: E731
+    labelled, plain = PropagationQuality(), PropagationQuality()
+    with_labels, without = Tracker(labelled, flow=flow), Tracker(plain, flow=flow)
+    for frame, label in zip(frames, labels):
+        with_labels.step(frame, label)
+        without.step(frame)
+    assert labelled.signals_.names[-1] == KEY_LABEL_SIGNAL and plain.signals_.names == BASE_SIGNALS
+
+
+def test_calibration_replays_with_the_labels_and_names_a_mismatch():
+    from schedulers import calibrate, replay
+
+    frames = [_two_colour_scene(s)[0] for s in range(0, 24, 2)]
+    labels = [_two_colour_scene(s)[1] for s in range(0, 24, 2)]
+    flow = lambda c, k: np.zeros(c.shape[:2] + (2,), np.float32)  # noqa: E731
+    policy = PropagationQuality(_label_predictor())
+    found = calibrate(policy, frames, labels=labels, target_key_fraction=0.25, flow=flow)
+    assert abs(found.key_fraction - 0.25) <= 0.1
+    decisions = replay(policy.clone().set_params(threshold=found.threshold), frames, flow=flow, labels=labels)
+    assert np.mean([d.update[0] for d in decisions]) == pytest.approx(found.key_fraction)
+    with pytest.raises(ValueError, match=r"labels give \[11\] label maps per clip for \[12\] frames"):
+        calibrate(policy, frames, labels=labels[:-1], target_key_fraction=0.25, flow=flow)
+    with pytest.raises(ValueError, match="needs the key frames' labels"):
+        calibrate(policy, frames, target_key_fraction=0.25, flow=flow)
+
+
+def test_pair_signals_select_a_predictors_columns():
+    from adaptive_dff.compare.optimal import PairSignals
+
+    names = BASE_SIGNALS + (KEY_LABEL_SIGNAL,)
+    values = np.arange(2 * 3 * len(names), dtype=float).reshape(2, 3, len(names))
+    signals = PairSignals(values, names, 2, 4)
+    plain = signals.select(BASE_SIGNALS)
+    assert plain.names == BASE_SIGNALS and np.array_equal(plain.values, values[..., :-1])
+    assert signals.select(names) is signals
+    assert signals.select(("fb_inconsistency",)) is signals  # missing: left for the predictor's check to name

@@ -231,3 +231,25 @@ def test_runner_on_a_truncated_video_keeps_what_was_decoded(model, clip, tmp_pat
     with pytest.warns(VideoDecodeWarning, match=r"decoding stopped at frame (\d+)"):
         results = list(VideoRunner(model, FixedInterval(3)).run(truncated))
     assert 0 < len(results) < 10 and [r.frame_index for r in results] == list(range(len(results)))
+
+
+class _Spy(FixedInterval):
+    """A fixed interval that records the key labels each context carries."""
+
+    def decide(self, context):
+        self.seen.append(None if context.key_labels is None else [k.copy() for k in context.key_labels])
+        return super().decide(context)
+
+
+@pytest.mark.parametrize("grid", [RegionGrid(1, 1), RegionGrid(1, 2, 0)])
+def test_the_runner_gives_each_region_its_keys_predicted_labels(model, clip, grid):
+    spy = _Spy(3)
+    spy.seen = []
+    runner = VideoRunner(model, spy, regions=grid)
+    outputs = [runner.step(frame) for frame in clip[:7]]
+    for t, seen in enumerate(spy.seen, start=1):  # frames 1..6; keys at 0 and 3
+        key = 0 if t <= 3 else 3
+        expected = grid.split(outputs[key].labels)
+        assert len(seen) == len(expected)
+        for got, want in zip(seen, expected):
+            np.testing.assert_array_equal(got, want)

@@ -233,9 +233,10 @@ def test_propagation_quality_runs_on_the_predictor_given(files, tmp_path, capsys
 
 
 def test_a_cost_policy_under_a_budget_starts_at_a_price_calibrated_on_the_first_frames(files, tmp_path, capsys):
-    from schedulers import PropagationQuality, calibrate
+    from schedulers import FixedInterval, PropagationQuality, calibrate
 
     from adaptive_dff.compare.scoring import model_flow
+    from adaptive_dff.runner import VideoRunner
     from adaptive_dff.model import load_model
     from adaptive_dff.segment import segment_video
 
@@ -248,7 +249,12 @@ def test_a_cost_policy_under_a_budget_starts_at_a_price_calibrated_on_the_first_
     clip, _ = read_video(files["video"])
     frames = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in clip[:8]]
     model = load_model(files["model"])
-    expected = calibrate(PropagationQuality(), frames, target_key_fraction=0.25, flow=model_flow(model))
+    # The runner gives the policy each key's predicted labels: the calibration reads the same, the model's
+    # per-frame predictions of those frames.
+    every_frame = VideoRunner(model, FixedInterval(1))
+    labels = [every_frame.step(f).labels for f in frames]
+    expected = calibrate(PropagationQuality(), frames, target_key_fraction=0.25, flow=model_flow(model),
+                         labels=labels)
     assert float(found.group(1)) == pytest.approx(expected.starting_price, rel=1e-3)
     keys = sum(int(r["key_r0"]) for r in read_csv(tmp_path / "p.csv"))
     assert 2 <= keys <= 5

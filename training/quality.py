@@ -6,7 +6,9 @@ per region of a 1x1 and a 2x2 grid (``overlap`` px):
 
 * input: the :class:`schedulers.QualitySignals` of the region, computed as a
   pipeline would, frame after frame since the key, along OpenCV DIS flow from
-  the current region to the key region;
+  the current region to the key region (config ``key_labels``: with the key
+  labels' colour disagreement too, the key region's labels being the clip's
+  labels: true ones, or the video model's predictions);
 * target: the accuracy of the key region's true labels carried to ``t``
   along that flow (:func:`adaptive_dff.compare.scoring.carry_labels`)
   against the true labels of ``t``: ``pixel_accuracy`` (void left out) or

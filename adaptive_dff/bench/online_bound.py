@@ -279,7 +279,8 @@ def main(argv=None) -> int:
                         help="key-frame budgets (default: compare's fair budgets 0.1 0.2 0.33)")
     parser.add_argument("--quality-model", default=None, metavar="FILE",
                         help="the quality predictor of the row 'renewal, predicted loss' (a file of adaptive-dff "
-                             "train quality; default: the shipped one)")
+                             "train quality; default: the shipped one that reads the key labels, or on a run "
+                             "whose pair signals lack them the one that does not)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     from adaptive_dff.compare import ceiling_rows
@@ -302,8 +303,9 @@ def main(argv=None) -> int:
                      "(run compare in oracle mode with optimal, fixed_interval or copy)")
     from schedulers.quality_predictor import load_default_quality, load_quality_predictor
 
-    try:
-        predictor = load_default_quality() if args.quality_model is None else load_quality_predictor(args.quality_model)
+    try:  # by default the shipped predictor compare's policy uses (it reads the key labels, which compare gives)
+        predictors = ([load_default_quality(key_labels=True), load_default_quality()] if args.quality_model is None
+                      else [load_quality_predictor(args.quality_model)])
     except (OSError, ValueError) as error:
         parser.error(f"--quality-model: {error}")
     logger.info("The renewal rule of PropagationQuality fed the true loss, at the best constant price in hindsight "
@@ -316,10 +318,16 @@ def main(argv=None) -> int:
     for dataset, tables in found.items():
         logger.info("")
         logger.info(f"{dataset}:")
-        try:
-            predicted = stored_predictions(folder, signature, dataset, predictor)
-        except ValueError as error:
-            parser.error(f"--quality-model: {error}")
+        for number, predictor in enumerate(predictors):
+            try:
+                predicted = stored_predictions(folder, signature, dataset, predictor)
+                break
+            except ValueError as error:
+                if number == len(predictors) - 1:
+                    parser.error(f"--quality-model: {error}")
+                # a run of an earlier version keeps no key-label signal: the shipped predictor without it
+                logger.info("  (its pair signals hold no key_label_disagreement: the rows of the predicted loss use "
+                            "the shipped predictor without it)")
         if predicted is None:
             logger.info("  (no rows 'renewal, predicted loss' and 'predicted, median price': its pair tables keep "
                         "no signals; a compare run of this version keeps them)")

@@ -142,8 +142,8 @@ class Workspace:
         if name == "decision_network":
             if self._decision_model is None:
                 path = self.config.decision_model
-                self._decision_model = (schedulers.load_decision_model(path) if path
-                                        else schedulers.load_default_quality())
+                self._decision_model = (schedulers.load_decision_model(path) if path  # the best that ships:
+                                        else schedulers.load_default_quality(key_labels=True))
             policy = cls(model=self._decision_model)
         elif name == "propagation_quality" and self.config.quality_model:
             if self._quality_model is None:
@@ -159,10 +159,9 @@ class Workspace:
         """Per calibration clip of ``dataset`` its labels (true ones, or the model's per-frame
         predictions for unlabelled clips: :meth:`reference`) when ``policy`` (or the policy it wraps)
         reads the key frames' labels, else ``None``."""
-        inner = policy
-        while inner is not None and not getattr(inner, "reads_key_labels", False):
-            inner = getattr(inner, "policy", None)
-        if inner is None:
+        from schedulers.base import reads_key_labels
+
+        if not reads_key_labels(policy):
             return None
         return [self.reference(dataset, clip) for clip in dataset.calibration]
 
