@@ -66,7 +66,10 @@ to 4 keys per frame; the fraction is keys / region-frames):
 
   Both rules act within the credit limits above.
 * **A hard cut**: a score above ``max + (max - median)`` of the recent
-  scores, or a NaN score, counts as worst (rank 1, above any price) and may
+  scores, or one that jumps there from the region's score on the frame before
+  (0 on the first frame after its key) while the scores that were no cut stay
+  below (so an earlier cut's score does not hide the next one; see
+  :meth:`BudgetController.ranks`), or a NaN score, counts as worst (rank 1, above any price) and may
   overdraw the balance down to ``-2 D`` (the price rule, whose ``D`` is
   wider: ``-max(D, min(2 D, 0.019 * max(n, H)))``, so the promise at ``H``
   holds): it gets a key at once unless the stream is deeper in debt than
@@ -183,6 +186,16 @@ def interval_masks(context: Context, min_interval: int, max_interval: Optional[i
     return eligible, forced
 
 
+def previous_scores(last: Optional[tuple], context: Context) -> np.ndarray:
+    """Each region's score on the stream's frame before (``last`` = (key indices, scores) then), for
+    the hard-cut test's jump: 0 where its key has changed since (the key frame itself, which differs
+    from nothing, is where its scores start), NaN with no frame before."""
+    keys = np.asarray(context.key_indices, np.int64)
+    if last is None or last[0].shape != keys.shape:
+        return np.full(keys.shape, np.nan)
+    return np.where(last[0] == keys, last[1], 0.0)
+
+
 def promised_horizon(regions: int, target: float) -> int:
     """Region-frames of the shortest stream the +-0.02 promise covers: ten key intervals."""
     return int(math.ceil(10 * regions / target))
@@ -295,6 +308,8 @@ class KeyBudget(BudgetPolicy):
         raw, worse = scoring(context)
         eligible, forced = interval_masks(context, low, high)
         ages = context.frame_index - np.asarray(context.key_indices, dtype=np.int64)
-        update, state = controller.allocate(worse, eligible, forced, regions, ages=ages)
+        update, state = controller.allocate(worse, eligible, forced, regions, ages=ages,
+                                            previous=previous_scores(getattr(self, "last_scores_", None), context))
+        self.last_scores_ = (np.asarray(context.key_indices, np.int64).copy(), worse)
         self.frame_index_ = context.frame_index
         return Decision(update=update, scores=raw, frame_index=context.frame_index, extras={"budget": state})

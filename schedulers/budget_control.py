@@ -18,6 +18,7 @@ PRICE_GAIN = 1.5  # how strongly the credit balance moves the price
 CALIBRATED_PRICE_GAIN = 0.5  # the same, from a calibrated starting price (see start_price)
 PRICE_MEMORY = 5  # the price is the median of the log scores of this many recent keys per region
 PROVISIONAL = 4.0  # before the first price: this many times the extrapolated one (a cut jumps far above it)
+JUMP = 3.0  # a hard cut's score rises this many times its previous size in one frame (see ranks)
 AGE_PRIOR = 1.0  # past the target's interval I, a score counts (age / I) ** AGE_PRIOR times
 # Scores this close (relative) count as equal: the last bits of a score depend on how floating-point sums
 # happen to be split (OpenCV and NumPy reduce in SIMD blocks that follow the buffer's alignment), and a
@@ -65,6 +66,7 @@ class BudgetController:
         self.horizon = int(horizon)
         self.capped_overdraw = False  # True: an exceptional score overdraws at most 0.019 * max(n, horizon)
         self.recent = deque(maxlen=max(int(history), 8))
+        self.recent_cuts = deque(maxlen=self.recent.maxlen)  # per recent score: was it a cut (a jump, see ranks)?
         self.credit = 0.0
         self.keys = 0
         self.region_frames = 0
@@ -95,6 +97,7 @@ class BudgetController:
     def grow_history(self, size: int) -> None:
         if size > self.recent.maxlen:
             self.recent = deque(self.recent, maxlen=int(size))
+            self.recent_cuts = deque(self.recent_cuts, maxlen=int(size))
 
     def charge(self, region_frames: int, keys: int, credit: bool = True) -> None:
         """Count region-frames (crediting ``target`` each unless ``credit`` is False) and keys spent."""
@@ -114,24 +117,43 @@ class BudgetController:
             return 2.0 * bound
         return max(bound, min(2.0 * bound, 0.019 * max(self.region_frames, self.horizon)))
 
-    def ranks(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def ranks(self, scores: np.ndarray, previous: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
         """Rank in [0, 1] of each score among the recent ones (mid-rank for ties; 0.5
-        with no history), and whether it is exceptional (NaN, or far above them)."""
+        with no history), and whether it is exceptional: NaN, or far above them (above
+        ``max + (max - median)``), or a *jump*: far above the recent scores that were no jump
+        themselves, and up from the region's ``previous`` score (its score on the frame before,
+        since the same key; NaN: none) by more than their spread ``max - median`` and more than
+        :data:`JUMP` times that score's size. An earlier cut's score then does not hide the next
+        cut, and a score growing from frame to frame (a renewal score since a key: ``a (a + 1) / 2``
+        rises by ``a``, less than three times ``a (a - 1) / 2`` from the second frame on) is no jump."""
         nan = np.isnan(scores)
         if not self.recent:
             return np.where(nan, 1.0, 0.5), nan
-        history = np.sort(np.fromiter(self.recent, float, len(self.recent)))
+        recent = np.fromiter(self.recent, float, len(self.recent))
+        history = np.sort(recent)
         slack = _slack(scores)
         below = np.searchsorted(history, scores - slack, side="left")
         at_or_below = np.searchsorted(history, scores + slack, side="right")
         ranks = np.where(nan, 1.0, (below + at_or_below) / (2.0 * history.size))
+        if history.size < 8:
+            return ranks, nan
         high, median = history[-1], history[history.size // 2]
-        far = scores > high + np.maximum(high - median, _slack(high)) if history.size >= 8 else np.zeros_like(nan)
+        far = scores > high + np.maximum(high - median, _slack(high))
+        if previous is not None:
+            ordinary = recent[~np.fromiter(self.recent_cuts, bool, len(self.recent_cuts))]
+            if ordinary.size >= 8:
+                ordinary_high = ordinary.max()
+                spread = np.maximum(ordinary_high - np.median(ordinary), _slack(ordinary_high))
+                previous = np.asarray(previous, np.float64)
+                known = np.where(np.isfinite(previous), previous, 0.0)
+                rise = scores - known
+                jump = np.isfinite(previous) & (rise > spread) & (rise > JUMP * np.abs(known))
+                far |= jump & (scores > ordinary_high + spread)
         return ranks, nan | (far & ~nan)
 
     def allocate(self, scores: np.ndarray, eligible: np.ndarray, forced: np.ndarray, regions: int,
                  target: Optional[float] = None, floor: float = 0.5,
-                 ages: Optional[np.ndarray] = None) -> tuple[np.ndarray, dict]:
+                 ages: Optional[np.ndarray] = None, previous: Optional[np.ndarray] = None) -> tuple[np.ndarray, dict]:
         """Choose the regions to update among ``scores`` (``[N]``, higher = worse, NaN = worst).
 
         ``eligible``: regions past ``min_interval``; ``forced``: regions at
@@ -144,9 +166,11 @@ class BudgetController:
         to decide when the credit overflows is not the one that always spends).
         ``ages``: frames since each region's key (the price rule sets its first
         price from the score a region reaches at the target's interval).
+        ``previous``: each region's score on its frame before, since the same key (NaN: none),
+        for the hard-cut test (:meth:`ranks`).
         """
         scores = np.asarray(scores, np.float64)
-        ranks, exceptional = self.ranks(scores)
+        ranks, exceptional = self.ranks(scores, previous)
         update = np.asarray(forced, bool).copy()
         before = self.balance
         balance = before - np.count_nonzero(update)
@@ -208,8 +232,9 @@ class BudgetController:
             if chosen.size:  # the price follows the (effective) scores of the keys it chose
                 self.key_prices.extend(math.log(value) for value in effective[chosen])
                 self.log_price = float(np.median(self.key_prices))
-        finite = scores[np.isfinite(scores)]
-        self.recent.extend(finite.tolist())
+        finite = np.isfinite(scores)
+        self.recent.extend(scores[finite].tolist())
+        self.recent_cuts.extend(exceptional[finite].tolist())
         self.keys += int(np.count_nonzero(update))
         state = {"ranks": ranks, "balance": before, "limit": bound, "threshold": 1.0 - p, "price": price,
                  "forced": np.asarray(forced, bool).copy(), "key_fraction": self.key_fraction}

@@ -53,7 +53,7 @@ import numpy as np
 from schedulers.base import Context, Decision, Policy, check_int
 from schedulers.budget import (
     RULES, BudgetController, BudgetPolicy, check_intervals, check_target, history_size, interval_masks, promised_horizon,
-    check_price, resolve_rule, scoring_function,
+    check_price, previous_scores, resolve_rule, scoring_function,
 )
 
 SHARED_EARLY = {"rank": 0.0, "price": 0.018}  # D / horizon before the horizon, per rule
@@ -156,6 +156,7 @@ class SharedBudget:
         self.streams: dict = {}
         self.trackers: dict = {}
         self._stream_state: dict = {}  # name -> (last frame index, keys, region-frames)
+        self._last_scores: dict = {}  # name -> (key indices, scores) of the stream's last decision
 
     @staticmethod
     def _policy_factory(policy) -> Callable[[], Policy]:
@@ -282,7 +283,10 @@ class SharedBudget:
             np.concatenate([s[5] for s in scored]), regions=max(total, open_streams * len(self.regions)),
             target=share, floor=room,
             ages=np.concatenate([c.frame_index - np.asarray(c.key_indices, np.int64) for _, c, *_ in scored]),
+            previous=np.concatenate([previous_scores(self._last_scores.get(st.name), c) for st, c, *_ in scored]),
         )
+        for stream, context, _, worse, *_ in scored:
+            self._last_scores[stream.name] = (np.asarray(context.key_indices, np.int64).copy(), worse)
         decisions, start = [], 0
         for stream, context, raw, _, _, _, elapsed in scored:
             stop = start + context.num_regions

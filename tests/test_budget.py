@@ -489,3 +489,46 @@ def test_scores_that_differ_only_in_their_last_bits_are_ranked_and_cut_alike(rul
             updates.append(bool(update[0]))
         decisions.append(updates)
     assert decisions[0] == decisions[1] == decisions[2]
+
+
+class CutAfterCut(Policy):
+    """A frame difference to the key: small changing values, and a jump to stay once a scene cut
+    lies between the key and the frame (until the next key)."""
+
+    def __init__(self, cuts=(), seed: int = 0):
+        self.cuts = cuts
+        self.seed = seed
+
+    def score(self, context):
+        rng = np.random.default_rng(self.seed + context.frame_index)
+        base = rng.uniform(1.0, 2.0, context.num_regions)
+        cut = [any(k < c <= context.frame_index for c in self.cuts) for k in context.key_indices]
+        return base + 50.0 * np.asarray(cut)
+
+
+CUTS = {"a": (40, 75), "b": (30, 52, 97)}
+
+
+@pytest.mark.parametrize("cuts", CUTS.values())
+def test_a_cut_is_keyed_at_once_even_after_an_earlier_one(cuts):
+    """Cuts closer together than the 100 recent scores: an earlier cut's score must not hide the next
+    (it counts as a jump from the frame before, far above the scores that were no cut)."""
+    policy = KeyBudget(CutAfterCut(cuts), 0.1)
+    updates, decisions = run(policy, np.zeros((130, 1)))
+    assert updates[list(cuts), 0].all(), [t for t in range(130) if updates[t, 0]]
+    assert abs(updates.mean() - 0.1) <= 0.03
+
+
+def test_a_shared_budget_keys_each_streams_cuts_even_after_earlier_ones():
+    made = iter(CUTS.values())
+    shared = SharedBudget(lambda: CutAfterCut(next(made)), target=0.1)
+    img = np.zeros((16, 16, 3), np.uint8)
+    streams = {name: shared.stream(name) for name in CUTS}
+    keys = {name: 0 for name in streams}
+    keyed = {name: [] for name in streams}
+    for t in range(1, 130):
+        for name, stream in streams.items():
+            if stream.decide(Context(t, [img], [img], [keys[name]])).update[0]:
+                keys[name] = t
+                keyed[name].append(t)
+    assert all(set(CUTS[name]) <= set(k) for name, k in keyed.items()), keyed
