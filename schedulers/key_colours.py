@@ -22,6 +22,8 @@ No TensorFlow: numpy and OpenCV only.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 LEVELS = 8  # colour levels per RGB channel
@@ -29,15 +31,27 @@ CELLS = 4  # places: a CELLS x CELLS grid over the image
 
 
 def colour_cells(rgb: np.ndarray) -> np.ndarray:
-    """``[h, w]`` int64 colour cell of each pixel of ``rgb`` ``[h, w, 3]`` uint8: its RGB quantised to
-    :data:`LEVELS` levels per channel, and which of the :data:`CELLS` x :data:`CELLS` places it lies in
-    (``0 .. LEVELS**3 * CELLS**2 - 1``)."""
+    """``[h, w]`` int32 colour cell of each pixel of ``rgb`` ``[h, w, 3]`` uint8: its RGB quantised to
+    :data:`LEVELS` levels per channel (``value * LEVELS // 256``), and which of the :data:`CELLS` x
+    :data:`CELLS` places it lies in (``0 .. LEVELS**3 * CELLS**2 - 1``)."""
     rgb = np.asarray(rgb)
-    h, w = rgb.shape[:2]
-    q = rgb.astype(np.int64) * LEVELS // 256
-    colour = (q[..., 0] * LEVELS + q[..., 1]) * LEVELS + q[..., 2]
-    place = (np.arange(h) * CELLS // h)[:, None] * CELLS + (np.arange(w) * CELLS // w)[None, :]
-    return colour * CELLS * CELLS + place
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"colour cells need an [h, w, 3] uint8 RGB image, got {rgb.dtype} of shape {rgb.shape}")
+    q = rgb >> _SHIFT  # value * LEVELS // 256 for a power-of-two LEVELS
+    colour = (q[..., 0].astype(np.int32) * LEVELS + q[..., 1]) * LEVELS + q[..., 2]
+    return colour * (CELLS * CELLS) + _places(rgb.shape[0], rgb.shape[1])
+
+
+_SHIFT = 8 - (LEVELS.bit_length() - 1)
+assert 1 << (8 - _SHIFT) == LEVELS, "LEVELS must be a power of two up to 256"
+
+
+@lru_cache(maxsize=16)
+def _places(h: int, w: int) -> np.ndarray:
+    """``[h, w]`` int32: which of the CELLS x CELLS places each pixel lies in (read-only, kept for reuse)."""
+    places = ((np.arange(h) * CELLS // h)[:, None] * CELLS + (np.arange(w) * CELLS // w)[None, :]).astype(np.int32)
+    places.flags.writeable = False
+    return places
 
 
 class KeyColours:
@@ -56,11 +70,11 @@ class KeyColours:
         if key_rgb.ndim != 3 or key_rgb.shape[2] != 3 or key_labels.shape != key_rgb.shape[:2]:
             raise ValueError(f"key labels of shape {key_labels.shape} do not fit a key frame of shape "
                              f"{key_rgb.shape}; give one class per pixel, [h, w]")
-        cells = colour_cells(key_rgb).reshape(-1)
+        cells = colour_cells(key_rgb).reshape(-1).astype(np.int64)
         labels = key_labels.reshape(-1).astype(np.int64)
         known = labels >= 0
         size = LEVELS ** 3 * CELLS * CELLS
-        self.best = np.full(size, -1, np.int64)  # the most frequent class per cell; -1 where never seen
+        self.best = np.full(size, -1, np.int32)  # the most frequent class per cell; -1 where never seen
         if known.any():
             classes = int(labels[known].max()) + 1
             counts = np.bincount(labels[known] * size + cells[known], minlength=classes * size).reshape(classes, size)
@@ -71,12 +85,13 @@ class KeyColours:
         """Share in [0, 1] of the pixels of ``rgb`` ``[h, w, 3]`` with a known carried label
         (``carried_labels`` ``[h, w]``, negative = unknown) whose colour cell the key frame gave another
         class, or never showed. 0 when no pixel has a known label."""
-        carried = np.asarray(carried_labels).astype(np.int64)
+        carried = np.asarray(carried_labels)
         if carried.shape != np.asarray(rgb).shape[:2]:
             raise ValueError(f"carried labels of shape {carried.shape} do not fit a frame of shape "
                              f"{np.asarray(rgb).shape}")
         known = carried >= 0
-        if not known.any():
+        count = np.count_nonzero(known)
+        if not count:
             return 0.0
-        predicted = self.best[colour_cells(rgb)]
-        return float(np.count_nonzero(predicted[known] != carried[known])) / float(np.count_nonzero(known))
+        differ = self.best[colour_cells(rgb)] != carried
+        return float(np.count_nonzero(differ & known)) / float(count)

@@ -227,7 +227,9 @@ class QualitySignals:
             raise ValueError(f"region {r}, frame {frame_index}: the signal {KEY_LABEL_SIGNAL} needs the labels of "
                              f"the key frame ({key_index}); none were given")
         state = self._key_state(r, key, key_index)
-        current_gray = _gray_small(current, self.downsample)
+        current = np.ascontiguousarray(current)
+        current_small = _resize(current, _small_shape(current.shape, self.downsample))
+        current_gray = cv2.cvtColor(current_small, cv2.COLOR_RGB2GRAY).astype(np.float32)
         flow = np.asarray(flow)
         if flow.ndim != 3 or flow.shape[-1] != 2:
             raise ValueError(f"flow of region {r}, frame {frame_index} must be [h, w, 2], got shape {flow.shape}")
@@ -254,13 +256,14 @@ class QualitySignals:
         if self.backward_flow is not None:
             values.append(self._inconsistency(current, key, small))
         if self.key_labels:
-            values.append(self._label_disagreement(state, r, current, key, key_labels, small)
+            values.append(self._label_disagreement(state, r, current_small, key, key_labels, small)
                           if np.isfinite(error_mean) else np.nan)
         return np.asarray(values, np.float64)
 
-    def _label_disagreement(self, state: dict, r: int, current, key, key_labels, flow_small) -> float:
-        """The key labels carried to the current region along ``flow_small`` (nearest), against the
-        class the key region's colours predict at each pixel (:class:`KeyColours`): the share that differ."""
+    def _label_disagreement(self, state: dict, r: int, current_small, key, key_labels, flow_small) -> float:
+        """The key labels carried to the current region (``current_small``: shrunk to the signals'
+        grid) along ``flow_small`` (nearest), against the class the key region's colours predict at
+        each pixel (:class:`KeyColours`): the share that differ."""
         from schedulers.key_colours import KeyColours
 
         shape = flow_small.shape[:2]
@@ -278,7 +281,7 @@ class QualitySignals:
         gx, gy = _pixel_grid(shape)
         carried = cv2.remap(state["labels_small"], cv2.add(gx, flow_small[..., 0]), cv2.add(gy, flow_small[..., 1]),
                             cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
-        return state["colours"].disagreement(_resize(np.ascontiguousarray(current), shape), carried)
+        return state["colours"].disagreement(current_small, carried)
 
     def _inconsistency(self, current, key, forward_small) -> float:
         backward = _flow_small(self.backward_flow(key, current), forward_small.shape[:2], current.shape[:2])
