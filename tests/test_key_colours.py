@@ -215,3 +215,22 @@ def test_pair_signals_select_a_predictors_columns():
     assert plain.names == BASE_SIGNALS and np.array_equal(plain.values, values[..., :-1])
     assert signals.select(names) is signals
     assert signals.select(("fb_inconsistency",)) is signals  # missing: left for the predictor's check to name
+
+
+def test_train_quality_with_key_labels_writes_a_predictor_a_policy_runs_on(tmp_path):
+    from schedulers import load_quality_predictor
+    from training.config import load_config
+    from training.quality import run
+
+    config = load_config("quality", "smoke", ["frames=12", "max_offset=3", "kinds=ridge", "key_labels=true"])
+    run(config, str(tmp_path), log=lambda *a: None)
+    predictor = load_quality_predictor(tmp_path / "quality.json")
+    assert predictor.signal_names == BASE_SIGNALS + (KEY_LABEL_SIGNAL,)
+    data = np.load(tmp_path / "dataset.npz")
+    disagreement = data["X"][:, -1]
+    assert np.all((disagreement >= 0) & (disagreement <= 1)) and disagreement.std() > 0
+    frames = [_two_colour_scene(s)[0] for s in range(0, 8, 2)]
+    labels = [_two_colour_scene(s)[1] for s in range(0, 8, 2)]
+    tracker = Tracker(PropagationQuality(predictor, downsample=predictor.signals_downsample))
+    for frame, label in zip(frames, labels):
+        tracker.step(frame, label)
