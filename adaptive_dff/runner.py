@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from adaptive_dff.warp import bilinear_warp
-from schedulers.base import Context, Policy
+from schedulers.base import Context, Policy, reads_key_labels
 from schedulers.regions import RegionGrid
 from schedulers.tracker import StreamCheck, check_policy_and_regions, first_frame_decision
 
@@ -178,7 +178,7 @@ class VideoRunner:
             context = Context(
                 frame_index=index, regions=crops,
                 key_regions=[None] * len(crops), key_indices=[k[2] for k in self.keys_],
-                key_labels=self.key_labels_,
+                key_labels=self.key_labels_ or None,
             )
             if getattr(self.policy, "needs_flow", False) or getattr(self.policy, "needs_flow_features", False):
                 for r, padded in enumerate(prepared):
@@ -213,8 +213,6 @@ class VideoRunner:
                     features = timer.run("warp", model.run_warp, self.keys_[r][0], flows[r])
             logits = timer.run("head", model.run_head, features, tuple(padded.shape), h, w)
             region_logits.append(np.asarray(logits)[0])
-            if decision.update[r]:
-                new_key_labels[r] = np.argmax(region_logits[-1], axis=-1).astype(np.int32)
 
         def merge():
             if len(region_logits) == 1:
@@ -225,9 +223,18 @@ class VideoRunner:
             return merged, np.argmax(merged, axis=-1).astype(np.int32)
 
         merged, labels = timer.run("merge", merge)
+        reads_labels = reads_key_labels(self.policy)
+        if reads_labels:  # each new key region's predicted classes, for the policy
+            def key_labels():
+                for r in np.flatnonzero(decision.update):
+                    new_key_labels[r] = labels if len(region_logits) == 1 else \
+                        np.argmax(region_logits[r], axis=-1).astype(np.int32)
+            timer.run("merge", key_labels)
         # Commit the new key frames only now: a failure part-way through a
         # frame leaves the stream as it was.
-        self.keys_, self.key_labels_ = new_keys, new_key_labels
+        self.keys_ = new_keys
+        if reads_labels:
+            self.key_labels_ = new_key_labels
         self.frame_index_ = index
         extras = {k: v for k, v in decision.extras.items() if k != "flow"}
         return StepResult(
@@ -281,7 +288,7 @@ class VideoRunner:
             decision = first_frame_decision(1)
         else:
             context = Context(frame_index=index, regions=[crop], key_regions=[self.keys_[0][3]],
-                              key_indices=[self.keys_[0][2]], key_labels=self.key_labels_)
+                              key_indices=[self.keys_[0][2]], key_labels=self.key_labels_ or None)
             if getattr(self.policy, "needs_flow", False) or getattr(self.policy, "needs_flow_features", False):
                 flow_out = propagation_flow()
                 context.flow = [self._flow_for_policy(flow_out, crop)]
@@ -309,7 +316,7 @@ class VideoRunner:
 
         labels, logits = timer.run("merge", merge)
         self.keys_, self._key_small = new_keys, key_small
-        if decision.update[0]:
+        if decision.update[0] and reads_key_labels(self.policy):
             self.key_labels_ = [labels]
         self.frame_index_ = index
         extras = {k: v for k, v in decision.extras.items() if k != "flow"}

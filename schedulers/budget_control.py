@@ -120,8 +120,8 @@ class BudgetController:
     def ranks(self, scores: np.ndarray, previous: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
         """Rank in [0, 1] of each score among the recent ones (mid-rank for ties; 0.5
         with no history), and whether it is exceptional: NaN, or far above them (above
-        ``max + (max - median)``), or a *jump*: far above the recent scores that were no jump
-        themselves, and up from the region's ``previous`` score (its score on the frame before,
+        ``max + (max - median)``), or a *jump*: far above the recent scores that were not
+        exceptional themselves, and up from the region's ``previous`` score (its score on the frame before,
         since the same key; NaN: none) by more than their spread ``max - median`` and more than
         :data:`JUMP` times that score's size. An earlier cut's score then does not hide the next
         cut, and a score growing from frame to frame (a renewal score since a key: ``a (a + 1) / 2``

@@ -103,6 +103,8 @@ def replay(policy: Policy, frames: Sequence[np.ndarray], regions: Optional[Regio
            labels: Optional[Sequence[np.ndarray]] = None) -> list[Decision]:
     """Run ``policy`` over ``frames`` with a fresh :class:`Tracker`; return every decision. ``labels``
     (one per frame) go to :meth:`Tracker.step` for policies that read the key frames' labels."""
+    if labels is not None and len(labels) != len(frames):
+        raise ValueError(f"replay got {len(labels)} label maps for {len(frames)} frames; give one per frame")
     tracker = Tracker(policy, regions=regions, flow=flow)
     return [tracker.step(frame, None if labels is None else labels[t]) for t, frame in enumerate(frames)]
 

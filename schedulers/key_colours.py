@@ -74,12 +74,13 @@ class KeyColours:
         labels = key_labels.reshape(-1).astype(np.int64)
         known = labels >= 0
         size = LEVELS ** 3 * CELLS * CELLS
-        self.best = np.full(size, -1, np.int32)  # the most frequent class per cell; -1 where never seen
+        self.best = np.full(size, -1, np.int64)  # the most frequent class per cell; -1 where never seen
         if known.any():
-            classes = int(labels[known].max()) + 1
-            counts = np.bincount(labels[known] * size + cells[known], minlength=classes * size).reshape(classes, size)
+            # classes numbered 0.. in increasing order: any class ids (255 for void, ...) cost alike
+            classes, index = np.unique(labels[known], return_inverse=True)
+            counts = np.bincount(index * size + cells[known], minlength=classes.size * size).reshape(classes.size, size)
             seen = counts.sum(0) > 0
-            self.best[seen] = counts[:, seen].argmax(0)  # the lowest class among equals
+            self.best[seen] = classes[counts[:, seen].argmax(0)]  # the lowest class among equals
 
     def disagreement(self, rgb: np.ndarray, carried_labels: np.ndarray) -> float:
         """Share in [0, 1] of the pixels of ``rgb`` ``[h, w, 3]`` with a known carried label

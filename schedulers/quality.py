@@ -27,6 +27,7 @@ from schedulers.base import Context, Decision, Policy
 from schedulers.quality_signals import DEFAULT_DOWNSAMPLE, KEY_LABEL_SIGNAL, predicted_quality
 
 RULES = ("renewal", "greedy")
+_SHIPPED: dict = {}  # key labels read (bool) -> the shipped predictor, loaded once (predicting changes nothing)
 
 
 class PropagationQuality(Policy):
@@ -78,19 +79,19 @@ class PropagationQuality(Policy):
         return self.predictor is None or KEY_LABEL_SIGNAL in tuple(getattr(self.predictor, "signal_names", ()))
 
     def _predictor(self, context: Context):
-        """The predictor given, or the shipped one for ``context``: the one that reads the key
-        frames' labels when the context carries them, else the one that does not."""
+        """The predictor given, or the shipped one for the stream: the one that reads the key
+        frames' labels when the stream's first decided frame (since a reset) carries them, else the
+        one that does not (kept for the whole stream, so its signals and losses stay of one kind)."""
         if self.predictor is not None:
             return self.predictor
-        key_labels = context.key_labels is not None
-        defaults = getattr(self, "default_predictors_", None)
-        if defaults is None:
-            defaults = self.default_predictors_ = {}
-        if key_labels not in defaults:
+        choice = getattr(self, "key_labels_choice_", None)
+        if choice is None:
+            choice = self.key_labels_choice_ = context.key_labels is not None
+        if choice not in _SHIPPED:
             from schedulers.quality_predictor import load_default_quality
 
-            defaults[key_labels] = load_default_quality(key_labels=key_labels)
-        return defaults[key_labels]
+            _SHIPPED[choice] = load_default_quality(key_labels=choice)
+        return _SHIPPED[choice]
 
     def quality(self, context: Context) -> np.ndarray:
         """``[R]`` predicted carried accuracy of each region in [0, 1] (NaN where signals are not finite)."""

@@ -274,6 +274,8 @@ class QualitySignals:
             if labels.shape != key.shape[:2]:
                 raise ValueError(f"region {r}: key labels of shape {labels.shape} do not fit the key region of "
                                  f"shape {key.shape[:2]}")
+            if labels.size and int(labels.max()) > np.iinfo(np.int32).max:
+                raise ValueError(f"region {r}: key labels hold class {int(labels.max())}; class ids must fit int32")
             labels = cv2.resize(np.where(labels < 0, -1, labels).astype(np.int32), (shape[1], shape[0]),
                                 interpolation=cv2.INTER_NEAREST)
             state["labels"], state["labels_small"] = key_labels, labels

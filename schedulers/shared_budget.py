@@ -204,6 +204,7 @@ class SharedBudget:
         del self.streams[name]
         self.trackers.pop(name, None)
         self._stream_state.pop(name, None)
+        self._last_scores.pop(name, None)
 
     @property
     def keys(self) -> int:
@@ -246,6 +247,7 @@ class SharedBudget:
         self.controller.grow_history(history_size(regions * max(len(self.streams), 1), min(1.0, share)))
         self.controller.charge(regions * context.frame_index, keys, credit=self.keys_per_step is None)
         self._stream_state[stream.name] = (context.frame_index - 1, keys, regions * context.frame_index)
+        self._last_scores.pop(stream.name, None)  # a new stream: no frame before for the cut test
         stream.started_ = True
 
     def decide_together(self, pairs: list) -> list:
@@ -327,6 +329,7 @@ class SharedBudget:
             regions = len(self.regions)
             self.controller.charge(regions, regions, credit=self.keys_per_step is None)
             self._stream_state[name] = (0, regions, regions)
+            self._last_scores.pop(name, None)
             self.streams[name].started_ = True
             decisions[name] = first_frame_decision(regions)
         rest = [name for name in frames if contexts[name] is not None]

@@ -139,6 +139,9 @@ class Tracker:
         """Decide for the next frame of the stream; updated regions become key regions. ``labels``:
         the frame's labels when they are known before the decision (ground truth, or a model's
         predictions computed beforehand), as :meth:`label_keys` takes them after it."""
+        if labels is not None:  # checked before anything is committed
+            frame = check_frame(frame, self.frame_index_ + 1)
+            labels = self._checked_labels(labels, self.frame_index_ + 1, frame.shape[:2])
         context = self.observe(frame)
         if context is None:
             decision = first_frame_decision(len(self.regions))
@@ -202,6 +205,9 @@ class Tracker:
         if flows is not None:
             decision.extras["flow"] = flows
         self._remember(crops, update, index)
+        if self.key_labels_ is not None:  # a new key's labels come from label_keys, never an older key's
+            for r in np.flatnonzero(update):
+                self.key_labels_[r] = None
         self.frame_index_ = index
         self._updated = (index, update)
         self._pending = None
@@ -216,19 +222,28 @@ class Tracker:
         if self._updated is None:
             raise RuntimeError("label_keys() labels the frame last decided: call step(frame) first")
         index, update = self._updated
+        labels = self._checked_labels(labels, index, self._stream.shape[:2])
+        crops = self.regions.split(labels)
+        if self.key_labels_ is None:
+            self.key_labels_ = [None] * len(crops)
+        for r in np.flatnonzero(update):
+            self.key_labels_[r] = crops[r].copy()
+
+    @staticmethod
+    def _checked_labels(labels, index: int, shape: tuple) -> np.ndarray:
+        """``labels`` of frame ``index`` as an array: ``[H, W]`` integer classes or ``[H, W, C]`` scores
+        (``C > 1``; ``[H, W, 1]`` is read as classes) of a frame of ``shape`` (H, W), else ``ValueError``."""
         labels = np.asarray(labels)
-        height, width = self._stream.shape[:2]
+        if labels.ndim == 3 and labels.shape[2] == 1:
+            labels = labels[..., 0]
+        height, width = shape
         if labels.ndim not in (2, 3) or labels.shape[:2] != (height, width):
             raise ValueError(f"labels of frame {index} have shape {labels.shape}; the frames are {height}x{width} "
                              "(give [H, W] classes or [H, W, C] class scores)")
         if labels.ndim == 2 and not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"labels of frame {index} are {labels.dtype}; give integer classes [H, W] or class "
                              "scores [H, W, C]")
-        crops = self.regions.split(labels)
-        if self.key_labels_ is None:
-            self.key_labels_ = [None] * len(crops)
-        for r in np.flatnonzero(update):
-            self.key_labels_[r] = crops[r].copy()
+        return labels
 
     def _flows(self, crops, index: int) -> list[np.ndarray]:
         """Flow from each current region to its key region."""

@@ -467,7 +467,7 @@ def test_decision_network_policy_runs_and_a_mismatched_one_fails_before_any_cell
 
 def test_decision_network_runs_on_the_shipped_quality_predictor_when_no_model_is_given(tiny_dataset, tmp_path):
     from adaptive_dff.compare import resolve_defaults
-    from schedulers.quality_predictor import DEFAULT_FILE
+    from schedulers.quality_predictor import DEFAULT_LABELS_FILE as DEFAULT_FILE  # the one reading key labels
 
     for policies in (("decision_network",), ("decision_network@shared",)):
         resolved = resolve_defaults(CompareConfig(policies=policies), ["synthetic"], log=quiet).check()

@@ -234,3 +234,57 @@ def test_train_quality_with_key_labels_writes_a_predictor_a_policy_runs_on(tmp_p
     tracker = Tracker(PropagationQuality(predictor, downsample=predictor.signals_downsample))
     for frame, label in zip(frames, labels):
         tracker.step(frame, label)
+
+
+def test_large_class_ids_cost_like_small_ones():
+    rng = np.random.default_rng(9)
+    rgb = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    labels = rng.integers(0, 3, (20, 24))
+    carried = rng.integers(0, 3, (20, 24))
+    big = np.array([7, 65535, 2**40])  # e.g. void as 65535
+    small = KeyColours(rgb, labels).disagreement(rgb, carried)
+    assert KeyColours(rgb, big[labels]).disagreement(rgb, big[carried]) == small
+
+
+def test_a_key_stepped_without_labels_never_keeps_an_older_keys_labels():
+    frames = [_two_colour_scene(s)[0] for s in range(0, 8, 2)]
+    labels = [_two_colour_scene(s)[1] for s in range(0, 8, 2)]
+    flow = lambda c, k: np.zeros(c.shape[:2] + (2,), np.float32)  # noqa: E731
+    tracker = Tracker(PropagationQuality(_label_predictor(), threshold=-1.0), flow=flow)  # keys every frame
+    tracker.step(frames[0], labels[0])
+    tracker.step(frames[1])  # a key whose labels were not given
+    assert tracker.key_labels_[0] is None
+    with pytest.raises(ValueError, match=r"region 0, frame 2: the signal key_label_disagreement needs the labels "
+                                         r"of the key frame \(1\)"):
+        tracker.step(frames[2])
+
+
+def test_bad_labels_given_with_a_frame_change_nothing():
+    frames = [_two_colour_scene(s)[0] for s in range(0, 8, 2)]
+    labels = [_two_colour_scene(s)[1] for s in range(0, 8, 2)]
+    tracker = Tracker(PropagationQuality(_label_predictor()), flow=lambda c, k: np.zeros(c.shape[:2] + (2,),
+                                                                                            np.float32))
+    tracker.step(frames[0], labels[0])
+    with pytest.raises(ValueError, match=r"labels of frame 1 have shape \(48, 60\)"):
+        tracker.step(frames[1], labels[1][:, :60])
+    assert tracker.frame_index_ == 0  # the frame was not taken: the stream goes on from frame 1
+    tracker.step(frames[1], labels[1])
+    assert tracker.frame_index_ == 1
+    # [H, W, 1] is read as classes
+    tracker.step(frames[2], labels[2][..., None])
+
+
+def test_the_default_predictor_is_chosen_once_per_stream():
+    frames = [_two_colour_scene(s)[0] for s in range(0, 8, 2)]
+    labels = [_two_colour_scene(s)[1] for s in range(0, 8, 2)]
+    policy = PropagationQuality()
+    tracker = Tracker(policy, flow=lambda c, k: np.zeros(c.shape[:2] + (2,), np.float32))
+    tracker.step(frames[0])
+    tracker.step(frames[1])  # decided without labels: the predictor that reads none, for the stream
+    tracker.step(frames[2], labels[2])
+    tracker.step(frames[3], labels[3])
+    assert policy.signals_.names == BASE_SIGNALS
+    tracker.reset()
+    tracker.step(frames[0], labels[0])
+    tracker.step(frames[1], labels[1])
+    assert policy.signals_.names[-1] == KEY_LABEL_SIGNAL

@@ -234,7 +234,9 @@ def test_runner_on_a_truncated_video_keeps_what_was_decoded(model, clip, tmp_pat
 
 
 class _Spy(FixedInterval):
-    """A fixed interval that records the key labels each context carries."""
+    """A fixed interval that reads the key labels and records those each context carries."""
+
+    reads_key_labels = True
 
     def decide(self, context):
         self.seen.append(None if context.key_labels is None else [k.copy() for k in context.key_labels])
@@ -253,3 +255,9 @@ def test_the_runner_gives_each_region_its_keys_predicted_labels(model, clip, gri
         assert len(seen) == len(expected)
         for got, want in zip(seen, expected):
             np.testing.assert_array_equal(got, want)
+    plain = _Spy(3)
+    plain.seen, plain.reads_key_labels = [], False  # a policy that reads none: none kept
+    runner = VideoRunner(model, plain, regions=grid)
+    for frame in clip[:3]:
+        runner.step(frame)
+    assert plain.seen == [None, None]

@@ -325,9 +325,9 @@ def main(argv=None) -> int:
             except ValueError as error:
                 if number == len(predictors) - 1:
                     parser.error(f"--quality-model: {error}")
-                # a run of an earlier version keeps no key-label signal: the shipped predictor without it
-                logger.info("  (its pair signals hold no key_label_disagreement: the rows of the predicted loss use "
-                            "the shipped predictor without it)")
+                # e.g. a run of an earlier version keeps no key-label signal: the shipped predictor without it
+                logger.info(f"  (the shipped predictor that reads key labels does not fit its pair signals: {error}; "
+                            "the rows of the predicted loss use the shipped predictor without them)")
         if predicted is None:
             logger.info("  (no rows 'renewal, predicted loss' and 'predicted, median price': its pair tables keep "
                         "no signals; a compare run of this version keeps them)")

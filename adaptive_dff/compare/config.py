@@ -11,11 +11,13 @@ and ``adaptive-dff compare`` behave alike.
 
 The ``decision_network`` arm runs DVSNet's rule (update a region when its
 predicted quality falls below the calibrated target) on the best learned
-model that ships: the quality predictor
-(``schedulers/weights/quality_default.json``), chosen over the shipped
-flow-feature :class:`schedulers.DecisionModel`. On held-out data (whole
-sources held out) the quality predictor's error is 0.36 of predicting the
-mean's (0.062 against 0.177, mean over sources), the decision model's 1.13
+model that ships: the quality predictor that reads the key frames' labels
+(``schedulers/weights/quality_labels_default.json``; compare gives the labels
+in both modes), chosen over the shipped flow-feature
+:class:`schedulers.DecisionModel`. On held-out data (whole sources held out)
+its error is 0.25 of predicting the mean's (0.044 against 0.178, mean over
+sources; 0.36 for the quality predictor without key labels, whose figures
+follow), the decision model's 1.13
 on its own held-out data (0.103 against 0.091; ``docs/model_card.md``). On
 one common set neither was fitted on (``cup.mp4`` frames 72..191, DVSNet's
 confidence target, 864 region rows, ``python -m
@@ -100,7 +102,7 @@ class CompareConfig:
             ``.keras`` :class:`schedulers.DecisionModel` or a quality
             predictor's JSON (:func:`schedulers.load_decision_model`);
             ``None`` (and what :func:`resolve_defaults` fills in): the
-            shipped quality predictor.
+            shipped quality predictor that reads the key labels.
         quality_model: the predictor of the ``propagation_quality`` arms: a
             quality predictor's JSON (``adaptive-dff train quality``), or
             ``None``: the shipped one. Policies given with it must hold a
@@ -208,12 +210,12 @@ def resolve_defaults(config: CompareConfig, kinds: Iterable[Optional[str]], log:
     is given, the shipped decision network's model; generated sets keep the
     untrained compact model. A ``decision_network`` arm asked for without a
     decision model gets the shipped one too. The shipped decision network's
-    model is the best learned model that ships: the quality predictor (see the
-    module notes). Policies left open become :data:`DEFAULT_POLICIES`, plus
+    model is the best learned model that ships: the quality predictor that reads the
+    key frames' labels, which compare gives in both modes (see the module notes). Policies left open become :data:`DEFAULT_POLICIES`, plus
     ``decision_network`` when there is a decision model. Returns a new
     configuration with ``policies`` set; resolving it again changes nothing.
     """
-    from schedulers.quality_predictor import DEFAULT_FILE as SHIPPED_DECISION_MODEL
+    from schedulers.quality_predictor import DEFAULT_LABELS_FILE as SHIPPED_DECISION_MODEL
 
     kinds = set(kinds)
     model, decision_model = config.model, config.decision_model

@@ -88,6 +88,13 @@ def signature(config: CompareConfig, datasets: Sequence[Dataset]) -> dict:
     for key, default in (("quality_model", None), ("metric", "miou")):
         if settings[key] == default:  # as before the option, so earlier runs' folders still continue
             del settings[key]
+    if "quality_model" not in settings and any(str(p).partition("@")[0] == "propagation_quality"
+                                               for p in config.policies or ()):
+        # the shipped predictor the arms run on (compare gives key labels): a folder begun on another continues
+        # no further
+        from schedulers.quality_predictor import DEFAULT_LABELS_FILE
+
+        settings["shipped_quality"] = file_sha256(DEFAULT_LABELS_FILE)
     return {"config": settings,
             "datasets": [{"name": d.name, "spec": d.spec, "fingerprint": d.fingerprint(), "labelled": d.labelled,
                           "test_clips": [c.name for c in d.test]} for d in datasets]}
@@ -99,6 +106,7 @@ def test_clips(signature: dict) -> dict:
 
 
 def config_of(signature: dict) -> CompareConfig:
-    """The configuration a signature records (model files left out: it holds their digests)."""
+    """The configuration a signature records (model files left out: it holds their digests, as it
+    holds the shipped quality predictor's)."""
     return CompareConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in signature["config"].items()
-                            if k not in ("model", "decision_model", "quality_model")})
+                            if k not in ("model", "decision_model", "quality_model", "shipped_quality")})

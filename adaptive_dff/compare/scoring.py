@@ -186,8 +186,11 @@ def oracle_steps(
     """
     from schedulers import Tracker
 
+    from schedulers.base import reads_key_labels
+
     timed_flow = _Stopwatch(flow)
     tracker = Tracker(policy, regions=regions, flow=timed_flow)
+    reads_labels = reads_key_labels(policy)
     grid = tracker.regions
     if pairs is not None:
         if len(grid) != 1:
@@ -204,7 +207,7 @@ def oracle_steps(
         truth = np.asarray(truth)
         flow_before = timed_flow.ms
         start = time.perf_counter()
-        decision = tracker.step(frame, truth)  # the key labels a label-aware policy reads
+        decision = tracker.step(frame, truth if reads_labels else None)  # the key labels a policy may read
         decided = time.perf_counter()
         flow_in_decision = timed_flow.ms - flow_before
         key, age = tracker.key_indices_[0], t - tracker.key_indices_[0]

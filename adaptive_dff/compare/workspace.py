@@ -86,6 +86,10 @@ class Workspace:
         """True labels, or (unlabelled data) the model's per-frame predictions, saved once."""
         if clip.labelled:
             return list(clip.labels)
+        return self.model_predictions(dataset, clip)
+
+    def model_predictions(self, dataset: Dataset, clip) -> list:
+        """The model's per-frame predictions of ``clip`` (a key frame every frame), saved once."""
         key = (dataset.name, clip.name)
         if key not in self._references:
             path = self.folder.path("reference", dataset.name, clip.name + ".npz")
@@ -156,13 +160,16 @@ class Workspace:
         return policy
 
     def calibration_labels(self, dataset: Dataset, policy) -> Optional[list]:
-        """Per calibration clip of ``dataset`` its labels (true ones, or the model's per-frame
-        predictions for unlabelled clips: :meth:`reference`) when ``policy`` (or the policy it wraps)
-        reads the key frames' labels, else ``None``."""
+        """Per calibration clip of ``dataset`` the key labels its cells give ``policy`` (or the
+        policy it wraps) when it reads them, else ``None``: in oracle mode the true labels (or, for
+        unlabelled clips, the model's per-frame predictions: :meth:`reference`), in model mode the
+        model's per-frame predictions, as the video runner gives them."""
         from schedulers.base import reads_key_labels
 
         if not reads_key_labels(policy):
             return None
+        if self.config.mode == "model":
+            return [self.model_predictions(dataset, clip) for clip in dataset.calibration]
         return [self.reference(dataset, clip) for clip in dataset.calibration]
 
     def calibrate(self, cell: Cell) -> dict:
