@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import cv2
 import numpy as np
 
 LEVELS = 8  # colour levels per RGB channel
@@ -37,13 +38,16 @@ def colour_cells(rgb: np.ndarray) -> np.ndarray:
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"colour cells need an [h, w, 3] uint8 RGB image, got {rgb.dtype} of shape {rgb.shape}")
-    q = rgb >> _SHIFT  # value * LEVELS // 256 for a power-of-two LEVELS
-    colour = (q[..., 0].astype(np.int32) * LEVELS + q[..., 1]) * LEVELS + q[..., 2]
-    return colour * (CELLS * CELLS) + _places(rgb.shape[0], rgb.shape[1])
+    q = (rgb >> _SHIFT).astype(np.float32)  # value * LEVELS // 256 for a power-of-two LEVELS
+    # ((r * LEVELS + g) * LEVELS + b) * CELLS**2 as one weighted sum of the channels: integers below
+    # 2**24, exact in float32
+    colour = cv2.transform(q.reshape(-1, 1, 3), _CELL_WEIGHTS).reshape(rgb.shape[:2])
+    return colour.astype(np.int32) + _places(rgb.shape[0], rgb.shape[1])
 
 
 _SHIFT = 8 - (LEVELS.bit_length() - 1)
 assert 1 << (8 - _SHIFT) == LEVELS, "LEVELS must be a power of two up to 256"
+_CELL_WEIGHTS = np.array([[LEVELS * LEVELS, LEVELS, 1]], np.float32) * (CELLS * CELLS)
 
 
 @lru_cache(maxsize=16)
@@ -94,5 +98,7 @@ class KeyColours:
         count = np.count_nonzero(known)
         if not count:
             return 0.0
-        differ = self.best[colour_cells(rgb)] != carried
-        return float(np.count_nonzero(differ & known)) / float(count)
+        differ = np.take(self.best, colour_cells(rgb)) != carried
+        if count < known.size:
+            differ &= known
+        return float(np.count_nonzero(differ)) / float(count)

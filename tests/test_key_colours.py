@@ -288,3 +288,18 @@ def test_the_default_predictor_is_chosen_once_per_stream():
     tracker.step(frames[0], labels[0])
     tracker.step(frames[1], labels[1])
     assert policy.signals_.names[-1] == KEY_LABEL_SIGNAL
+
+
+def test_colour_cells_follow_their_formula_on_every_level():
+    from schedulers.key_colours import colour_cells
+
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, (37, 45, 3), dtype=np.uint8)
+    rgb[0, :3] = [[0, 0, 0], [255, 255, 255], [31, 32, 224]]  # the edges of the levels
+    q = rgb.astype(np.int64) * LEVELS // 256
+    y, x = np.mgrid[0:37, 0:45]
+    expected = ((q[..., 0] * LEVELS + q[..., 1]) * LEVELS + q[..., 2]) * CELLS * CELLS + (y * CELLS // 37) * CELLS \
+        + x * CELLS // 45
+    got = colour_cells(rgb)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, expected)

@@ -334,3 +334,22 @@ def test_quality_policy_holds_a_budget_under_key_budget():
     tracker = Tracker(policy, flow=lambda c, k: rng.normal(0, 1, c.shape[:2] + (2,)).astype(np.float32))
     decisions = [tracker.step(f) for f in frames]
     assert abs(key_fraction(decisions) - 0.2) <= 0.03
+
+
+@pytest.mark.parametrize("size", [1, 5, 1023, 1024, 19200, 30001])
+def test_p90_is_the_exact_element_np_partition_selects(size):
+    from schedulers.quality_signals import _p90
+
+    rng = np.random.default_rng(size)
+    k = int(0.9 * (size - 1))
+    cases = [
+        (rng.random(size) ** 4 * 80).astype(np.float32),  # heavy tail
+        np.round(rng.random(size) * 3).astype(np.float32),  # many ties
+        np.full(size, 7.5, np.float32),  # all equal
+        np.sort(rng.random(size)).astype(np.float32)[::-1].copy(),  # sorted, largest first
+    ]
+    spiky = np.zeros(size, np.float32)
+    spiky[::16] = 50.0  # every 16th element is large: the bound lands above rank k, and all are searched
+    cases.append(spiky)
+    for values in cases:
+        assert _p90(values.reshape(1, -1)) == float(np.partition(values, k)[k])
