@@ -156,14 +156,17 @@ def test_compare_runs_on_labelled_video_from_the_command_line(tmp_path, capsys):
     labels[:, :, :2] = VOID
     folder = write_labels(tmp_path / "clip-labels", labels)
     out = tmp_path / "run"
+    # The default policy reads the key frames' labels: here the label images, void (255) included.
     args = ["compare", "--video", frames, "--labels", folder, "--regions", "1x1", "--budgets", "0.2", "--sweep",
-            "--policies", "fixed_interval", "optimal", "--out", str(out), "-q"]
+            "--policies", "fixed_interval", "propagation_quality@budget", "optimal", "--out", str(out), "-q"]
     assert main(args) == 0, capsys.readouterr().err
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert {r["dataset"] for r in rows} == {LABELLED_KIND}
     by_policy = {r["policy"]: r for r in rows}
     assert 0.3 < float(by_policy["fixed_interval"]["accuracy"]) <= 1.0
     assert float(by_policy["optimal"]["accuracy"]) >= float(by_policy["fixed_interval"]["accuracy"]) - 1e-9
+    learned = by_policy["propagation_quality@budget"]
+    assert 0.1 <= float(learned["key_fraction"]) <= 0.3 and 0.3 < float(learned["accuracy"]) <= 1.0
     assert main(["compare", "--video", frames, "--labels", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b")]) == 2
     assert "nowhere" in capsys.readouterr().err and not os.path.exists(tmp_path / "b")
 
