@@ -129,6 +129,9 @@ def warp_to_current(key_gray: np.ndarray, flow: np.ndarray, maps: Optional[tuple
     """``out[y, x] = key_gray[y + dy, x + dx]`` (bilinear, ``cv2.remap``; edges replicated),
     ``flow`` ``[h, w, 2]`` from the current frame to the key frame in pixels of that grid
     (``maps``: its :func:`sample_maps`, when already made)."""
+    if key_gray.shape[:2] != flow.shape[:2]:
+        raise ValueError(f"a key of shape {key_gray.shape[:2]} cannot be warped along a flow of shape {flow.shape[:2]}; "
+                         "give the flow on the key's grid")
     map_x, map_y = sample_maps(flow) if maps is None else maps
     return cv2.remap(key_gray, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 

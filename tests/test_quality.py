@@ -351,5 +351,23 @@ def test_p90_is_the_exact_element_np_partition_selects(size):
     spiky = np.zeros(size, np.float32)
     spiky[::16] = 50.0  # every 16th element is large: the bound lands above rank k, and all are searched
     cases.append(spiky)
+    if size >= 1024:
+        cases.append(rng.permutation(np.arange(size, dtype=np.float32)))
+        # Exactly k elements below the bound (every 16th element is the bound, 1): the answer is the bound.
+        edge = np.zeros(size, np.float32)
+        edge[::16] = 1.0
+        others = np.flatnonzero(edge == 0)
+        edge[rng.choice(others, size - k - int(np.count_nonzero(edge)), replace=False)] = 1.0
+        assert np.count_nonzero(edge < 1.0) == k
+        cases.append(edge)
     for values in cases:
         assert _p90(values.reshape(1, -1)) == float(np.partition(values, k)[k])
+    wide = rng.random((3, size)).astype(np.float32)[:, ::1][1::2]  # a non-contiguous view
+    assert _p90(wide[:, ::-1]) == float(np.partition(wide.reshape(-1), k)[k])
+
+
+def test_warp_to_current_names_a_flow_on_another_grid():
+    from schedulers.quality_signals import warp_to_current
+
+    with pytest.raises(ValueError, match=r"\(10, 12\).*\(5, 6\)"):
+        warp_to_current(np.zeros((10, 12), np.float32), np.zeros((5, 6, 2), np.float32))
