@@ -84,6 +84,26 @@ class StreamCheck:
         return frame
 
 
+def output_stride(grid: tuple, shape: tuple) -> Optional[int]:
+    """The integer stride ``s`` at which a grid ``(h, w)`` covers a frame of ``shape`` ``(H, W)``: 1 when
+    they are equal, else an ``s >= 2`` with ``h`` and ``w`` each ``ceil`` or ``floor`` of ``H / s`` and
+    ``W / s`` (as a network's output grid is), the nearest to ``sqrt(H / h * W / w)`` when several fit;
+    ``None`` when none does."""
+    (h, w), (height, width) = grid, shape
+    if (h, w) == (height, width):
+        return 1
+    if not 0 < h <= height or not 0 < w <= width:
+        return None
+    # floor(H / s) == h or ceil(H / s) == h  <=>  H / (h + 1) < s < H / (h - 1) (no upper end for h = 1):
+    # of the strides both sides allow, the nearest to the mean scale (a small grid fits several)
+    low = max(2, height // (h + 1) + 1, width // (w + 1) + 1)
+    high = min((height - 1) // (h - 1) if h > 1 else low + height + width,
+               (width - 1) // (w - 1) if w > 1 else low + height + width)
+    if low > high:
+        return None
+    return int(min(max(np.floor(np.sqrt(height / h * width / w) + 0.5), low), high))
+
+
 class Tracker:
     """Keeps key frames per region and asks ``policy`` about each new frame.
 
@@ -215,7 +235,9 @@ class Tracker:
 
     def label_keys(self, labels) -> None:
         """The labels of the frame last decided (by :meth:`step` or :meth:`commit`): ``[H, W]`` int
-        (a class per pixel, negative = unknown) or class scores ``[H, W, C]``, frame-sized. The
+        (a class per pixel, negative = unknown) or class scores ``[H, W, C]``, frame-sized or on a
+        grid an integer stride coarser (a network's output, brought to the frame's size; see
+        :func:`output_stride`). The
         regions that frame updated keep their crop as their key's labels (``Context.key_labels``);
         the others ignore it. A key region left without labels is a ``ValueError`` when a policy
         needs them."""
@@ -232,17 +254,28 @@ class Tracker:
     @staticmethod
     def _checked_labels(labels, index: int, shape: tuple) -> np.ndarray:
         """``labels`` of frame ``index`` as an array: ``[H, W]`` integer classes or ``[H, W, C]`` scores
-        (``C > 1``; ``[H, W, 1]`` is read as classes) of a frame of ``shape`` (H, W), else ``ValueError``."""
+        (``C > 1``; ``[H, W, 1]`` is read as classes) of a frame of ``shape`` (H, W), else ``ValueError``.
+        Labels on a grid ``s`` times coarser (a network's output stride: ``ceil`` or ``floor`` of ``H / s``
+        by ``W / s``, one integer ``s >= 2``) are brought to the frame's size: scores by their argmax,
+        then pixel ``(y, x)`` takes the class of cell ``(y // s, x // s)``."""
         labels = np.asarray(labels)
         if labels.ndim == 3 and labels.shape[2] == 1:
             labels = labels[..., 0]
         height, width = shape
-        if labels.ndim not in (2, 3) or labels.shape[:2] != (height, width):
+        stride = None if labels.ndim not in (2, 3) else output_stride(labels.shape[:2], shape)
+        if stride is None:
             raise ValueError(f"labels of frame {index} have shape {labels.shape}; the frames are {height}x{width} "
-                             "(give [H, W] classes or [H, W, C] class scores)")
+                             "(give [H, W] classes or [H, W, C] class scores, at the frame's size or on a grid "
+                             "an integer stride coarser)")
         if labels.ndim == 2 and not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"labels of frame {index} are {labels.dtype}; give integer classes [H, W] or class "
                              "scores [H, W, C]")
+        if stride > 1:
+            if labels.ndim == 3:
+                labels = labels.argmax(-1)
+            rows = np.minimum(np.arange(height) // stride, labels.shape[0] - 1)
+            cols = np.minimum(np.arange(width) // stride, labels.shape[1] - 1)
+            labels = labels[rows[:, None], cols[None, :]]
         return labels
 
     def _flows(self, crops, index: int) -> list[np.ndarray]:

@@ -303,3 +303,53 @@ def test_colour_cells_follow_their_formula_on_every_level():
     got = colour_cells(rgb)
     assert got.dtype == np.int32
     np.testing.assert_array_equal(got, expected)
+
+
+def test_output_stride_matches_a_search_over_every_stride():
+    import math
+
+    from schedulers.tracker import output_stride
+
+    def search(grid, shape):
+        (h, w), (H, W) = grid, shape
+        if (h, w) == (H, W):
+            return 1
+        fits = [s for s in range(2, 2 * max(H, W) + 2)
+                if h in (H // s, math.ceil(H / s)) and w in (W // s, math.ceil(W / s))]
+        scale = math.sqrt(H / h * W / w)  # the nearest to the mean scale; a tie goes to the larger stride
+        return min(fits, key=lambda s: (abs(s - scale), -s)) if fits else None
+
+    rng = np.random.default_rng(11)
+    for _ in range(3000):
+        H, W = (int(v) for v in rng.integers(1, 200, 2))
+        if rng.random() < 0.5:
+            s = int(rng.integers(2, 33))
+            h, w = max(1, (H // s, -(-H // s))[rng.integers(2)]), max(1, (W // s, -(-W // s))[rng.integers(2)])
+        else:
+            h, w = int(rng.integers(1, H + 1)), int(rng.integers(1, W + 1))
+        assert output_stride((h, w), (H, W)) == search((h, w), (H, W)), (h, w, H, W)
+    assert output_stride((60, 80), (480, 640)) == 8 and output_stride((13, 17), (100, 130)) == 8
+    assert output_stride((3, 4), (48, 64)) == 16  # 13 to 16 fit both sides
+    assert output_stride((1, 2), (10, 1000)) == 334  # one side a single cell: the smallest the other allows
+
+
+def test_labels_on_a_networks_coarser_grid_are_brought_to_the_frame():
+    frames = [_two_colour_scene(s)[0] for s in (0, 3)]
+    tracker = Tracker(PropagationQuality(), regions=RegionGrid(1, 2, overlap=0), flow=lambda c, k: np.zeros(
+        c.shape[:2] + (2,), np.float32))
+    rng = np.random.default_rng(2)
+    coarse = rng.integers(0, 5, (6, 8))  # stride 8 on 48x64 frames
+    tracker.step(frames[0], coarse)
+    full = np.repeat(np.repeat(coarse, 8, axis=0), 8, axis=1)
+    np.testing.assert_array_equal(tracker.key_labels_[0], full[:, :32])
+    np.testing.assert_array_equal(tracker.key_labels_[1], full[:, 32:])
+    # Class scores at stride 16 (3x4): their argmax, then each pixel's cell.
+    tracker.observe(frames[1])
+    tracker.commit(Decision(update=np.array([True, True]), scores=np.zeros(2)))
+    scores = rng.random((3, 4, 5))
+    tracker.label_keys(scores)
+    full = np.repeat(np.repeat(scores.argmax(-1), 16, axis=0), 16, axis=1)
+    np.testing.assert_array_equal(np.hstack(tracker.key_labels_), full)
+    for shape in ((8, 6), (4, 16), (24, 8)):  # no one stride fits both sides
+        with pytest.raises(ValueError, match=rf"labels of frame 1 have shape \({shape[0]}, {shape[1]}\)"):
+            tracker.label_keys(np.zeros(shape, int))
