@@ -87,21 +87,29 @@ class StreamCheck:
 def output_stride(grid: tuple, shape: tuple) -> Optional[int]:
     """The integer stride ``s`` at which a grid ``(h, w)`` covers a frame of ``shape`` ``(H, W)``: 1 when
     they are equal, else an ``s >= 2`` with ``h`` and ``w`` each ``ceil`` or ``floor`` of ``H / s`` and
-    ``W / s`` (as a network's output grid is), the nearest to ``sqrt(H / h * W / w)`` when several fit;
-    ``None`` when none does."""
+    ``W / s`` (as a network's output grid is); ``None`` when none does. A small grid fits several: the
+    stride that one rounding explains on both sides (both ``ceil`` or both ``floor``) comes first, then a
+    power of two (networks' strides are: 360x480 at 32 gives 12x15, which 31 fits too), then the
+    nearest to ``sqrt(H / h * W / w)``, then the larger."""
     (h, w), (height, width) = grid, shape
     if (h, w) == (height, width):
         return 1
     if not 0 < h <= height or not 0 < w <= width:
         return None
-    # floor(H / s) == h or ceil(H / s) == h  <=>  H / (h + 1) < s < H / (h - 1) (no upper end for h = 1):
-    # of the strides both sides allow, the nearest to the mean scale (a small grid fits several)
+    # floor(H / s) == h or ceil(H / s) == h  <=>  H / (h + 1) < s < H / (h - 1) (for h = 1 no upper end:
+    # strides up to 2 * max(H, W) are tried)
     low = max(2, height // (h + 1) + 1, width // (w + 1) + 1)
-    high = min((height - 1) // (h - 1) if h > 1 else low + height + width,
-               (width - 1) // (w - 1) if w > 1 else low + height + width)
+    high = min((height - 1) // (h - 1) if h > 1 else 2 * max(height, width) + 1,
+               (width - 1) // (w - 1) if w > 1 else 2 * max(height, width) + 1)
     if low > high:
         return None
-    return int(min(max(np.floor(np.sqrt(height / h * width / w) + 0.5), low), high))
+    scale = float(np.sqrt(height / h * width / w))
+
+    def preference(s: int) -> tuple:
+        same = (h == -(-height // s) and w == -(-width // s)) or (h == height // s and w == width // s)
+        return (not same, s & (s - 1) != 0, abs(s - scale), -s)
+
+    return min(range(low, min(high, low + 4096) + 1), key=preference)
 
 
 class Tracker:
@@ -262,6 +270,8 @@ class Tracker:
         if labels.ndim == 3 and labels.shape[2] == 1:
             labels = labels[..., 0]
         height, width = shape
+        if labels.ndim == 3 and labels.shape[2] == 0:
+            raise ValueError(f"labels of frame {index} have shape {labels.shape}: class scores need at least one class")
         stride = None if labels.ndim not in (2, 3) else output_stride(labels.shape[:2], shape)
         if stride is None:
             raise ValueError(f"labels of frame {index} have shape {labels.shape}; the frames are {height}x{width} "

@@ -316,8 +316,13 @@ def test_output_stride_matches_a_search_over_every_stride():
             return 1
         fits = [s for s in range(2, 2 * max(H, W) + 2)
                 if h in (H // s, math.ceil(H / s)) and w in (W // s, math.ceil(W / s))]
-        scale = math.sqrt(H / h * W / w)  # the nearest to the mean scale; a tie goes to the larger stride
-        return min(fits, key=lambda s: (abs(s - scale), -s)) if fits else None
+        scale = math.sqrt(H / h * W / w)
+
+        def rank(s):  # one rounding on both sides, a power of two, the nearest to the mean scale, the larger
+            same = (h, w) in ((math.ceil(H / s), math.ceil(W / s)), (H // s, W // s))
+            return (not same, bin(s).count("1") != 1, abs(s - scale), -s)
+
+        return min(fits, key=rank) if fits else None
 
     rng = np.random.default_rng(11)
     for _ in range(3000):
@@ -330,7 +335,11 @@ def test_output_stride_matches_a_search_over_every_stride():
         assert output_stride((h, w), (H, W)) == search((h, w), (H, W)), (h, w, H, W)
     assert output_stride((60, 80), (480, 640)) == 8 and output_stride((13, 17), (100, 130)) == 8
     assert output_stride((3, 4), (48, 64)) == 16  # 13 to 16 fit both sides
-    assert output_stride((1, 2), (10, 1000)) == 334  # one side a single cell: the smallest the other allows
+    # Networks' outputs that other strides fit too: CamVid, DeepLab, KITTI at 32, 299x299 at 16 (floor).
+    for grid, shape, stride in (((12, 15), (360, 480), 32), ((17, 17), (513, 513), 32), ((11, 38), (375, 1242), 32),
+                                ((8, 10), (240, 320), 32), ((18, 18), (299, 299), 16), ((34, 60), (1080, 1920), 32),
+                                ((68, 120), (1080, 1920), 16), ((128, 256), (1024, 2048), 8)):
+        assert output_stride(grid, shape) == stride, (grid, shape)
 
 
 def test_labels_on_a_networks_coarser_grid_are_brought_to_the_frame():
@@ -350,6 +359,8 @@ def test_labels_on_a_networks_coarser_grid_are_brought_to_the_frame():
     tracker.label_keys(scores)
     full = np.repeat(np.repeat(scores.argmax(-1), 16, axis=0), 16, axis=1)
     np.testing.assert_array_equal(np.hstack(tracker.key_labels_), full)
+    with pytest.raises(ValueError, match="at least one class"):
+        tracker.label_keys(np.zeros((6, 8, 0)))
     for shape in ((8, 6), (4, 16), (24, 8)):  # no one stride fits both sides
         with pytest.raises(ValueError, match=rf"labels of frame 1 have shape \({shape[0]}, {shape[1]}\)"):
             tracker.label_keys(np.zeros(shape, int))
