@@ -278,7 +278,7 @@ class QualitySignals:
             abs(cv2.mean(current_gray)[0] - state["mean"]), state["gradient"],
         ]
         if self.backward_flow is not None:
-            values.append(self._inconsistency(current, key, small))
+            values.append(self._inconsistency(current, key, small, maps))
         if self.key_labels:
             values.append(np.nan if maps is None else
                           self._label_disagreement(state, r, current_small, key, key_labels, maps))
@@ -309,9 +309,11 @@ class QualitySignals:
                             borderMode=cv2.BORDER_REPLICATE)
         return state["colours"].disagreement(current_small, carried)
 
-    def _inconsistency(self, current, key, forward_small) -> float:
+    def _inconsistency(self, current, key, forward_small, maps: Optional[tuple] = None) -> float:
+        """Share of pixels whose flow to the key and back misses by more than a pixel (``maps``: the
+        forward flow's :func:`sample_maps`, when ``region`` made them)."""
         backward = _flow_small(self.backward_flow(key, current), forward_small.shape[:2], current.shape[:2])
-        back_at_target = np.dstack([warp_to_current(np.ascontiguousarray(backward[..., c]), forward_small)
+        back_at_target = np.dstack([warp_to_current(np.ascontiguousarray(backward[..., c]), forward_small, maps)
                                     for c in (0, 1)])
         roundtrip = forward_small + back_at_target
         return float(np.mean(np.hypot(roundtrip[..., 0], roundtrip[..., 1]) > 1.0))
