@@ -204,7 +204,7 @@ def test_j_is_refused_on_data_labelled_by_class(tmp_path, capsys):
 
 @pytest.mark.parametrize("seed", range(2))
 def test_the_online_bound_in_j_scores_schedules_in_j(seed):
-    from adaptive_dff.bench.online_bound import bounds
+    from adaptive_dff.bench.online_bound import bounds, unit_correlations
 
     rng = np.random.default_rng(seed)
     tables = [random_table(rng, 12, 4), random_table(rng, 10, 4)]
@@ -218,4 +218,7 @@ def test_the_online_bound_in_j_scores_schedules_in_j(seed):
         keys = round(rows[rule]["key_fraction"] * 22)
         assert 0 < rows[rule]["accuracy"] <= best[keys] + 1e-12
     in_miou = {r["rule"]: r for r in bounds(tables, [0.3])}
+    correlations = unit_correlations(tables, [0.3], metric="j")[0.3]  # pixels against J, exact, per clip
+    assert len(correlations) == 2 and all(-1 <= r <= 1 for r in correlations)
+    assert correlations != pytest.approx(unit_correlations(tables, [0.3])[0.3])
     assert in_miou["optimal_per_clip"]["accuracy"] != pytest.approx(rows["optimal_per_clip"]["accuracy"])

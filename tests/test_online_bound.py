@@ -10,10 +10,11 @@ from test_optimal import random_table
 
 from adaptive_dff.bench import online_bound
 from adaptive_dff.bench.online_bound import (
-    bounds, carried_losses, predicted_values, price_range, priced, priced_together, renewal_schedule, schedule_value,
+    bounds, carried_losses, loss_correlation, predicted_values, price_range, priced, priced_together, renewal_schedule,
+    schedule_value, unit_correlations,
 )
-from adaptive_dff.compare.ceiling import clip_targets, score
-from adaptive_dff.compare.optimal import pair_values
+from adaptive_dff.compare.ceiling import MeanIoU, clip_targets, score
+from adaptive_dff.compare.optimal import fixed_schedule, pair_values
 
 
 def linear_loss_values(frames, window, c):
@@ -113,6 +114,34 @@ def test_bounds_report_every_rule_against_the_per_clip_optimum():
     assert exact[4]["key_fraction"] == exact[3]["key_fraction"] and exact[4]["accuracy"] <= exact[3]["accuracy"]
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_pixel_and_benchmark_losses_are_correlated_over_every_carried_frame(seed):
+    rng = np.random.default_rng(seed)
+    tables = [random_table(rng, 17, 6), random_table(rng, 13, 6)]
+    classes = tables[0].tp.shape[2]
+    pixels = [pair_values(t, np.ones(classes), np.zeros(classes)) for t in tables]
+    got = unit_correlations(tables, [0.2, 0.5])
+    for budget, interval in ((0.2, 5), (0.5, 2)):
+        # reference: the weights at the phase-0 fixed interval, losses gathered pair by pair
+        counts = [t.counts(fixed_schedule(t.frames, interval)) for t in tables]
+        a, b = MeanIoU(tables).weights(sum(c[0] for c in counts), sum(c[1] for c in counts))
+        units = [pair_values(t, a, b) for t in tables]
+        for clip, (p, u) in enumerate(zip(pixels, units)):
+            x, y = [], []
+            for k in range(p.shape[0]):
+                for d in range(1, min(p.shape[1], p.shape[0] - k)):
+                    x.append(p[k + d, 0] - p[k, d])
+                    y.append(u[k + d, 0] - u[k, d])
+            assert got[budget][clip] == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-12)
+            assert -1 <= got[budget][clip] <= 1
+    assert loss_correlation(pixels, pixels) == pytest.approx(1.0)
+    assert loss_correlation(pixels, [-2 * p for p in pixels]) == pytest.approx(-1.0)
+    flat = [np.zeros_like(p) for p in pixels]
+    assert np.isnan(loss_correlation(pixels, flat))  # no loss to follow
+    with pytest.raises(ValueError, match="different clips"):
+        loss_correlation(pixels, pixels[:1])
+
+
 def test_the_median_price_takes_the_middle_schedule_of_those_that_spend_the_target():
     rng = np.random.default_rng(11)
     values = pair_values(random_table(rng, 40, 6), rng.uniform(0.5, 2, 4), rng.uniform(0, 0.5, 4))
@@ -157,6 +186,7 @@ def test_the_command_reads_a_compare_run_and_names_a_folder_without_pair_tables(
         assert online_bound.main([str(run), "--budgets", "0.3"]) == 0
     text = caplog.text
     assert "a bound on the rule, not a policy" in text
+    assert re.search(r"median and lowest over the clips\): -?[01]\.\d\d and -?[01]\.\d\d at 0\.3", text)
     assert "synthetic-cuts" in text and "renewal, one price" in text and "optimal_per_clip" in text
     assert re.search(r"0\.30  renewal, predicted loss", text)  # compare kept each pair's signals beside the pair tables
     with pytest.raises(SystemExit):

@@ -33,6 +33,10 @@ predictor, or ``--quality-model FILE``), ``predicted, median price`` (the
 same loss, each clip at the median, by value, of the prices that spend its
 share: a typical price, not the luckiest; a noisy loss spends the same keys
 in many ways, and the best of them flatters it), and ``optimal_per_clip``.
+Above the rows, per budget, the correlation frame by frame of the loss in
+pixels with the loss in the benchmark's units within each clip (median and
+lowest over the clips, :func:`unit_correlations`): how much a predictor of
+pixel accuracy can tell about the benchmark's loss.
 Bounds on the rule, not policies: the price is known in hindsight. Between
 ``renewal`` and the predicted-loss rows lies what a better predictor could
 win; between them and the policy, what the online price (``KeyBudget``)
@@ -194,6 +198,50 @@ def schedule_value(values: np.ndarray, keys: Sequence[int]) -> float:
     return float(sum(values[k, : e - k].sum() for k, e in zip(keys, ends)))
 
 
+def benchmark_values(tables: Sequence[PairTable], scoring, budget: float) -> list:
+    """Per clip, the pair values (:func:`~adaptive_dff.compare.optimal.pair_values`) in the benchmark's
+    units: ``scoring`` (:class:`~adaptive_dff.compare.ceiling.MeanIoU`, or J's scoring of
+    :func:`~adaptive_dff.compare.objects.j_tables`) linearised at the phase-0 fixed interval of ``budget``."""
+    interval = int(min(max(round(1 / budget), 1), tables[0].window + 1))
+    counts = [t.counts(fixed_schedule(t.frames, interval)) for t in tables]
+    a, b = scoring.weights(sum(c[0] for c in counts), sum(c[1] for c in counts))
+    return [pair_values(t, a, b) for t in tables]
+
+
+def loss_correlation(first: Sequence[np.ndarray], second: Sequence[np.ndarray]) -> float:
+    """Pearson correlation, over every carried frame (each key ``k`` of each clip and each distance
+    ``d >= 1`` in the window and the clip), of the losses :func:`carried_losses` reads from two sets
+    of pair values of the same clips (e.g. in pixels and in the benchmark's units); NaN when either
+    is constant."""
+    a = np.concatenate([carried_losses(v, k) for v in first for k in range(v.shape[0])])
+    b = np.concatenate([carried_losses(v, k) for v in second for k in range(v.shape[0])])
+    if a.shape != b.shape:
+        raise ValueError(f"pair values of different clips: {a.size} carried frames against {b.size}")
+    finite = np.isfinite(a) & np.isfinite(b)
+    a, b = a[finite], b[finite]
+    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def unit_correlations(tables: Sequence[PairTable], budgets: Sequence[float], metric: str = "miou") -> dict:
+    """``{budget: [r per clip]}``: how closely, within each clip, the loss in pixels (what a
+    predictor of pixel accuracy estimates) follows the loss in the benchmark's units (``metric``,
+    linearised at each budget's fixed interval as in :func:`bounds`), frame by frame
+    (:func:`loss_correlation`). Per clip, as the rule prices each clip on its own: near 1, a rule
+    fed either ranks that clip's frames alike; low, the benchmark's loss there lies in errors the
+    pixel count barely sees (a rare class or small object appearing, flicker of per-frame labels)."""
+    tables = list(tables)
+    classes = tables[0].tp.shape[2]
+    pixels = [pair_values(t, np.ones(classes), np.zeros(classes)) for t in tables]
+    tables, scoring = j_tables(tables) if check_metric(metric) == "j" else (tables, MeanIoU(tables))
+    out = {}
+    for budget in budgets:
+        values = benchmark_values(tables, scoring, budget)
+        out[budget] = [loss_correlation([p], [v]) for p, v in zip(pixels, values)]
+    return out
+
+
 def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
            predicted: Optional[Sequence[np.ndarray]] = None, metric: str = "miou") -> list:
     """Per budget and rule: ``{"budget", "rule", "ceiling", "key_fraction", "accuracy", "gain",
@@ -231,10 +279,7 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
         return lambda price: renewal_schedule(v, price)
 
     for budget in budgets:
-        interval = int(min(max(round(1 / budget), 1), tables[0].window + 1))
-        counts = [t.counts(fixed_schedule(t.frames, interval)) for t in tables]
-        a, b = scoring.weights(sum(c[0] for c in counts), sum(c[1] for c in counts))
-        values = [pair_values(t, a, b) for t in tables]
+        values = benchmark_values(tables, scoring, budget)
         targets = clip_targets(tables, budget)
         prices = price_range(values)
         out.append(row(budget, "renewal", "per_clip", [
@@ -331,8 +376,14 @@ def main(argv=None) -> int:
         if predicted is None:
             logger.info("  (no rows 'renewal, predicted loss' and 'predicted, median price': its pair tables keep "
                         "no signals; a compare run of this version keeps them)")
+        metric = signature["config"].get("metric", "miou")
+        correlations = unit_correlations(tables["warp"], args.budgets, metric)
+        logger.info("  loss in pixels against the loss in the benchmark's units, frame by frame within each clip "
+                    "(correlation, median and lowest over the clips): "
+                    + ", ".join(f"{np.nanmedian(r):.2f} and {np.nanmin(r):.2f} at {b:g}" if np.isfinite(r).any()
+                                else f"- at {b:g}" for b, r in correlations.items()))
         logger.info(f"{'budget':>6}  {'rule':<23} {'keys':>6} {'accuracy':>8} {'gain':>7} {'headroom':>8}  ceiling")
-        for row in bounds(tables["warp"], args.budgets, predicted, signature["config"].get("metric", "miou")):
+        for row in bounds(tables["warp"], args.budgets, predicted, metric):
             share = row["headroom_captured"]
             gain = "-" if row["gain"] is None else f"{row['gain']:+7.4f}"
             logger.info(f"{row['budget']:6.2f}  {row['rule']:<23} {row['key_fraction']:6.3f} {row['accuracy']:8.4f} "
