@@ -58,7 +58,8 @@ def _compare(sub) -> None:
                     "Rerunning the same command continues an interrupted run.",
     )
     compare.add_argument("--dataset", default=None, help="synthetic (default: three generated scenarios), synthetic-objects (the same clips "
-                              "labelled by object, 0 the background: for --metric j) or camvid-val")
+                              "labelled by object, 0 the background: for --metric j), camvid-val (CamVid's 15 fps clip) or "
+                              "camvid-1fps (CamVid's train/ and test/ frames as six streams at 1 fps)")
     compare.add_argument("--video", nargs="+", default=None, metavar="FILE", help="video files (or folders of numbered images) instead: unlabelled, labelled by "
                               "the model with --labels model, or by label folders with --labels FOLDER ...")
     compare.add_argument("--labels", nargs="+", default=None, metavar="SOURCE",
@@ -68,10 +69,10 @@ def _compare(sub) -> None:
                               "accuracy against ground truth); or one label folder per --video, in order (ground "
                               "truth: one image of class ids per frame, palette or single-channel, 255 void)")
     compare.add_argument("--clip-frames", type=positive, default=None,
-                         help="with --labels: test clips of this many frames (default 100)")
+                         help="with --labels or --dataset camvid-1fps: test clips of this many frames (default 100)")
     compare.add_argument("--video-scale", type=float, default=None, metavar="F",
                          help="with --labels model: shrink every frame by F in (0, 1] first (default: as decoded)")
-    compare.add_argument("--data-root", default=None, help="the real data folder (for camvid-val)")
+    compare.add_argument("--data-root", default=None, help="the real data folder (for camvid-val and camvid-1fps)")
     compare.add_argument("--mode", default="oracle", help="oracle (default) or model")
     compare.add_argument("--policies", nargs="+", default=None, metavar="NAME",
                          help="fixed_interval copy frame_difference flow_magnitude propagation_quality "
@@ -95,7 +96,7 @@ def _compare(sub) -> None:
                               "mean over each test clip's objects (class 0 the background) of their mean IoU over "
                               "the frames; the optimal schedule and headroom follow it")
     compare.add_argument("--model", default=None,
-                         help="a .keras DFF model (model mode's default: the shipped CamVid model on camvid-val "
+                         help="a .keras DFF model (model mode's default: the shipped CamVid model on camvid-val, camvid-1fps "
                               "and videos, an untrained compact model on the synthetic sets)")
     compare.add_argument("--decision-model", default=None,
                          help="the decision_network arm's model: a .keras DecisionModel or a quality predictor "

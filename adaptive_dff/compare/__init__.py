@@ -27,7 +27,8 @@ for the cells), :mod:`~adaptive_dff.compare.run` (running and merging),
 
 from adaptive_dff.compare.config import ARMS, CompareConfig, resolve_defaults
 from adaptive_dff.compare.datasets import (
-    Clip, Dataset, camvid_val_dataset, compare_datasets, synthetic_dataset, synthetic_datasets, video_dataset,
+    Clip, Dataset, camvid_1fps_dataset, camvid_val_dataset, compare_datasets, synthetic_dataset, synthetic_datasets,
+    video_dataset,
 )
 from adaptive_dff.compare.run import merge, run_compare
 from adaptive_dff.compare.scoring import CellResult, carry_labels, model_cell, oracle_cell
@@ -38,6 +39,7 @@ __all__ = [
     "Clip",
     "CompareConfig",
     "Dataset",
+    "camvid_1fps_dataset",
     "camvid_val_dataset",
     "carry_labels",
     "compare_datasets",

@@ -75,7 +75,7 @@ DEFAULT_WINDOW = 30
 DEFAULT_COST_RATIO = 0.08
 
 # Data set kinds (``Dataset.spec["kind"]``) whose classes the shipped CamVid model knows.
-SHIPPED_MODEL_KINDS = ("camvid-val", "video", "video-pseudo")
+SHIPPED_MODEL_KINDS = ("camvid-val", "camvid-1fps", "video", "video-pseudo")
 
 
 @dataclass
@@ -203,7 +203,7 @@ class CompareConfig:
 
 def resolve_defaults(config: CompareConfig, kinds: Iterable[Optional[str]], log: Callable = logger.info) -> CompareConfig:
     """``config`` with what the user left open chosen, for data sets of ``kinds``
-    (``Dataset.spec["kind"]``: ``"synthetic"``, ``"camvid-val"``, ``"video"``, or ``None``).
+    (``Dataset.spec["kind"]``: ``"synthetic"``, ``"camvid-val"``, ``"camvid-1fps"``, ``"video"``, or ``None``).
 
     In model mode without a model, data whose classes the shipped CamVid model
     knows (:data:`SHIPPED_MODEL_KINDS`) get the shipped model and, unless one

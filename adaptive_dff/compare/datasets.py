@@ -12,6 +12,8 @@ Built in:
   motion that varies between clips, and scene cuts;
 * :func:`camvid_val_dataset`: CamVid's 15 fps ``val/`` clip, every frame
   labelled, cut in two: the first third calibrates, the rest is scored;
+* :func:`camvid_1fps_dataset`: CamVid's ``train/`` and ``test/`` frames,
+  labelled at 1 fps, as six streams, each split like labelled video;
 * :func:`video_dataset`: any video files without labels; the first 30% of
   each calibrates, the rest is scored, and accuracy means agreement with
   the per-frame prediction of the model;
@@ -259,6 +261,58 @@ def camvid_val_dataset(data_root: str) -> Dataset:
     )
 
 
+def split_stream(stem: str, frames: Sequence, labels: Sequence, fps: Optional[float],
+                 clip_frames: int) -> tuple[Clip, list, dict]:
+    """One labelled stream split in time, as every real data set but ``camvid-val`` splits it: its
+    first third (:func:`adaptive_dff.data.pseudo_labels.calibration_split`) the calibration clip
+    ``<stem>-calibration``, the rest test clips ``<stem>-test-<j>`` of ``clip_frames``
+    (:func:`adaptive_dff.data.pseudo_labels.clip_spans`). Returns ``(calibration clip, test
+    clips, {"calibration_frames", "test_clips": [[first, last], ...]})`` (frame indices of the stream)."""
+    from adaptive_dff.data import pseudo_labels as pl
+
+    cut = pl.calibration_split(len(frames))
+    spans = pl.clip_spans(len(frames) - cut, clip_frames)
+    calibration = Clip(f"{stem}-calibration", frames[:cut], labels[:cut], fps=fps)
+    test = [Clip(f"{stem}-test-{j}", frames[cut + first:cut + last], labels[cut + first:cut + last], fps=fps)
+            for j, (first, last) in enumerate(spans)]
+    return calibration, test, {"calibration_frames": cut, "test_clips": [[cut + a, cut + b] for a, b in spans]}
+
+
+CAMVID_1FPS = "camvid-1fps"
+
+
+def camvid_1fps_dataset(data_root: str, clip_frames: Optional[int] = None) -> Dataset:
+    """CamVid's ``train/`` and ``test/`` frames as real labelled streams at 1 fps.
+
+    Those splits label every 30th video frame (1 s apart at 30 fps): each run of one sequence
+    without a longer gap is a stream (:func:`adaptive_dff.data.camvid.sequence_streams`; six
+    streams of 16 to 171 frames, 600 in all, none from the ``val/`` clip's frames). Split as
+    labelled video (:func:`labelled_video_dataset`): each stream's first third calibrates, the
+    rest is cut into test clips of ``clip_frames`` (default 100). 11 classes, void (11) ignored.
+    A second carry covers a second of driving, so losses grow far faster than in the 15 fps
+    ``val/`` clip: real footage with true labels, at a coarse time step.
+    """
+    from adaptive_dff.data import pseudo_labels as pl
+    from adaptive_dff.data.camvid import NUM_CLASSES, VOID, read_pair, sequence_streams
+
+    if not data_root:
+        raise ValueError(f"--dataset {CAMVID_1FPS} needs the data folder: pass --data-root PATH")
+    clip_frames = pl.CLIP_FRAMES if clip_frames is None else check_int(clip_frames, "clip_frames", 2)
+    calibration, test, streams = [], [], []
+    for name, pairs in sequence_streams(data_root):
+        if len(pairs) < 10:
+            raise ValueError(f"CamVid stream {name} under {data_root!r} holds {len(pairs)} frames; "
+                             "compare needs at least 10")
+        frames, labels = map(list, zip(*(read_pair(f, lab) for f, lab in pairs)))
+        first, rest, split = split_stream(name, frames, labels, 1.0, clip_frames)
+        calibration.append(first)
+        test.extend(rest)
+        streams.append({"stream": name, "frames": len(frames), **split})
+    return Dataset(name=CAMVID_1FPS, num_classes=NUM_CLASSES, ignore_index=VOID,
+                   calibration=calibration, test=test,
+                   spec={"kind": CAMVID_1FPS, "streams": streams, "clip_frames": clip_frames})
+
+
 # -- video files ---------------------------------------------------------------
 
 VIDEO_CALIBRATION_SHARE = 0.3
@@ -328,16 +382,13 @@ def pseudo_labelled_dataset(
         num_classes = video.num_classes
         if len(video) < 10:
             raise ValueError(f"video file {path!r} holds {len(video)} frames; compare needs at least 10")
-        cut = pl.calibration_split(len(video))
         stem = f"{number}-{os.path.splitext(os.path.basename(os.path.normpath(path)))[0]}"
-        calibration.append(Clip(f"{stem}-calibration", video.frames[:cut], video.labels[:cut], fps=video.fps))
-        spans = pl.clip_spans(len(video) - cut, clip_frames)
-        for j, (first, last) in enumerate(spans):
-            test.append(Clip(f"{stem}-test-{j}", video.frames[cut + first:cut + last],
-                             video.labels[cut + first:cut + last], fps=video.fps))
+        first, rest, split = split_stream(stem, video.frames, video.labels, video.fps, clip_frames)
+        calibration.append(first)
+        test.extend(rest)
         files.append({"file": os.path.basename(os.path.normpath(path)), "sha256": video.video_sha256,
-                      "frames": len(video), "calibration_frames": cut, "truncated": video.truncated,
-                      "test_clips": [[cut + a, cut + b] for a, b in spans]})
+                      "frames": len(video), "calibration_frames": split["calibration_frames"],
+                      "truncated": video.truncated, "test_clips": split["test_clips"]})
     return Dataset(name=PSEUDO_KIND, calibration=calibration, test=test, num_classes=num_classes,
                    spec={"kind": PSEUDO_KIND, "labels": "model per-frame prediction", "files": files,
                          "model_sha256": video.model_sha256, "max_frames": max_frames, "clip_frames": clip_frames,
@@ -382,18 +433,14 @@ def labelled_video_dataset(
     num_classes = class_count([(folder, labels) for _, folder, _, _, labels in videos], num_classes)
     calibration, test, files = [], [], []
     for number, (path, folder, reader, frames, labels) in enumerate(videos):
-        cut = pl.calibration_split(len(frames))
         stem = f"{number}-{os.path.splitext(os.path.basename(os.path.normpath(path)))[0]}"
-        fps = reader.fps or None
-        calibration.append(Clip(f"{stem}-calibration", frames[:cut], labels[:cut], fps=fps))
-        spans = pl.clip_spans(len(frames) - cut, clip_frames)
-        for j, (first, last) in enumerate(spans):
-            test.append(Clip(f"{stem}-test-{j}", frames[cut + first:cut + last], labels[cut + first:cut + last],
-                             fps=fps))
+        first, rest, split = split_stream(stem, frames, labels, reader.fps or None, clip_frames)
+        calibration.append(first)
+        test.extend(rest)
         files.append({"file": os.path.basename(os.path.normpath(path)),
                       "labels": os.path.basename(os.path.normpath(folder)), "frames": len(frames),
-                      "calibration_frames": cut, "truncated": reader.truncated,
-                      "test_clips": [[cut + a, cut + b] for a, b in spans]})
+                      "calibration_frames": split["calibration_frames"], "truncated": reader.truncated,
+                      "test_clips": split["test_clips"]})
     return Dataset(name=LABELLED_KIND, calibration=calibration, test=test, num_classes=num_classes,
                    ignore_index=VOID,
                    spec={"kind": LABELLED_KIND, "labels": "label images (ground truth)", "files": files,
@@ -425,7 +472,8 @@ def compare_datasets(
 ) -> list:
     """The data sets ``adaptive-dff compare`` names: ``"synthetic"`` (the default: the three
     generated scenarios, ``frames`` long, 48 by default), ``"synthetic-objects"`` (the same
-    clips labelled by object, :func:`synthetic_dataset`), ``"camvid-val"`` (needs ``data_root``),
+    clips labelled by object, :func:`synthetic_dataset`), ``"camvid-val"`` or ``"camvid-1fps"``
+    (need ``data_root``; the latter's test clips of ``clip_frames``),
     or the ``videos`` (up to ``frames`` each). Videos are unlabelled (``labels`` ``None`` or
     ``"none"``), their classes those of ``model`` (a ``.keras`` file) or, without one, the
     shipped CamVid model's; or (``labels="model"``) labelled by the per-frame predictions of
@@ -436,8 +484,9 @@ def compare_datasets(
     if source != "none" and not videos:
         raise ValueError(f"--labels {' '.join(folders) or source} labels --video files; give --video FILE ...")
     for option, value in (("--clip-frames", clip_frames), ("--video-scale", video_scale)):
-        if value is not None and source == "none":
-            raise ValueError(f"{option} is for labelled videos; add --labels model or --labels FOLDER ...")
+        if value is not None and source == "none" and not (option == "--clip-frames" and name == CAMVID_1FPS):
+            raise ValueError(f"{option} is for labelled videos (and --dataset {CAMVID_1FPS}); add --labels model "
+                             "or --labels FOLDER ...")
     if video_scale is not None and source == "folders":
         raise ValueError("--video-scale is for --labels model (label images keep their frames' size)")
     if clip_frames is not None:
@@ -478,12 +527,14 @@ def compare_datasets(
     if name in ("synthetic", "synthetic-objects"):
         return synthetic_datasets(frames=frames or 48, seed=max(seed, 0),
                                   labels="objects" if name == "synthetic-objects" else "classes")
-    if name == "camvid-val":
+    if name in ("camvid-val", CAMVID_1FPS):
         if data_root is None:
-            raise ValueError("--dataset camvid-val needs the data folder: pass --data-root PATH")
+            raise ValueError(f"--dataset {name} needs the data folder: pass --data-root PATH")
+        if name == CAMVID_1FPS:
+            return [camvid_1fps_dataset(data_root, clip_frames)]
         return [camvid_val_dataset(data_root)]
-    raise ValueError(f"unknown data set {name!r}; choose synthetic, synthetic-objects or camvid-val, or pass "
-                     "--video FILE ...")
+    raise ValueError(f"unknown data set {name!r}; choose synthetic, synthetic-objects, camvid-val or "
+                     f"{CAMVID_1FPS}, or pass --video FILE ...")
 
 
 def dataset_kind(name: Optional[str] = None, videos: Optional[Sequence[str]] = None,

@@ -77,3 +77,48 @@ def load_split(root: str, split: str, limit: int = 0) -> tuple[list, list]:
         frames.append(frame)
         labels.append(label)
     return frames, labels
+
+
+SOURCE_FPS = 30  # CamVid's video frame rate; train/ and test/ are labelled every 30th frame (1 fps)
+STREAM_GAP = 45  # video frames: consecutive labelled frames further apart start a new stream
+
+
+def frame_number(path: str) -> tuple[str, int]:
+    """``(sequence, video frame number)`` of a CamVid file name ``<seq>_<frame>.png`` (the frame
+    number may carry a letter prefix: ``0006R0_f00930.png`` is frame 930 of ``0006R0``)."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    sequence, _, number = stem.rpartition("_")
+    digits = number.lstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    if not sequence or not digits.isdigit():
+        raise ValueError(f"CamVid file {path!r} is not named <sequence>_<frame number>.png")
+    return sequence, int(digits)
+
+
+def sequence_streams(root: str, splits: tuple = ("train", "test")) -> list[tuple[str, list[tuple[str, str]]]]:
+    """CamVid's labelled frames of ``splits`` as streams: ``[(name, [(frame path, label path)])]``.
+
+    Frames of one sequence are ordered by their video frame number across the splits (``0001TP``
+    runs on from ``train/`` into ``test/``); a gap of more than :data:`STREAM_GAP` video frames
+    (1.5 s) starts a new stream, named ``<seq>-<first frame number>``. In ``train/`` and ``test/``
+    consecutive labelled frames are :data:`SOURCE_FPS` video frames apart: 1 fps streams.
+    """
+    by_sequence: dict = {}
+    for split in splits:
+        for frame_path, label_path in split_paths(root, split):
+            sequence, number = frame_number(frame_path)
+            by_sequence.setdefault(sequence, []).append((number, frame_path, label_path))
+    streams = []
+    for sequence in sorted(by_sequence):
+        run: list = []
+        previous = None
+        for number, frame_path, label_path in sorted(by_sequence[sequence]):
+            if previous is not None and number == previous:
+                raise ValueError(f"CamVid frame {number} of sequence {sequence} appears twice "
+                                 f"(splits {', '.join(splits)})")
+            if previous is not None and number - previous > STREAM_GAP:
+                streams.append((f"{sequence}-{run[0][0]}", [(f, lab) for _, f, lab in run]))
+                run = []
+            run.append((number, frame_path, label_path))
+            previous = number
+        streams.append((f"{sequence}-{run[0][0]}", [(f, lab) for _, f, lab in run]))
+    return streams
