@@ -59,7 +59,8 @@ def _compare(sub) -> None:
     )
     compare.add_argument("--dataset", default=None, help="synthetic (default: three generated scenarios), synthetic-objects (the same clips "
                               "labelled by object, 0 the background: for --metric j), camvid-val (CamVid's 15 fps clip) or "
-                              "camvid-1fps (CamVid's train/ and test/ frames as six streams at 1 fps)")
+                              "camvid-1fps (CamVid's train/ and test/ frames as six streams at 1 fps; the shipped model was "
+                              "fitted on most of them, so model mode flatters it there)")
     compare.add_argument("--video", nargs="+", default=None, metavar="FILE", help="video files (or folders of numbered images) instead: unlabelled, labelled by "
                               "the model with --labels model, or by label folders with --labels FOLDER ...")
     compare.add_argument("--labels", nargs="+", default=None, metavar="SOURCE",

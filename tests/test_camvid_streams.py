@@ -27,7 +27,7 @@ def test_frame_numbers_are_read_from_camvid_names():
     assert frame_number("/x/0001TP_006690.png") == ("0001TP", 6690)
     assert frame_number("0006R0_f00930.png") == ("0006R0", 930)
     assert frame_number("Seq05VD_f05100.png") == ("Seq05VD", 5100)
-    for bad in ("frame.png", "0001TP_.png", "0001TP_12a.png"):
+    for bad in ("frame.png", "0001TP_.png", "0001TP_12a.png", "B_f\u00b23.png"):  # a superscript is no digit here
         with pytest.raises(ValueError, match="is not named <sequence>_<frame number>.png"):
             frame_number(bad)
 
@@ -60,15 +60,22 @@ def test_the_1fps_data_set_splits_each_stream_like_labelled_video(tmp_path):
     assert dataset.spec["streams"][0]["test_clips"] == [[10, 18], [18, 26], [26, 31]]
     short = fake_root(tmp_path / "short", [f"T_{30 * i:05d}.png" for i in range(6)])
     fake_root(tmp_path / "short", [f"U_{30 * i:05d}.png" for i in range(12)], split="test")
-    with pytest.raises(ValueError, match="CamVid stream T-0 .* holds 6 frames; compare needs at least 10"):
+    with pytest.raises(ValueError, match=r"CamVid stream T-0 .* holds 6 frames \(T_00000.png to T_00150.png\); "
+                                         "compare needs at least 10"):
         camvid_1fps_dataset(str(short))
     with pytest.raises(ValueError, match="needs the data folder"):
         compare_datasets("camvid-1fps")
+    with pytest.raises(ValueError, match="--video-scale is for labelled videos"):
+        compare_datasets("camvid-1fps", data_root=str(root), video_scale=0.5)
+    with pytest.raises(ValueError, match="--clip-frames is for labelled videos and --dataset camvid-1fps"):
+        compare_datasets("camvid-val", data_root=str(root), clip_frames=50)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         camvid_1fps_dataset(str(tmp_path / "nowhere"))
 
 
 def test_camvid_train_and_test_make_six_real_streams_apart_from_the_val_clip(data_root):
+    """Six streams; none holds a frame of the 15 fps ``val/`` clip (0016E5 07959..08159): the
+    streams of that sequence end before it and start after it."""
     streams = sequence_streams(str(data_root))
     assert [(name, len(pairs)) for name, pairs in streams] == [
         ("0001TP-6690", 124), ("0006R0-930", 101), ("0016E5-390", 68), ("0016E5-4350", 120), ("0016E5-8190", 16),
@@ -77,8 +84,12 @@ def test_camvid_train_and_test_make_six_real_streams_apart_from_the_val_clip(dat
     for _, pairs in streams:
         numbers = [frame_number(f)[1] for f, _ in pairs]
         assert all(0 < b - a <= 45 for a, b in zip(numbers, numbers[1:]))
-    val = {os.path.basename(f) for f in os.listdir(data_root / "camvid" / "val")}
-    assert not val & {os.path.basename(f) for _, pairs in streams for f, _ in pairs}
+    val = sorted(frame_number(f)[1] for f in os.listdir(data_root / "camvid" / "val"))
+    assert (val[0], val[-1]) == (7959, 8159)
+    for name, pairs in streams:
+        if name.startswith("0016E5"):
+            numbers = [frame_number(f)[1] for f, _ in pairs]
+            assert numbers[-1] < val[0] or numbers[0] > val[-1], name
 
 
 def test_compare_names_the_1fps_data_set_and_refuses_j_on_it(tmp_path, capsys):

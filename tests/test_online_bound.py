@@ -114,8 +114,23 @@ def test_bounds_report_every_rule_against_the_per_clip_optimum():
     assert exact[4]["key_fraction"] == exact[3]["key_fraction"] and exact[4]["accuracy"] <= exact[3]["accuracy"]
 
 
+def _within_distance_reference(u, v):
+    """Pearson r of the carried losses of two pair-value arrays of one clip, each less its mean at
+    its distance: written pair by pair, apart from :func:`loss_correlation`."""
+    by_d = {}
+    for k in range(u.shape[0]):
+        for d in range(1, min(u.shape[1], u.shape[0] - k)):
+            by_d.setdefault(d, []).append((u[k + d, 0] - u[k, d], v[k + d, 0] - v[k, d]))
+    x, y = [], []
+    for pairs in by_d.values():
+        mx, my = np.mean([p[0] for p in pairs]), np.mean([p[1] for p in pairs])
+        x += [p[0] - mx for p in pairs]
+        y += [p[1] - my for p in pairs]
+    return np.corrcoef(x, y)[0, 1]
+
+
 @pytest.mark.parametrize("seed", range(3))
-def test_pixel_and_benchmark_losses_are_correlated_over_every_carried_frame(seed):
+def test_pixel_and_benchmark_losses_are_correlated_beyond_their_growth_with_distance(seed):
     rng = np.random.default_rng(seed)
     tables = [random_table(rng, 17, 6), random_table(rng, 13, 6)]
     classes = tables[0].tp.shape[2]
@@ -127,19 +142,38 @@ def test_pixel_and_benchmark_losses_are_correlated_over_every_carried_frame(seed
         a, b = MeanIoU(tables).weights(sum(c[0] for c in counts), sum(c[1] for c in counts))
         units = [pair_values(t, a, b) for t in tables]
         for clip, (p, u) in enumerate(zip(pixels, units)):
-            x, y = [], []
-            for k in range(p.shape[0]):
-                for d in range(1, min(p.shape[1], p.shape[0] - k)):
-                    x.append(p[k + d, 0] - p[k, d])
-                    y.append(u[k + d, 0] - u[k, d])
-            assert got[budget][clip] == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-12)
+            assert got[budget][clip] == pytest.approx(_within_distance_reference(p, u), abs=1e-12)
             assert -1 <= got[budget][clip] <= 1
     assert loss_correlation(pixels, pixels) == pytest.approx(1.0)
     assert loss_correlation(pixels, [-2 * p for p in pixels]) == pytest.approx(-1.0)
     flat = [np.zeros_like(p) for p in pixels]
     assert np.isnan(loss_correlation(pixels, flat))  # no loss to follow
-    with pytest.raises(ValueError, match="different clips"):
+    with pytest.raises(ValueError, match="same clips"):
         loss_correlation(pixels, pixels[:1])
+    with pytest.raises(ValueError, match="same clips"):
+        loss_correlation([], [])
+    with pytest.raises(ValueError, match="at least one pair table"):
+        unit_correlations([], [0.2])
+
+
+def test_a_shared_growth_with_distance_alone_does_not_correlate_the_losses():
+    rng = np.random.default_rng(3)
+    frames, window = 60, 8
+    d = np.arange(window + 1, dtype=float)
+    trend = np.tile(-0.05 * d, (frames, 1))  # both lose 0.05 more per frame of distance ...
+    first = trend + rng.normal(0, 0.01, (frames, window + 1))  # ... and differ only by independent noise
+    second = trend + rng.normal(0, 0.01, (frames, window + 1))
+    first[:, 0] = second[:, 0] = 0.0
+    pooled = np.corrcoef(np.concatenate([carried_losses(first, k) for k in range(frames)]),
+                         np.concatenate([carried_losses(second, k) for k in range(frames)]))[0, 1]
+    assert pooled > 0.8  # what a plain correlation would report
+    assert abs(loss_correlation([first], [second])) < 0.15
+    # noise shared beyond the trend is seen
+    shared = rng.normal(0, 0.01, (frames, window + 1))
+    assert loss_correlation([first + 5 * shared], [second + 5 * shared]) > 0.8
+    nan = first.copy()
+    nan[3, 2] = np.nan  # a pair without a value is left out, not propagated
+    assert np.isfinite(loss_correlation([nan], [second]))
 
 
 def test_the_median_price_takes_the_middle_schedule_of_those_that_spend_the_target():

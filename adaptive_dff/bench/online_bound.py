@@ -34,9 +34,10 @@ same loss, each clip at the median, by value, of the prices that spend its
 share: a typical price, not the luckiest; a noisy loss spends the same keys
 in many ways, and the best of them flatters it), and ``optimal_per_clip``.
 Above the rows, per budget, the correlation frame by frame of the loss in
-pixels with the loss in the benchmark's units within each clip (median and
-lowest over the clips, :func:`unit_correlations`): how much a predictor of
-pixel accuracy can tell about the benchmark's loss.
+pixels with the loss in the benchmark's units within each clip, beyond the
+growth with the distance both share (median and lowest over the clips,
+:func:`unit_correlations`): how much the pixel count tells about which keys
+go stale faster in the benchmark's units.
 Bounds on the rule, not policies: the price is known in hindsight. Between
 ``renewal`` and the predicted-loss rows lies what a better predictor could
 win; between them and the policy, what the online price (``KeyBudget``)
@@ -209,17 +210,36 @@ def benchmark_values(tables: Sequence[PairTable], scoring, budget: float) -> lis
 
 
 def loss_correlation(first: Sequence[np.ndarray], second: Sequence[np.ndarray]) -> float:
-    """Pearson correlation, over every carried frame (each key ``k`` of each clip and each distance
-    ``d >= 1`` in the window and the clip), of the losses :func:`carried_losses` reads from two sets
-    of pair values of the same clips (e.g. in pixels and in the benchmark's units); NaN when either
-    is constant."""
-    a = np.concatenate([carried_losses(v, k) for v in first for k in range(v.shape[0])])
-    b = np.concatenate([carried_losses(v, k) for v in second for k in range(v.shape[0])])
-    if a.shape != b.shape:
-        raise ValueError(f"pair values of different clips: {a.size} carried frames against {b.size}")
+    """Pearson correlation of the losses :func:`carried_losses` reads from two sets of pair values
+    of the same clips (e.g. in pixels and in the benchmark's units), over every carried frame (each
+    key ``k`` of each clip, each distance ``d >= 1`` in the window and the clip), *beyond their
+    growth with the distance*: each loss less its mean over the carried frames at the same ``d``.
+    Both losses grow with ``d``; that shared trend alone would correlate them, and it says nothing
+    about which keys go stale faster. Pairs where either loss is not finite are left out; NaN when
+    fewer than two remain or either loss does not vary beyond its trend."""
+    first, second = list(first), list(second)
+    if not first or len(first) != len(second):
+        raise ValueError(f"loss_correlation needs the pair values of the same clips, at least one: got "
+                         f"{len(first)} and {len(second)}")
+    a, b, d = [], [], []
+    for u, v in zip(first, second):
+        if u.shape != v.shape:
+            raise ValueError(f"pair values of different clips: shapes {u.shape} and {v.shape}")
+        for k in range(u.shape[0]):
+            la, lb = carried_losses(u, k), carried_losses(v, k)
+            a.append(la)
+            b.append(lb)
+            d.append(np.arange(1, la.size + 1))
+    a, b, d = (np.concatenate(x) if x else np.zeros(0) for x in (a, b, d))
     finite = np.isfinite(a) & np.isfinite(b)
-    a, b = a[finite], b[finite]
-    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+    a, b, d = a[finite], b[finite], d[finite].astype(np.int64)
+    if a.size < 2:
+        return float("nan")
+    counts = np.bincount(d)
+    safe = np.maximum(counts, 1)
+    a = a - (np.bincount(d, weights=a) / safe)[d]
+    b = b - (np.bincount(d, weights=b) / safe)[d]
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
     return float(np.corrcoef(a, b)[0, 1])
 
@@ -228,10 +248,13 @@ def unit_correlations(tables: Sequence[PairTable], budgets: Sequence[float], met
     """``{budget: [r per clip]}``: how closely, within each clip, the loss in pixels (what a
     predictor of pixel accuracy estimates) follows the loss in the benchmark's units (``metric``,
     linearised at each budget's fixed interval as in :func:`bounds`), frame by frame
-    (:func:`loss_correlation`). Per clip, as the rule prices each clip on its own: near 1, a rule
-    fed either ranks that clip's frames alike; low, the benchmark's loss there lies in errors the
-    pixel count barely sees (a rare class or small object appearing, flicker of per-frame labels)."""
+    (:func:`loss_correlation`: beyond the growth with the distance both share). Per clip, as the
+    rule prices each clip on its own: high, the pixel count tells which keys of the clip go stale
+    faster in the benchmark's units too; low, the benchmark's loss there lies in errors the pixel
+    count barely sees (a rare class or small object appearing, flicker of per-frame labels)."""
     tables = list(tables)
+    if not tables:
+        raise ValueError("unit_correlations needs at least one pair table")
     classes = tables[0].tp.shape[2]
     pixels = [pair_values(t, np.ones(classes), np.zeros(classes)) for t in tables]
     tables, scoring = j_tables(tables) if check_metric(metric) == "j" else (tables, MeanIoU(tables))
@@ -378,8 +401,8 @@ def main(argv=None) -> int:
                         "no signals; a compare run of this version keeps them)")
         metric = signature["config"].get("metric", "miou")
         correlations = unit_correlations(tables["warp"], args.budgets, metric)
-        logger.info("  loss in pixels against the loss in the benchmark's units, frame by frame within each clip "
-                    "(correlation, median and lowest over the clips): "
+        logger.info("  loss in pixels against the loss in the benchmark's units, frame by frame within each clip, "
+                    "beyond their growth with the distance (correlation, median and lowest over the clips): "
                     + ", ".join(f"{np.nanmedian(r):.2f} and {np.nanmin(r):.2f} at {b:g}" if np.isfinite(r).any()
                                 else f"- at {b:g}" for b, r in correlations.items()))
         logger.info(f"{'budget':>6}  {'rule':<23} {'keys':>6} {'accuracy':>8} {'gain':>7} {'headroom':>8}  ceiling")

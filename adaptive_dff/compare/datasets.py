@@ -263,7 +263,8 @@ def camvid_val_dataset(data_root: str) -> Dataset:
 
 def split_stream(stem: str, frames: Sequence, labels: Sequence, fps: Optional[float],
                  clip_frames: int) -> tuple[Clip, list, dict]:
-    """One labelled stream split in time, as every real data set but ``camvid-val`` splits it: its
+    """One labelled stream split in time, as the labelled real data sets (pseudo-labelled video,
+    labelled video, ``camvid-1fps``) split it: its
     first third (:func:`adaptive_dff.data.pseudo_labels.calibration_split`) the calibration clip
     ``<stem>-calibration``, the rest test clips ``<stem>-test-<j>`` of ``clip_frames``
     (:func:`adaptive_dff.data.pseudo_labels.clip_spans`). Returns ``(calibration clip, test
@@ -286,11 +287,13 @@ def camvid_1fps_dataset(data_root: str, clip_frames: Optional[int] = None) -> Da
 
     Those splits label every 30th video frame (1 s apart at 30 fps): each run of one sequence
     without a longer gap is a stream (:func:`adaptive_dff.data.camvid.sequence_streams`; six
-    streams of 16 to 171 frames, 600 in all, none from the ``val/`` clip's frames). Split as
+    streams of 16 to 171 frames, 600 in all; none holds a frame of the ``val/`` clip, though two
+    streams of its sequence end 39 video frames before it and start 31 after it). Split as
     labelled video (:func:`labelled_video_dataset`): each stream's first third calibrates, the
     rest is cut into test clips of ``clip_frames`` (default 100). 11 classes, void (11) ignored.
     A second carry covers a second of driving, so losses grow far faster than in the 15 fps
-    ``val/`` clip: real footage with true labels, at a coarse time step.
+    ``val/`` clip: real footage with true labels, at a coarse time step. The shipped CamVid model
+    was fitted on ``train/`` (367 of the 600 frames): in model mode its accuracy here flatters it.
     """
     from adaptive_dff.data import pseudo_labels as pl
     from adaptive_dff.data.camvid import NUM_CLASSES, VOID, read_pair, sequence_streams
@@ -301,8 +304,9 @@ def camvid_1fps_dataset(data_root: str, clip_frames: Optional[int] = None) -> Da
     calibration, test, streams = [], [], []
     for name, pairs in sequence_streams(data_root):
         if len(pairs) < 10:
-            raise ValueError(f"CamVid stream {name} under {data_root!r} holds {len(pairs)} frames; "
-                             "compare needs at least 10")
+            raise ValueError(f"CamVid stream {name} under {data_root!r} holds {len(pairs)} frames "
+                             f"({os.path.basename(pairs[0][0])} to {os.path.basename(pairs[-1][0])}); compare "
+                             "needs at least 10 (a gap of more than 1.5 s starts a new stream)")
         frames, labels = map(list, zip(*(read_pair(f, lab) for f, lab in pairs)))
         first, rest, split = split_stream(name, frames, labels, 1.0, clip_frames)
         calibration.append(first)
@@ -483,10 +487,11 @@ def compare_datasets(
     source, folders = label_source(labels)
     if source != "none" and not videos:
         raise ValueError(f"--labels {' '.join(folders) or source} labels --video files; give --video FILE ...")
-    for option, value in (("--clip-frames", clip_frames), ("--video-scale", video_scale)):
-        if value is not None and source == "none" and not (option == "--clip-frames" and name == CAMVID_1FPS):
-            raise ValueError(f"{option} is for labelled videos (and --dataset {CAMVID_1FPS}); add --labels model "
-                             "or --labels FOLDER ...")
+    if clip_frames is not None and source == "none" and name != CAMVID_1FPS:
+        raise ValueError(f"--clip-frames is for labelled videos and --dataset {CAMVID_1FPS}; add --labels model or "
+                         "--labels FOLDER ...")
+    if video_scale is not None and source == "none":
+        raise ValueError("--video-scale is for labelled videos; add --labels model or --labels FOLDER ...")
     if video_scale is not None and source == "folders":
         raise ValueError("--video-scale is for --labels model (label images keep their frames' size)")
     if clip_frames is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 
 import cv2
 import numpy as np
@@ -88,10 +89,10 @@ def frame_number(path: str) -> tuple[str, int]:
     number may carry a letter prefix: ``0006R0_f00930.png`` is frame 930 of ``0006R0``)."""
     stem = os.path.splitext(os.path.basename(path))[0]
     sequence, _, number = stem.rpartition("_")
-    digits = number.lstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-    if not sequence or not digits.isdigit():
+    found = re.fullmatch(r"[A-Za-z]*([0-9]+)", number)
+    if not sequence or found is None:
         raise ValueError(f"CamVid file {path!r} is not named <sequence>_<frame number>.png")
-    return sequence, int(digits)
+    return sequence, int(found.group(1))
 
 
 def sequence_streams(root: str, splits: tuple = ("train", "test")) -> list[tuple[str, list[tuple[str, str]]]]:
