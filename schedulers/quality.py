@@ -15,6 +15,15 @@ its predictions into decisions with one of two rules:
   ``lambda``. This spends keys where losses grow fast and spares them where
   they grow slowly, and matches a fixed interval on steady footage (for a
   loss growing linearly at rate ``g`` it keys every ``sqrt(2 lambda / g)``).
+  The score never falls below :data:`RAMP_FLOOR` times ``(n + 1) / 2 * L_n``,
+  the loss a segment accumulates whose loss grew linearly to ``L_n``: a loss
+  that saturates a frame or two after the key (a second between frames, fast
+  motion) makes the renewal score stop growing (it tends to the loss's level
+  times the frames it took to saturate), and without the floor such a
+  stretch would get no key before ``max_interval`` while the budget went to
+  the rest. Where losses keep growing the renewal score is the larger (a
+  linear loss: ``g n (n + 1) / 2`` against ``g n (n + 1) / 4``; a cut at
+  ``n``: about ``n`` against ``(n + 1) / 4``) and decides alone.
 
 No TensorFlow: numpy and OpenCV only.
 """
@@ -27,7 +36,15 @@ from schedulers.base import Context, Decision, Policy
 from schedulers.quality_signals import DEFAULT_DOWNSAMPLE, KEY_LABEL_SIGNAL, predicted_quality
 
 RULES = ("renewal", "greedy")
+RAMP_FLOOR = 0.5  # the renewal score is at least this share of (n + 1) / 2 * L_n (see the module notes)
 _SHIPPED: dict = {}  # key labels read (bool) -> the shipped predictor, loaded once (predicting changes nothing)
+
+
+def renewal_score(n: int, loss: float, total: float) -> float:
+    """The renewal score of a segment ``n`` frames after its key, whose loss is now ``loss`` and
+    whose ``n - 1`` frames before summed ``total``: ``n * loss - total``, floored at
+    :data:`RAMP_FLOOR` ``* (n + 1) / 2 * loss`` (see the module notes). In frame-losses."""
+    return max(n * loss - total, RAMP_FLOOR * 0.5 * (n + 1) * loss)
 
 
 class PropagationQuality(Policy):
@@ -130,7 +147,7 @@ class PropagationQuality(Policy):
             elif self.rule == "greedy":
                 scores[r] = loss
             else:
-                scores[r] = max(frame - key_index, 1) * loss - total
+                scores[r] = renewal_score(max(frame - key_index, 1), loss, total)
         return scores
 
     def decide(self, context: Context) -> Decision:

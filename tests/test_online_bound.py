@@ -32,6 +32,16 @@ def test_renewal_keys_where_the_average_cost_is_lowest_on_a_hand_made_loss():
     assert renewal_schedule(values, 1e9) == list(range(0, 20, 7))  # only the window (6) forces keys
 
 
+def test_a_saturated_loss_still_reaches_the_price_by_the_floor():
+    # L_d = 0.2 from d = 1 on: the renewal score d L_d - sum_{i<d} L_i stays 0.2; its floor
+    # 0.25 (d + 1) 0.2 reaches 0.5 at d = 9
+    values = np.full((40, 16), -0.2)
+    values[:, 0] = 0.0
+    values[np.arange(40)[:, None] + np.arange(16)[None, :] >= 40] = -np.inf
+    assert renewal_schedule(values, 0.5) == list(range(0, 40, 9))
+    assert renewal_schedule(values, 0.2) == list(range(0, 40, 1))  # the renewal score itself passes it
+
+
 def test_renewal_rule_matches_its_definition_on_random_tables():
     """Replayed by hand: keys where the renewal score of the losses since the key reaches the price."""
     rng = np.random.default_rng(3)
@@ -43,7 +53,8 @@ def test_renewal_rule_matches_its_definition_on_random_tables():
         for previous, key in zip(keys, keys[1:] + [30]):
             losses = np.maximum.accumulate([max(values[previous + d, 0] - values[previous, d], 0.0)
                                             for d in range(1, min(7, 30 - previous))])
-            scores = [d * losses[d - 1] - losses[: d - 1].sum() for d in range(1, len(losses) + 1)]
+            scores = [max(d * losses[d - 1] - losses[: d - 1].sum(), 0.25 * (d + 1) * losses[d - 1])
+                      for d in range(1, len(losses) + 1)]  # floored at half of (d + 1) / 2 * L_d
             passed = [d for d, s in enumerate(scores, 1) if s >= price]
             expected = min(passed[0] if passed else 7, 7)  # the window of 6 forces a key at d = 7
             assert key - previous == expected or (key == 30 and 30 - previous <= expected)
@@ -104,7 +115,9 @@ def test_bounds_report_every_rule_against_the_per_clip_optimum():
         assert abs(row["key_fraction"] * 41 - sum(targets)) <= 1  # a price may not reach every count
         assert row["accuracy"] <= by_rule["optimal_per_clip"]["accuracy"] + 0.02
     values = [pair_values(t, np.ones(4), np.zeros(4)) for t in tables]
-    pixel = [priced(lambda p, v=v: renewal_schedule(v, p), n, price_range(values)) for v, n in zip(values, targets)]
+    units = online_bound.benchmark_values(tables, MeanIoU(tables), 0.25)  # the best of the prices, in these
+    pixel = [priced(lambda p, v=v: renewal_schedule(v, p), n, price_range(values),
+                    lambda keys, u=u: schedule_value(u, keys)) for v, u, n in zip(values, units, targets)]
     assert by_rule["renewal, pixel loss"]["accuracy"] == pytest.approx(score(tables, pixel))
     # a predictor that predicts the pixel loss exactly gives the pixel-loss row
     exact = bounds(tables, [0.25], predicted=values)

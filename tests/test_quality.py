@@ -241,6 +241,22 @@ def test_renewal_rule_keys_at_the_interval_that_minimises_cost_per_frame(g, pric
     assert intervals <= {best, best + 1} and len(keys) >= 4
 
 
+@pytest.mark.parametrize("level, price", [(0.2, 1.01), (0.5, 0.97), (0.1, 3.03)])
+def test_renewal_rule_keys_a_saturated_loss_by_its_floor(level, price):
+    # A loss at its level from the first frame on: the renewal score stays at the level, so only
+    # the floor RAMP_FLOOR * (n + 1) / 2 * level passes the price (update = score > threshold), at the
+    # first n it does (prices off the floor's steps, so rounding cannot move it).
+    from schedulers.quality import RAMP_FLOOR
+
+    expected = next(n for n in range(1, 1000) if max(level, RAMP_FLOOR * (n + 1) / 2 * level) > price)
+    policy = PropagationQuality(_SequenceQuality({n: 1.0 - level for n in range(1, 1000)}), threshold=price,
+                                downsample=4)
+    tracker = Tracker(policy, flow=lambda c, k: np.zeros(c.shape[:2] + (2,), np.float32))
+    frame = np.zeros((32, 32, 3), np.uint8)
+    keys = [t for t in range(4 * expected + 2) if tracker.step(frame).update[0]]
+    assert set(np.diff(keys)) == {expected} and len(keys) >= 4
+
+
 def test_greedy_rule_and_non_finite_signals_update():
     policy = PropagationQuality(_LinearLoss(0.1), threshold=0.25, rule="greedy", downsample=4)
     tracker = Tracker(policy, flow=lambda c, k: np.zeros(c.shape[:2] + (2,), np.float32))
@@ -318,9 +334,10 @@ def test_monotone_envelope_keeps_the_worst_loss_since_the_key():
     values = {1: 0.9, 2: 0.6, 3: 0.95, 4: 0.9}
     frame = np.zeros((16, 16, 3), np.uint8)
     flow = [np.zeros((16, 16, 2), np.float32)]
-    for monotone, expected in ((True, [0.1, 0.7, 0.7, 0.7]), (False, [0.1, 0.7, -0.35, -0.15])):
+    for monotone, expected in ((True, [0.1, 0.7, 0.7, 0.7]), (False, [0.1, 0.7, 0.05, 0.125])):
         policy = PropagationQuality(_SequenceQuality(values), threshold=1e9, monotone=monotone, downsample=4)
-        # renewal score n * L_n - sum_{i<n} L_i, with L the (running maximum of the) loss
+        # renewal score n * L_n - sum_{i<n} L_i, with L the (running maximum of the) loss, floored at
+        # (n + 1) / 4 * L_n (without the envelope: max(-0.35, 0.05) and max(-0.15, 0.125))
         scores = [policy.decide(Context(t, [frame], [frame], [0], flow=flow)).scores[0] for t in (1, 2, 3, 4)]
         np.testing.assert_allclose(scores, expected, atol=1e-9)
 

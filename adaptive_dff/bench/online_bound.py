@@ -17,7 +17,8 @@ frames, :mod:`adaptive_dff.compare.objects`), so ``v[k, d]``
 is the value of frame ``k + d`` carried from the key ``k``, and carrying
 instead of recomputing loses ``L_d = v[k + d, 0] - v[k, d]`` on that frame.
 The rule (:func:`renewal_schedule`) keys a frame when ``d * L_d - sum_{i<d}
-L_i`` (losses since the key, kept non-decreasing from 0) reaches a price.
+L_i`` (losses since the key, kept non-decreasing from 0; floored at a share
+of ``(d + 1) / 2 * L_d``, as ``PropagationQuality`` floors it) reaches a price.
 
 Rows per budget: ``renewal`` (each clip's price found with hindsight: among
 the prices that spend the clip's share of the budget,
@@ -70,6 +71,7 @@ from adaptive_dff.compare.ceiling import (
 )
 from adaptive_dff.compare.objects import check_metric, j_tables
 from adaptive_dff.compare.optimal import PairTable, fixed_schedule, pair_values
+from schedulers.quality import renewal_score
 
 logger = logging.getLogger(__name__)
 BISECTIONS = 48
@@ -87,14 +89,16 @@ def carried_losses(values: np.ndarray, key: int) -> np.ndarray:
 
 
 def renewal_schedule(values: np.ndarray, price: float) -> list:
-    """Key frames of the renewal rule fed the true losses: a key at ``key + d`` when
-    ``d * L_d - sum_{i<d} L_i >= price`` (``L`` kept non-decreasing), or when the window ends."""
+    """Key frames of the renewal rule fed the true losses: a key at ``key + d`` when the renewal
+    score of ``PropagationQuality`` (:func:`schedulers.quality.renewal_score`: ``d * L_d - sum_{i<d}
+    L_i``, floored at a share of ``(d + 1) / 2 * L_d``; ``L`` kept non-decreasing) reaches ``price``,
+    or when the window ends."""
     T, width = values.shape
     keys, key = [0], 0
     losses = _kept_losses(values, 0)
     for t in range(1, T):
         d = t - key
-        if d >= width or d * losses[d - 1] - losses[: d - 1].sum() >= price:
+        if d >= width or renewal_score(d, float(losses[d - 1]), float(losses[: d - 1].sum())) >= price:
             keys.append(t)
             key = t
             losses = _kept_losses(values, key)
