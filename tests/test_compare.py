@@ -598,3 +598,15 @@ def test_the_help_of_policies_names_the_default_policies():
     compare = next(a for a in build_parser()._subparsers._group_actions[0].choices["compare"]._actions
                    if "--policies" in a.option_strings)
     assert f"(default: {' '.join(DEFAULT_POLICIES)}, optimal in oracle mode" in " ".join(compare.help.split())
+
+
+def test_the_signature_holds_the_renewal_floor_of_the_propagation_quality_arms(tiny_dataset):
+    """A folder begun under another renewal rule is not continued: the signature records the floor
+    whenever a ``propagation_quality`` arm runs, and only then."""
+    from adaptive_dff.compare.planning import signature
+    from schedulers.quality import RAMP_FLOOR
+
+    with_arm = signature(CompareConfig(policies=("fixed_interval", "propagation_quality@budget")), [tiny_dataset])
+    assert with_arm["config"]["renewal_floor"] == RAMP_FLOOR
+    without = signature(CompareConfig(policies=("fixed_interval", "frame_difference@budget")), [tiny_dataset])
+    assert "renewal_floor" not in without["config"]

@@ -95,6 +95,11 @@ def signature(config: CompareConfig, datasets: Sequence[Dataset]) -> dict:
         from schedulers.quality_predictor import DEFAULT_LABELS_FILE
 
         settings["shipped_quality"] = file_sha256(DEFAULT_LABELS_FILE)
+    if any(str(p).partition("@")[0] == "propagation_quality" for p in config.policies or ()):
+        # the renewal rule's floor (added after earlier runs): a folder begun without it continues no further
+        from schedulers.quality import RAMP_FLOOR
+
+        settings["renewal_floor"] = RAMP_FLOOR
     return {"config": settings,
             "datasets": [{"name": d.name, "spec": d.spec, "fingerprint": d.fingerprint(), "labelled": d.labelled,
                           "test_clips": [c.name for c in d.test]} for d in datasets]}
