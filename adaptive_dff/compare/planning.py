@@ -112,6 +112,7 @@ def test_clips(signature: dict) -> dict:
 
 def config_of(signature: dict) -> CompareConfig:
     """The configuration a signature records (model files left out: it holds their digests, as it
-    holds the shipped quality predictor's)."""
+    holds the shipped quality predictor's; and the renewal rule's floor, a constant of the code)."""
     return CompareConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in signature["config"].items()
-                            if k not in ("model", "decision_model", "quality_model", "shipped_quality")})
+                            if k not in ("model", "decision_model", "quality_model", "shipped_quality",
+                                         "renewal_floor")})
