@@ -22,7 +22,7 @@ JUMP = 3.0  # a hard cut's score rises this many times its previous size in one 
 AGE_PRIOR = 1.0  # past the target's interval I, a score counts (age / I) ** AGE_PRIOR times
 # Scores this close (relative) count as equal: the last bits of a score depend on how floating-point sums
 # happen to be split (OpenCV and NumPy reduce in SIMD blocks that follow the buffer's alignment), and a
-# flat run of scores (a renewal score whose loss stopped growing) must not have its ranks, hard cuts or
+# flat run of scores (e.g. a score whose loss stopped growing, before a floor lifts it) must not have its ranks, hard cuts or
 # price comparisons decided by them.
 EQUAL = 1e-9
 

@@ -225,6 +225,11 @@ def test_a_folder_of_another_configuration_is_refused_before_any_work(tiny_datas
     with pytest.raises(ValueError, match="policies fixed_interval \\(now fixed_interval copy\\); rerun with "
                                          "--policies fixed_interval to continue"):
         run_compare(policies, tiny_dataset, out, log=quiet)
+    # adding an arm whose signature records more (the shipped predictor's digest, the renewal floor) too
+    learned = CompareConfig(policies=("fixed_interval", "propagation_quality@budget"), budgets=(0.3,), sweep=(),
+                            regions=("1x1",))
+    with pytest.raises(ValueError, match="rerun with --policies fixed_interval to continue"):
+        run_compare(learned, tiny_dataset, out, log=quiet)
     assert sorted(os.listdir(os.path.join(out, "cells"))) == before
     run_compare(config, tiny_dataset, out, log=quiet)  # the same configuration continues
 
