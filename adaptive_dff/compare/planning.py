@@ -78,6 +78,10 @@ def parse_shard(text: Optional[str]) -> Optional[tuple]:
     return i, n
 
 
+# What a signature records only when a propagation_quality arm runs (not options of CompareConfig).
+ARM_RECORDS = ("shipped_quality", "renewal_floor")
+
+
 def signature(config: CompareConfig, datasets: Sequence[Dataset]) -> dict:
     """What identifies a comparison: the configuration (model files by content, not by path) and,
     per data set, its description, the fingerprint of its frames and labels, and its test clips.
@@ -88,17 +92,16 @@ def signature(config: CompareConfig, datasets: Sequence[Dataset]) -> dict:
     for key, default in (("quality_model", None), ("metric", "miou")):
         if settings[key] == default:  # as before the option, so earlier runs' folders still continue
             del settings[key]
-    if "quality_model" not in settings and any(str(p).partition("@")[0] == "propagation_quality"
-                                               for p in config.policies or ()):
-        # the shipped predictor the arms run on (compare gives key labels): a folder begun on another continues
-        # no further
-        from schedulers.quality_predictor import DEFAULT_LABELS_FILE
-
-        settings["shipped_quality"] = file_sha256(DEFAULT_LABELS_FILE)
     if any(str(p).partition("@")[0] == "propagation_quality" for p in config.policies or ()):
-        # the renewal rule's floor (added after earlier runs): a folder begun without it continues no further
         from schedulers.quality import RAMP_FLOOR
 
+        if "quality_model" not in settings:
+            # the shipped predictor the arms run on (compare gives key labels): a folder begun on another
+            # continues no further
+            from schedulers.quality_predictor import DEFAULT_LABELS_FILE
+
+            settings["shipped_quality"] = file_sha256(DEFAULT_LABELS_FILE)
+        # the renewal rule's floor (added after earlier runs): a folder begun without it continues no further
         settings["renewal_floor"] = RAMP_FLOOR
     return {"config": settings,
             "datasets": [{"name": d.name, "spec": d.spec, "fingerprint": d.fingerprint(), "labelled": d.labelled,
@@ -114,5 +117,4 @@ def config_of(signature: dict) -> CompareConfig:
     """The configuration a signature records (model files left out: it holds their digests, as it
     holds the shipped quality predictor's; and the renewal rule's floor, a constant of the code)."""
     return CompareConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in signature["config"].items()
-                            if k not in ("model", "decision_model", "quality_model", "shipped_quality",
-                                         "renewal_floor")})
+                            if k not in ("model", "decision_model", "quality_model") + ARM_RECORDS})

@@ -34,15 +34,14 @@ def _policies(record: dict):
     return record.get("signature", {}).get("config", {}).get("policies")
 
 
-_FOLLOW_POLICIES = ("policies", "shipped_quality", "renewal_floor")  # recorded only when a policy needs them
-
-
 def _without_policies(record: dict) -> dict:
     """A ``compare.json`` record's signature with its configuration's policies left out, and what the
-    signature records only for some policies (the shipped predictor's digest, the renewal floor)."""
+    signature records only for some policies (:data:`adaptive_dff.compare.planning.ARM_RECORDS`)."""
+    from adaptive_dff.compare.planning import ARM_RECORDS
+
     signature = record.get("signature", {})
     return {**signature,
-            "config": {k: v for k, v in signature.get("config", {}).items() if k not in _FOLLOW_POLICIES}}
+            "config": {k: v for k, v in signature.get("config", {}).items() if k not in ("policies",) + ARM_RECORDS}}
 
 
 class ResultFolder:
