@@ -296,6 +296,28 @@ def test_train_quality_smoke_writes_a_loadable_predictor(tmp_path):
         run(load_config("quality", "smoke", ["target=iou"]), str(tmp_path / "other"))
 
 
+def test_fit_seed_refits_on_the_rows_already_built(tmp_path):
+    from training.config import load_config
+    from training.quality import run
+
+    settings = ["frames=12", "max_offset=3", "kinds=mlp"]
+    messages = []
+    run(load_config("quality", "smoke", settings), str(tmp_path), log=messages.append)
+    first = QualityPredictor.load(tmp_path / "quality.json")
+    rows = np.load(tmp_path / "dataset.npz")["X"]
+    run(load_config("quality", "smoke", settings + ["fit_seed=0"]), str(tmp_path), log=messages.append)
+    same = QualityPredictor.load(tmp_path / "quality.json")  # -1 means `seed`, which is 0 here
+    run(load_config("quality", "smoke", settings + ["fit_seed=5"]), str(tmp_path), log=messages.append)
+    other = QualityPredictor.load(tmp_path / "quality.json")
+    assert sum("reusing the data set" in m for m in messages) == 2  # the rows are not rebuilt
+    np.testing.assert_array_equal(np.load(tmp_path / "dataset.npz")["X"], rows)
+    np.testing.assert_allclose(same.predict(rows), first.predict(rows))
+    assert other.seed == 5 and np.abs(other.predict(rows) - first.predict(rows)).max() > 1e-6
+    with pytest.raises(ValueError, match="fit_seed"):
+        run(load_config("quality", "smoke", ["fit_seed=-2"]), str(tmp_path / "bad"))
+    assert not (tmp_path / "bad").exists()
+
+
 def test_train_quality_on_object_labels_of_the_generated_clips(tmp_path):
     from training.config import load_config
     from training.quality import run, synthetic_clips

@@ -99,6 +99,9 @@ PROGRAM_FIELDS = {
         "kinds": (str, "ridge,mlp,network"),  # predictor kinds fitted (ridge, mlp, network: DVSNet's dense decision
         # network, Keras); the one with the lowest mean over sources of the held-out error is written
         "network_epochs": (int, 150),  # the network kind's longest fit (it stops earlier); every fold uses it
+        # The fits' seed (initialisation, shuffling, the network's validation rows); -1: `seed`, which also seeds
+        # the generated clips. Not part of the data set: another fit_seed refits on the rows already built.
+        "fit_seed": (int, -1),
         # Comma-separated unlabelled video files or image folders; targets: agreement with video_model's per-frame
         # predictions; only each video's calibration part (its first third) is used.
         "videos": (str, ""),

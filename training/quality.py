@@ -49,6 +49,10 @@ network on these signals, fitted with Keras, at most ``network_epochs`` epochs; 
 over sources* of the held-out error (the mean of the generated, CamVid and video errors, those
 present; each source counts once, however many rows it has) is written to ``quality.json``
 (nothing measured on CamVid frames 34..100 takes part).
+
+``fit_seed`` seeds the fits alone (``seed`` also seeds the generated clips, and so the rows): a
+rerun in the same folder with another ``fit_seed`` refits on the rows already built, which shows
+how much a fit's luck moves what it is used for.
 """
 
 from __future__ import annotations
@@ -325,6 +329,11 @@ def _source_mean(errors: dict) -> float:
     return float(np.mean([errors[k] for k in ("generated", "camvid", "videos") if errors.get(k) is not None]))
 
 
+def fit_seed(config: dict) -> int:
+    """The seed of the fits: config key ``fit_seed``, or ``seed`` when it is -1 (the default)."""
+    return config["seed"] if config["fit_seed"] == -1 else config["fit_seed"]
+
+
 def fit_and_report(data: dict, config: dict, log=logger.info) -> tuple[QualityPredictor, dict]:
     """Fit every kind in ``config['kinds']`` on each of :func:`folds`, report held-out errors against
     predicting the training mean, and return the ``shipped`` fit of the kind with the lowest mean
@@ -356,7 +365,7 @@ def fit_and_report(data: dict, config: dict, log=logger.info) -> tuple[QualityPr
         predicted, shipped, fit_s = np.full(len(y), np.nan), None, 0.0
         for name, train, scored in splits:
             start = time.perf_counter()
-            predictor = QualityPredictor(names, QualitySignals.version, kind=kind, seed=config["seed"],
+            predictor = QualityPredictor(names, QualitySignals.version, kind=kind, seed=fit_seed(config),
                                          signals_downsample=config["downsample"],
                                          max_epochs=config["network_epochs"]).fit(
                 *_replicated(X[train], y[train], source[train], config["camvid_weight"]))
@@ -434,6 +443,9 @@ def run(config: dict, out: str, data_root=None, log=logger.info) -> dict:
         if config[key] < minimum:
             raise ValueError(f"config key {key!r} must be >= {minimum} (every fifth generated clip is held out), "
                              f"got {config[key]}")
+    if config["fit_seed"] < -1:
+        raise ValueError(f"config key 'fit_seed' must be -1 (the same as 'seed') or a seed >= 0, "
+                         f"got {config['fit_seed']}")
     if config["camvid_weight"] <= 0:
         raise ValueError(f"config key 'camvid_weight' must be > 0, got {config['camvid_weight']}")
     if config["synthetic_labels"] not in LABELLINGS:
