@@ -95,6 +95,12 @@ def test_flow_magnitude_against_numpy_with_non_finite_vectors():
     scores = FlowMagnitude().score(Context(1, [img, img[:4, :4]], [img, img[:4, :4]], [0, 0], flow=[flow, all_nan]))
     assert scores[0] == pytest.approx(expected, rel=1e-5)
     assert scores[1] == np.inf
+    # Flow of another dtype, or a view that is not contiguous, scores the same.
+    wide = np.zeros((30, 80, 2), np.float64)
+    wide[:, ::2] = flow
+    strided = FlowMagnitude().score(Context(1, [img, img], [img, img], [0, 0],
+                                            flow=[wide[:, ::2], flow.astype(np.float64)]))
+    np.testing.assert_allclose(strided, [expected, expected], rtol=1e-5)
     with pytest.raises(ValueError, match="needs the flow"):
         FlowMagnitude().score(Context(1, [img], [img], [0]))
 
