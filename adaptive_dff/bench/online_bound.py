@@ -248,6 +248,17 @@ def loss_correlation(first: Sequence[np.ndarray], second: Sequence[np.ndarray]) 
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def _pixel_values_and_scoring(tables: Sequence[PairTable], metric: str) -> tuple:
+    """``(pixel values per clip, tables, scoring)``: each clip's pair values counting pixels right
+    (:func:`~adaptive_dff.compare.optimal.pair_values` with weight 1 on every class's ``tp``), and the
+    benchmark's tables and scoring for ``metric`` (``"miou"``: the tables and
+    :class:`~adaptive_dff.compare.ceiling.MeanIoU`; ``"j"``: :func:`~adaptive_dff.compare.objects.j_tables`)."""
+    classes = tables[0].tp.shape[2]
+    pixels = [pair_values(t, np.ones(classes), np.zeros(classes)) for t in tables]
+    tables, scoring = j_tables(tables) if check_metric(metric) == "j" else (tables, MeanIoU(tables))
+    return pixels, tables, scoring
+
+
 def unit_correlations(tables: Sequence[PairTable], budgets: Sequence[float], metric: str = "miou") -> dict:
     """``{budget: [r per clip]}``: how closely, within each clip, the loss in pixels (what a
     predictor of pixel accuracy estimates) follows the loss in the benchmark's units (``metric``,
@@ -259,9 +270,7 @@ def unit_correlations(tables: Sequence[PairTable], budgets: Sequence[float], met
     tables = list(tables)
     if not tables:
         raise ValueError("unit_correlations needs at least one pair table")
-    classes = tables[0].tp.shape[2]
-    pixels = [pair_values(t, np.ones(classes), np.zeros(classes)) for t in tables]
-    tables, scoring = j_tables(tables) if check_metric(metric) == "j" else (tables, MeanIoU(tables))
+    pixels, tables, scoring = _pixel_values_and_scoring(tables, metric)
     out = {}
     for budget in budgets:
         values = benchmark_values(tables, scoring, budget)
@@ -283,9 +292,7 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
     ``"miou"`` or ``"j"`` (compare's ``--metric``; J's pair values are exact, not linearised)."""
     tables = list(tables)
     frames = sum(t.frames for t in tables)
-    classes = tables[0].tp.shape[2]
-    pixels = [pair_values(t, np.ones(classes), np.zeros(classes)) for t in tables]
-    tables, scoring = j_tables(tables) if check_metric(metric) == "j" else (tables, MeanIoU(tables))
+    pixels, tables, scoring = _pixel_values_and_scoring(tables, metric)
     fixed = [(f["key_fraction"], f["accuracy"]) for f in phase_fair_fixed(tables, metric=scoring)]
     curve, _, same = optimal_curve(tables, list(budgets), same_fractions=same_share_fractions(tables),
                                    metric=scoring)
