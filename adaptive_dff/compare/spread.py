@@ -1,0 +1,245 @@
+"""Several compare runs of the same clips side by side: each run's figures, and their mean and range.
+
+A policy's figure on a few real clips moves with things that are not the
+policy: the same predictor refitted with another seed on the same rows moves
+the headroom captured at 10% on the sample videos by about 25 points (README,
+"Which policy for which video"). To judge a change to a learned part fairly,
+fit it several times (``adaptive-dff train quality ... --set fit_seed=N``),
+run ``compare`` once per fit on the same data (``--quality-model``,
+``--decision-model`` or ``--model FILE``, each run its own ``--out``), and
+read the runs together::
+
+    python -m adaptive_dff.compare.spread runs/fit-0 runs/fit-1 runs/fit-2
+    python -m adaptive_dff.compare.spread runs/fit-* --policies propagation_quality@budget --csv spread.csv
+
+Per (data set, regions, policy, budget) that every run holds: each run's key
+fraction, its gain over the phase-fair fixed interval at the key fraction it
+spent (``accuracy - fixed_at_key_fraction`` of ``results.csv``) and the
+share of the headroom it captured (``headroom_captured``, against the
+optimum named in ``ceiling``); then the mean, lowest and highest gain and
+headroom over the runs. The runs must hold the same data sets (names,
+fingerprints of frames and labels, test clips): figures of other clips do
+not average. Their settings may differ; those that do are printed with each
+run's value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from schedulers.files import read_json, write_bytes_atomic
+
+# Arms whose gain over the fixed interval is 0 by construction, or that have none.
+WITHOUT_GAIN = ("fixed_interval", "per_frame")
+SUMMARIES = ("mean", "lowest", "highest")
+CSV_COLUMNS = ("dataset", "regions", "policy", "kind", "budget", "ceiling", "run", "key_fraction", "gain",
+               "headroom_captured")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished compare run: its folder and its ``results.json`` report."""
+
+    folder: str
+    report: dict
+
+    @property
+    def datasets(self) -> list:
+        return self.report["signature"]["datasets"]
+
+    @property
+    def settings(self) -> dict:
+        """The run's configuration as its signature records it (model files by digest), with the
+        files' paths as given (``files`` of the report) beside them."""
+        config = dict(self.report["signature"]["config"])
+        for key, path in (self.report.get("files") or {}).items():
+            config[f"{key} file"] = path
+        return config
+
+
+def read_run(folder: str) -> Run:
+    """The finished compare run in ``folder``; ``ValueError`` naming the folder when it is none."""
+    if not os.path.isdir(folder):
+        raise ValueError(f"{folder!r} is not a folder" if os.path.exists(folder) else f"{folder!r} does not exist")
+    report = read_json(os.path.join(folder, "results.json"))
+    if report is None:
+        raise ValueError(f"{folder!r} holds no results.json: not a compare run, or one that has not written "
+                         "its report yet (rerun its compare command to finish it)")
+    if not isinstance(report, dict) or not isinstance(report.get("rows"), list) \
+            or not isinstance(report.get("signature", {}).get("datasets"), list):
+        raise ValueError(f"{os.path.join(folder, 'results.json')!r} is not a compare report (no rows or signature)")
+    return Run(folder, report)
+
+
+def _data_identity(entry: dict) -> tuple:
+    return entry.get("name"), entry.get("fingerprint"), tuple(entry.get("test_clips") or ())
+
+
+def check_same_data(runs: Sequence[Run]) -> None:
+    """``ValueError`` naming the run and data set where ``runs`` do not hold the same data sets with
+    the same frames, labels and test clips as the first run."""
+    if not runs:
+        raise ValueError("give at least one compare run")
+    first = runs[0]
+    names = [d.get("name") for d in first.datasets]
+    for run in runs[1:]:
+        there = [d.get("name") for d in run.datasets]
+        if there != names:
+            raise ValueError(f"{run.folder!r} holds the data sets {there}, {first.folder!r} holds {names}: "
+                             "runs read together must score the same clips")
+        for ours, theirs in zip(first.datasets, run.datasets):
+            if _data_identity(ours) != _data_identity(theirs):
+                what = "test clips" if ours.get("fingerprint") == theirs.get("fingerprint") else "frames or labels"
+                raise ValueError(f"{run.folder!r}: data set {theirs.get('name')!r} has other {what} than in "
+                                 f"{first.folder!r}: runs read together must score the same clips")
+
+
+def differences(runs: Sequence[Run]) -> dict:
+    """``{setting: [value per run]}`` for the settings that differ between ``runs``."""
+    settings = [r.settings for r in runs]
+    keys = sorted(set().union(*settings))
+    return {k: [s.get(k) for s in settings] for k in keys
+            if len({json.dumps(s.get(k), sort_keys=True, default=str) for s in settings}) > 1}
+
+
+def _key(row: dict) -> tuple:
+    return row["dataset"], row["regions"], row["policy"], row.get("kind"), float(row["budget"])
+
+
+def _gain(row: dict) -> Optional[float]:
+    accuracy, fixed = row.get("accuracy"), row.get("fixed_at_key_fraction")
+    return None if accuracy is None or fixed is None else float(accuracy) - float(fixed)
+
+
+def _summaries(values: Sequence[Optional[float]]) -> dict:
+    """``{"mean", "lowest", "highest"}`` over the values that are not ``None`` (all ``None`` when none is)."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return dict.fromkeys(SUMMARIES)
+    return {"mean": sum(known) / len(known), "lowest": min(known), "highest": max(known)}
+
+
+def spread(runs: Sequence[Run], policies: Optional[Sequence[str]] = None) -> tuple:
+    """``(rows, missing)``. ``rows``: one per (data set, regions, policy, kind, budget) that every
+    run holds, in the first run's order: ``{"dataset", "regions", "policy", "kind", "budget",
+    "ceiling", "runs": [{"key_fraction", "gain", "headroom_captured"} per run], "gain":
+    {"mean", "lowest", "highest"}, "headroom_captured": {...}}`` (a run's gain or headroom is
+    ``None`` where its key fraction lies outside the curves; summaries are over the runs that have
+    one). ``policies``: those to keep (default: all but :data:`WITHOUT_GAIN`). ``missing``: the keys
+    some runs hold and others do not (e.g. a run not finished)."""
+    check_same_data(runs)
+    wanted = None if policies is None else set(policies)
+
+    def kept(row):
+        return row["policy"] in wanted if wanted is not None else row["policy"] not in WITHOUT_GAIN
+
+    by_run = [{_key(r): r for r in run.report["rows"] if kept(r)} for run in runs]
+    if wanted is not None:
+        unknown = sorted(wanted - {k[2] for rows in by_run for k in rows})
+        if unknown:
+            held = sorted({r["policy"] for r in runs[0].report["rows"]})
+            raise ValueError(f"no run holds the policies {unknown}; the first holds {held}")
+    order = list(by_run[0]) + [k for rows in by_run[1:] for k in rows if k not in by_run[0]]
+    order = list(dict.fromkeys(order))
+    common = [k for k in order if all(k in rows for rows in by_run)]
+    missing = [k for k in order if k not in common]
+    out = []
+    for key in common:
+        rows = [rows[key] for rows in by_run]
+        per_run = [{"key_fraction": r.get("key_fraction"), "gain": _gain(r),
+                    "headroom_captured": r.get("headroom_captured")} for r in rows]
+        dataset, regions, policy, kind, budget = key
+        out.append({"dataset": dataset, "regions": regions, "policy": policy, "kind": kind, "budget": budget,
+                    "ceiling": rows[0].get("ceiling"), "runs": per_run,
+                    "gain": _summaries([r["gain"] for r in per_run]),
+                    "headroom_captured": _summaries([r["headroom_captured"] for r in per_run])})
+    return out, missing
+
+
+def csv_text(rows: Sequence[dict], runs: Sequence[Run]) -> str:
+    """``rows`` of :func:`spread` in long form (:data:`CSV_COLUMNS`): one line per run, named by its
+    folder, then one per summary (``run`` = ``mean``, ``lowest``, ``highest``; their key fraction
+    is the runs' mean, lowest and highest)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+
+    def value(v):
+        return "" if v is None else f"{v:.6g}" if isinstance(v, float) else v
+
+    for row in rows:
+        base = {k: row[k] for k in ("dataset", "regions", "policy", "kind", "budget", "ceiling")}
+        for run, figures in zip(runs, row["runs"]):
+            writer.writerow({k: value(v) for k, v in {**base, "run": run.folder, **figures}.items()})
+        fractions = _summaries([r["key_fraction"] for r in row["runs"]])
+        for name in SUMMARIES:
+            writer.writerow({k: value(v) for k, v in {
+                **base, "run": name, "key_fraction": fractions[name], "gain": row["gain"][name],
+                "headroom_captured": row["headroom_captured"][name]}.items()})
+    return buffer.getvalue()
+
+
+def _figure(gain: Optional[float], headroom: Optional[float]) -> str:
+    if gain is None:
+        return "-"
+    return f"{gain:+.3f}" + ("" if headroom is None else f" ({headroom * 100:.0f}%)")
+
+
+def table_lines(rows: Sequence[dict], runs: Sequence[Run]) -> list:
+    """The text table: per (data set, regions, policy), one line per budget with each run's gain
+    (headroom captured) and the mean, lowest and highest over the runs."""
+    lines, group = [], None
+    names = [f"R{i + 1}" for i in range(len(runs))]
+    for row in rows:
+        if (row["dataset"], row["regions"], row["policy"]) != group:
+            group = row["dataset"], row["regions"], row["policy"]
+            lines += ["", f"{row['dataset']}, {row['regions']}, {row['policy']} (headroom against the "
+                          f"{row['ceiling']} optimum):",
+                      "  budget  " + "  ".join(f"{n:>14}" for n in names)
+                      + f"  {'mean':>14}  {'lowest':>14}  {'highest':>14}"]
+        cells = [_figure(r["gain"], r["headroom_captured"]) for r in row["runs"]]
+        cells += [_figure(row["gain"][s], row["headroom_captured"][s]) for s in SUMMARIES]
+        kind = "" if row["kind"] in (None, "budget") else f" {row['kind']}"
+        lines.append(f"  {row['budget']:6.2f}  " + "  ".join(f"{c:>14}" for c in cells) + kind)
+    return lines
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m adaptive_dff.compare.spread",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="compare run folders of the same data")
+    parser.add_argument("--policies", nargs="+", default=None,
+                        help=f"policies to show (default: all but {', '.join(WITHOUT_GAIN)})")
+    parser.add_argument("--csv", default=None, metavar="FILE", help="also write the table in long form to FILE")
+    args = parser.parse_args(argv)
+    try:
+        runs = [read_run(folder) for folder in args.runs]
+        rows, missing = spread(runs, args.policies)
+    except ValueError as error:
+        parser.error(str(error))
+    out = sys.stdout
+    print("Gain over the phase-fair fixed interval at the key fraction spent (headroom captured):", file=out)
+    for i, run in enumerate(runs):
+        print(f"  R{i + 1} = {run.folder}", file=out)
+    for setting, values in differences(runs).items():
+        print(f"  {setting} differs: " + ", ".join(f"R{i + 1} {v}" for i, v in enumerate(values)), file=out)
+    for line in table_lines(rows, runs):
+        print(line, file=out)
+    if missing:
+        print("\nleft out, not held by every run: "
+              + "; ".join(f"{d} {g} {p} {b:g}" for d, g, p, _, b in missing), file=out)
+    if args.csv:
+        write_bytes_atomic(args.csv, csv_text(rows, runs).encode())
+        print(f"\nwrote {args.csv}", file=out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
