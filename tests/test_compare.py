@@ -617,3 +617,6 @@ def test_the_signature_holds_the_renewal_floor_of_the_propagation_quality_arms(t
     assert with_arm["config"]["renewal_floor"] == RAMP_FLOOR
     without = signature(CompareConfig(policies=("fixed_interval", "frame_difference@budget")), [tiny_dataset])
     assert "renewal_floor" not in without["config"]
+    for policies in (("propagation_quality", "optimal"), ("optimal", "propagation_quality@shared")):
+        assert signature(CompareConfig(policies=policies), [tiny_dataset])["config"]["renewal_floor"] == RAMP_FLOOR
+    assert "renewal_floor" not in signature(CompareConfig(policies=("optimal",)), [tiny_dataset])["config"]

@@ -142,6 +142,10 @@ class CompareConfig:
         return (DEFAULT_POLICIES + (("decision_network",) if self.decision_model else ())
                 + (CEILING_ARMS if self.mode == "oracle" else ()))
 
+    def runs_arm(self, arm: str) -> bool:
+        """Whether a chosen policy runs ``arm`` (of :data:`ARMS`), bare or under a budget."""
+        return any(parse_arm(p)[0] == arm for p in self.chosen_policies() if p not in CEILING_ARMS)
+
     def needs_pair_tables(self) -> bool:
         """Oracle mode with an arm read from the pair tables (optimal; fixed interval and copy phase-fair)."""
         return self.mode == "oracle" and bool({"optimal", "fixed_interval", "copy"} & set(self.chosen_policies()))
@@ -158,8 +162,7 @@ class CompareConfig:
         for name in policies:
             if name not in CEILING_ARMS:
                 parse_arm(name)
-        if self.quality_model and not any(parse_arm(p)[0] == "propagation_quality" for p in policies
-                                          if p not in CEILING_ARMS):
+        if self.quality_model and not self.runs_arm("propagation_quality"):
             raise ValueError("--quality-model is for the propagation_quality arms; add propagation_quality, "
                              "propagation_quality@budget or propagation_quality@shared to --policies")
         if self.mode != "oracle" and set(CEILING_ARMS) & set(policies):
