@@ -133,6 +133,13 @@ def test_summaries_leave_out_runs_without_a_figure_and_rows_some_runs_lack(tmp_p
     with pytest.raises(ValueError, match="'B': data set 'd' has other frames or labels than in 'A'"):
         spread.check_same_data([runs[0], run("B", [], fingerprint="g")])
     assert spread.differences(runs) == {}
+    assert first["accuracy"] == {"mean": pytest.approx(0.6066666), "lowest": 0.5, "highest": 0.7}
+    no_curve = [run(r.folder, [{**row(0.1, a, None, None), "ceiling": None, "budget": None}])
+                for r, a in zip(runs, (0.5, 0.6, 0.7))]
+    lines = spread.table_lines(spread.spread(no_curve)[0], no_curve)
+    assert lines[1] == "d, 1x1, p:"  # no ceiling named
+    assert lines[3].split() == ["-", "0.500", "(0.100)", "0.600", "(0.100)", "0.700", "(0.100)", "0.600", "0.500",
+                                "0.700"]  # no run has a gain: accuracy (key fraction), then its summaries
     folders = []
     for r in runs:  # the command on the same runs as folders: the row only B holds is named as left out
         folders.append(str(tmp_path / r.folder))

@@ -13,11 +13,12 @@ read the runs together::
     python -m adaptive_dff.compare.spread runs/fit-* --policies propagation_quality@budget --csv spread.csv
 
 Per (data set, regions, policy, budget) that every run holds: each run's key
-fraction, its gain over the phase-fair fixed interval at the key fraction it
-spent (``accuracy - fixed_at_key_fraction`` of ``results.csv``) and the
-share of the headroom it captured (``headroom_captured``, against the
-optimum named in ``ceiling``); then the mean, lowest and highest gain and
-headroom over the runs. The runs must hold the same data sets (names,
+fraction, accuracy, gain over the phase-fair fixed interval at the key
+fraction it spent (``accuracy - fixed_at_key_fraction`` of ``results.csv``)
+and the share of the headroom it captured (``headroom_captured``, against
+the optimum named in ``ceiling``); then the mean, lowest and highest over
+the runs. Runs without pair tables (model mode) have no gain: the table
+then shows each run's accuracy and key fraction. The runs must hold the same data sets (names,
 fingerprints of frames and labels, test clips): figures of other clips do
 not average. Their settings may differ; those that do are printed with each
 run's value.
@@ -39,8 +40,8 @@ from schedulers.files import read_json, write_bytes_atomic
 # Arms whose gain over the fixed interval is 0 by construction, or that have none.
 WITHOUT_GAIN = ("fixed_interval", "per_frame")
 SUMMARIES = ("mean", "lowest", "highest")
-CSV_COLUMNS = ("dataset", "regions", "policy", "kind", "budget", "ceiling", "run", "key_fraction", "gain",
-               "headroom_captured")
+CSV_COLUMNS = ("dataset", "regions", "policy", "kind", "budget", "ceiling", "run", "key_fraction", "accuracy",
+               "gain", "headroom_captured")
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ def differences(runs: Sequence[Run]) -> dict:
 
 
 def _key(row: dict) -> tuple:
-    return row["dataset"], row["regions"], row["policy"], row.get("kind"), float(row["budget"])
+    budget = row.get("budget")
+    return row["dataset"], row["regions"], row["policy"], row.get("kind"), None if budget is None else float(budget)
 
 
 def _gain(row: dict) -> Optional[float]:
@@ -129,10 +131,10 @@ def _summaries(values: Sequence[Optional[float]]) -> dict:
 def spread(runs: Sequence[Run], policies: Optional[Sequence[str]] = None) -> tuple:
     """``(rows, missing)``. ``rows``: one per (data set, regions, policy, kind, budget) that every
     run holds, in the first run's order: ``{"dataset", "regions", "policy", "kind", "budget",
-    "ceiling", "runs": [{"key_fraction", "gain", "headroom_captured"} per run], "gain":
-    {"mean", "lowest", "highest"}, "headroom_captured": {...}}`` (a run's gain or headroom is
-    ``None`` where its key fraction lies outside the curves; summaries are over the runs that have
-    one). ``policies``: those to keep (default: all but :data:`WITHOUT_GAIN`). ``missing``: the keys
+    "ceiling", "runs": [{"key_fraction", "accuracy", "gain", "headroom_captured"} per run],
+    "accuracy": {"mean", "lowest", "highest"}, "gain": {...}, "headroom_captured": {...}}`` (a
+    run's gain or headroom is ``None`` where its key fraction lies outside the curves, or in a run
+    without them; summaries are over the runs that have one). ``policies``: those to keep (default: all but :data:`WITHOUT_GAIN`). ``missing``: the keys
     some runs hold and others do not (e.g. a run not finished)."""
     check_same_data(runs)
     wanted = None if policies is None else set(policies)
@@ -153,11 +155,12 @@ def spread(runs: Sequence[Run], policies: Optional[Sequence[str]] = None) -> tup
     out = []
     for key in common:
         rows = [rows[key] for rows in by_run]
-        per_run = [{"key_fraction": r.get("key_fraction"), "gain": _gain(r),
+        per_run = [{"key_fraction": r.get("key_fraction"), "accuracy": r.get("accuracy"), "gain": _gain(r),
                     "headroom_captured": r.get("headroom_captured")} for r in rows]
         dataset, regions, policy, kind, budget = key
         out.append({"dataset": dataset, "regions": regions, "policy": policy, "kind": kind, "budget": budget,
                     "ceiling": rows[0].get("ceiling"), "runs": per_run,
+                    "accuracy": _summaries([r["accuracy"] for r in per_run]),
                     "gain": _summaries([r["gain"] for r in per_run]),
                     "headroom_captured": _summaries([r["headroom_captured"] for r in per_run])})
     return out, missing
@@ -181,7 +184,8 @@ def csv_text(rows: Sequence[dict], runs: Sequence[Run]) -> str:
         fractions = _summaries([r["key_fraction"] for r in row["runs"]])
         for name in SUMMARIES:
             writer.writerow({k: value(v) for k, v in {
-                **base, "run": name, "key_fraction": fractions[name], "gain": row["gain"][name],
+                **base, "run": name, "key_fraction": fractions[name], "accuracy": row["accuracy"][name],
+                "gain": row["gain"][name],
                 "headroom_captured": row["headroom_captured"][name]}.items()})
     return buffer.getvalue()
 
@@ -194,20 +198,28 @@ def _figure(gain: Optional[float], headroom: Optional[float]) -> str:
 
 def table_lines(rows: Sequence[dict], runs: Sequence[Run]) -> list:
     """The text table: per (data set, regions, policy), one line per budget with each run's gain
-    (headroom captured) and the mean, lowest and highest over the runs."""
+    (headroom captured) and the mean, lowest and highest over the runs; where no run has a gain (a
+    run without pair tables, e.g. model mode), each run's accuracy (key fraction) and the mean,
+    lowest and highest accuracy."""
     lines, group = [], None
     names = [f"R{i + 1}" for i in range(len(runs))]
     for row in rows:
         if (row["dataset"], row["regions"], row["policy"]) != group:
             group = row["dataset"], row["regions"], row["policy"]
-            lines += ["", f"{row['dataset']}, {row['regions']}, {row['policy']} (headroom against the "
-                          f"{row['ceiling']} optimum):",
+            against = "" if row["ceiling"] is None else f" (headroom against the {row['ceiling']} optimum)"
+            lines += ["", f"{row['dataset']}, {row['regions']}, {row['policy']}{against}:",
                       "  budget  " + "  ".join(f"{n:>14}" for n in names)
                       + f"  {'mean':>14}  {'lowest':>14}  {'highest':>14}"]
-        cells = [_figure(r["gain"], r["headroom_captured"]) for r in row["runs"]]
-        cells += [_figure(row["gain"][s], row["headroom_captured"][s]) for s in SUMMARIES]
+        if all(r["gain"] is None for r in row["runs"]):
+            cells = ["-" if r["accuracy"] is None else f"{r['accuracy']:.3f} ({r['key_fraction']:.3f})"
+                     for r in row["runs"]]
+            cells += ["-" if row["accuracy"][s] is None else f"{row['accuracy'][s]:.3f}" for s in SUMMARIES]
+        else:
+            cells = [_figure(r["gain"], r["headroom_captured"]) for r in row["runs"]]
+            cells += [_figure(row["gain"][s], row["headroom_captured"][s]) for s in SUMMARIES]
         kind = "" if row["kind"] in (None, "budget") else f" {row['kind']}"
-        lines.append(f"  {row['budget']:6.2f}  " + "  ".join(f"{c:>14}" for c in cells) + kind)
+        budget = "-" if row["budget"] is None else f"{row['budget']:.2f}"
+        lines.append(f"  {budget:>6}  " + "  ".join(f"{c:>14}" for c in cells) + kind)
     return lines
 
 
@@ -234,7 +246,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(line, file=out)
     if missing:
         print("\nleft out, not held by every run: "
-              + "; ".join(f"{d} {g} {p} {b:g}" for d, g, p, _, b in missing), file=out)
+              + "; ".join(f"{d} {g} {p} {'-' if b is None else f'{b:g}'}" for d, g, p, _, b in missing), file=out)
     if args.csv:
         write_bytes_atomic(args.csv, csv_text(rows, runs).encode())
         print(f"\nwrote {args.csv}", file=out)
