@@ -78,7 +78,7 @@ def read_json(path):
     try:
         with open(path) as f:
             return json.load(f)
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path!r} is damaged ({error}); delete it to recompute it") from None
 
 

@@ -110,9 +110,10 @@ def test_runs_of_other_clips_or_no_run_at_all_are_named_and_nothing_is_written(t
 
 
 def test_summaries_leave_out_runs_without_a_figure_and_rows_some_runs_lack(tmp_path, capsys):
-    def run(folder, rows, fingerprint="f"):
+    def run(folder, rows, fingerprint="f", **config):
         datasets = [{"name": "d", "fingerprint": fingerprint, "test_clips": ["a", "b"]}]
-        return spread.Run(folder, {"signature": {"config": {"seed": 0}, "datasets": datasets}, "rows": rows})
+        config = {"seed": 0, "mode": "oracle", **config}
+        return spread.Run(folder, {"signature": {"config": config, "datasets": datasets}, "rows": rows})
 
     def row(budget, accuracy, fixed, share, policy="p"):
         return {"dataset": "d", "regions": "1x1", "policy": policy, "kind": "budget", "budget": budget,
@@ -121,7 +122,7 @@ def test_summaries_leave_out_runs_without_a_figure_and_rows_some_runs_lack(tmp_p
 
     runs = [run("A", [row(0.1, 0.7, 0.6, 0.5), row(0.2, 0.8, None, None)]),
             run("B", [row(0.1, 0.5, 0.6, None), row(0.2, 0.9, 0.85, 0.25), row(0.3, 0.9, 0.9, 0.0)]),
-            run("C", [row(0.1, 0.62, 0.6, 0.1), row(0.2, 0.8, 0.7, 0.75)])]
+            run("C", [row(0.1, 0.62, 0.6, 0.1), row(0.2, 0.8, 0.7, 0.75)], seed=1)]
     rows, missing = spread.spread(runs)
     assert missing == [("d", "1x1", "p", "budget", 0.3)]
     first, second = rows
@@ -132,7 +133,13 @@ def test_summaries_leave_out_runs_without_a_figure_and_rows_some_runs_lack(tmp_p
     assert spread.spread(runs[:1])[0][0]["gain"]["mean"] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="'B': data set 'd' has other frames or labels than in 'A'"):
         spread.check_same_data([runs[0], run("B", [], fingerprint="g")])
-    assert spread.differences(runs) == {}
+    assert spread.differences(runs) == {"seed": [0, 0, 1]}
+    with pytest.raises(ValueError, match="'B' is a run of mode 'model', 'A' of mode 'oracle'"):
+        spread.check_same_data([runs[0], run("B", [], mode="model")])
+    with pytest.raises(ValueError, match="'B' is a run of metric 'j', 'A' of metric 'miou'"):
+        spread.check_same_data([runs[0], run("B", [], metric="j")])
+    with pytest.raises(ValueError, match="hold no .* in common"):
+        spread.spread([runs[0], run("B", [row(0.1, 0.7, 0.6, 0.5, policy="q")])])
     assert first["accuracy"] == {"mean": pytest.approx(0.6066666), "lowest": 0.5, "highest": 0.7}
     no_curve = [run(r.folder, [{**row(0.1, a, None, None), "ceiling": None, "budget": None}])
                 for r, a in zip(runs, (0.5, 0.6, 0.7))]
@@ -146,5 +153,16 @@ def test_summaries_leave_out_runs_without_a_figure_and_rows_some_runs_lack(tmp_p
         write_json_atomic(os.path.join(folders[-1], "results.json"), r.report)
     assert spread.main(folders) == 0
     text = capsys.readouterr().out
-    assert "left out, not held by every run: d 1x1 p 0.3" in text
+    assert "left out, not held by every run: d 1x1 p 0.3 budget" in text
     assert re.search(r"0\.10 +\+0\.100 \(50%\) +-0\.100 +\+0\.020 \(10%\) +\+0\.007 \(30%\)", text)
+    damaged = [("not json", b'{"rows": [', "cannot be read"), ("binary", bytes(range(128, 256)), "cannot be read"),
+               ("no signature", b'{"rows": [], "signature": null}', "no signature with a configuration"),
+               ("bad row", b'{"rows": [{"dataset": "d"}], "signature": {"config": {}, "datasets": []}}',
+                "row 0 lacks one of dataset, regions")]
+    for name, content, message in damaged:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_bytes(content)
+        with pytest.raises(SystemExit):
+            spread.main([folders[0], str(tmp_path / name)])
+        err = capsys.readouterr().err
+        assert message in err and os.path.join(str(tmp_path / name), "results.json") in err

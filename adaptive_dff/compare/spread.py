@@ -12,16 +12,19 @@ read the runs together::
     python -m adaptive_dff.compare.spread runs/fit-0 runs/fit-1 runs/fit-2
     python -m adaptive_dff.compare.spread runs/fit-* --policies propagation_quality@budget --csv spread.csv
 
-Per (data set, regions, policy, budget) that every run holds: each run's key
+Per (data set, regions, policy, kind, budget) that every run holds (kind:
+``budget`` at the fair budgets, ``sweep`` between them): each run's key
 fraction, accuracy, gain over the phase-fair fixed interval at the key
 fraction it spent (``accuracy - fixed_at_key_fraction`` of ``results.csv``)
 and the share of the headroom it captured (``headroom_captured``, against
 the optimum named in ``ceiling``); then the mean, lowest and highest over
-the runs. Runs without pair tables (model mode) have no gain: the table
-then shows each run's accuracy and key fraction. The runs must hold the same data sets (names,
-fingerprints of frames and labels, test clips): figures of other clips do
-not average. Their settings may differ; those that do are printed with each
-run's value.
+the runs, each figure on its own (the lowest gain and the lowest headroom
+may come from different runs). A row where no run has a gain (model mode
+has no phase-fair curve) shows each run's accuracy and key fraction
+instead. The runs must hold the same data sets (names, fingerprints of
+frames and labels, test clips) in the same mode and metric: figures of
+other clips or units do not average. Their other settings may differ
+(that is the point); those that do are printed with each run's value.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -40,6 +44,8 @@ from schedulers.files import read_json, write_bytes_atomic
 # Arms whose gain over the fixed interval is 0 by construction, or that have none.
 WITHOUT_GAIN = ("fixed_interval", "per_frame")
 SUMMARIES = ("mean", "lowest", "highest")
+ROW_KEYS = ("dataset", "regions", "policy", "budget", "accuracy", "key_fraction")
+SAME_SETTINGS = ("mode", "metric")  # runs read together measure the same thing
 CSV_COLUMNS = ("dataset", "regions", "policy", "kind", "budget", "ceiling", "run", "key_fraction", "accuracy",
                "gain", "headroom_captured")
 
@@ -66,17 +72,42 @@ class Run:
 
 
 def read_run(folder: str) -> Run:
-    """The finished compare run in ``folder``; ``ValueError`` naming the folder when it is none."""
+    """The finished compare run in ``folder``; ``ValueError`` naming the folder or file when it is
+    none (no report yet, or a report that is damaged or of another kind)."""
     if not os.path.isdir(folder):
         raise ValueError(f"{folder!r} is not a folder" if os.path.exists(folder) else f"{folder!r} does not exist")
-    report = read_json(os.path.join(folder, "results.json"))
+    path = os.path.join(folder, "results.json")
+    try:
+        report = read_json(path)
+    except ValueError as error:
+        raise ValueError(f"{path!r} cannot be read ({error}); rerun the run's compare command to write it "
+                         "again") from None
     if report is None:
         raise ValueError(f"{folder!r} holds no results.json: not a compare run, or one that has not written "
                          "its report yet (rerun its compare command to finish it)")
-    if not isinstance(report, dict) or not isinstance(report.get("rows"), list) \
-            or not isinstance(report.get("signature", {}).get("datasets"), list):
-        raise ValueError(f"{os.path.join(folder, 'results.json')!r} is not a compare report (no rows or signature)")
+    problem = _report_problem(report)
+    if problem:
+        raise ValueError(f"{path!r} is not a compare report: {problem}")
     return Run(folder, report)
+
+
+def _report_problem(report) -> Optional[str]:
+    """What keeps ``report`` from being read as a compare report, or ``None``."""
+    if not isinstance(report, dict):
+        return "not a JSON object"
+    signature = report.get("signature")
+    if not isinstance(signature, dict) or not isinstance(signature.get("config"), dict):
+        return "no signature with a configuration"
+    datasets = signature.get("datasets")
+    if not isinstance(datasets, list) or not all(isinstance(d, dict) and "name" in d for d in datasets):
+        return "no list of data sets in its signature"
+    rows = report.get("rows")
+    if not isinstance(rows, list):
+        return "no rows"
+    for number, row in enumerate(rows):
+        if not isinstance(row, dict) or any(k not in row for k in ROW_KEYS):
+            return f"row {number} lacks one of {', '.join(ROW_KEYS)}"
+    return None
 
 
 def _data_identity(entry: dict) -> tuple:
@@ -85,10 +116,18 @@ def _data_identity(entry: dict) -> tuple:
 
 def check_same_data(runs: Sequence[Run]) -> None:
     """``ValueError`` naming the run and data set where ``runs`` do not hold the same data sets with
-    the same frames, labels and test clips as the first run."""
+    the same frames, labels and test clips as the first run, or the setting where they do not
+    measure alike (:data:`SAME_SETTINGS`: oracle or model mode, mIoU or J)."""
     if not runs:
         raise ValueError("give at least one compare run")
     first = runs[0]
+    for run in runs[1:]:
+        for key in SAME_SETTINGS:
+            ours = first.report["signature"]["config"].get(key, "miou" if key == "metric" else None)
+            theirs = run.report["signature"]["config"].get(key, "miou" if key == "metric" else None)
+            if ours != theirs:
+                raise ValueError(f"{run.folder!r} is a run of {key} {theirs!r}, {first.folder!r} of {key} {ours!r}: "
+                                 "runs read together must measure alike")
     names = [d.get("name") for d in first.datasets]
     for run in runs[1:]:
         there = [d.get("name") for d in run.datasets]
@@ -121,8 +160,9 @@ def _gain(row: dict) -> Optional[float]:
 
 
 def _summaries(values: Sequence[Optional[float]]) -> dict:
-    """``{"mean", "lowest", "highest"}`` over the values that are not ``None`` (all ``None`` when none is)."""
-    known = [v for v in values if v is not None]
+    """``{"mean", "lowest", "highest"}`` over the values that are finite numbers (all ``None`` when
+    none is)."""
+    known = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
     if not known:
         return dict.fromkeys(SUMMARIES)
     return {"mean": sum(known) / len(known), "lowest": min(known), "highest": max(known)}
@@ -152,6 +192,9 @@ def spread(runs: Sequence[Run], policies: Optional[Sequence[str]] = None) -> tup
     order = list(dict.fromkeys(order))
     common = [k for k in order if all(k in rows for rows in by_run)]
     missing = [k for k in order if k not in common]
+    if not common:
+        raise ValueError(f"the runs hold no (data set, regions, policy, budget) in common: {runs[0].folder!r} "
+                         f"holds the policies {sorted({k[2] for k in by_run[0]})}")
     out = []
     for key in common:
         rows = [rows[key] for rows in by_run]
@@ -159,7 +202,7 @@ def spread(runs: Sequence[Run], policies: Optional[Sequence[str]] = None) -> tup
                     "headroom_captured": r.get("headroom_captured")} for r in rows]
         dataset, regions, policy, kind, budget = key
         out.append({"dataset": dataset, "regions": regions, "policy": policy, "kind": kind, "budget": budget,
-                    "ceiling": rows[0].get("ceiling"), "runs": per_run,
+                    "ceiling": next((r["ceiling"] for r in rows if r.get("ceiling")), None), "runs": per_run,
                     "accuracy": _summaries([r["accuracy"] for r in per_run]),
                     "gain": _summaries([r["gain"] for r in per_run]),
                     "headroom_captured": _summaries([r["headroom_captured"] for r in per_run])})
@@ -196,6 +239,12 @@ def _figure(gain: Optional[float], headroom: Optional[float]) -> str:
     return f"{gain:+.3f}" + ("" if headroom is None else f" ({headroom * 100:.0f}%)")
 
 
+def _accuracy(accuracy: Optional[float], key_fraction: Optional[float]) -> str:
+    if accuracy is None:
+        return "-"
+    return f"{accuracy:.3f}" + ("" if key_fraction is None else f" ({key_fraction:.3f})")
+
+
 def table_lines(rows: Sequence[dict], runs: Sequence[Run]) -> list:
     """The text table: per (data set, regions, policy), one line per budget with each run's gain
     (headroom captured) and the mean, lowest and highest over the runs; where no run has a gain (a
@@ -211,8 +260,7 @@ def table_lines(rows: Sequence[dict], runs: Sequence[Run]) -> list:
                       "  budget  " + "  ".join(f"{n:>14}" for n in names)
                       + f"  {'mean':>14}  {'lowest':>14}  {'highest':>14}"]
         if all(r["gain"] is None for r in row["runs"]):
-            cells = ["-" if r["accuracy"] is None else f"{r['accuracy']:.3f} ({r['key_fraction']:.3f})"
-                     for r in row["runs"]]
+            cells = [_accuracy(r["accuracy"], r["key_fraction"]) for r in row["runs"]]
             cells += ["-" if row["accuracy"][s] is None else f"{row['accuracy'][s]:.3f}" for s in SUMMARIES]
         else:
             cells = [_figure(r["gain"], r["headroom_captured"]) for r in row["runs"]]
@@ -237,7 +285,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     out = sys.stdout
-    print("Gain over the phase-fair fixed interval at the key fraction spent (headroom captured):", file=out)
+    print("Gain over the phase-fair fixed interval at the key fraction spent (headroom captured); where no run "
+          "has one, accuracy (key fraction):", file=out)
     for i, run in enumerate(runs):
         print(f"  R{i + 1} = {run.folder}", file=out)
     for setting, values in differences(runs).items():
@@ -246,7 +295,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(line, file=out)
     if missing:
         print("\nleft out, not held by every run: "
-              + "; ".join(f"{d} {g} {p} {'-' if b is None else f'{b:g}'}" for d, g, p, _, b in missing), file=out)
+              + "; ".join(f"{d} {g} {p} {'-' if b is None else f'{b:g}'} {k}" for d, g, p, k, b in missing),
+              file=out)
     if args.csv:
         write_bytes_atomic(args.csv, csv_text(rows, runs).encode())
         print(f"\nwrote {args.csv}", file=out)
