@@ -45,7 +45,9 @@ from schedulers.files import read_json, write_bytes_atomic
 WITHOUT_GAIN = ("fixed_interval", "per_frame")
 SUMMARIES = ("mean", "lowest", "highest")
 ROW_KEYS = ("dataset", "regions", "policy", "budget", "accuracy", "key_fraction")
-SAME_SETTINGS = ("mode", "metric")  # runs read together measure the same thing
+# Settings runs read together must share (they measure the same thing), with the value a signature
+# that leaves one out means (compare's signature leaves out the default metric).
+SAME_SETTINGS = {"mode": None, "metric": "miou"}
 CSV_COLUMNS = ("dataset", "regions", "policy", "kind", "budget", "ceiling", "run", "key_fraction", "accuracy",
                "gain", "headroom_captured")
 
@@ -60,6 +62,10 @@ class Run:
     @property
     def datasets(self) -> list:
         return self.report["signature"]["datasets"]
+
+    def setting(self, key: str):
+        """A :data:`SAME_SETTINGS` setting of the run, its default where the signature leaves it out."""
+        return self.report["signature"]["config"].get(key, SAME_SETTINGS[key])
 
     @property
     def settings(self) -> dict:
@@ -121,15 +127,13 @@ def check_same_data(runs: Sequence[Run]) -> None:
     if not runs:
         raise ValueError("give at least one compare run")
     first = runs[0]
+    names = [d.get("name") for d in first.datasets]
     for run in runs[1:]:
         for key in SAME_SETTINGS:
-            ours = first.report["signature"]["config"].get(key, "miou" if key == "metric" else None)
-            theirs = run.report["signature"]["config"].get(key, "miou" if key == "metric" else None)
+            ours, theirs = first.setting(key), run.setting(key)
             if ours != theirs:
                 raise ValueError(f"{run.folder!r} is a run of {key} {theirs!r}, {first.folder!r} of {key} {ours!r}: "
                                  "runs read together must measure alike")
-    names = [d.get("name") for d in first.datasets]
-    for run in runs[1:]:
         there = [d.get("name") for d in run.datasets]
         if there != names:
             raise ValueError(f"{run.folder!r} holds the data sets {there}, {first.folder!r} holds {names}: "
@@ -174,8 +178,9 @@ def spread(runs: Sequence[Run], policies: Optional[Sequence[str]] = None) -> tup
     "ceiling", "runs": [{"key_fraction", "accuracy", "gain", "headroom_captured"} per run],
     "accuracy": {"mean", "lowest", "highest"}, "gain": {...}, "headroom_captured": {...}}`` (a
     run's gain or headroom is ``None`` where its key fraction lies outside the curves, or in a run
-    without them; summaries are over the runs that have one). ``policies``: those to keep (default: all but :data:`WITHOUT_GAIN`). ``missing``: the keys
-    some runs hold and others do not (e.g. a run not finished)."""
+    without them; summaries are over the runs that have one). ``policies``: those to keep
+    (default: all but :data:`WITHOUT_GAIN`). ``missing``: the keys some runs hold and others do not
+    (e.g. a run not finished)."""
     check_same_data(runs)
     wanted = None if policies is None else set(policies)
 
@@ -188,8 +193,7 @@ def spread(runs: Sequence[Run], policies: Optional[Sequence[str]] = None) -> tup
         if unknown:
             held = sorted({r["policy"] for r in runs[0].report["rows"]})
             raise ValueError(f"no run holds the policies {unknown}; the first holds {held}")
-    order = list(by_run[0]) + [k for rows in by_run[1:] for k in rows if k not in by_run[0]]
-    order = list(dict.fromkeys(order))
+    order = list(dict.fromkeys(k for rows in by_run for k in rows))  # the first run's keys first
     common = [k for k in order if all(k in rows for rows in by_run)]
     missing = [k for k in order if k not in common]
     if not common:
