@@ -2,8 +2,8 @@
 
 A policy's figure on a few real clips moves with things that are not the
 policy: the same predictor refitted with another seed on the same rows moves
-the headroom captured at 10% on the sample videos by about 25 points (README,
-"Which policy for which video"). To judge a change to a learned part fairly,
+the headroom captured at 10% on the sample videos by about 25 points
+(docs/evidence.md, "Spread over fits"). To judge a change to a learned part fairly,
 fit it several times (``adaptive-dff train quality ... --set fit_seed=N``),
 run ``compare`` once per fit on the same data (``--quality-model``,
 ``--decision-model`` or ``--model FILE``, each run its own ``--out``), and
