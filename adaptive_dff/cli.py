@@ -15,6 +15,10 @@ from adaptive_dff import console
 from adaptive_dff.cli_args import build_parser
 
 logger = logging.getLogger("adaptive_dff.cli")
+# Modules of the package's dependencies that the schedulers do not need: an install without them
+# (``pip install --no-deps``, for a pipeline of another framework) gets a named error from a command.
+DEPENDENCIES = {"tensorflow": "TensorFlow", "keras": "Keras", "sklearn": "scikit-learn",
+                "matplotlib": "matplotlib", "PIL": "Pillow", "tensorboard": "TensorBoard"}
 
 
 def _data_root(given: Optional[str]) -> Optional[str]:
@@ -239,6 +243,15 @@ def _run(args) -> int:
             console.reported(args, "bench memory", lambda: runner.run_memory(frames=args.frames))
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
         print(f"adaptive-dff: error: {error}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:
+        missing = (error.name or "").split(".")[0]
+        if missing not in DEPENDENCIES:
+            raise
+        print(f"adaptive-dff: error: adaptive-dff {args.command} needs {DEPENDENCIES[missing]} (Python module "
+              f"{missing!r}), which is not installed: install the package with its dependencies "
+              "(pip install -e . from the repository); an install without them serves the schedulers alone",
+              file=sys.stderr)
         return 2
     return 0
 

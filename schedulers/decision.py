@@ -31,6 +31,18 @@ from schedulers.pair_features import OpenCVPairFeatures, resize_features
 from schedulers.quality_signals import KEY_LABEL_SIGNAL, predicted_quality
 
 
+def _keras():
+    """Keras, or a named error: the rest of ``schedulers`` runs on numpy and OpenCV alone."""
+    try:
+        import keras
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            f"DecisionModel needs Keras and a backend such as TensorFlow ({error}); install them "
+            "(pip install keras tensorflow). The quality predictors (.json) and every other policy run "
+            "on numpy and OpenCV alone", name=error.name) from None
+    return keras
+
+
 class DecisionModel(Estimator):
     """A small Keras regressor with scikit-learn's habits (``fit``/``predict``/``score``).
 
@@ -83,7 +95,7 @@ class DecisionModel(Estimator):
         return X, y
 
     def _build(self, input_shape):
-        import keras
+        keras = _keras()
 
         keras.utils.set_random_seed(self.seed)
         inputs = keras.Input(input_shape, name="pair_features")
@@ -117,7 +129,7 @@ class DecisionModel(Estimator):
         ``history_`` holds the metrics of the epochs run by this call; ``resumed_from_``
         the epoch it started from.
         """
-        import keras
+        keras = _keras()
 
         X, y = self._check_xy(X, y)
         self.mean_ = X.mean(axis=(0, 1, 2))
@@ -199,7 +211,7 @@ class DecisionModel(Estimator):
         path = os.fspath(path)
         if not path.endswith(".keras"):
             raise ValueError(f"path must end in .keras, got {path!r}")
-        import keras
+        keras = _keras()
 
         # An uncompiled copy: the file holds the network, not Adam's moments (a third of the size).
         inference = keras.models.clone_model(self.model_)
@@ -211,7 +223,7 @@ class DecisionModel(Estimator):
     @classmethod
     def load(cls, path: str) -> "DecisionModel":
         """Load what :meth:`save` wrote; errors name the missing or damaged file."""
-        import keras
+        keras = _keras()
 
         path = os.fspath(path)
         for p in (path, path + ".json"):

@@ -77,6 +77,18 @@ def test_help_does_not_import_tensorflow():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_a_command_without_tensorflow_installed_is_a_named_error():
+    """An install made for the schedulers alone (numpy and OpenCV): a command that needs TensorFlow
+    says so, with no traceback."""
+    from tests.blocked_imports import WITHOUT_HEAVY_DEPENDENCIES
+
+    code = WITHOUT_HEAVY_DEPENDENCIES + "from adaptive_dff.cli import main; sys.exit(main(['demo', '--frames', '4']))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "adaptive-dff demo needs TensorFlow (Python module 'tensorflow'), which is not installed" in done.stderr
+
+
 def test_version_prints_the_package_version():
     import adaptive_dff
 

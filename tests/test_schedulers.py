@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from adaptive_dff.data import SyntheticVideo
+from tests.blocked_imports import WITHOUT_HEAVY_DEPENDENCIES
 from schedulers import (
     POLICIES,
     Context,
@@ -35,6 +36,46 @@ def test_import_schedulers_does_not_import_tensorflow():
         "t = schedulers.Tracker(schedulers.FlowMagnitude(1.0), regions=schedulers.RegionGrid(2, 2, 16))\n"
         "for i in range(3): t.step(np.random.default_rng(i).integers(0, 255, (64, 96, 3), dtype=np.uint8))\n"
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_schedulers_run_on_numpy_and_opencv_alone(tmp_path):
+    """What a pipeline of another framework embeds (budgets, the shipped quality predictors with key
+    labels, calibration, a shared budget, the decision network on a quality predictor) imports
+    nothing but numpy and OpenCV; a DecisionModel says it needs Keras."""
+    code = WITHOUT_HEAVY_DEPENDENCIES + (
+        "import numpy as np, pytest\n"
+        "from schedulers import (DecisionModel, DecisionNetworkScheduler, FlowMagnitude, KeyBudget,\n"
+        "                        PropagationQuality, SharedBudget, Tracker, calibrate, load_default_quality)\n"
+        "rng = np.random.default_rng(0)\n"
+        "base = rng.integers(0, 255, (96, 128, 3), np.uint8)\n"
+        "frames = [np.roll(base, 3 * t, axis=1) for t in range(30)]\n"
+        "labels = [np.roll(base[..., 0] // 64, 3 * t, axis=1).astype(np.int64) for t in range(30)]\n"
+        "tracker = Tracker(KeyBudget(PropagationQuality(), target=0.2))\n"
+        "keys = []\n"
+        "for t, frame in enumerate(frames):\n"
+        "    if tracker.step(frame).any_update:\n"
+        "        keys.append(t)\n"
+        "        tracker.label_keys(labels[t])\n"
+        "assert keys[0] == 0 and 3 <= len(keys) <= 12, keys\n"
+        "found = calibrate(PropagationQuality(), clips=[frames[:15]], labels=[labels[:15]],\n"
+        "                  target_key_fraction=0.2)\n"
+        "assert np.isfinite(found.threshold), found\n"
+        "calibrate(FlowMagnitude(), frames[:15], target_key_fraction=0.2)\n"
+        "shared = SharedBudget(PropagationQuality(), target=0.2)\n"
+        "for t in range(10):\n"
+        "    for name, decision in shared.step({'a': frames[t], 'b': frames[29 - t]}).items():\n"
+        "        if decision.any_update:\n"
+        "            shared.tracker(name).label_keys(labels[t if name == 'a' else 29 - t])\n"
+        "dvs = Tracker(DecisionNetworkScheduler(model=load_default_quality(key_labels=True)))\n"
+        "for t in range(5):\n"
+        "    if dvs.step(frames[t]).any_update:\n"
+        "        dvs.label_keys(labels[t])\n"
+        "with pytest.raises(ModuleNotFoundError, match='DecisionModel needs Keras'):\n"
+        f"    DecisionModel.load({str(tmp_path / 'none.keras')!r})\n"
+        "heavy = {m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'sklearn', 'scipy'}\n"
+        "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
