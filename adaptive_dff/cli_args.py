@@ -192,7 +192,7 @@ def _export_default(sub) -> None:
     export.add_argument("--propagation-flow", default=None,
                         help="set the model's propagation flow: network (the flow net) or dis (OpenCV DIS)")
     export.add_argument("--dis-downscale", type=positive, default=None, help="with --propagation-flow dis (default 8)")
-    export.add_argument("--dis-preset", default=None, help="with --propagation-flow dis: ultrafast, fast (default), medium")
+    export.add_argument("--dis-preset", default=None, help="with --propagation-flow dis: ultrafast (default), fast, medium")
 
 
 def _macs(sub) -> None:
@@ -258,7 +258,7 @@ def _bench(sub) -> None:
     train_bench.add_argument("--repeats", type=positive, default=10)
     memory = bench_sub.add_parser("memory", help="resident memory growth over a long stream")
     memory.add_argument("--frames", type=positive, default=10_000)
-    for command in (warp, model, sched, runner, train_bench, memory):
+    for command in (warp, model, sched, runner, export_bench, dff_bench, train_bench, memory):
         add_json_option(command)
 
 

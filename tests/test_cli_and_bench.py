@@ -72,6 +72,20 @@ def test_macs_and_bench_json_hold_the_figures_of_the_table(capsys, tmp_path):
     assert results["ideal_speedup"]["10"] == pytest.approx(ideal_speedup(10, results["r"]))
 
 
+def test_every_bench_command_takes_json():
+    """The README says each benchmark takes --json: every bench subcommand's parser has it."""
+    import argparse
+
+    from adaptive_dff.cli_args import build_parser
+
+    parser = build_parser()
+    top = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    bench = next(a for a in top.choices["bench"]._actions if isinstance(a, argparse._SubParsersAction))
+    assert {"warp", "model", "schedulers", "runner", "export", "dff", "train", "memory"} <= set(bench.choices)
+    for name in bench.choices:
+        assert parser.parse_args(["bench", name, "--json", "out.json"]).json == "out.json", name
+
+
 def test_help_does_not_import_tensorflow():
     code = "import sys; from adaptive_dff.cli import build_parser; build_parser(); assert 'tensorflow' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
