@@ -6,6 +6,7 @@ instant.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -15,10 +16,22 @@ from adaptive_dff import console
 from adaptive_dff.cli_args import build_parser
 
 logger = logging.getLogger("adaptive_dff.cli")
-# Modules of the package's dependencies that the schedulers do not need: an install without them
-# (``pip install --no-deps``, for a pipeline of another framework) gets a named error from a command.
-DEPENDENCIES = {"tensorflow": "TensorFlow", "keras": "Keras", "sklearn": "scikit-learn",
-                "matplotlib": "matplotlib", "PIL": "Pillow", "tensorboard": "TensorBoard"}
+# The package's dependencies that the schedulers do not need (module: package). An install without
+# them (``pip install --no-deps``, for a pipeline of another framework) serves the schedulers alone;
+# a command then stops before any work and names what is missing.
+DEPENDENCIES = {"tensorflow": "tensorflow", "keras": "keras", "sklearn": "scikit-learn",
+                "matplotlib": "matplotlib", "PIL": "pillow", "tensorboard": "tensorboard"}
+
+
+def missing_dependencies() -> list:
+    """The packages of :data:`DEPENDENCIES` that are not installed (their module cannot be found)."""
+    def installed(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            return False
+
+    return [package for module, package in DEPENDENCIES.items() if not installed(module)]
 
 
 def _data_root(given: Optional[str]) -> Optional[str]:
@@ -169,6 +182,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _run(args) -> int:
+    missing = missing_dependencies()
+    if missing:
+        print(f"adaptive-dff: error: adaptive-dff {args.command} needs the package's dependencies, and "
+              f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed: install the package "
+              "with them (pip install . from the repository); an install without them serves the schedulers "
+              "alone", file=sys.stderr)
+        return 2
     try:
         if args.command == "demo":
             from adaptive_dff.demo import run_demo
@@ -243,15 +263,6 @@ def _run(args) -> int:
             console.reported(args, "bench memory", lambda: runner.run_memory(frames=args.frames))
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
         print(f"adaptive-dff: error: {error}", file=sys.stderr)
-        return 2
-    except ModuleNotFoundError as error:
-        missing = (error.name or "").split(".")[0]
-        if missing not in DEPENDENCIES:
-            raise
-        print(f"adaptive-dff: error: adaptive-dff {args.command} needs {DEPENDENCIES[missing]} (Python module "
-              f"{missing!r}), which is not installed: install the package with its dependencies "
-              "(pip install -e . from the repository); an install without them serves the schedulers alone",
-              file=sys.stderr)
         return 2
     return 0
 

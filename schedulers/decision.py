@@ -26,21 +26,10 @@ import numpy as np
 
 from schedulers.base import Context, Decision, Estimator, Policy
 from schedulers.files import save_keras_atomic, write_json_atomic
+from schedulers.optional import require
 from schedulers.quality_predictor import load_quality_predictor
 from schedulers.pair_features import OpenCVPairFeatures, resize_features
 from schedulers.quality_signals import KEY_LABEL_SIGNAL, predicted_quality
-
-
-def _keras():
-    """Keras, or a named error: the rest of ``schedulers`` runs on numpy and OpenCV alone."""
-    try:
-        import keras
-    except ModuleNotFoundError as error:
-        raise ModuleNotFoundError(
-            f"DecisionModel needs Keras and a backend such as TensorFlow ({error}); install them "
-            "(pip install keras tensorflow). The quality predictors (.json) and every other policy run "
-            "on numpy and OpenCV alone", name=error.name) from None
-    return keras
 
 
 class DecisionModel(Estimator):
@@ -95,7 +84,7 @@ class DecisionModel(Estimator):
         return X, y
 
     def _build(self, input_shape):
-        keras = _keras()
+        keras = require("keras", "DecisionModel")
 
         keras.utils.set_random_seed(self.seed)
         inputs = keras.Input(input_shape, name="pair_features")
@@ -129,7 +118,7 @@ class DecisionModel(Estimator):
         ``history_`` holds the metrics of the epochs run by this call; ``resumed_from_``
         the epoch it started from.
         """
-        keras = _keras()
+        keras = require("keras", "DecisionModel")
 
         X, y = self._check_xy(X, y)
         self.mean_ = X.mean(axis=(0, 1, 2))
@@ -164,7 +153,7 @@ class DecisionModel(Estimator):
         """``((CheckpointManager, epoch variable) or None, epochs already done)``; restores the latest."""
         if folder is None:
             return None, 0
-        import tensorflow as tf
+        tf = require("tensorflow", "DecisionModel")
 
         optimizer.build(self.model_.trainable_variables)  # its slots exist now, so a restore fills them
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -190,7 +179,7 @@ class DecisionModel(Estimator):
         if tuple(X.shape[1:]) != tuple(expected):
             raise ValueError(f"X has feature grids of shape {X.shape[1:]} but the model was fitted on {expected}")
         if getattr(self, "_predict_fn", None) is None:
-            import tensorflow as tf
+            tf = require("tensorflow", "DecisionModel")
 
             # A traced function: a per-frame call costs a fraction of an eager Keras call.
             self._predict_fn = tf.function(lambda x: self.model_(x, training=False), reduce_retracing=True)
@@ -199,7 +188,7 @@ class DecisionModel(Estimator):
 
     def score(self, X, y) -> float:
         """Coefficient of determination R^2 of ``predict(X)`` against ``y`` (scikit-learn's convention)."""
-        from sklearn.metrics import r2_score
+        r2_score = require("sklearn.metrics", "DecisionModel.score").r2_score
 
         X, y = self._check_xy(X, y)
         return float(r2_score(y, self.predict(X)))
@@ -211,7 +200,7 @@ class DecisionModel(Estimator):
         path = os.fspath(path)
         if not path.endswith(".keras"):
             raise ValueError(f"path must end in .keras, got {path!r}")
-        keras = _keras()
+        keras = require("keras", "DecisionModel")
 
         # An uncompiled copy: the file holds the network, not Adam's moments (a third of the size).
         inference = keras.models.clone_model(self.model_)
@@ -223,7 +212,7 @@ class DecisionModel(Estimator):
     @classmethod
     def load(cls, path: str) -> "DecisionModel":
         """Load what :meth:`save` wrote; errors name the missing or damaged file."""
-        keras = _keras()
+        keras = require("keras", "DecisionModel")
 
         path = os.fspath(path)
         for p in (path, path + ".json"):

@@ -33,6 +33,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from schedulers.files import write_json_atomic
+from schedulers.optional import require
 
 FORMAT = "adaptive-dff-quality-predictor"
 FORMAT_VERSION = 1
@@ -122,7 +123,7 @@ class QualityPredictor:
         Z = (Z - self.mean_) / self.scale_
         self.output_ = "clip"
         if self.kind == "ridge":
-            from sklearn.linear_model import Ridge
+            Ridge = require("sklearn.linear_model", "QualityPredictor.fit (ridge)").Ridge
 
             model = Ridge(alpha=self.alpha * len(y)).fit(Z, y)
             self.layers_ = [(model.coef_.reshape(-1, 1), np.array([model.intercept_]))]
@@ -130,7 +131,7 @@ class QualityPredictor:
             self.layers_ = self._fit_network(Z, y)
             self.output_ = "sigmoid"
         else:
-            from sklearn.neural_network import MLPRegressor
+            MLPRegressor = require("sklearn.neural_network", "QualityPredictor.fit (mlp)").MLPRegressor
 
             model = MLPRegressor(hidden_layer_sizes=self.hidden, alpha=self.alpha, random_state=self.seed,
                                  max_iter=400, early_stopping=True, n_iter_no_change=20, learning_rate_init=3e-3)
@@ -144,7 +145,7 @@ class QualityPredictor:
         kept) when the error on a tenth of the rows, held aside by ``seed``, has not improved for 10
         epochs. Keeps the Keras model in ``network_``; returns the ``[(weights [in, out], bias [out])]``
         of its dense layers."""
-        import keras
+        keras = require("keras", "QualityPredictor.fit (network)")
 
         keras.utils.set_random_seed(self.seed)
         order = np.random.default_rng(self.seed).permutation(len(y))

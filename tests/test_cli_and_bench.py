@@ -91,16 +91,36 @@ def test_help_does_not_import_tensorflow():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_a_command_without_tensorflow_installed_is_a_named_error():
-    """An install made for the schedulers alone (numpy and OpenCV): a command that needs TensorFlow
-    says so, with no traceback."""
+def test_a_command_without_the_dependencies_stops_before_any_work(tmp_path):
+    """An install made for the schedulers alone (numpy and OpenCV): a command names the packages it
+    lacks and stops at once, with no traceback and nothing written; --help still works."""
     from tests.blocked_imports import WITHOUT_HEAVY_DEPENDENCIES
 
-    code = WITHOUT_HEAVY_DEPENDENCIES + "from adaptive_dff.cli import main; sys.exit(main(['demo', '--frames', '4']))"
+    out = tmp_path / "run"
+    for argv in (["demo", "--frames", "4"], ["compare", "--out", str(out)]):
+        code = WITHOUT_HEAVY_DEPENDENCIES + f"from adaptive_dff.cli import main; sys.exit(main({argv!r}))"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr
+        assert (f"adaptive-dff {argv[0]} needs the package's dependencies, and tensorflow, keras, scikit-learn, "
+                "matplotlib, pillow, tensorboard are not installed") in done.stderr
+    assert not out.exists()
+    code = WITHOUT_HEAVY_DEPENDENCIES + "from adaptive_dff.cli import main; main(['compare', '--help'])"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr
-    assert "adaptive-dff demo needs TensorFlow (Python module 'tensorflow'), which is not installed" in done.stderr
+    assert done.returncode == 0 and "--policies" in done.stdout, done.stderr
+
+
+def test_a_broken_import_inside_an_installed_dependency_is_not_called_missing(monkeypatch):
+    """Only a dependency that is not installed gets the named error: an import that fails inside an
+    installed one (a moved TensorFlow module, say) keeps its own error."""
+    import adaptive_dff.demo
+
+    def broken(**_):
+        raise ModuleNotFoundError("No module named 'tensorflow.moved'", name="tensorflow.moved")
+
+    monkeypatch.setattr(adaptive_dff.demo, "run_demo", broken)
+    with pytest.raises(ModuleNotFoundError, match="tensorflow.moved"):
+        main(["demo", "--frames", "4"])
 
 
 def test_version_prints_the_package_version():

@@ -41,13 +41,18 @@ def test_import_schedulers_does_not_import_tensorflow():
 
 
 def test_schedulers_run_on_numpy_and_opencv_alone(tmp_path):
-    """What a pipeline of another framework embeds (budgets, the shipped quality predictors with key
-    labels, calibration, a shared budget, the decision network on a quality predictor) imports
-    nothing but numpy and OpenCV; a DecisionModel says it needs Keras."""
+    """What a pipeline of another framework embeds (the README's examples: budgets with and without
+    a starting price, regions, the shipped quality predictors with key labels given whole or on a
+    coarse grid, calibration, a shared budget, replay, the decision network on a quality predictor)
+    imports nothing but numpy and OpenCV; fitting and DecisionModel name the package they need."""
+    import pathlib
+
     code = WITHOUT_HEAVY_DEPENDENCIES + (
-        "import numpy as np, pytest\n"
-        "from schedulers import (DecisionModel, DecisionNetworkScheduler, FlowMagnitude, KeyBudget,\n"
-        "                        PropagationQuality, SharedBudget, Tracker, calibrate, load_default_quality)\n"
+        "import numpy as np\n"
+        "from schedulers import (DecisionModel, DecisionNetworkScheduler, FrameDifference, KeyBudget,\n"
+        "    PropagationQuality, QualityPredictor, RegionGrid, SharedBudget, Tracker, calibrate,\n"
+        "    load_default_quality, load_quality_predictor, replay)\n"
+        "from schedulers.quality_predictor import DEFAULT_FILE\n"
         "rng = np.random.default_rng(0)\n"
         "base = rng.integers(0, 255, (96, 128, 3), np.uint8)\n"
         "frames = [np.roll(base, 3 * t, axis=1) for t in range(30)]\n"
@@ -59,10 +64,19 @@ def test_schedulers_run_on_numpy_and_opencv_alone(tmp_path):
         "        keys.append(t)\n"
         "        tracker.label_keys(labels[t])\n"
         "assert keys[0] == 0 and 3 <= len(keys) <= 12, keys\n"
-        "found = calibrate(PropagationQuality(), clips=[frames[:15]], labels=[labels[:15]],\n"
-        "                  target_key_fraction=0.2)\n"
-        "assert np.isfinite(found.threshold), found\n"
-        "calibrate(FlowMagnitude(), frames[:15], target_key_fraction=0.2)\n"
+        "price = calibrate(PropagationQuality(), clips=[frames[:15]], labels=[labels[:15]],\n"
+        "                  target_key_fraction=0.2).threshold\n"
+        "assert np.isfinite(price), price\n"
+        "regions = Tracker(KeyBudget(PropagationQuality(), target=0.2, price=price), regions=RegionGrid(2, 2, 16))\n"
+        "for t in range(8):\n"
+        "    if regions.step(frames[t]).any_update:\n"
+        "        scores = np.eye(4)[labels[t][::8, ::8]]  # class scores on a stride-8 grid\n"
+        "        regions.label_keys(scores)\n"
+        "decisions = replay(KeyBudget(FrameDifference(), target=0.2), frames)\n"
+        "assert decisions[0].any_update and len(decisions) == 30\n"
+        "replay(PropagationQuality(), frames[:10], labels=labels[:10])\n"
+        "plain = load_quality_predictor(DEFAULT_FILE)\n"
+        "replay(PropagationQuality(predictor=plain, downsample=plain.signals_downsample), frames[:10])\n"
         "shared = SharedBudget(PropagationQuality(), target=0.2)\n"
         "for t in range(10):\n"
         "    for name, decision in shared.step({'a': frames[t], 'b': frames[29 - t]}).items():\n"
@@ -72,12 +86,20 @@ def test_schedulers_run_on_numpy_and_opencv_alone(tmp_path):
         "for t in range(5):\n"
         "    if dvs.step(frames[t]).any_update:\n"
         "        dvs.label_keys(labels[t])\n"
-        "with pytest.raises(ModuleNotFoundError, match='DecisionModel needs Keras'):\n"
-        f"    DecisionModel.load({str(tmp_path / 'none.keras')!r})\n"
-        "heavy = {m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'sklearn', 'scipy'}\n"
-        "assert not heavy, heavy\n"
+        "def named(call, text):\n"
+        "    try:\n"
+        "        call()\n"
+        "    except ModuleNotFoundError as error:\n"
+        "        assert text in str(error), error\n"
+        "    else:\n"
+        "        raise AssertionError(f'no error naming {text!r}')\n"
+        f"named(lambda: DecisionModel.load({str(tmp_path / 'none.keras')!r}), 'DecisionModel needs keras')\n"
+        "X, y = rng.random((40, len(plain.signal_names))), rng.random(40)\n"
+        "for kind, package in (('ridge', 'scikit-learn'), ('mlp', 'scikit-learn'), ('network', 'keras')):\n"
+        "    fit = QualityPredictor(plain.signal_names, plain.signals_version, kind=kind)\n"
+        "    named(lambda: fit.fit(X, y), f'QualityPredictor.fit ({kind}) needs {package}')\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=pathlib.Path(__file__).resolve().parents[1])
 
 
 def test_fixed_interval_key_frames_and_params():
