@@ -596,6 +596,40 @@ def test_findings_judge_a_row_where_the_headroom_table_does():
     assert "trails fixed_interval (0.900 vs 0.911; at key fractions 0.200 vs 0.208)" in rows_only[0]
 
 
+def test_at_a_glance_names_the_best_scheduler_per_data_set_grid_and_budget():
+    """The summary's first table: per data set and grid, at each budget, the scheduling policy (not a
+    baseline or the optimum) with the largest gain over fixed interval at equal cost, its gain and
+    its share of the headroom; a row outside fixed interval's curve is left out."""
+    from adaptive_dff.compare.report import at_a_glance
+
+    def row(dataset, policy, grid, budget, key_fraction, accuracy, **extra):
+        return {"dataset": dataset, "policy": policy, "regions": grid, "budget": budget, "kind": "budget",
+                "key_fraction": key_fraction, "accuracy": accuracy, **extra}
+
+    rows = [
+        row("a", "fixed_interval", "1x1", 0.1, 0.10, 0.50), row("a", "fixed_interval", "1x1", 0.2, 0.20, 0.70),
+        row("a", "optimal", "1x1", 0.1, 0.10, 0.90, fixed_at_key_fraction=0.50, headroom_captured=1.0),
+        row("a", "copy", "1x1", 0.1, 0.10, 0.80, fixed_at_key_fraction=0.50),
+        row("a", "frame_difference@budget", "1x1", 0.1, 0.10, 0.56, fixed_at_key_fraction=0.50,
+            headroom_captured=0.15),
+        row("a", "propagation_quality@budget", "1x1", 0.1, 0.12, 0.58, fixed_at_key_fraction=0.54,
+            headroom_captured=0.1),
+        row("a", "frame_difference@budget", "1x1", 0.2, 0.20, 0.69, fixed_at_key_fraction=0.70),
+        row("a", "flow_magnitude@budget", "1x1", 0.2, 0.90, 0.95),  # outside fixed interval's curve
+        row("b", "fixed_interval", "2x2", 0.1, 0.10, 0.40), row("b", "fixed_interval", "2x2", 0.2, 0.20, 0.60),
+        row("b", "flow_magnitude@budget", "2x2", 0.1, 0.15, 0.52),  # no dense curve: along fixed's rows
+        row("b", "frame_difference@budget", "2x2", 0.2, 0.20, 0.6304),  # ties to 0.001 with the next
+        row("b", "propagation_quality@budget", "2x2", 0.2, 0.20, 0.6296, headroom_captured=0.5),
+    ]
+    header, lines = at_a_glance(rows)
+    assert header == ["data set", "regions", "budget 0.10", "budget 0.20"]
+    # a: +0.06 (15%) beats +0.04 at 0.1; copy's +0.30 and the optimum are not schedulers
+    assert lines[0] == ["a", "1x1", "frame_difference@budget +0.060 (15%)", "frame_difference@budget -0.010"]
+    # b: fixed interval at 0.15 interpolated between its rows: 0.40 + (0.60 - 0.40) * 0.5 = 0.50
+    assert lines[1] == ["b", "2x2", "flow_magnitude@budget +0.020",
+                        "frame_difference@budget, propagation_quality@budget +0.030"]
+
+
 def test_the_help_of_policies_names_the_default_policies():
     """The help text is written out by hand (the argument module imports nothing of compare's):
     it must name the defaults that ``CompareConfig`` really chooses."""

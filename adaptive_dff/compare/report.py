@@ -113,6 +113,7 @@ def _fmt(value, digits=3):
 # A test key fraction further than this from its budget is marked "!" (its
 # threshold, calibrated on other clips, did not transfer).
 OFF_BUDGET = 0.03
+TIE = 0.005  # a gain over fixed interval within this is a tie (mIoU or J)
 
 
 def budget_table(rows: list) -> tuple[list, list]:
@@ -180,8 +181,11 @@ def fixed_interval_at(rows: list, grid: str, key_fraction: float) -> Optional[fl
     return float(np.interp(key_fraction, xs, ys))
 
 
-def findings(rows: list, tolerance: float = OFF_BUDGET) -> list:
-    """Plain sentences: each policy at each fair budget against fixed interval on the same regions.
+def comparisons(rows: list, tolerance: float = OFF_BUDGET) -> list:
+    """Each policy's row at each fair budget against fixed interval on the same regions:
+    ``(row, reference, how)``, ``reference`` fixed interval's accuracy at equal cost (``None``
+    outside its curve) and ``how`` the words for how it was taken, ordered by budget, regions
+    and policy.
 
     Thresholds are calibrated on other clips, so a policy's key fraction on the
     test clips can miss the budget; the comparison is made at the key fraction
@@ -205,15 +209,62 @@ def findings(rows: list, tolerance: float = OFF_BUDGET) -> list:
         else:
             reference = fixed_interval_at(rows, grid, spent)
             how = f"it spent {spent:.3f} of the frames, not {budget:.2f}; fixed_interval interpolated there"
-            if reference is None:
-                out.append(f"budget {budget:.2f}, {grid}: {policy} spent {spent:.3f} of the frames on the test clips, "
-                           f"outside fixed_interval's curve; no comparison at equal cost")
-                continue
+        out.append((row, reference, how))
+    return out
+
+
+def findings(rows: list, tolerance: float = OFF_BUDGET) -> list:
+    """Plain sentences: each policy at each fair budget against fixed interval on the same regions,
+    at equal cost (:func:`comparisons`); a difference within 0.005 is a tie."""
+    out = []
+    for row, reference, how in comparisons(rows, tolerance):
+        policy, grid, budget, spent = row["policy"], row["regions"], row["budget"], row["key_fraction"]
+        if reference is None:
+            out.append(f"budget {budget:.2f}, {grid}: {policy} spent {spent:.3f} of the frames on the test clips, "
+                       f"outside fixed_interval's curve; no comparison at equal cost")
+            continue
         delta = row["accuracy"] - reference
-        verdict = "beats" if delta > 0.005 else ("trails" if delta < -0.005 else "ties with")
+        verdict = "beats" if delta > TIE else ("trails" if delta < -TIE else "ties with")
         out.append(f"budget {budget:.2f}, {grid}: {policy} {verdict} fixed_interval "
                    f"({_fmt(row['accuracy'])} vs {_fmt(reference)}; {how})")
     return out
+
+
+NOT_SCHEDULERS = ("fixed_interval", "copy", "optimal", "optimal_per_clip", "per_frame")  # baselines and ceilings
+
+
+def at_a_glance(rows: list) -> tuple[list, list]:
+    """``(header, lines)`` of one table over every data set: per data set and region grid, at each
+    fair budget, the scheduling policy (baselines and the optimum left out) with the largest gain
+    over fixed interval at equal cost (:func:`comparisons`), its gain and, where the run has it, the
+    share of the headroom it captures (``headroom_captured``). Policies whose gains print the same
+    (to 0.001) are named together, with the first one's share."""
+    gains: dict = {}
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        for row, reference, _ in comparisons([r for r in rows if r["dataset"] == dataset]):
+            if row["policy"] not in NOT_SCHEDULERS and reference is not None:
+                gains.setdefault((dataset, row["regions"], row["budget"]), []).append(
+                    (round(row["accuracy"] - reference, 3), row))
+    best = {}
+    for key, found in gains.items():
+        top = max(gain for gain, _ in found)
+        best[key] = ([row for gain, row in found if gain == top], top)
+    budgets = sorted({budget for _, _, budget in best})
+    header = ["data set", "regions", *[f"budget {b:.2f}" for b in budgets]]
+    lines = []
+    for dataset, grid in dict.fromkeys((d, g) for d, g, _ in best):
+        cells = []
+        for budget in budgets:
+            found = best.get((dataset, grid, budget))
+            if found is None:
+                cells.append("")
+                continue
+            tied, gain = found
+            share = tied[0].get("headroom_captured")
+            captured = f" ({share:.0%})" if isinstance(share, (int, float)) and np.isfinite(share) else ""
+            cells.append(f"{', '.join(r['policy'] for r in tied)} {gain:+.3f}{captured}")
+        lines.append([dataset, grid, *cells])
+    return header, lines
 
 
 FLOW_TEXT = {"dis": "OpenCV DIS", "model": "the model's flow network", "exact": "the generator's exact flow"}
@@ -256,6 +307,19 @@ def write(folder: ResultFolder, config_extra: Optional[dict] = None, log=logger.
         f"then scored on its separate test clips. Cells: {done} of {planned} finished.",
         "",
     ]
+    glance_header, glance_lines = at_a_glance(rows)
+    if glance_lines:
+        text += [
+            "## At a glance",
+            "",
+            "Per data set and region grid, at each fair budget: the scheduling policy with the largest gain over "
+            "fixed interval at the key fraction it really spent (a gain within 0.005 is a tie), and in brackets "
+            "the share of the headroom to the optimal schedule it captures, where the run has an optimum. "
+            "The sections below give every policy.",
+            "",
+            markdown_table(glance_header, glance_lines),
+            "",
+        ]
     for entry in signature["datasets"]:
         mine = [r for r in rows if r["dataset"] == entry["name"]]
         if not mine:
@@ -296,6 +360,11 @@ def write(folder: ResultFolder, config_extra: Optional[dict] = None, log=logger.
     text += ["Files: `results.csv` (every row, the sweep included), `results.json` (with versions, machine and "
              "configuration), `pareto.png`.", ""]
     write_bytes_atomic(folder.path("summary.md"), "\n".join(text).encode())
+    if glance_lines:
+        log("")
+        log("At a glance: the scheduling policy with the largest gain over fixed interval at equal cost "
+            "(headroom captured)")
+        log(text_table(glance_header, glance_lines))
     log(f"\nwrote {folder.path('results.csv')}, results.json, pareto.png, summary.md ({done} of {planned} cells)")
     return report
 
