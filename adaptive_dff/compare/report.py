@@ -215,7 +215,7 @@ def comparisons(rows: list, tolerance: float = OFF_BUDGET) -> list:
 
 def findings(rows: list, tolerance: float = OFF_BUDGET) -> list:
     """Plain sentences: each policy at each fair budget against fixed interval on the same regions,
-    at equal cost (:func:`comparisons`); a difference within 0.005 is a tie."""
+    at equal cost (:func:`comparisons`); a difference within :data:`TIE` is a tie."""
     out = []
     for row, reference, how in comparisons(rows, tolerance):
         policy, grid, budget, spent = row["policy"], row["regions"], row["budget"], row["key_fraction"]
@@ -230,7 +230,7 @@ def findings(rows: list, tolerance: float = OFF_BUDGET) -> list:
     return out
 
 
-NOT_SCHEDULERS = ("fixed_interval", "copy", "optimal", "optimal_per_clip", "per_frame")  # baselines and ceilings
+NOT_SCHEDULERS = (*ceiling_rows.PHASE_FAIR, *OPTIMAL_ROWS, "per_frame")  # baselines and ceilings
 
 
 def at_a_glance(rows: list) -> tuple[list, list]:
@@ -313,7 +313,7 @@ def write(folder: ResultFolder, config_extra: Optional[dict] = None, log=logger.
             "## At a glance",
             "",
             "Per data set and region grid, at each fair budget: the scheduling policy with the largest gain over "
-            "fixed interval at the key fraction it really spent (a gain within 0.005 is a tie), and in brackets "
+            f"fixed interval at the key fraction it really spent (a gain within {TIE} is a tie), and in brackets "
             "the share of the headroom to the optimal schedule it captures, where the run has an optimum. "
             "The sections below give every policy.",
             "",

@@ -39,6 +39,7 @@ import sys
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from adaptive_dff.compare.store import csv_value
 from schedulers.files import read_json, write_bytes_atomic
 
 # Arms whose gain over the fixed interval is 0 by construction, or that have none.
@@ -221,16 +222,13 @@ def csv_text(rows: Sequence[dict], runs: Sequence[Run]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
 
-    def value(v):
-        return "" if v is None else f"{v:.6g}" if isinstance(v, float) else v
-
     for row in rows:
         base = {k: row[k] for k in ("dataset", "regions", "policy", "kind", "budget", "ceiling")}
         for run, figures in zip(runs, row["runs"]):
-            writer.writerow({k: value(v) for k, v in {**base, "run": run.folder, **figures}.items()})
+            writer.writerow({k: csv_value(v) for k, v in {**base, "run": run.folder, **figures}.items()})
         fractions = _summaries([r["key_fraction"] for r in row["runs"]])
         for name in SUMMARIES:
-            writer.writerow({k: value(v) for k, v in {
+            writer.writerow({k: csv_value(v) for k, v in {
                 **base, "run": name, "key_fraction": fractions[name], "accuracy": row["accuracy"][name],
                 "gain": row["gain"][name],
                 "headroom_captured": row["headroom_captured"][name]}.items()})

@@ -118,11 +118,12 @@ class ResultFolder:
         writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _csv_value(row.get(k)) for k in columns})
+            writer.writerow({k: csv_value(row.get(k)) for k in columns})
         write_bytes_atomic(self.path("results.csv"), buffer.getvalue().encode())
 
 
-def _csv_value(value):
+def csv_value(value):
+    """A CSV cell: floats to 6 significant digits, ``None`` empty, anything else as it is."""
     if isinstance(value, float):
         return f"{value:.6g}"
     return "" if value is None else value
