@@ -55,8 +55,9 @@ to 4 keys per frame; the fraction is keys / region-frames):
     target's interval; before that, four times the price a loss growing
     linearly would reach at ``I``, extrapolated from the scores so far, so
     a cut in the first interval gets its key) and then follows the scores
-    of the keys it chose (the median of the last five per region, in logs, exceptional
-    ones left out). Past ``I`` frames since its key, a region's score counts
+    of the keys it chose (the median of the last five per region, in logs; the
+    hard cuts that the recent scores show are left out, those found only by
+    their price kept, so a price far too low for the stream still rises). Past ``I`` frames since its key, a region's score counts
     ``age / I`` times: an uninformative score (flat, or near 0) then keys
     near the target's interval instead of wandering from one edge of the
     band to the other. A price keeps its meaning when the content changes:
@@ -69,11 +70,23 @@ to 4 keys per frame; the fraction is keys / region-frames):
   scores, or one that jumps there from the region's score on the frame before
   (0 on the first frame after its key) while the scores that were no cut stay
   below (so an earlier cut's score does not hide the next one; see
-  :meth:`BudgetController.ranks`), or a NaN score, counts as worst (rank 1, above any price) and may
-  overdraw the balance down to ``-2 D`` (the price rule, whose ``D`` is
+  :meth:`BudgetController.ranks`), or, under the price rule, a cost at least
+  ``CUT_PRICE`` (16) times the price in force (which the recent scores
+  cannot hide: before eight of them are seen, or after a cut among them that
+  the test above missed; on the development data's real footage no score
+  came within 10.4 times its price, and the generated cuts reached 20 to
+  90 times), or a NaN score, counts as worst (rank 1, above any price) and may
+  overdraw the balance down to the *depth* ``-2 D`` (the price rule, whose ``D`` is
   wider: ``-max(D, min(2 D, 0.019 * max(n, H)))``, so the promise at ``H``
-  holds): it gets a key at once unless the stream is deeper in debt than
-  that (e.g. just after frame 0).
+  holds). A hard cut (not a NaN score, which can last) may go one key below
+  the depth, on *loan* (:data:`~schedulers.budget_control.CUT_LOAN`): on a
+  short stream the band is under a key, and a cut a frame or two after an
+  ordinary key would otherwise wait for credit. So a cut gets a key at once
+  unless the balance is already below the depth (an earlier loan not yet
+  repaid, or just after frame 0). No other key is spent until the credit has
+  brought the balance back to ``-D`` (but ``max_interval``'s): the loan is repaid within ``1 /
+  target`` region-frames, and until then the key fraction may lie one key
+  (``1 / n``) beyond the promise above.
 * **Intervals**, per region: no key before ``min_interval`` frames since the
   region's last one; a key whenever ``max_interval`` frames have passed,
   whatever the credit (then the balance may stay below ``-D`` for a while).
@@ -234,7 +247,7 @@ class BudgetPolicy(Policy):
 
 class KeyBudget(BudgetPolicy):
     """Keep one stream's key-frame fraction within 0.02 of ``target`` (about 0.01 on long
-    streams), spending keys where ``policy``'s score ranks worst among the stream's recent
+    streams; a hard cut's key may lie one key beyond until repaid), spending keys where ``policy``'s score ranks worst among the stream's recent
     scores or, for a cost, where it passes a price.
 
     Args:

@@ -18,6 +18,8 @@ PRICE_GAIN = 1.5  # how strongly the credit balance moves the price
 CALIBRATED_PRICE_GAIN = 0.5  # the same, from a calibrated starting price (see start_price)
 PRICE_MEMORY = 5  # the price is the median of the log scores of this many recent keys per region
 PROVISIONAL = 4.0  # before the first price: this many times the extrapolated one (a cut jumps far above it)
+CUT_LOAN = 1.0  # keys a hard cut may spend beyond the overdraft's depth, repaid before the next loan (see allocate)
+CUT_PRICE = 16.0  # the price rule: a cost this many times the price in force is a hard cut
 JUMP = 3.0  # a hard cut's score rises this many times its previous size in one frame (see ranks)
 AGE_PRIOR = 1.0  # past the target's interval I, a score counts (age / I) ** AGE_PRIOR times
 # Scores this close (relative) count as equal: the last bits of a score depend on how floating-point sums
@@ -189,7 +191,6 @@ class BudgetController:
             # Past the target's interval a score counts (age / interval) times: a region overdue
             # for its key gets cheaper, so an uninformative score drifts to the interval, not the band.
             effective = np.where(np.isnan(scores), np.inf, scores) * np.maximum(ages / interval, 1.0) ** AGE_PRIOR
-            order = candidates[np.lexsort((-effective[candidates], ~exceptional[candidates]))]
             if self.log_price is None:
                 ripe = (ages >= interval) & ~exceptional & np.isfinite(scores) & (scores > 0)
                 ripe[np.setdiff1d(np.arange(scores.size), candidates)] = False
@@ -202,6 +203,11 @@ class BudgetController:
             else:
                 price = PROVISIONAL * self.provisional if self.provisional > 0 else math.inf
             reaching = price - _slack(price)  # a score at the price, to rounding, reaches it
+            # A cost far above the price in force is a hard cut too, whatever the recent scores (an
+            # earlier cut among them, or too few of them yet, can hide it from ranks).
+            priced_cut = np.isfinite(effective) & (effective >= CUT_PRICE * price) & ~exceptional
+            exceptional = exceptional | priced_cut
+            order = candidates[np.lexsort((-effective[candidates], ~exceptional[candidates]))]
             wanted = int(np.count_nonzero(effective[order] >= reaching))
             p = float("nan")
         else:
@@ -213,7 +219,11 @@ class BudgetController:
         least = max(0, math.ceil(balance - bound - 1e-9))
         count = min(order.size, max(least, min(wanted, most)))
         exceptional_first = int(np.count_nonzero(exceptional[order]))
-        count = max(count, min(exceptional_first, max(0, math.floor(balance + self.depth(bound) + 1e-9))))
+        # A hard cut may take the balance one key below the depth (CUT_LOAN): a short stream whose band
+        # is under a key would otherwise make a cut a frame after a key wait for credit. A NaN score
+        # (which can last) gets no loan.
+        loan = CUT_LOAN if np.any(exceptional[order] & np.isfinite(scores[order])) else 0.0
+        count = max(count, min(exceptional_first, max(0, math.floor(balance + self.depth(bound) + loan + 1e-9))))
         update[order[:count]] = True
         if self.rule == "price" and self.log_price is None:
             # Until the first price: the price a loss growing linearly since the key would reach at
@@ -225,7 +235,9 @@ class BudgetController:
                 self.provisional = max(self.provisional, float(reach.max()))
         elif self.rule == "price":
             chosen = order[:count]
-            counted = np.isfinite(effective[chosen]) & ~exceptional[chosen] & (effective[chosen] > 0)
+            # A cut's score is left out of the price, but for one far above the price alone: were
+            # those left out, a price set far too low for the stream could never rise.
+            counted = np.isfinite(effective[chosen]) & (~exceptional[chosen] | priced_cut[chosen]) & (effective[chosen] > 0)
             if not self.calibrated:  # a guessed price follows the keys that passed it (the credit does the rest)
                 counted &= effective[chosen] >= reaching
             chosen = chosen[counted]

@@ -91,6 +91,52 @@ def test_a_cut_after_the_first_price_gets_a_key_at_once():
     assert abs(updates.mean() - 0.1) <= 0.02
 
 
+@pytest.mark.parametrize("rule", ["price", "rank"])
+@pytest.mark.parametrize("target", [0.2, 0.33, 0.5])
+def test_a_cut_a_frame_after_a_key_is_keyed_at_once_on_a_short_stream(target, rule):
+    """On a 48-frame stream the band is under a key: a cut one frame after an ordinary key takes a
+    key on loan (one below the overdraft's depth) instead of waiting for credit, and the loan is
+    repaid before the next one, so the spend stays within a key of the promise."""
+    frames, rates = 48, np.full(48, 0.05)
+    cuts: list = []
+    while True:  # each cut one frame after the first key at least 8 frames past the previous cut
+        updates, _ = drive(KeyBudget(GrowingCost(rates, cuts=tuple(cuts)), target, rule=rule), frames)
+        later = [t for t in np.flatnonzero(updates[:, 0]) if t >= (cuts[-1] if cuts else 0) + 8 and t + 1 < frames]
+        if not later or len(cuts) == 4:
+            break
+        cuts.append(int(later[0]) + 1)
+    assert len(cuts) >= 3, cuts
+    keyed = np.flatnonzero(updates[:, 0])
+    assert updates[cuts, 0].all(), (cuts, keyed)
+    assert abs(updates.mean() - target) <= 0.02 + 1.5 / frames, (cuts, keyed)
+
+
+@pytest.mark.parametrize("target", [0.2, 0.33, 0.5])
+def test_a_cost_far_above_the_price_is_a_cut_before_eight_scores_and_after_an_unseen_cut(target):
+    """With a starting price, a cut's cost far above the price in force (``CUT_PRICE`` times) is a
+    cut: one frame after the first key, before the recent scores can tell it, and after it, when
+    that cut among the recent scores would hide the next ones."""
+    frames, rates = 48, np.full(48, 0.05)
+    interval = round(1 / target)
+    price = rates[0] * interval * (interval + 1) / 2  # the steady interval's renewal score
+
+    def keys_with(cuts):
+        policy = KeyBudget(GrowingCost(rates, cuts=tuple(cuts)), target, price=price)
+        return drive(policy, frames)[0]
+
+    cuts: list = []
+    while len(cuts) < 4:  # each cut one frame after the first key at least 8 frames past the previous
+        updates = keys_with(cuts)
+        later = [t for t in np.flatnonzero(updates[1:, 0]) + 1 if t >= (cuts[-1] + 8 if cuts else 1) and t + 1 < frames]
+        if not later:
+            break
+        cuts.append(int(later[0]) + 1)
+    assert cuts[0] < 8 and len(cuts) >= 3, cuts
+    updates = keys_with(cuts)
+    assert updates[cuts, 0].all(), (cuts, np.flatnonzero(updates[:, 0]))
+    assert abs(updates.mean() - target) <= 0.02 + 1.5 / frames
+
+
 @pytest.mark.parametrize("target", [0.05, 0.1, 0.2, 0.33, 0.5])
 def test_the_spend_holds_with_two_by_two_regions_and_changing_costs(target):
     rng = np.random.default_rng(7)
