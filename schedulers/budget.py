@@ -57,7 +57,8 @@ to 4 keys per frame; the fraction is keys / region-frames):
     a cut in the first interval gets its key) and then follows the scores
     of the keys it chose (the median of the last five per region, in logs; the
     hard cuts that the recent scores show are left out, those found only by
-    their price kept, so a price far too low for the stream still rises). Past ``I`` frames since its key, a region's score counts
+    their price kept, so a price far too low for the stream still rises).
+    Past ``I`` frames since its key, a region's score counts
     ``age / I`` times: an uninformative score (flat, or near 0) then keys
     near the target's interval instead of wandering from one edge of the
     band to the other. A price keeps its meaning when the content changes:
@@ -247,7 +248,8 @@ class BudgetPolicy(Policy):
 
 class KeyBudget(BudgetPolicy):
     """Keep one stream's key-frame fraction within 0.02 of ``target`` (about 0.01 on long
-    streams; a hard cut's key may lie one key beyond until repaid), spending keys where ``policy``'s score ranks worst among the stream's recent
+    streams; a hard cut's key may lie one key beyond until repaid), spending keys where
+    ``policy``'s score ranks worst among the stream's recent
     scores or, for a cost, where it passes a price.
 
     Args:

@@ -237,7 +237,8 @@ class BudgetController:
             chosen = order[:count]
             # A cut's score is left out of the price, but for one far above the price alone: were
             # those left out, a price set far too low for the stream could never rise.
-            counted = np.isfinite(effective[chosen]) & (~exceptional[chosen] | priced_cut[chosen]) & (effective[chosen] > 0)
+            counted = (np.isfinite(effective[chosen]) & (~exceptional[chosen] | priced_cut[chosen])
+                       & (effective[chosen] > 0))
             if not self.calibrated:  # a guessed price follows the keys that passed it (the credit does the rest)
                 counted &= effective[chosen] >= reaching
             chosen = chosen[counted]
