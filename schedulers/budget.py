@@ -75,8 +75,8 @@ to 4 keys per frame; the fraction is keys / region-frames):
   ``CUT_PRICE`` (16) times the price in force (which the recent scores
   cannot hide: before eight of them are seen, or after a cut among them that
   the test above missed; on the development data's real footage no score
-  came within 10.4 times its price, and the generated cuts reached 20 to
-  90 times), or a NaN score, counts as worst (rank 1, above any price) and may
+  reached 10.4 times its price, and generated cuts lay between 20 and 92
+  times), or a NaN score, counts as worst (rank 1, above any price) and may
   overdraw the balance down to the *depth* ``-2 D`` (the price rule, whose ``D`` is
   wider: ``-max(D, min(2 D, 0.019 * max(n, H)))``, so the promise at ``H``
   holds). A hard cut (not a NaN score, which can last) may go one key below
