@@ -180,6 +180,19 @@ def test_a_calibrated_price_places_keys_from_the_first_interval_on():
     assert abs(started.mean() - 0.1) <= 0.02  # the band still brings the spend back to the target
 
 
+def test_a_starting_price_set_far_too_low_rises_though_its_costs_count_as_cuts():
+    """Costs grow as 0.5 a (a + 1) (the target's interval of 10 reaches 55). From a price 500 times
+    too low every cost soon lies 16 times above it and counts as a cut; those keys still move the
+    price, so it rises to where the keys come about every 10 frames, and the spend holds."""
+    frames = 400
+    updates, decisions = drive(KeyBudget(GrowingCost(np.ones(frames)), 0.1, price=0.11), frames)
+    prices = np.array([d.extras["budget"]["price"] for d in decisions])
+    gaps = np.diff(np.flatnonzero(updates[:, 0]))
+    assert prices[:5].max() < 1.0 and 20.0 < np.median(prices[-100:]) < 150.0, prices[[0, -1]]
+    assert 8 <= np.median(gaps[-10:]) <= 12, gaps
+    assert abs(updates.mean() - 0.1) <= 0.02
+
+
 def test_shared_budget_starts_from_its_price_and_a_price_needs_the_price_rule():
     import math
 
