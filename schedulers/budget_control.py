@@ -18,7 +18,7 @@ PRICE_GAIN = 1.5  # how strongly the credit balance moves the price
 CALIBRATED_PRICE_GAIN = 0.5  # the same, from a calibrated starting price (see start_price)
 PRICE_MEMORY = 5  # the price is the median of the log scores of this many recent keys per region
 PROVISIONAL = 4.0  # before the first price: this many times the extrapolated one (a cut jumps far above it)
-CUT_LOAN = 1.0  # keys a hard cut may spend beyond the overdraft's depth, repaid before the next loan (see allocate)
+CUT_LOAN = 1.0  # keys a hard cut may spend beyond the overdraft's depth (price rule), repaid before the next loan
 CUT_PRICE = 16.0  # the price rule: a cost this many times the price in force is a hard cut
 JUMP = 3.0  # a hard cut's score rises this many times its previous size in one frame (see ranks)
 AGE_PRIOR = 1.0  # past the target's interval I, a score counts (age / I) ** AGE_PRIOR times
@@ -219,10 +219,12 @@ class BudgetController:
         least = max(0, math.ceil(balance - bound - 1e-9))
         count = min(order.size, max(least, min(wanted, most)))
         exceptional_first = int(np.count_nonzero(exceptional[order]))
-        # A hard cut may take the balance one key below the depth (CUT_LOAN): a short stream whose band
-        # is under a key would otherwise make a cut a frame after a key wait for credit. A NaN score
-        # (which can last) gets no loan.
-        loan = CUT_LOAN if np.any(exceptional[order] & np.isfinite(scores[order])) else 0.0
+        # Under the price rule a hard cut may take the balance one key below the depth (CUT_LOAN): a
+        # short stream whose band is under a key would otherwise make a cut a frame after a key wait
+        # for credit. A NaN score (which can last) gets no loan, nor a rank (the cuts a rank finds in a
+        # score that is no cost, like a frame difference, are less sure: see schedulers.budget).
+        sure = self.rule == "price" and np.any(exceptional[order] & np.isfinite(scores[order]))
+        loan = CUT_LOAN if sure else 0.0
         count = max(count, min(exceptional_first, max(0, math.floor(balance + self.depth(bound) + loan + 1e-9))))
         update[order[:count]] = True
         if self.rule == "price" and self.log_price is None:

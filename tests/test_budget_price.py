@@ -91,16 +91,15 @@ def test_a_cut_after_the_first_price_gets_a_key_at_once():
     assert abs(updates.mean() - 0.1) <= 0.02
 
 
-@pytest.mark.parametrize("rule", ["price", "rank"])
 @pytest.mark.parametrize("target", [0.2, 0.33, 0.5])
-def test_a_cut_a_frame_after_a_key_is_keyed_at_once_on_a_short_stream(target, rule):
+def test_a_cut_a_frame_after_a_key_is_keyed_at_once_on_a_short_stream(target):
     """On a 48-frame stream the band is under a key: a cut one frame after an ordinary key takes a
     key on loan (one below the overdraft's depth) instead of waiting for credit, and the loan is
     repaid before the next one, so the spend stays within a key of the promise."""
     frames, rates = 48, np.full(48, 0.05)
     cuts: list = []
     while True:  # each cut one frame after the first key at least 8 frames past the previous cut
-        updates, _ = drive(KeyBudget(GrowingCost(rates, cuts=tuple(cuts)), target, rule=rule), frames)
+        updates, _ = drive(KeyBudget(GrowingCost(rates, cuts=tuple(cuts)), target), frames)
         later = [t for t in np.flatnonzero(updates[:, 0]) if t >= (cuts[-1] if cuts else 0) + 8 and t + 1 < frames]
         if not later or len(cuts) == 4:
             break
