@@ -86,12 +86,14 @@ to 4 keys per frame; the fraction is keys / region-frames):
   otherwise wait for credit. The rank rule gives no loan: the cuts it finds
   in a score that is no cost are less sure (given one, ``FrameDifference``
   lost 0.004 at 20% on CamVid's 1 fps streams and gained nothing on
-  generated cuts). So a cut gets a key at once
-  unless the balance is already below the depth (an earlier loan not yet
-  repaid, or just after frame 0). No other key is spent until the credit has
-  brought the balance back to ``-D`` (but ``max_interval``'s): the loan is repaid within ``1 /
-  target`` region-frames, and until then the key fraction may lie one key
-  (``1 / n``) beyond the promise above.
+  generated cuts). So a cut gets a key at once unless the balance is
+  already below the depth (an earlier loan not yet repaid, or just after
+  frame 0). No ordinary key is spent until the credit has brought the
+  balance back to ``-D``, and no further cut until it is back at the
+  depth: but for the keys ``max_interval`` forces, a loan is repaid within
+  ``1 / target`` region-frames. While a loan is open the key fraction may
+  lie one key (``1 / n``) beyond the promise above; with a cut every few
+  key intervals, that is most of the time.
 * **Intervals**, per region: no key before ``min_interval`` frames since the
   region's last one; a key whenever ``max_interval`` frames have passed,
   whatever the credit (then the balance may stay below ``-D`` for a while).

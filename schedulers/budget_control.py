@@ -161,7 +161,9 @@ class BudgetController:
         ``eligible``: regions past ``min_interval``; ``forced``: regions at
         ``max_interval`` (updated whatever the credit). The credit for these
         region-frames must already be charged. Returns the ``[N]`` update mask
-        and the state (``ranks``, ``balance`` before spending, ``limit`` D,
+        and the state (``ranks``, ``balance`` before spending, ``limit`` D, ``depth`` (how far
+        below 0 an exceptional score may take the balance, a hard cut under the price rule one
+        key further),
         ``threshold`` = the rank ``1 - p``, ``forced``, ``key_fraction`` so far).
         ``floor``: the least ``D`` (a shared budget whose streams decide one at a
         time gives each open stream half a key of room, so the stream that happens
@@ -172,6 +174,7 @@ class BudgetController:
         for the hard-cut test (:meth:`ranks`).
         """
         scores = np.asarray(scores, np.float64)
+        nan = np.isnan(scores)
         ranks, exceptional = self.ranks(scores, previous)
         update = np.asarray(forced, bool).copy()
         before = self.balance
@@ -193,6 +196,8 @@ class BudgetController:
             effective = np.where(np.isnan(scores), np.inf, scores) * np.maximum(ages / interval, 1.0) ** AGE_PRIOR
             if self.log_price is None:
                 ripe = (ages >= interval) & ~exceptional & np.isfinite(scores) & (scores > 0)
+                if self.provisional > 0:  # a cut on that frame must not become the first price
+                    ripe &= scores < CUT_PRICE * self.provisional
                 ripe[np.setdiff1d(np.arange(scores.size), candidates)] = False
                 if ripe.any():
                     self.log_price = float(np.log(scores[ripe].max()))
@@ -207,25 +212,28 @@ class BudgetController:
             # earlier cut among them, or too few of them yet, can hide it from ranks).
             priced_cut = np.isfinite(effective) & (effective >= CUT_PRICE * price) & ~exceptional
             exceptional = exceptional | priced_cut
-            order = candidates[np.lexsort((-effective[candidates], ~exceptional[candidates]))]
+            order = candidates[np.lexsort((-effective[candidates], nan[candidates], ~exceptional[candidates]))]
             wanted = int(np.count_nonzero(effective[order] >= reaching))
             p = float("nan")
         else:
-            order = candidates[np.lexsort((-ranks[candidates], ~exceptional[candidates]))]
+            order = candidates[np.lexsort((-ranks[candidates], nan[candidates], ~exceptional[candidates]))]
             p = min(1.0, share * math.exp(GAIN * max(-2.0, min(1.0, balance / bound))))
             wanted = int(np.count_nonzero(ranks[order] >= 1.0 - p))
             price = float("nan")
         most = max(0, math.floor(balance + bound + 1e-9))
         least = max(0, math.ceil(balance - bound - 1e-9))
         count = min(order.size, max(least, min(wanted, most)))
-        exceptional_first = int(np.count_nonzero(exceptional[order]))
-        # Under the price rule a hard cut may take the balance one key below the depth (CUT_LOAN): a
-        # short stream whose band is under a key would otherwise make a cut a frame after a key wait
-        # for credit. A NaN score (which can last) gets no loan, nor a rank (the cuts a rank finds in a
-        # score that is no cost, like a frame difference, are less sure: see schedulers.budget).
-        sure = self.rule == "price" and np.any(exceptional[order] & np.isfinite(scores[order]))
-        loan = CUT_LOAN if sure else 0.0
-        count = max(count, min(exceptional_first, max(0, math.floor(balance + self.depth(bound) + loan + 1e-9))))
+        # Exceptional scores come first in the order, hard cuts before NaN scores. They may overdraw the
+        # balance down to the depth; under the price rule a hard cut one key further (CUT_LOAN): a short
+        # stream whose band is under a key would otherwise make a cut a frame after a key wait for
+        # credit. A NaN score (which can last) gets no loan, nor the rank rule (the cuts a rank finds in
+        # a score that is no cost, like a frame difference, are less sure: see schedulers.budget).
+        room = balance + self.depth(bound) + 1e-9
+        loan = CUT_LOAN if self.rule == "price" else 0.0
+        cuts = int(np.count_nonzero(exceptional[order] & ~nan[order]))
+        keyed_cuts = min(cuts, max(0, math.floor(room + loan)))
+        keyed_nan = min(int(np.count_nonzero(exceptional[order] & nan[order])), max(0, math.floor(room) - keyed_cuts))
+        count = max(count, keyed_cuts + keyed_nan)
         update[order[:count]] = True
         if self.rule == "price" and self.log_price is None:
             # Until the first price: the price a loss growing linearly since the key would reach at
@@ -251,6 +259,7 @@ class BudgetController:
         self.recent.extend(scores[finite].tolist())
         self.recent_cuts.extend(exceptional[finite].tolist())
         self.keys += int(np.count_nonzero(update))
-        state = {"ranks": ranks, "balance": before, "limit": bound, "threshold": 1.0 - p, "price": price,
+        state = {"ranks": ranks, "balance": before, "limit": bound, "depth": self.depth(bound),
+                 "threshold": 1.0 - p, "price": price,
                  "forced": np.asarray(forced, bool).copy(), "key_fraction": self.key_fraction}
         return update, state

@@ -7,7 +7,8 @@ among the recent scores of all streams, or, for scores that are costs (the
 price rule, ``rule="auto"`` as in :class:`schedulers.KeyBudget`), whose
 scores pass one price for all streams (the same control laws as
 :class:`schedulers.KeyBudget`, over the pooled region-frames; the total
-spend stays within ``D / n`` of the target, ``D = clip(0.004 n, 0.5, 2 R)``
+spend stays within ``D / n`` of the target (hard cuts may overdraw further, as in
+:class:`schedulers.KeyBudget`), ``D = clip(0.004 n, 0.5, 2 R)``
 keys for ``n`` region-frames so far and ``R`` regions in a step; under the
 price rule ``D`` is at least ``0.018 H`` before ``H = 10 R / target``
 region-frames, so the streams' frame-0 keys, charged together, do not hold

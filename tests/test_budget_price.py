@@ -136,6 +136,65 @@ def test_a_cost_far_above_the_price_is_a_cut_before_eight_scores_and_after_an_un
     assert abs(updates.mean() - target) <= 0.02 + 1.5 / frames
 
 
+def test_a_cut_on_the_frame_that_sets_the_first_price_does_not_become_it():
+    """Without a starting price the first price is a score one interval (5 frames at 20%) after the key;
+    a cut on that very frame is keyed but is no price: the price stays that of the steady costs."""
+    frames = 120
+    steady, _ = drive(KeyBudget(GrowingCost(np.full(frames, 0.05)), 0.2), frames)
+    updates, decisions = drive(KeyBudget(GrowingCost(np.full(frames, 0.05), cuts=(5,)), 0.2), frames)
+    assert updates[5, 0]
+    prices = np.array([d.extras["budget"]["price"] for d in decisions])
+    assert np.median(prices[20:]) < 2.0, prices[[9, 59, -1]]  # a cut's price would be about 36
+    assert abs(np.diff(np.flatnonzero(updates[20:, 0])).mean() - 5) <= 0.5
+
+
+def test_a_nan_score_never_takes_the_loan_that_a_cut_beside_it_gets():
+    """Two regions, a NaN in one and a cut in the other on the same frame: the cut is keyed whenever it
+    would be without the NaN beside it, and the NaN region only within the depth (no loan)."""
+
+    class CutBesideNaN(Policy):
+        score_is_cost = True
+
+        def __init__(self, at, nan):
+            self.at, self.nan = at, nan
+
+        def score(self, context):
+            ages = context.frame_index - np.asarray(context.key_indices)
+            scores = 0.05 * ages * (ages + 1) / 2.0
+            if context.frame_index == self.at:
+                scores[0] = np.nan if self.nan else scores[0]
+                scores[1] += 50.0
+            return scores
+
+    for at in range(2, 47):
+        runs = {}
+        for nan in (True, False):
+            policy = KeyBudget(CutBesideNaN(at, nan), 0.2)
+            updates, decisions = drive(policy, 48, regions=2)
+            state = decisions[at - 1].extras["budget"]
+            runs[nan] = (updates[at], state["balance"], state["depth"])
+        (with_nan, balance, depth), (alone, _, _) = runs[True], runs[False]
+        assert with_nan[1] == alone[1], at
+        if with_nan[0]:
+            assert balance - with_nan.sum() >= -depth - 1e-9 or with_nan[1] and balance - 1 >= -depth - 1e-9, at
+
+
+@pytest.mark.parametrize("rule", ["price", "rank"])
+def test_only_a_cut_under_the_price_rule_overdraws_past_the_depth_and_by_one_key_at_most(rule):
+    """Pairs of cuts a frame apart on a 48-frame stream at 20%: under the rank rule the balance never
+    falls below the overdraft's depth; under the price rule a cut may go one key below it, never more
+    (the second cut of a pair waits until the first one's loan is repaid)."""
+    frames, target = 48, 0.2
+    cuts = tuple(c + d for c in range(9, frames - 2, 9) for d in (0, 1))
+    policy = KeyBudget(GrowingCost(np.full(frames, 0.05), cuts=cuts), target, rule=rule)
+    updates, decisions = drive(policy, frames)
+    lowest = min(d.extras["budget"]["balance"] - d.update.sum() + d.extras["budget"]["depth"] for d in decisions)
+    if rule == "rank":
+        assert lowest >= -1e-9
+    else:
+        assert -1.0 - 1e-9 <= lowest < 0.0, lowest  # the loan was taken, and no more than it
+
+
 @pytest.mark.parametrize("target", [0.05, 0.1, 0.2, 0.33, 0.5])
 def test_the_spend_holds_with_two_by_two_regions_and_changing_costs(target):
     rng = np.random.default_rng(7)
