@@ -193,7 +193,7 @@ class BudgetController:
             ages = np.zeros(scores.shape) if ages is None else np.asarray(ages, np.float64)
             # Past the target's interval a score counts (age / interval) times: a region overdue
             # for its key gets cheaper, so an uninformative score drifts to the interval, not the band.
-            effective = np.where(np.isnan(scores), np.inf, scores) * np.maximum(ages / interval, 1.0) ** AGE_PRIOR
+            effective = np.where(nan, np.inf, scores) * np.maximum(ages / interval, 1.0) ** AGE_PRIOR
             if self.log_price is None:
                 ripe = (ages >= interval) & ~exceptional & np.isfinite(scores) & (scores > 0)
                 if self.provisional > 0:  # a cut on that frame must not become the first price
