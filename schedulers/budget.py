@@ -85,8 +85,8 @@ to 4 keys per frame; the fraction is keys / region-frames):
   is under a key, and a cut a frame or two after an ordinary key would
   otherwise wait for credit. The rank rule gives no loan: the cuts it finds
   in a score that is no cost are less sure (given one, ``FrameDifference``
-  lost 0.004 at 20% on CamVid's 1 fps streams and gained nothing on
-  generated cuts). So a cut gets a key at once unless the balance is
+  lost 0.004 at 20% on CamVid's 1 fps streams, and gained on generated
+  cuts only between the fair budgets). So a cut gets a key at once unless the balance is
   already below the depth (an earlier loan not yet repaid, or just after
   frame 0). No ordinary key is spent until the credit has brought the
   balance back to ``-D``, and no further cut until it is back at the
