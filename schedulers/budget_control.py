@@ -163,7 +163,7 @@ class BudgetController:
         region-frames must already be charged. Returns the ``[N]`` update mask
         and the state (``ranks``, ``balance`` before spending, ``limit`` D, ``depth`` (how far
         below 0 an exceptional score may take the balance, a hard cut under the price rule one
-        key further),
+        key further), ``cuts`` (``[N]`` bool: the regions whose score counts as a hard cut),
         ``threshold`` = the rank ``1 - p``, ``forced``, ``key_fraction`` so far).
         ``floor``: the least ``D`` (a shared budget whose streams decide one at a
         time gives each open stream half a key of room, so the stream that happens
@@ -260,6 +260,6 @@ class BudgetController:
         self.recent_cuts.extend(exceptional[finite].tolist())
         self.keys += int(np.count_nonzero(update))
         state = {"ranks": ranks, "balance": before, "limit": bound, "depth": self.depth(bound),
-                 "threshold": 1.0 - p, "price": price,
+                 "cuts": exceptional & ~nan, "threshold": 1.0 - p, "price": price,
                  "forced": np.asarray(forced, bool).copy(), "key_fraction": self.key_fraction}
         return update, state

@@ -526,9 +526,15 @@ def test_a_shared_budget_keys_each_streams_cuts_even_after_earlier_ones():
     streams = {name: shared.stream(name) for name in CUTS}
     keys = {name: 0 for name in streams}
     keyed = {name: [] for name in streams}
+    flagged = {name: [] for name in streams}
     for t in range(1, 130):
         for name, stream in streams.items():
-            if stream.decide(Context(t, [img], [img], [keys[name]])).update[0]:
+            decision = stream.decide(Context(t, [img], [img], [keys[name]]))
+            assert decision.extras["budget"]["cuts"].shape == (1,)  # the stream's own regions
+            if decision.extras["budget"]["cuts"][0]:
+                flagged[name].append(t)
+            if decision.update[0]:
                 keys[name] = t
                 keyed[name].append(t)
     assert all(set(CUTS[name]) <= set(k) for name, k in keyed.items()), keyed
+    assert all(set(CUTS[name]) <= set(f) for name, f in flagged.items()), flagged

@@ -131,8 +131,11 @@ def test_a_cost_far_above_the_price_is_a_cut_before_eight_scores_and_after_an_un
             break
         cuts.append(int(later[0]) + 1)
     assert cuts[0] < 8 and len(cuts) >= 3, cuts
-    updates = keys_with(cuts)
+    policy = KeyBudget(GrowingCost(rates, cuts=tuple(cuts)), target, price=price)
+    updates, decisions = drive(policy, frames)
     assert updates[cuts, 0].all(), (cuts, np.flatnonzero(updates[:, 0]))
+    flagged = [d.frame_index for d in decisions if d.extras["budget"]["cuts"][0]]
+    assert flagged == cuts, (flagged, cuts)  # the state names the cuts, and only them
     assert abs(updates.mean() - target) <= 0.02 + 1.5 / frames
 
 
