@@ -91,20 +91,30 @@ def test_a_cut_after_the_first_price_gets_a_key_at_once():
     assert abs(updates.mean() - 0.1) <= 0.02
 
 
+def cuts_after_keys(budget, frames, earliest, count=4):
+    """Cut frames, each one frame after an ordinary key: the first after the first key at or past
+    frame ``earliest``, each later one after the first key at least 8 frames past the cut before,
+    ``count`` at most. ``budget(cuts)`` makes the budget policy for a stream with those cuts."""
+    cuts: list = []
+    while len(cuts) < count:
+        updates, _ = drive(budget(tuple(cuts)), frames)
+        later = [t for t in np.flatnonzero(updates[1:, 0]) + 1
+                 if t >= (cuts[-1] + 8 if cuts else earliest) and t + 1 < frames]
+        if not later:
+            break
+        cuts.append(int(later[0]) + 1)
+    return cuts
+
+
 @pytest.mark.parametrize("target", [0.2, 0.33, 0.5])
 def test_a_cut_a_frame_after_a_key_is_keyed_at_once_on_a_short_stream(target):
     """On a 48-frame stream the band is under a key: a cut one frame after an ordinary key takes a
     key on loan (one below the overdraft's depth) instead of waiting for credit, and the loan is
     repaid before the next one, so the spend stays within a key of the promise."""
     frames, rates = 48, np.full(48, 0.05)
-    cuts: list = []
-    while True:  # each cut one frame after the first key at least 8 frames past the previous cut
-        updates, _ = drive(KeyBudget(GrowingCost(rates, cuts=tuple(cuts)), target), frames)
-        later = [t for t in np.flatnonzero(updates[:, 0]) if t >= (cuts[-1] if cuts else 0) + 8 and t + 1 < frames]
-        if not later or len(cuts) == 4:
-            break
-        cuts.append(int(later[0]) + 1)
+    cuts = cuts_after_keys(lambda cuts: KeyBudget(GrowingCost(rates, cuts=cuts), target), frames, earliest=8)
     assert len(cuts) >= 3, cuts
+    updates, _ = drive(KeyBudget(GrowingCost(rates, cuts=tuple(cuts)), target), frames)
     keyed = np.flatnonzero(updates[:, 0])
     assert updates[cuts, 0].all(), (cuts, keyed)
     assert abs(updates.mean() - target) <= 0.02 + 1.5 / frames, (cuts, keyed)
@@ -119,17 +129,8 @@ def test_a_cost_far_above_the_price_is_a_cut_before_eight_scores_and_after_an_un
     interval = round(1 / target)
     price = rates[0] * interval * (interval + 1) / 2  # the steady interval's renewal score
 
-    def keys_with(cuts):
-        policy = KeyBudget(GrowingCost(rates, cuts=tuple(cuts)), target, price=price)
-        return drive(policy, frames)[0]
-
-    cuts: list = []
-    while len(cuts) < 4:  # each cut one frame after the first key at least 8 frames past the previous
-        updates = keys_with(cuts)
-        later = [t for t in np.flatnonzero(updates[1:, 0]) + 1 if t >= (cuts[-1] + 8 if cuts else 1) and t + 1 < frames]
-        if not later:
-            break
-        cuts.append(int(later[0]) + 1)
+    cuts = cuts_after_keys(lambda cuts: KeyBudget(GrowingCost(rates, cuts=cuts), target, price=price), frames,
+                           earliest=1)
     assert cuts[0] < 8 and len(cuts) >= 3, cuts
     policy = KeyBudget(GrowingCost(rates, cuts=tuple(cuts)), target, price=price)
     updates, decisions = drive(policy, frames)
@@ -143,7 +144,6 @@ def test_a_cut_on_the_frame_that_sets_the_first_price_does_not_become_it():
     """Without a starting price the first price is a score one interval (5 frames at 20%) after the key;
     a cut on that very frame is keyed but is no price: the price stays that of the steady costs."""
     frames = 120
-    steady, _ = drive(KeyBudget(GrowingCost(np.full(frames, 0.05)), 0.2), frames)
     updates, decisions = drive(KeyBudget(GrowingCost(np.full(frames, 0.05), cuts=(5,)), 0.2), frames)
     assert updates[5, 0]
     prices = np.array([d.extras["budget"]["price"] for d in decisions])
