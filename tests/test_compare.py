@@ -435,6 +435,13 @@ def test_the_main_command_runs_on_the_embedded_default(tmp_path, capsys):
         for column, name in (("headroom_captured", ceiling), ("headroom_captured_shared", "optimal")):
             expected = headroom_captured(row["accuracy"], row["key_fraction"], fixed, [tuple(p) for p in dense[name]])
             assert row[column] == (None if expected is None else pytest.approx(expected))
+        # the fixed interval's single phases bracket its phase-fair mean; its own row spans exactly its interval's
+        assert row["fixed_phase_low"] <= row["fixed_at_key_fraction"] + 1e-12 <= row["fixed_phase_high"] + 2e-12
+        if row["policy"] == "fixed_interval":
+            entry = dense["fixed_interval_phases"][int(row["threshold"]) - 1]
+            assert (row["fixed_phase_low"], row["fixed_phase_high"]) == (pytest.approx(entry[1]), pytest.approx(entry[2]))
+    assert any(float(r["fixed_phase_high"]) > float(r["fixed_phase_low"]) for r in rows)
+    assert "fixed's phases" in (out / "summary.md").read_text()
     assert main(args) == 0 and "already done" in capsys.readouterr().out
 
 
@@ -594,6 +601,15 @@ def test_findings_judge_a_row_where_the_headroom_table_does():
                      "at the 0.200 of the frames it spent, on fixed_interval's phase-fair curve)"]
     rows_only = findings([fixed, row("propagation_quality@budget", 0.200, 0.900)])
     assert "trails fixed_interval (0.900 vs 0.911; at key fractions 0.200 vs 0.208)" in rows_only[0]
+    # a win the fixed interval's phases alone could show says so; one beyond them does not
+    phases = {"fixed_at_key_fraction": 0.880, "fixed_phase_low": 0.860, "fixed_phase_high": 0.905}
+    within = findings([fixed, row("propagation_quality@budget", 0.200, 0.900, **phases)])
+    assert within == ["budget 0.20, 1x1: propagation_quality@budget beats fixed_interval (0.900 vs 0.880; at the "
+                      "0.200 of the frames it spent, on fixed_interval's phase-fair curve; within the fixed "
+                      "interval's single phases there (0.860..0.905): where its first key falls alone moves it "
+                      "that far)"]
+    beyond = findings([fixed, row("propagation_quality@budget", 0.200, 0.910, **phases)])
+    assert "beats" in beyond[0] and "phases" not in beyond[0]
 
 
 def test_at_a_glance_names_the_best_scheduler_per_data_set_grid_and_budget():

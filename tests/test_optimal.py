@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from adaptive_dff.compare.ceiling import (
-    clip_targets, headroom_captured, interpolate, optimal_curve, phase_fair_fixed, same_share_curve,
+    clip_targets, headroom_captured, interpolate, optimal_curve, phase_fair_fixed, phase_range, same_share_curve,
     same_share_fractions, score,
 )
 from adaptive_dff.compare.optimal import (
@@ -131,9 +131,10 @@ def test_miou_from_counts_is_mean_iou_of_the_confusion():
     assert miou(np.diag(confusion), confusion.sum(0), confusion.sum(1)) == pytest.approx(mean_iou(confusion))
 
 
-def explicit_phase_fair(tables, interval):
-    """Mean over phases of the data set's mIoU, each frame's counts looked up one by one."""
-    accuracies, fractions = [], []
+def explicit_phases(tables, interval):
+    """Per phase ``first = 1..interval``, ``(key fraction, mIoU)`` of the data set, each frame's
+    counts looked up one by one."""
+    out = []
     for first in range(1, interval + 1):
         tp = predicted = 0
         keys_total = frames = 0
@@ -146,9 +147,14 @@ def explicit_phase_fair(tables, interval):
                 tp = tp + table.tp[key, t - key]
                 predicted = predicted + table.predicted[key, t - key]
             frames += table.frames
-        accuracies.append(miou(tp, predicted, sum(t.truth.sum(0) for t in tables)))
-        fractions.append(keys_total / frames)
-    return np.mean(fractions), np.mean(accuracies), fractions[-1], accuracies[-1]
+        out.append((keys_total / frames, miou(tp, predicted, sum(t.truth.sum(0) for t in tables))))
+    return out
+
+
+def explicit_phase_fair(tables, interval):
+    """Mean over phases of the data set's mIoU; phase 0's figures; the lowest and highest phase's mIoU."""
+    fractions, accuracies = zip(*explicit_phases(tables, interval))
+    return np.mean(fractions), np.mean(accuracies), fractions[-1], accuracies[-1], min(accuracies), max(accuracies)
 
 
 def test_phase_fair_fixed_against_an_explicit_loop():
@@ -157,11 +163,13 @@ def test_phase_fair_fixed_against_an_explicit_loop():
     rows = phase_fair_fixed(tables)
     assert [r["interval"] for r in rows] == list(range(1, 9))
     for row in rows:
-        fraction, accuracy, fraction0, accuracy0 = explicit_phase_fair(tables, row["interval"])
+        fraction, accuracy, fraction0, accuracy0, low, high = explicit_phase_fair(tables, row["interval"])
         assert row["key_fraction"] == pytest.approx(fraction)
         assert row["accuracy"] == pytest.approx(accuracy)
         assert row["phase0_key_fraction"] == pytest.approx(fraction0)
         assert row["phase0_accuracy"] == pytest.approx(accuracy0)
+        assert min(a for _, a in row["phases"]) == pytest.approx(low) and max(a for _, a in row["phases"]) == pytest.approx(high)
+        assert row["phases"][-1] == [pytest.approx(fraction0), pytest.approx(accuracy0)]
     assert rows[0]["accuracy"] == pytest.approx(1.0)
     assert fixed_schedule(10, 4) == [0, 4, 8] and fixed_schedule(10, 4, 1) == [0, 1, 5, 9]
 
@@ -236,6 +244,24 @@ def test_optimal_curve_matches_brute_force_on_a_tiny_clip():
     for point in curve:
         assert point.accuracy <= truth[point.keys] + 1e-12
         assert point.accuracy >= truth[point.keys] - 0.01
+
+
+def test_phase_range_is_each_phases_gain_over_the_phase_fair_curve_at_its_own_key_fraction():
+    rng = np.random.default_rng(12)
+    tables = [random_table(rng, 29, 9), random_table(rng, 31, 9), random_table(rng, 19, 9)]
+    fixed = phase_fair_fixed(tables)
+    means = sorted((np.mean([f for f, _ in explicit_phases(tables, l)]), np.mean([a for _, a in explicit_phases(tables, l)]))
+                   for l in range(1, 11))
+    xs, ys = np.array(means).T
+    spans = phase_range(fixed)
+    for interval, (fraction, low, high) in zip(range(1, 11), spans):
+        gains = [a - np.interp(f, xs, ys) for f, a in explicit_phases(tables, interval) if xs[0] <= f <= xs[-1]]
+        mean = np.interp(fraction, xs, ys)
+        assert fraction == pytest.approx(np.mean([f for f, _ in explicit_phases(tables, interval)]))
+        assert low == pytest.approx(mean + min(min(gains, default=0.0), 0.0))
+        assert high == pytest.approx(mean + max(max(gains, default=0.0), 0.0))
+    assert spans[0][1] == spans[0][2] == pytest.approx(1.0)  # interval 1 has one phase: every frame a key
+    assert max(high - low for _, low, high in spans) > 0.02  # the phases do differ here
 
 
 def test_headroom_on_hand_made_curves():

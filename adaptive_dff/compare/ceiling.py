@@ -230,9 +230,10 @@ def same_budget(tables: Sequence[PairTable], fraction: float, **kwargs) -> Point
 
 def phase_fair_fixed(tables: Sequence[PairTable], intervals: Optional[Sequence[int]] = None, metric=None) -> list:
     """Per interval ``l`` (default ``1..window + 1``: every interval whose keys carry at most
-    ``window`` frames): ``{"interval", "key_fraction", "accuracy",
-    "phase0_key_fraction", "phase0_accuracy"}``, means over the phases ``first = 1..l``
-    (``first = l`` is phase 0, the policy's own schedule); ``metric``: see the module notes."""
+    ``window`` frames): ``{"interval", "key_fraction", "accuracy", "phase0_key_fraction",
+    "phase0_accuracy", "phases"}``: means over the phases ``first = 1..l`` (``first = l`` is
+    phase 0, the policy's own schedule), phase 0's figures, and every phase's ``[key fraction,
+    accuracy]`` (see :func:`phase_range`); ``metric``: see the module notes."""
     tables = list(tables)
     metric = metric or MeanIoU(tables)
     window = tables[0].window
@@ -247,7 +248,26 @@ def phase_fair_fixed(tables: Sequence[PairTable], intervals: Optional[Sequence[i
             runs.append((sum(len(s) for s in schedules) / frames, score(tables, schedules, metric)))
         out.append({"interval": interval, "key_fraction": float(np.mean([r[0] for r in runs])),
                     "accuracy": float(np.mean([r[1] for r in runs])),
-                    "phase0_key_fraction": runs[-1][0], "phase0_accuracy": runs[-1][1]})
+                    "phase0_key_fraction": runs[-1][0], "phase0_accuracy": runs[-1][1],
+                    "phases": [list(r) for r in runs]})
+    return out
+
+
+def phase_range(fixed: Sequence[dict]) -> list:
+    """How far a fixed interval's figure moves with where its first key falls alone: per interval
+    of ``fixed`` (:func:`phase_fair_fixed`), ``[key fraction, low, high]``, the phase-fair mean
+    plus the lowest and highest gain of a single phase over the phase-fair curve at the key
+    fraction that phase spent (phases spend different numbers of keys, so each is judged at its
+    own cost, as a policy is), ``low`` never above the mean and ``high`` never below. A phase
+    outside the curve is left out; an interval with none (or one phase) gets ``low = high =`` its
+    mean."""
+    curve = [(f["key_fraction"], f["accuracy"]) for f in fixed]
+    out = []
+    for f in fixed:
+        gains = [accuracy - at for fraction, accuracy in f["phases"]
+                 if (at := interpolate(curve, fraction)) is not None]
+        low, high = (min(gains), max(gains)) if gains else (0.0, 0.0)
+        out.append([f["key_fraction"], f["accuracy"] + min(low, 0.0), f["accuracy"] + max(high, 0.0)])
     return out
 
 

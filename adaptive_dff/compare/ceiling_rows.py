@@ -10,6 +10,14 @@ copied). From a data set's tables (:mod:`adaptive_dff.compare.ceiling`):
 * the ``optimal`` arm gets two rows per budget: ``optimal`` (the data set's
   budget spread over its clips) and ``optimal_per_clip`` (every clip spends
   the same share: what a per-stream budget can reach);
+* every row gets the phase-fair fixed interval's accuracy at the key fraction
+  it really spent (``fixed_at_key_fraction``), and that plus the lowest and
+  highest gain of a single phase over it (``fixed_phase_low``,
+  ``fixed_phase_high``; :func:`~adaptive_dff.compare.ceiling.phase_range`,
+  interpolated between intervals like the mean): on a few short clips where
+  the first key falls moves a fixed interval's figure by as much as a
+  policy's gain, and a gain inside that range is one a fixed interval can
+  show by its phase alone;
 * every row gets ``headroom_captured`` at the key fraction it really spent,
   against the dense phase-fair fixed curve (intervals ``1..window``) and the
   optimal schedule *of the same kind* (:func:`ceiling_of`): the per-clip
@@ -30,7 +38,8 @@ from typing import Optional
 import numpy as np
 
 from adaptive_dff.compare.ceiling import (
-    headroom_captured, interpolate, optimal_curve, phase_fair_fixed, same_share_curve, same_share_fractions,
+    headroom_captured, interpolate, optimal_curve, phase_fair_fixed, phase_range, same_share_curve,
+    same_share_fractions,
 )
 from adaptive_dff.compare.config import ARMS, PAIR_TABLE, parse_arm
 from adaptive_dff.compare.objects import j_tables
@@ -78,7 +87,8 @@ def pair_tables(cells: dict, signature: dict) -> dict:
 def apply(rows: list, cells: dict, signature: dict) -> dict:
     """Update ``rows`` in place (phase-fair figures, optimal rows, headroom); return the dense
     curves per data set: ``{"optimal": [[key fraction, mIoU]], "fixed_interval": [[.., .., interval]],
-    "copy": [...]}``."""
+    "copy": [...], "fixed_interval_phases": [[key fraction, low, high]]}`` (low and high:
+    :func:`~adaptive_dff.compare.ceiling.phase_range`)."""
     config = signature["config"]
     budgets = _budgets(config)
     curves = {}
@@ -94,7 +104,8 @@ def apply(rows: list, cells: dict, signature: dict) -> dict:
             if row["policy"] in PHASE_FAIR and row["regions"] == "1x1":
                 _phase_fair(row, fixed[row["policy"]])
         dense = {"fixed_interval": [[f["key_fraction"], f["accuracy"], f["interval"]] for f in fixed["fixed_interval"]],
-                 "copy": [[f["key_fraction"], f["accuracy"], f["interval"]] for f in fixed["copy"]]}
+                 "copy": [[f["key_fraction"], f["accuracy"], f["interval"]] for f in fixed["copy"]],
+                 "fixed_interval_phases": phase_range(fixed["fixed_interval"])}
         if "optimal" in (config.get("policies") or ()):
             curve, at_budget, same = optimal_curve(tables["warp"], [b for b, _ in budgets],
                                                    same_fractions=same_share_fractions(tables["warp"]),
@@ -114,6 +125,8 @@ def apply(rows: list, cells: dict, signature: dict) -> dict:
                     rows.append(row)
                     mine.append(row)
         fixed_curve = [(x, y) for x, y, _ in dense["fixed_interval"]]
+        phases = [[(x, low) for x, low, _ in dense["fixed_interval_phases"]],
+                  [(x, high) for x, _, high in dense["fixed_interval_phases"]]]
         ceilings = {kind: [(x, y) for x, y in dense.get(name, [])]
                     for kind, name in (("shared", "optimal"), ("per_clip", "optimal_per_clip"))}
         for row in mine:
@@ -121,6 +134,7 @@ def apply(rows: list, cells: dict, signature: dict) -> dict:
             if kf is None or acc is None or not np.isfinite(kf) or not np.isfinite(acc):
                 continue
             row["fixed_at_key_fraction"] = interpolate(fixed_curve, kf)
+            row["fixed_phase_low"], row["fixed_phase_high"] = (interpolate(curve, kf) for curve in phases)
             if not ceilings["shared"]:
                 continue
             kind = ceiling_of(row["policy"])
@@ -160,6 +174,11 @@ def _fmt(value, digits=3) -> str:
     return "-" if value is None or (isinstance(value, float) and not np.isfinite(value)) else f"{value:.{digits}f}"
 
 
+def _phases(row: dict) -> str:
+    low, high = row.get("fixed_phase_low"), row.get("fixed_phase_high")
+    return "-" if low is None or high is None else f"{_fmt(low)}..{_fmt(high)}"
+
+
 def summary_lines(rows: list, curves: Optional[dict], window: Optional[int]) -> list:
     """Markdown lines for ``summary.md``: the headroom table of one data set (empty without pair tables)."""
     if not curves:
@@ -175,17 +194,20 @@ def summary_lines(rows: list, curves: Optional[dict], window: Optional[int]) -> 
         "captured = (row - fixed) / (optimal - fixed); the last column is against the shared optimum for "
         "every row. `fixed_interval` and `copy` on 1x1 are phase-fair "
         "(their phase-0 figures are in results.csv); `optimal` spreads the data set's budget over its clips, "
-        "`optimal_per_clip` gives every clip the same share.",
+        "`optimal_per_clip` gives every clip the same share. `fixed's phases` adds to `fixed there` the lowest and "
+        "highest gain a fixed interval shows with its first key at a single phase (each phase at the key "
+        "fraction it spent): an accuracy inside that range is one a fixed interval can show by where its first "
+        "key falls alone.",
         "",
-        "| policy | regions | budget | key fraction | accuracy | fixed there | ceiling | optimal there "
-        "| headroom captured | against shared |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| policy | regions | budget | key fraction | accuracy | fixed there | fixed's phases | ceiling "
+        "| optimal there | headroom captured | against shared |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if row.get("kind") != "budget":
             continue
         lines.append(f"| {row['policy']} | {row['regions']} | {row['budget']:.2f} | {_fmt(row['key_fraction'])} | "
-                     f"{_fmt(row['accuracy'])} | {_fmt(row.get('fixed_at_key_fraction'))} | "
+                     f"{_fmt(row['accuracy'])} | {_fmt(row.get('fixed_at_key_fraction'))} | {_phases(row)} | "
                      f"{row.get('ceiling') or '-'} | {_fmt(row.get('optimal_at_key_fraction'))} | "
                      f"{_fmt(row.get('headroom_captured'), 2)} | {_fmt(row.get('headroom_captured_shared'), 2)} |")
     notes = [f"- {row['policy']} {row['budget']:.2f}: {row['note']}" for row in rows

@@ -4,7 +4,8 @@ Left panel: one curve per policy (colour) and region grid (line style); in
 oracle mode with pair tables also the ceilings (the optimal schedule at every
 number of whole-frame keys spread over the clips, thick black; with every clip
 spending the same share, dashed black) and the phase-fair fixed interval at
-every interval up to the window (thin grey).
+every interval up to the window (thin grey), shaded from its lowest to its
+highest single phase (where the first key after frame 0 falls).
 
 Right panel: in model mode the measured frames per second. In oracle mode
 there is no network whose speed would mean anything, so the x axis is the
@@ -70,6 +71,11 @@ def plot(rows: list, path: str, title: str, mode: str = "model", curves: Optiona
                 points = [(x_of(float(f), panel), a) for f, a, _ in dense["fixed_interval"]]
                 ax.plot(*zip(*points), "-", color="grey", linewidth=1.0,
                         label="fixed interval 1..window, phase-fair (1x1)", zorder=1)
+            if dense.get("fixed_interval_phases"):
+                xs, lows, highs = zip(*((x_of(float(f), panel), low, high)
+                                        for f, low, high in dense["fixed_interval_phases"]))
+                ax.fill_between(xs, lows, highs, color="grey", alpha=0.2, linewidth=0,
+                                label="fixed interval, lowest to highest single phase (1x1)", zorder=0)
         for policy in policies:
             for grid in grids:
                 points = sorted((r for r in mine if r["policy"] == policy and r["regions"] == grid

@@ -35,7 +35,8 @@ COLUMNS = [
     "calibration_key_fraction", "calibration_met", "key_fraction", "accuracy", "accuracy_metric",
     "agreement", "fps", "ms_per_frame", "ms_prepare", "ms_flow", "ms_decision", "ms_feature", "ms_warp",
     "ms_head", "ms_carry", "ms_merge", "clips", "clips_planned", "frames",
-    "phase_fair", "accuracy_phase0", "key_fraction_phase0", "fixed_at_key_fraction", "ceiling",
+    "phase_fair", "accuracy_phase0", "key_fraction_phase0", "fixed_at_key_fraction", "fixed_phase_low",
+    "fixed_phase_high", "ceiling",
     "optimal_at_key_fraction", "headroom_captured", "headroom_captured_shared", "note",
 ]
 
@@ -215,7 +216,9 @@ def comparisons(rows: list, tolerance: float = OFF_BUDGET) -> list:
 
 def findings(rows: list, tolerance: float = OFF_BUDGET) -> list:
     """Plain sentences: each policy at each fair budget against fixed interval on the same regions,
-    at equal cost (:func:`comparisons`); a difference within :data:`TIE` is a tie."""
+    at equal cost (:func:`comparisons`); a difference within :data:`TIE` is a tie, and a win or loss
+    whose accuracy lies within the fixed interval's single phases there (``fixed_phase_low`` ..
+    ``fixed_phase_high``) says so."""
     out = []
     for row, reference, how in comparisons(rows, tolerance):
         policy, grid, budget, spent = row["policy"], row["regions"], row["budget"], row["key_fraction"]
@@ -225,8 +228,13 @@ def findings(rows: list, tolerance: float = OFF_BUDGET) -> list:
             continue
         delta = row["accuracy"] - reference
         verdict = "beats" if delta > TIE else ("trails" if delta < -TIE else "ties with")
+        low, high = row.get("fixed_phase_low"), row.get("fixed_phase_high")
+        phases = ""
+        if verdict != "ties with" and low is not None and high is not None and low <= row["accuracy"] <= high:
+            phases = (f"; within the fixed interval's single phases there ({_fmt(low)}..{_fmt(high)}): "
+                      "where its first key falls alone moves it that far")
         out.append(f"budget {budget:.2f}, {grid}: {policy} {verdict} fixed_interval "
-                   f"({_fmt(row['accuracy'])} vs {_fmt(reference)}; {how})")
+                   f"({_fmt(row['accuracy'])} vs {_fmt(reference)}; {how}{phases})")
     return out
 
 
