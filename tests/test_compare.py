@@ -627,10 +627,11 @@ def test_at_a_glance_names_the_best_scheduler_per_data_set_grid_and_budget():
         row("a", "optimal", "1x1", 0.1, 0.10, 0.90, fixed_at_key_fraction=0.50, headroom_captured=1.0),
         row("a", "copy", "1x1", 0.1, 0.10, 0.80, fixed_at_key_fraction=0.50),
         row("a", "frame_difference@budget", "1x1", 0.1, 0.10, 0.56, fixed_at_key_fraction=0.50,
-            headroom_captured=0.15),
+            headroom_captured=0.15, fixed_phase_low=0.48, fixed_phase_high=0.55),  # beyond them: not marked
         row("a", "propagation_quality@budget", "1x1", 0.1, 0.12, 0.58, fixed_at_key_fraction=0.54,
             headroom_captured=0.1),
-        row("a", "frame_difference@budget", "1x1", 0.2, 0.20, 0.69, fixed_at_key_fraction=0.70),
+        row("a", "frame_difference@budget", "1x1", 0.2, 0.20, 0.69, fixed_at_key_fraction=0.70,
+            fixed_phase_low=0.68, fixed_phase_high=0.72),  # within the fixed interval's phases: marked
         row("a", "flow_magnitude@budget", "1x1", 0.2, 0.90, 0.95),  # outside fixed interval's curve
         row("b", "fixed_interval", "2x2", 0.1, 0.10, 0.40), row("b", "fixed_interval", "2x2", 0.2, 0.20, 0.60),
         row("b", "flow_magnitude@budget", "2x2", 0.1, 0.15, 0.52),  # no dense curve: along fixed's rows
@@ -640,7 +641,7 @@ def test_at_a_glance_names_the_best_scheduler_per_data_set_grid_and_budget():
     header, lines = at_a_glance(rows)
     assert header == ["data set", "regions", "budget 0.10", "budget 0.20"]
     # a: +0.06 (15%) beats +0.04 at 0.1; copy's +0.30 and the optimum are not schedulers
-    assert lines[0] == ["a", "1x1", "frame_difference@budget +0.060 (15%)", "frame_difference@budget -0.010"]
+    assert lines[0] == ["a", "1x1", "frame_difference@budget +0.060 (15%)", "frame_difference@budget -0.010 ~"]
     # b: fixed interval at 0.15 interpolated between its rows: 0.40 + (0.60 - 0.40) * 0.5 = 0.50
     assert lines[1] == ["b", "2x2", "flow_magnitude@budget +0.020",
                         "frame_difference@budget, propagation_quality@budget +0.030"]

@@ -214,6 +214,14 @@ def comparisons(rows: list, tolerance: float = OFF_BUDGET) -> list:
     return out
 
 
+def within_phase_luck(row: dict) -> bool:
+    """Whether ``row``'s accuracy lies within the fixed interval's single phases at its key fraction
+    (``fixed_phase_low`` .. ``fixed_phase_high``, see :mod:`.ceiling_rows`): a figure a fixed interval
+    can show by where its first key falls alone. ``False`` where the run has no such range."""
+    low, high = row.get("fixed_phase_low"), row.get("fixed_phase_high")
+    return low is not None and high is not None and low <= row["accuracy"] <= high
+
+
 def findings(rows: list, tolerance: float = OFF_BUDGET) -> list:
     """Plain sentences: each policy at each fair budget against fixed interval on the same regions,
     at equal cost (:func:`comparisons`); a difference within :data:`TIE` is a tie, and a win or loss
@@ -228,11 +236,10 @@ def findings(rows: list, tolerance: float = OFF_BUDGET) -> list:
             continue
         delta = row["accuracy"] - reference
         verdict = "beats" if delta > TIE else ("trails" if delta < -TIE else "ties with")
-        low, high = row.get("fixed_phase_low"), row.get("fixed_phase_high")
         phases = ""
-        if verdict != "ties with" and low is not None and high is not None and low <= row["accuracy"] <= high:
-            phases = (f"; within the fixed interval's single phases there ({_fmt(low)}..{_fmt(high)}): "
-                      "where its first key falls alone moves it that far")
+        if verdict != "ties with" and within_phase_luck(row):
+            phases = (f"; within the fixed interval's single phases there ({_fmt(row['fixed_phase_low'])}.."
+                      f"{_fmt(row['fixed_phase_high'])}): where its first key falls alone moves it that far")
         out.append(f"budget {budget:.2f}, {grid}: {policy} {verdict} fixed_interval "
                    f"({_fmt(row['accuracy'])} vs {_fmt(reference)}; {how}{phases})")
     return out
@@ -245,8 +252,9 @@ def at_a_glance(rows: list) -> tuple[list, list]:
     """``(header, lines)`` of one table over every data set: per data set and region grid, at each
     fair budget, the scheduling policy (baselines and the optimum left out) with the largest gain
     over fixed interval at equal cost (:func:`comparisons`), its gain and, where the run has it, the
-    share of the headroom it captures (``headroom_captured``). Policies whose gains print the same
-    (to 0.001) are named together, with the first one's share."""
+    share of the headroom it captures (``headroom_captured``), marked ``~`` where its accuracy lies
+    within the fixed interval's single phases (:func:`within_phase_luck`). Policies whose gains print
+    the same (to 0.001) are named together, with the first one's share and mark."""
     gains: dict = {}
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         for row, reference, _ in comparisons([r for r in rows if r["dataset"] == dataset]):
@@ -270,7 +278,8 @@ def at_a_glance(rows: list) -> tuple[list, list]:
             tied, gain = found
             share = tied[0].get("headroom_captured")
             captured = f" ({share:.0%})" if isinstance(share, (int, float)) and np.isfinite(share) else ""
-            cells.append(f"{', '.join(r['policy'] for r in tied)} {gain:+.3f}{captured}")
+            luck = " ~" if within_phase_luck(tied[0]) else ""
+            cells.append(f"{', '.join(r['policy'] for r in tied)} {gain:+.3f}{captured}{luck}")
         lines.append([dataset, grid, *cells])
     return header, lines
 
@@ -322,7 +331,9 @@ def write(folder: ResultFolder, config_extra: Optional[dict] = None, log=logger.
             "",
             "Per data set and region grid, at each fair budget: the scheduling policy with the largest gain over "
             f"fixed interval at the key fraction it really spent (a gain within {TIE} is a tie), and in brackets "
-            "the share of the headroom to the optimal schedule it captures, where the run has an optimum. "
+            "the share of the headroom to the optimal schedule it captures, where the run has an optimum; "
+            "~: its accuracy lies within the fixed interval's single phases there (`fixed's phases` below), "
+            "a figure a fixed interval can show by where its first key falls alone. "
             "The sections below give every policy.",
             "",
             markdown_table(glance_header, glance_lines),
@@ -371,7 +382,7 @@ def write(folder: ResultFolder, config_extra: Optional[dict] = None, log=logger.
     if glance_lines:
         log("")
         log("At a glance: the scheduling policy with the largest gain over fixed interval at equal cost "
-            "(headroom captured)")
+            "(headroom captured; ~ within the fixed interval's single phases)")
         log(text_table(glance_header, glance_lines))
     log(f"\nwrote {folder.path('results.csv')}, results.json, pareto.png, summary.md ({done} of {planned} cells)")
     return report
