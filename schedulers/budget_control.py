@@ -124,8 +124,10 @@ class BudgetController:
         with no history), and whether it is exceptional: NaN, or far above them (above
         ``max + (max - median)``), or a *jump*: far above the recent scores that were not
         exceptional themselves, and up from the region's ``previous`` score (its score on the frame before,
-        since the same key; NaN: none) by more than their spread ``max - median`` and more than
-        :data:`JUMP` times that score's size. An earlier cut's score then does not hide the next
+        since the same key; ``-inf``: its key is the frame before, so the rise counts from the lowest
+        size; NaN: none) by more than their spread ``max - median`` and more than
+        :data:`JUMP` times that score's size (from 0, or from the lowest of those scores when they
+        go below 0, as negated ones do). An earlier cut's score then does not hide the next
         cut, and a score growing from frame to frame (a renewal score since a key: ``a (a + 1) / 2``
         rises by ``a``, less than three times ``a (a - 1) / 2`` from the second frame on) is no jump."""
         nan = np.isnan(scores)
@@ -147,9 +149,14 @@ class BudgetController:
                 ordinary_high = ordinary.max()
                 spread = np.maximum(ordinary_high - np.median(ordinary), _slack(ordinary_high))
                 previous = np.asarray(previous, np.float64)
-                known = np.where(np.isfinite(previous), previous, 0.0)
+                # A score's size is measured from 0, or from the lowest ordinary score when scores go
+                # below 0 (a policy updated where its score is low is ranked on the negated score);
+                # a region whose key is new (previous -inf) starts there.
+                base = min(0.0, float(ordinary.min()))
+                fresh = np.isneginf(previous)
+                known = np.where(fresh, base, np.where(np.isfinite(previous), previous, 0.0))
                 rise = scores - known
-                jump = np.isfinite(previous) & (rise > spread) & (rise > JUMP * np.abs(known))
+                jump = (np.isfinite(previous) | fresh) & (rise > spread) & (rise > JUMP * np.abs(known - base))
                 far |= jump & (scores > ordinary_high + spread)
         return ranks, nan | (far & ~nan)
 
@@ -170,8 +177,8 @@ class BudgetController:
         to decide when the credit overflows is not the one that always spends).
         ``ages``: frames since each region's key (the price rule sets its first
         price from the score a region reaches at the target's interval).
-        ``previous``: each region's score on its frame before, since the same key (NaN: none),
-        for the hard-cut test (:meth:`ranks`).
+        ``previous``: each region's score on its frame before, since the same key (``-inf``: its key
+        is new; NaN: none), for the hard-cut test (:meth:`ranks`).
         """
         scores = np.asarray(scores, np.float64)
         nan = np.isnan(scores)

@@ -519,6 +519,47 @@ def test_a_cut_is_keyed_at_once_even_after_an_earlier_one(cuts):
     assert abs(updates.mean() - 0.1) <= 0.03
 
 
+class ConfidenceAfterCut(CutAfterCut):
+    """A confidence (higher = better, updated where low, as the decision network's): about 0.9, and
+    0.1 once a scene cut lies between the key and the frame."""
+
+    update_when_below = True
+
+    def score(self, context):
+        rng = np.random.default_rng(self.seed + context.frame_index)
+        base = rng.uniform(0.85, 0.95, context.num_regions)
+        cut = [any(k < c <= context.frame_index for c in self.cuts) for k in context.key_indices]
+        return np.where(cut, 0.1, base)
+
+
+@pytest.mark.parametrize("cuts", CUTS.values())
+def test_a_cut_in_a_confidence_is_keyed_at_once_even_after_an_earlier_one(cuts):
+    """A score updated where low is ranked negated (below 0): the jump from the frame before is
+    measured from the lowest ordinary score, not from 0, so an earlier cut does not hide the next."""
+    policy = KeyBudget(ConfidenceAfterCut(cuts), 0.1)
+    updates, decisions = run(policy, np.zeros((130, 1)))
+    assert updates[list(cuts), 0].all(), [t for t in range(130) if updates[t, 0]]
+    flagged = [d.frame_index for d in decisions if d.extras["budget"]["cuts"][0]]
+    assert set(cuts) <= set(flagged), flagged
+    assert abs(updates.mean() - 0.1) <= 0.03
+
+
+def test_a_cut_in_a_confidence_a_frame_after_a_key_is_a_jump_from_the_lowest_score():
+    """On the first frame after its key a confidence's jump counts from the lowest recent (negated)
+    score, as a cost's counts from 0: cuts placed one frame after ordinary keys, with a cut among the
+    recent scores (so only the jump can find the next), are all flagged as cuts."""
+    frames, cuts = 160, [20]
+    while len(cuts) < 4:
+        updates, _ = run(KeyBudget(ConfidenceAfterCut(tuple(cuts)), 0.1), np.zeros((frames, 1)))
+        later = [t for t in np.flatnonzero(updates[1:, 0]) + 1 if t >= cuts[-1] + 8 and t + 1 < frames]
+        assert later, cuts
+        cuts.append(int(later[0]) + 1)
+    updates, decisions = run(KeyBudget(ConfidenceAfterCut(tuple(cuts)), 0.1), np.zeros((frames, 1)))
+    flagged = [d.frame_index for d in decisions if d.extras["budget"]["cuts"][0]]
+    assert set(cuts) <= set(flagged), (cuts, flagged)
+    assert updates[cuts, 0].all(), cuts
+
+
 def test_a_shared_budget_keys_each_streams_cuts_even_after_earlier_ones():
     made = iter(CUTS.values())
     shared = SharedBudget(lambda: CutAfterCut(next(made)), target=0.1)
