@@ -178,6 +178,9 @@ def calibrate(
         if [len(c) for c in labelled] != [len(c) for c in streams]:
             raise ValueError(f"labels give {[len(c) for c in labelled]} label maps per clip for "
                              f"{[len(c) for c in streams]} frames; give one per frame")
+        # Checked, and brought to the frames' size, once rather than in every trial.
+        labelled = [[None if m is None else Tracker._checked_labels(m, t, np.shape(f)[:2])
+                     for t, (m, f) in enumerate(zip(maps, stream))] for maps, stream in zip(labelled, streams)]
     total = sum(len(s) for s in streams)
     if not streams or total < 2:
         raise ValueError(f"the calibration data needs at least 2 frames, got {total}")

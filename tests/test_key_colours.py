@@ -205,6 +205,33 @@ def test_calibration_replays_with_the_labels_and_names_a_mismatch():
         calibrate(policy, frames, target_key_fraction=0.25, flow=flow)
 
 
+def test_calibration_brings_coarse_labels_to_the_frames_once_and_names_a_bad_one():
+    """Labels on a coarser grid calibrate as their frame-sized maps do (they are brought to the
+    frames' size once, before the trials); a map that fits no stride is named before any trial."""
+    from schedulers import calibrate
+
+    frames = [_two_colour_scene(s)[0] for s in range(0, 24, 2)]
+    coarse = [_two_colour_scene(s)[1][::4, ::4] for s in range(0, 24, 2)]
+    full = [np.repeat(np.repeat(c, 4, axis=0), 4, axis=1) for c in coarse]
+    assert full[0].shape == frames[0].shape[:2]
+    flow = lambda c, k: np.zeros(c.shape[:2] + (2,), np.float32)  # noqa: E731
+    policy = PropagationQuality(_label_predictor())
+    on_coarse = calibrate(policy, frames, labels=coarse, target_key_fraction=0.25, flow=flow)
+    on_full = calibrate(policy, frames, labels=full, target_key_fraction=0.25, flow=flow)
+    assert (on_coarse.threshold, on_coarse.key_fraction) == (on_full.threshold, on_full.key_fraction)
+    bad = list(coarse)
+    bad[7] = np.zeros((8, 6), int)  # no one stride fits both sides of 48x64
+    calls = []
+
+    def counted(current, key):
+        calls.append(1)
+        return flow(current, key)
+
+    with pytest.raises(ValueError, match=r"labels of frame 7 have shape \(8, 6\)"):
+        calibrate(policy, frames, labels=bad, target_key_fraction=0.25, flow=counted)
+    assert not calls  # no frame was replayed
+
+
 def test_pair_signals_select_a_predictors_columns():
     from adaptive_dff.compare.optimal import PairSignals
 
