@@ -69,9 +69,10 @@ to 4 keys per frame; the fraction is keys / region-frames):
   Both rules act within the credit limits above.
 * **A hard cut**: a score above ``max + (max - median)`` of the recent
   scores, or one that jumps there from the region's score on the frame before
-  (on the first frame after its key from 0, or from the lowest recent score
-  when scores go below 0, as a score updated where low does once negated)
-  while the scores that were no cut stay
+  (on the first frame after its key from a *base*: 0, or, when recent scores
+  that were no cut go below 0, as a score updated where low does once
+  negated, the lowest of them; the jump's size is measured from the base
+  too) while the scores that were no cut stay
   below (so an earlier cut's score does not hide the next one; see
   :meth:`BudgetController.ranks`), or, under the price rule, a cost at least
   ``CUT_PRICE`` (16) times the price in force (which the recent scores
@@ -211,8 +212,9 @@ def interval_masks(context: Context, min_interval: int, max_interval: Optional[i
 def previous_scores(last: Optional[tuple], context: Context) -> np.ndarray:
     """Each region's score on the stream's frame before (``last`` = (key indices, scores) then), for
     the hard-cut test's jump: ``-inf`` where its key has changed since (the key frame itself, which
-    differs from nothing, is where its scores start: the jump is measured from their lowest, see
-    :meth:`~schedulers.budget_control.BudgetController.ranks`), NaN with no frame before."""
+    differs from nothing, is where its scores start: the jump then counts from the base, see
+    :meth:`~schedulers.budget_control.BudgetController.ranks`; a score of ``-inf`` on the frame
+    before counts alike), NaN with no frame before."""
     keys = np.asarray(context.key_indices, np.int64)
     if last is None or last[0].shape != keys.shape:
         return np.full(keys.shape, np.nan)

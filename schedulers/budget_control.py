@@ -124,10 +124,10 @@ class BudgetController:
         with no history), and whether it is exceptional: NaN, or far above them (above
         ``max + (max - median)``), or a *jump*: far above the recent scores that were not
         exceptional themselves, and up from the region's ``previous`` score (its score on the frame before,
-        since the same key; ``-inf``: its key is the frame before, so the rise counts from the lowest
-        size; NaN: none) by more than their spread ``max - median`` and more than
-        :data:`JUMP` times that score's size (from 0, or from the lowest of those scores when they
-        go below 0, as negated ones do). An earlier cut's score then does not hide the next
+        since the same key; ``-inf``: its key is new, so the rise counts from the base below; NaN:
+        none) by more than their spread ``max - median`` and more than :data:`JUMP` times that
+        score's size. Sizes count from a *base*: 0, or the lowest of the recent scores that were not
+        exceptional when it is below 0 (as negated scores are). An earlier cut's score then does not hide the next
         cut, and a score growing from frame to frame (a renewal score since a key: ``a (a + 1) / 2``
         rises by ``a``, less than three times ``a (a - 1) / 2`` from the second frame on) is no jump."""
         nan = np.isnan(scores)

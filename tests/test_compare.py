@@ -437,11 +437,14 @@ def test_the_main_command_runs_on_the_embedded_default(tmp_path, capsys):
             assert row[column] == (None if expected is None else pytest.approx(expected))
         # the fixed interval's single phases bracket its phase-fair mean; its own row spans exactly its interval's
         assert row["fixed_phase_low"] <= row["fixed_at_key_fraction"] + 1e-12 <= row["fixed_phase_high"] + 2e-12
-        if row["policy"] == "fixed_interval":
-            entry = dense["fixed_interval_phases"][int(row["threshold"]) - 1]
+        if row["policy"] == "fixed_interval":  # at its interval's mean key fraction, a point of the drawn band
+            entry = next(p for p in dense["fixed_interval_phases"] if p[0] == pytest.approx(row["key_fraction"]))
             assert (row["fixed_phase_low"], row["fixed_phase_high"]) == (pytest.approx(entry[1]), pytest.approx(entry[2]))
     assert any(float(r["fixed_phase_high"]) > float(r["fixed_phase_low"]) for r in rows)
-    assert "fixed's phases" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    fixed_rows = [r for r in rows if r["policy"] == "fixed_interval" and r["dataset"] == "synthetic-steady"]
+    assert "fixed's phases" in summary and all(
+        f"| {float(r['fixed_phase_low']):.3f}..{float(r['fixed_phase_high']):.3f} |" in summary for r in fixed_rows)
     assert main(args) == 0 and "already done" in capsys.readouterr().out
 
 
@@ -610,6 +613,10 @@ def test_findings_judge_a_row_where_the_headroom_table_does():
                       "that far)"]
     beyond = findings([fixed, row("propagation_quality@budget", 0.200, 0.910, **phases)])
     assert "beats" in beyond[0] and "phases" not in beyond[0]
+    at_edge = findings([fixed, row("propagation_quality@budget", 0.200, 0.905, **phases)])
+    assert "within the fixed interval's single phases" in at_edge[0]  # the range's ends belong to it
+    tie = findings([fixed, row("propagation_quality@budget", 0.200, 0.884, **phases)])
+    assert "ties with" in tie[0] and "phases" not in tie[0]  # a tie says nothing more
 
 
 def test_at_a_glance_names_the_best_scheduler_per_data_set_grid_and_budget():
@@ -637,6 +644,9 @@ def test_at_a_glance_names_the_best_scheduler_per_data_set_grid_and_budget():
         row("b", "flow_magnitude@budget", "2x2", 0.1, 0.15, 0.52),  # no dense curve: along fixed's rows
         row("b", "frame_difference@budget", "2x2", 0.2, 0.20, 0.6304),  # ties to 0.001 with the next
         row("b", "propagation_quality@budget", "2x2", 0.2, 0.20, 0.6296, headroom_captured=0.5),
+        row("c", "fixed_interval", "1x1", 0.1, 0.10, 0.50),  # a tie within the phases: not marked
+        row("c", "frame_difference@budget", "1x1", 0.1, 0.10, 0.503, fixed_at_key_fraction=0.50,
+            fixed_phase_low=0.49, fixed_phase_high=0.51),
     ]
     header, lines = at_a_glance(rows)
     assert header == ["data set", "regions", "budget 0.10", "budget 0.20"]
@@ -645,6 +655,7 @@ def test_at_a_glance_names_the_best_scheduler_per_data_set_grid_and_budget():
     # b: fixed interval at 0.15 interpolated between its rows: 0.40 + (0.60 - 0.40) * 0.5 = 0.50
     assert lines[1] == ["b", "2x2", "flow_magnitude@budget +0.020",
                         "frame_difference@budget, propagation_quality@budget +0.030"]
+    assert lines[2] == ["c", "1x1", "frame_difference@budget +0.003", ""]
 
 
 def test_the_help_of_policies_names_the_default_policies():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from adaptive_dff.compare.ceiling import (
-    clip_targets, headroom_captured, interpolate, optimal_curve, phase_fair_fixed, phase_range, same_share_curve,
+    PhaseLuck, clip_targets, headroom_captured, interpolate, optimal_curve, phase_fair_fixed, same_share_curve,
     same_share_fractions, score,
 )
 from adaptive_dff.compare.optimal import (
@@ -246,22 +246,38 @@ def test_optimal_curve_matches_brute_force_on_a_tiny_clip():
         assert point.accuracy >= truth[point.keys] - 0.01
 
 
-def test_phase_range_is_each_phases_gain_over_the_phase_fair_curve_at_its_own_key_fraction():
+def test_phase_luck_covers_every_single_phase_at_its_own_key_fraction_and_nothing_wider():
+    """The band at a key fraction: the phase-fair curve there plus the lowest and highest gain (each
+    phase against the curve at the key fraction it spent) of the phases of the two intervals around
+    it and of any phase spending between their means; checked against an independent loop with
+    ``np.interp``, and every single-phase schedule lies inside the band at its own key fraction."""
     rng = np.random.default_rng(12)
     tables = [random_table(rng, 29, 9), random_table(rng, 31, 9), random_table(rng, 19, 9)]
-    fixed = phase_fair_fixed(tables)
-    means = sorted((np.mean([f for f, _ in explicit_phases(tables, l)]), np.mean([a for _, a in explicit_phases(tables, l)]))
-                   for l in range(1, 11))
-    xs, ys = np.array(means).T
-    spans = phase_range(fixed)
-    for interval, (fraction, low, high) in zip(range(1, 11), spans):
-        gains = [a - np.interp(f, xs, ys) for f, a in explicit_phases(tables, interval) if xs[0] <= f <= xs[-1]]
-        mean = np.interp(fraction, xs, ys)
-        assert fraction == pytest.approx(np.mean([f for f, _ in explicit_phases(tables, interval)]))
-        assert low == pytest.approx(mean + min(min(gains, default=0.0), 0.0))
-        assert high == pytest.approx(mean + max(max(gains, default=0.0), 0.0))
-    assert spans[0][1] == spans[0][2] == pytest.approx(1.0)  # interval 1 has one phase: every frame a key
-    assert max(high - low for _, low, high in spans) > 0.02  # the phases do differ here
+    luck = PhaseLuck(phase_fair_fixed(tables))
+    per_interval = {l: explicit_phases(tables, l) for l in range(1, 11)}
+    means = {l: np.mean([f for f, _ in p]) for l, p in per_interval.items()}
+    xs, ys = np.array(sorted((means[l], np.mean([a for _, a in p])) for l, p in per_interval.items())).T
+    points = [(f, a, l) for l, p in per_interval.items() for f, a in p if xs[0] <= f <= xs[-1]]
+    for x in [*means.values(), *(f for f, _, _ in points), *rng.uniform(xs[0], xs[-1], 20)]:
+        below = max(m for m in means.values() if m <= x + 1e-12)
+        above = min(m for m in means.values() if m >= x - 1e-12)
+        gains = [a - np.interp(f, xs, ys) for f, a, l in points
+                 if means[l] in (below, above) or below - 1e-12 <= f <= above + 1e-12]
+        fair = np.interp(x, xs, ys)
+        low, high = luck.band(x)
+        assert low == pytest.approx(fair + min(0.0, min(gains))) and high == pytest.approx(fair + max(0.0, max(gains)))
+    for fraction, accuracy, _ in points:  # no single phase is luckier than the band at its own cost
+        low, high = luck.band(fraction)
+        assert low - 1e-12 <= accuracy <= high + 1e-12
+    assert luck.band(1.0) == (pytest.approx(1.0), pytest.approx(1.0))  # interval 1: every frame a key
+    assert luck.band(xs[0] / 2) is None  # outside the curve
+    widths = [high - low for _, low, high in luck.curves()]
+    assert max(widths) > 0.02 and min(widths) >= 0.0  # the phases do differ here
+    # Hand-made: where every phase near it gains, the band still reaches down to the phase-fair figure.
+    made = PhaseLuck([{"key_fraction": 0.5, "accuracy": 0.8, "phases": [[0.5, 0.85], [0.5, 0.9]]},
+                      {"key_fraction": 1.0, "accuracy": 1.0, "phases": [[1.0, 1.0]]}])
+    assert made.band(0.5) == (pytest.approx(0.8), pytest.approx(0.9))
+    assert made.band(0.75) == (pytest.approx(0.9), pytest.approx(0.9 + 0.1))
 
 
 def test_headroom_on_hand_made_curves():

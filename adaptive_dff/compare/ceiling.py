@@ -233,7 +233,7 @@ def phase_fair_fixed(tables: Sequence[PairTable], intervals: Optional[Sequence[i
     ``window`` frames): ``{"interval", "key_fraction", "accuracy", "phase0_key_fraction",
     "phase0_accuracy", "phases"}``: means over the phases ``first = 1..l`` (``first = l`` is
     phase 0, the policy's own schedule), phase 0's figures, and every phase's ``[key fraction,
-    accuracy]`` (see :func:`phase_range`); ``metric``: see the module notes."""
+    accuracy]`` (see :class:`PhaseLuck`); ``metric``: see the module notes."""
     tables = list(tables)
     metric = metric or MeanIoU(tables)
     window = tables[0].window
@@ -253,22 +253,47 @@ def phase_fair_fixed(tables: Sequence[PairTable], intervals: Optional[Sequence[i
     return out
 
 
-def phase_range(fixed: Sequence[dict]) -> list:
-    """How far a fixed interval's figure moves with where its first key falls alone: per interval
-    of ``fixed`` (:func:`phase_fair_fixed`), ``[key fraction, low, high]``, the phase-fair mean
-    plus the lowest and highest gain of a single phase over the phase-fair curve at the key
-    fraction that phase spent (phases spend different numbers of keys, so each is judged at its
-    own cost, as a policy is), ``low`` never above the mean and ``high`` never below. A phase
-    outside the curve is left out; an interval with none (or one phase) gets ``low = high =`` its
-    mean."""
-    curve = [(f["key_fraction"], f["accuracy"]) for f in fixed]
-    out = []
-    for f in fixed:
-        gains = [accuracy - at for fraction, accuracy in f["phases"]
-                 if (at := interpolate(curve, fraction)) is not None]
-        low, high = (min(gains), max(gains)) if gains else (0.0, 0.0)
-        out.append([f["key_fraction"], f["accuracy"] + min(low, 0.0), f["accuracy"] + max(high, 0.0)])
-    return out
+class PhaseLuck:
+    """How far a fixed interval's figure moves with where its first key falls alone.
+
+    From the intervals of ``fixed`` (:func:`phase_fair_fixed`), every single phase's *gain*: its
+    accuracy minus the phase-fair curve at the key fraction that phase spent (phases spend
+    different numbers of keys, so each is judged at its own cost, as a policy is; a phase outside
+    the curve is left out). :meth:`band` gives, at a key fraction, the range of those gains among
+    the phases that spend about as much.
+    """
+
+    def __init__(self, fixed: Sequence[dict]):
+        self.curve = [(f["key_fraction"], f["accuracy"]) for f in fixed]
+        self.means = sorted({f["key_fraction"] for f in fixed})
+        self.phases = []  # (key fraction, gain, the interval's mean key fraction)
+        for f in fixed:
+            for fraction, accuracy in f["phases"]:
+                at = interpolate(self.curve, fraction)
+                if at is not None:
+                    self.phases.append((fraction, accuracy - at, f["key_fraction"]))
+
+    def band(self, key_fraction: float) -> Optional[tuple]:
+        """``(low, high)``: the phase-fair accuracy at ``key_fraction`` plus the lowest and highest
+        gain of a single phase that spends about as much: a phase of the two intervals whose mean
+        key fractions lie nearest below and above it (one interval when it is that interval's
+        mean), or any phase whose key fraction lies between those two means. ``low`` is never above
+        the phase-fair figure and ``high`` never below; ``None`` outside the curve."""
+        fair = interpolate(self.curve, key_fraction)
+        if fair is None:
+            return None
+        slack = 1e-12
+        below = max(m for m in self.means if m <= key_fraction + slack)
+        above = min(m for m in self.means if m >= key_fraction - slack)
+        gains = [gain for fraction, gain, mean in self.phases
+                 if mean in (below, above) or below - slack <= fraction <= above + slack]
+        return fair + min(0.0, min(gains, default=0.0)), fair + max(0.0, max(gains, default=0.0))
+
+    def curves(self) -> list:
+        """``[[key fraction, low, high]]`` of :meth:`band` at every interval's mean and every
+        phase's key fraction inside the curve, in order (for drawing the band)."""
+        points = sorted({*self.means, *(fraction for fraction, _, _ in self.phases)})
+        return [[x, *band] for x in points if (band := self.band(x)) is not None]
 
 
 def interpolate(curve: Sequence[tuple], x: float) -> Optional[float]:

@@ -12,12 +12,12 @@ copied). From a data set's tables (:mod:`adaptive_dff.compare.ceiling`):
   the same share: what a per-stream budget can reach);
 * every row gets the phase-fair fixed interval's accuracy at the key fraction
   it really spent (``fixed_at_key_fraction``), and that plus the lowest and
-  highest gain of a single phase over it (``fixed_phase_low``,
-  ``fixed_phase_high``; :func:`~adaptive_dff.compare.ceiling.phase_range`,
-  interpolated between intervals like the mean): on a few short clips where
-  the first key falls moves a fixed interval's figure by as much as a
-  policy's gain, and a gain inside that range is one a fixed interval can
-  show by its phase alone;
+  highest gain over it of a single phase that spends about as much
+  (``fixed_phase_low``, ``fixed_phase_high``;
+  :meth:`~adaptive_dff.compare.ceiling.PhaseLuck.band`): on a few short
+  clips where the first key falls moves a fixed interval's figure by as much
+  as a policy's gain, and a gain inside that range is one a fixed interval
+  can show by its phase alone;
 * every row gets ``headroom_captured`` at the key fraction it really spent,
   against the dense phase-fair fixed curve (intervals ``1..window``) and the
   optimal schedule *of the same kind* (:func:`ceiling_of`): the per-clip
@@ -38,7 +38,7 @@ from typing import Optional
 import numpy as np
 
 from adaptive_dff.compare.ceiling import (
-    headroom_captured, interpolate, optimal_curve, phase_fair_fixed, phase_range, same_share_curve,
+    PhaseLuck, headroom_captured, interpolate, optimal_curve, phase_fair_fixed, same_share_curve,
     same_share_fractions,
 )
 from adaptive_dff.compare.config import ARMS, PAIR_TABLE, parse_arm
@@ -88,7 +88,7 @@ def apply(rows: list, cells: dict, signature: dict) -> dict:
     """Update ``rows`` in place (phase-fair figures, optimal rows, headroom); return the dense
     curves per data set: ``{"optimal": [[key fraction, mIoU]], "fixed_interval": [[.., .., interval]],
     "copy": [...], "fixed_interval_phases": [[key fraction, low, high]]}`` (low and high:
-    :func:`~adaptive_dff.compare.ceiling.phase_range`)."""
+    :meth:`~adaptive_dff.compare.ceiling.PhaseLuck.band`)."""
     config = signature["config"]
     budgets = _budgets(config)
     curves = {}
@@ -104,8 +104,9 @@ def apply(rows: list, cells: dict, signature: dict) -> dict:
             if row["policy"] in PHASE_FAIR and row["regions"] == "1x1":
                 _phase_fair(row, fixed[row["policy"]])
         dense = {"fixed_interval": [[f["key_fraction"], f["accuracy"], f["interval"]] for f in fixed["fixed_interval"]],
-                 "copy": [[f["key_fraction"], f["accuracy"], f["interval"]] for f in fixed["copy"]],
-                 "fixed_interval_phases": phase_range(fixed["fixed_interval"])}
+                 "copy": [[f["key_fraction"], f["accuracy"], f["interval"]] for f in fixed["copy"]]}
+        luck = PhaseLuck(fixed["fixed_interval"])
+        dense["fixed_interval_phases"] = luck.curves()
         if "optimal" in (config.get("policies") or ()):
             curve, at_budget, same = optimal_curve(tables["warp"], [b for b, _ in budgets],
                                                    same_fractions=same_share_fractions(tables["warp"]),
@@ -125,8 +126,6 @@ def apply(rows: list, cells: dict, signature: dict) -> dict:
                     rows.append(row)
                     mine.append(row)
         fixed_curve = [(x, y) for x, y, _ in dense["fixed_interval"]]
-        phases = [[(x, low) for x, low, _ in dense["fixed_interval_phases"]],
-                  [(x, high) for x, _, high in dense["fixed_interval_phases"]]]
         ceilings = {kind: [(x, y) for x, y in dense.get(name, [])]
                     for kind, name in (("shared", "optimal"), ("per_clip", "optimal_per_clip"))}
         for row in mine:
@@ -134,7 +133,7 @@ def apply(rows: list, cells: dict, signature: dict) -> dict:
             if kf is None or acc is None or not np.isfinite(kf) or not np.isfinite(acc):
                 continue
             row["fixed_at_key_fraction"] = interpolate(fixed_curve, kf)
-            row["fixed_phase_low"], row["fixed_phase_high"] = (interpolate(curve, kf) for curve in phases)
+            row["fixed_phase_low"], row["fixed_phase_high"] = luck.band(kf) or (None, None)
             if not ceilings["shared"]:
                 continue
             kind = ceiling_of(row["policy"])
@@ -195,9 +194,9 @@ def summary_lines(rows: list, curves: Optional[dict], window: Optional[int]) -> 
         "every row. `fixed_interval` and `copy` on 1x1 are phase-fair "
         "(their phase-0 figures are in results.csv); `optimal` spreads the data set's budget over its clips, "
         "`optimal_per_clip` gives every clip the same share. `fixed's phases` adds to `fixed there` the lowest and "
-        "highest gain a fixed interval shows with its first key at a single phase (each phase at the key "
-        "fraction it spent): an accuracy inside that range is one a fixed interval can show by where its first "
-        "key falls alone.",
+        "highest gain a fixed interval shows with its first key at a single phase, among the phases that spend "
+        "about as much (each phase judged at the key fraction it spent): an accuracy inside that range is one a "
+        "fixed interval can show by where its first key falls alone.",
         "",
         "| policy | regions | budget | key fraction | accuracy | fixed there | fixed's phases | ceiling "
         "| optimal there | headroom captured | against shared |",

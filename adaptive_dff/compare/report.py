@@ -252,8 +252,9 @@ def at_a_glance(rows: list) -> tuple[list, list]:
     """``(header, lines)`` of one table over every data set: per data set and region grid, at each
     fair budget, the scheduling policy (baselines and the optimum left out) with the largest gain
     over fixed interval at equal cost (:func:`comparisons`), its gain and, where the run has it, the
-    share of the headroom it captures (``headroom_captured``), marked ``~`` where its accuracy lies
-    within the fixed interval's single phases (:func:`within_phase_luck`). Policies whose gains print
+    share of the headroom it captures (``headroom_captured``), marked ``~`` where it is no tie (more
+    than :data:`TIE`) and its accuracy lies within the fixed interval's single phases
+    (:func:`within_phase_luck`), as the findings say. Policies whose gains print
     the same (to 0.001) are named together, with the first one's share and mark."""
     gains: dict = {}
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
@@ -278,7 +279,7 @@ def at_a_glance(rows: list) -> tuple[list, list]:
             tied, gain = found
             share = tied[0].get("headroom_captured")
             captured = f" ({share:.0%})" if isinstance(share, (int, float)) and np.isfinite(share) else ""
-            luck = " ~" if within_phase_luck(tied[0]) else ""
+            luck = " ~" if abs(gain) > TIE and within_phase_luck(tied[0]) else ""
             cells.append(f"{', '.join(r['policy'] for r in tied)} {gain:+.3f}{captured}{luck}")
         lines.append([dataset, grid, *cells])
     return header, lines
