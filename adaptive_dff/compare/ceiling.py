@@ -259,8 +259,9 @@ class PhaseLuck:
     From the intervals of ``fixed`` (:func:`phase_fair_fixed`), every single phase's *gain*: its
     accuracy minus the phase-fair curve at the key fraction that phase spent (phases spend
     different numbers of keys, so each is judged at its own cost, as a policy is; a phase outside
-    the curve is left out). :meth:`band` gives, at a key fraction, the range of those gains among
-    the phases that spend about as much.
+    the curve is left out: at the curve's low end, where the longest interval's phases that spend
+    fewer keys than its mean lie, the band may reach only down). :meth:`band` gives, at a key
+    fraction, the range of those gains among the phases that spend about as much.
     """
 
     def __init__(self, fixed: Sequence[dict]):
