@@ -30,6 +30,8 @@ No TensorFlow: numpy and OpenCV only.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from schedulers.base import Context, Decision, Policy
@@ -47,11 +49,26 @@ def renewal_score(n: int, loss: float, total: float) -> float:
     return max(n * loss - total, RAMP_FLOOR * 0.5 * (n + 1) * loss)
 
 
+def _as_predictor(predictor):
+    """``predictor`` itself (``None`` or an object that predicts from signals), or the
+    :class:`schedulers.QualityPredictor` its path names; ``TypeError`` for anything else."""
+    if isinstance(predictor, (str, os.PathLike)):
+        from schedulers.quality_predictor import load_quality_predictor
+
+        return load_quality_predictor(predictor)
+    if predictor is not None and not callable(getattr(predictor, "predict", None)):
+        raise TypeError(f"predictor must be a QualityPredictor, the path of its file, or None; "
+                        f"got {type(predictor).__name__}")
+    return predictor
+
+
 class PropagationQuality(Policy):
     """Update regions by their predicted propagation quality.
 
     Args:
-        predictor: a fitted :class:`schedulers.QualityPredictor`; ``None``
+        predictor: a fitted :class:`schedulers.QualityPredictor`, or the
+            path of its file (loaded at once, as
+            :func:`schedulers.load_quality_predictor` loads it); ``None``
             loads the shipped default (:func:`schedulers.load_default_quality`):
             the one that also reads the key frames' labels when the pipeline
             gives them (``Tracker.label_keys``, or ``Tracker.step(frame,
@@ -77,7 +94,7 @@ class PropagationQuality(Policy):
 
     def __init__(self, predictor=None, threshold: float = 1.0, rule: str = "renewal", monotone: bool = True,
                  downsample: int = DEFAULT_DOWNSAMPLE):
-        self.predictor = predictor
+        self.predictor = _as_predictor(predictor)
         self.threshold = threshold
         self.rule = rule
         self.monotone = monotone

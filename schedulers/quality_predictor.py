@@ -251,6 +251,18 @@ class QualityPredictor:
                              f"{OUTPUTS}")
         if not shapes_ok:
             raise ValueError(f"quality predictor file {path!r} is damaged: its arrays do not fit {width} signals")
+        if self.kind not in KINDS:
+            raise ValueError(f"quality predictor file {path!r} is damaged: kind {self.kind!r} is not one of {KINDS}")
+        arrays = {"mean": self.mean_, "scale": self.scale_,
+                  **{f"layer {i} {part}": array for i, pair in enumerate(self.layers_)
+                     for part, array in zip(("weights", "bias"), pair)}}
+        for name, array in arrays.items():
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"quality predictor file {path!r} is damaged: its {name} hold "
+                                 f"{int(np.count_nonzero(~np.isfinite(array)))} values that are not finite")
+        if np.any(self.scale_ <= 0):
+            raise ValueError(f"quality predictor file {path!r} is damaged: its scale holds values at or below 0 "
+                             f"(signal {self.signal_names[int(np.argmax(self.scale_ <= 0))]!r})")
         if signals is not None:
             try:
                 self.check_signals(signals)

@@ -178,6 +178,38 @@ def test_predictor_files_of_other_signals_or_versions_are_refused(tmp_path):
         QualityPredictor.load(tmp_path / "missing.json")
 
 
+def test_a_policy_given_the_path_of_a_predictor_file_loads_it_and_refuses_what_is_no_predictor(tmp_path):
+    predictor, _, _ = _fitted()
+    predictor.save(tmp_path / "q.json")
+    policy = PropagationQuality(predictor=tmp_path / "q.json")
+    assert isinstance(policy.predictor, QualityPredictor) and policy.predictor.signal_names == predictor.signal_names
+    assert isinstance(policy.clone().predictor, QualityPredictor)
+    with pytest.raises(FileNotFoundError, match="missing.json' does not exist"):
+        PropagationQuality(predictor=str(tmp_path / "missing.json"))
+    with pytest.raises(TypeError, match="predictor must be a QualityPredictor, the path of its file, or None; got int"):
+        PropagationQuality(predictor=3)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: d["layers"][0]["weights"][0].__setitem__(0, float("nan")), "layer 0 weights hold 1 values that are not"),
+    (lambda d: d["layers"][-1].__setitem__("bias", [float("inf")]), r"layer \d bias hold 1 values that are not finite"),
+    (lambda d: d["mean"].__setitem__(2, float("-inf")), "its mean hold 1 values that are not finite"),
+    (lambda d: d["scale"].__setitem__(1, 0.0), "scale holds values at or below 0 .signal 'warp_error_mean'"),
+    (lambda d: d.__setitem__("kind", "forest"), "kind 'forest' is not one of"),
+])
+def test_predictor_files_with_numbers_that_cannot_predict_are_refused(tmp_path, damage, message):
+    """NaN or infinite weights (JSON allows them), a scale of 0 or an unknown kind would predict
+    nothing useful for every region: refused at load, naming the file and the array."""
+    predictor, _, _ = _fitted()
+    path = tmp_path / "q.json"
+    predictor.save(path)
+    data = json.loads(path.read_text())
+    damage(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=rf"q.json' is damaged: .*{message}"):
+        QualityPredictor.load(path)
+
+
 def test_a_predictor_fitted_at_another_downsample_is_refused(tmp_path):
     rng = np.random.default_rng(12)
     X = rng.uniform(0, 20, (100, len(BASE_SIGNALS)))  # noqa: N806
