@@ -239,8 +239,9 @@ class QualitySignals:
         ``flow`` is ``[h', w', 2]`` from the current region to the key region,
         its vectors in pixels of the region whatever its grid (full size, or
         a network's coarser grid, as :class:`schedulers.Context` carries
-        it); resized here. Non-finite flow
-        makes the warp signals non-finite (the policy then updates).
+        it); resized here. Flow with any non-finite value, even one the
+        shrinking would not sample, makes the warp signals non-finite (the
+        policy then updates).
         ``key_labels`` (needed with ``key_labels=True``): the key region's
         labels ``[h, w]`` int (negative = unknown), or ``[h, w, C]`` class
         scores (their argmax).
@@ -257,7 +258,8 @@ class QualitySignals:
             raise ValueError(f"flow of region {r}, frame {frame_index} must be [h, w, 2], got shape {flow.shape}")
         small = _flow_small(flow, current_gray.shape, current.shape[:2])
         maps = None
-        if cv2.checkRange(small)[0]:  # every value finite
+        # Every value finite, of the flow as given (shrinking samples only some of its pixels) and shrunk.
+        if bool(np.isfinite(flow).all()) and cv2.checkRange(small)[0]:
             maps = sample_maps(small)
             error = cv2.absdiff(current_gray, warp_to_current(state["gray"], small, maps))
             error_mean, error_p90 = cv2.mean(error)[0], _p90(error)

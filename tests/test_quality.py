@@ -302,6 +302,14 @@ def test_greedy_rule_and_non_finite_signals_update():
     policy = PropagationQuality(predictor, threshold=1e9, downsample=1)
     decision = policy.decide(Context(1, regions, regions, [0, 0], flow=flow))
     assert decision.update.tolist() == [False, True] and np.isinf(decision.scores[1])
+    # One non-finite pixel where the shrinking to the signals' grid samples none (downsample 4 reads
+    # the 2x2 centre of each 4x4 block): still updated, never kept.
+    policy = PropagationQuality(_fitted(downsample=4)[0], threshold=1e9, downsample=4)
+    for value in (np.nan, np.inf):
+        flow = [np.zeros((16, 16, 2), np.float32), np.zeros((16, 16, 2), np.float32)]
+        flow[1][0, 0, 1] = value
+        decision = policy.reset().decide(Context(1, regions, regions, [0, 0], flow=flow))
+        assert decision.update.tolist() == [False, True] and np.isinf(decision.scores[1])
 
 
 def test_policy_refuses_a_predictor_of_other_signals():
