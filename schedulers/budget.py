@@ -96,7 +96,10 @@ to 4 keys per frame; the fraction is keys / region-frames):
   depth: but for the keys ``max_interval`` forces, a loan is repaid within
   ``1 / target`` region-frames. While a loan is open the key fraction may
   lie one key (``1 / n``) beyond the promise above; with a cut every few
-  key intervals, that is most of the time.
+  key intervals, that is most of the time. A region whose score is not
+  finite (NaN or infinite: its signals could not be computed) that the
+  credit cannot key at once waits like any other, and the first such wait
+  of a stream is logged (a warning of ``schedulers.budget``).
 * **Intervals**, per region: no key before ``min_interval`` frames since the
   region's last one; a key whenever ``max_interval`` frames have passed,
   whatever the credit (then the balance may stay below ``-D`` for a while).
@@ -113,6 +116,7 @@ state (see :meth:`BudgetController.allocate`).
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Optional
 
@@ -121,6 +125,7 @@ import numpy as np
 from schedulers.base import Context, Decision, Policy, check_int
 from schedulers.budget_control import BudgetController
 
+logger = logging.getLogger(__name__)
 SLOPE = 0.009  # D / region-frames of a long stream
 EARLY = {"rank": 0.009, "price": 0.018}  # D / horizon before the horizon, per rule
 RULES = ("auto", "rank", "price")
@@ -219,6 +224,21 @@ def previous_scores(last: Optional[tuple], context: Context) -> np.ndarray:
     if last is None or last[0].shape != keys.shape:
         return np.full(keys.shape, np.nan)
     return np.where(last[0] == keys, last[1], -np.inf)
+
+
+def warn_kept_non_finite(raw: np.ndarray, update: np.ndarray, frame_index: int, stream: str = "the stream") -> bool:
+    """Log a warning when a region whose wrapped score is not finite (``raw``: NaN or infinite: its
+    signals could not be computed) was kept on frame ``frame_index``: the budget holds it to its
+    credit, so such a region waits for a key as the credit allows instead of getting one at once.
+    Returns whether it warned (callers warn once per stream)."""
+    kept = ~np.isfinite(np.asarray(raw, np.float64)) & ~np.asarray(update, bool)
+    if not kept.any():
+        return False
+    logger.warning(f"{stream}, frame {frame_index}: region(s) {np.flatnonzero(kept).tolist()} have scores that "
+                   "are not finite and were kept: the budget's credit allows no more keys now (they get theirs "
+                   "as credit comes; a score that stays non-finite points at broken input, e.g. the flow). "
+                   "Warned once per stream.")
+    return True
 
 
 def promised_horizon(regions: int, target: float) -> int:
@@ -338,4 +358,6 @@ class KeyBudget(BudgetPolicy):
                                             previous=previous_scores(getattr(self, "last_scores_", None), context))
         self.last_scores_ = (np.asarray(context.key_indices, np.int64).copy(), worse)
         self.frame_index_ = context.frame_index
+        if not getattr(self, "warned_non_finite_", False):
+            self.warned_non_finite_ = warn_kept_non_finite(raw, update, context.frame_index)
         return Decision(update=update, scores=raw, frame_index=context.frame_index, extras={"budget": state})

@@ -129,6 +129,34 @@ def test_nan_scores_count_as_worst_and_updates_never_stop():
     assert abs(updates.mean() - 0.2) <= 0.02
 
 
+def test_a_region_kept_with_a_non_finite_score_is_not_kept_silently(caplog):
+    """The budget holds a region whose score is not finite to its credit (a key as soon as it
+    allows): the first time one is kept, the stream's log says so, once."""
+    import logging
+
+    table = np.full((60, 1), np.inf)
+    with caplog.at_level(logging.WARNING, logger="schedulers.budget"):
+        updates, _ = run(KeyBudget(Scripted(table), 0.1), table)
+    kept = [r for r in caplog.records if "not finite and were kept" in r.getMessage()]
+    assert len(kept) == 1 and "frame 1: region(s) [0]" in kept[0].getMessage()
+    assert not updates[1:4, 0].any() and abs(updates.mean() - 0.1) <= 0.03  # the credit still decides
+    caplog.clear()
+    finite = np.linspace(0, 1, 60)[:, None]
+    with caplog.at_level(logging.WARNING, logger="schedulers.budget"):
+        run(KeyBudget(Scripted(finite), 0.1), finite)
+    assert not caplog.records
+    made = iter([table, table])
+    shared = SharedBudget(lambda: Scripted(next(made)), target=0.1)
+    img = np.zeros((16, 16, 3), np.uint8)
+    streams = {name: shared.stream(name) for name in ("a", "b")}
+    with caplog.at_level(logging.WARNING, logger="schedulers.budget"):
+        for t in range(1, 30):
+            for stream in streams.values():
+                stream.decide(Context(t, [img], [img], [0]))
+    named = sorted(r.getMessage().split(",")[0] for r in caplog.records if "not finite" in r.getMessage())
+    assert named == ["stream 'a'", "stream 'b'"]
+
+
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match=r"target must be a key-frame fraction in \(0, 1\], got 0"):
         KeyBudget(FrameDifference(), 0)
