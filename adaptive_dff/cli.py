@@ -125,6 +125,10 @@ def _compare(args) -> None:
         from schedulers import load_quality_predictor
 
         load_quality_predictor(config.quality_model)  # named before any video is decoded
+    if config.decision_model:
+        from schedulers import load_decision_model
+
+        load_decision_model(config.decision_model)  # named before --out is made: a rerun with a good file is not refused
     datasets = compare_datasets(args.dataset, videos=args.video, data_root=_data_root(args.data_root),
                                 frames=args.frames, seed=args.seed, model=config.model, labels=args.labels,
                                 clip_frames=args.clip_frames, video_scale=args.video_scale)

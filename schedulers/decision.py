@@ -214,10 +214,17 @@ class DecisionModel(Estimator):
         """Load what :meth:`save` wrote; errors name the missing or damaged file."""
         keras = require("keras", "DecisionModel")
 
+        import zipfile
+
         path = os.fspath(path)
-        for p in (path, path + ".json"):
-            if not os.path.isfile(p):
-                raise FileNotFoundError(f"decision model file {p!r} does not exist")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"decision model file {path!r} does not exist")
+        if not os.path.isfile(path + ".json"):
+            raise FileNotFoundError(f"decision model file {path!r} has no metadata file beside it ({path + '.json'!r}, "
+                                    "written with it by DecisionModel.save)")
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"decision model file {path!r} is not a .keras file (a .keras file is a zip archive; "
+                             "this one is not)")
         try:
             with open(path + ".json") as f:
                 meta = json.load(f)

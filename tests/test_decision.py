@@ -65,8 +65,11 @@ def test_decision_model_save_and_load(fitted, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         DecisionModel.load(tmp_path / "missing.keras")
     path.write_bytes(b"not a keras archive")
-    with pytest.raises(ValueError, match="could not be loaded"):
+    with pytest.raises(ValueError, match=r"decision.keras' is not a \.keras file"):
         DecisionModel.load(path)
+    (tmp_path / "alone.keras").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"alone.keras' has no metadata file beside it"):
+        DecisionModel.load(tmp_path / "alone.keras")
     with pytest.raises(ValueError, match=r"path must end in \.keras"):
         fitted.save(tmp_path / "decision.h5")
 

@@ -2,6 +2,7 @@
 their videos, and the command line that runs it."""
 
 import csv
+import json
 import os
 
 import numpy as np
@@ -288,6 +289,15 @@ def test_own_labelled_video_trains_a_predictor_that_compare_runs_with_quality_mo
     for path, words in ((bad, "--decision-model"), (tmp_path / "q" / "metrics.json", "not a quality predictor")):
         assert main(common + ["--quality-model", str(path), "--out", str(tmp_path / "bad")]) == 2
         assert words in capsys.readouterr().err and not os.path.exists(tmp_path / "bad")
+    # A bad --decision-model is named before --out is made, so the rerun with a good one is not refused.
+    arms = ["compare", "--video", frames, "--labels", folder, "--regions", "1x1", "--budgets", "0.2",
+            "--policies", "fixed_interval", "decision_network", "-q", "--out", str(tmp_path / "dn")]
+    damaged = json.loads(mine.read_text())
+    damaged["format_version"] = 2
+    (tmp_path / "v2.json").write_text(json.dumps(damaged))
+    assert main(arms + ["--decision-model", str(tmp_path / "v2.json")]) == 2
+    assert "format version 2" in capsys.readouterr().err and not os.path.exists(tmp_path / "dn")
+    assert main(arms + ["--decision-model", str(mine)]) == 0, capsys.readouterr().err
 
 
 @pytest.mark.data

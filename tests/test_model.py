@@ -211,5 +211,5 @@ def test_load_model_in_a_fresh_process_and_named_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_model(tmp_path / "missing.keras")
     (tmp_path / "bad.keras").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="could not be loaded"):
+    with pytest.raises(ValueError, match=r"bad.keras' is not a \.keras file"):
         load_model(tmp_path / "bad.keras")
