@@ -138,6 +138,14 @@ _ABSENT = _Absent()
 SHOWN_DIFFERENCES = 8  # a refused folder's message names at most this many differing values
 
 
+def _holds_only(out: str, record_file: str) -> bool:
+    """Whether the folder ``out`` holds no file but ``out/record_file`` (empty subfolders aside)."""
+    for root, _, names in os.walk(out):
+        if any(os.path.join(root, n) != os.path.join(out, record_file) for n in names):
+            return False
+    return True
+
+
 def claim_folder(out, record_file: str, record: dict, what: str, *, write: bool = True) -> None:
     """Make the folder ``out`` belong to ``record``, kept as JSON in ``out/record_file``.
 
@@ -146,7 +154,9 @@ def claim_folder(out, record_file: str, record: dict, what: str, *, write: bool 
     (``"--out DIR holds <what> (key: old there, new now); ..."``, see
     :func:`_differences`); a folder holding this record is accepted as it is (a
     rerun continues it); an empty or new one gets the record written, unless
-    ``write`` is false (check only, write once every other check passed)."""
+    ``write`` is false (check only, write once every other check passed), and so
+    does one that holds another record but no other file (a run that stopped on
+    bad input before any work: nothing to lose, and the corrected rerun may go on)."""
     out = os.fspath(out)
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {out!r} exists and is not a folder")
@@ -154,6 +164,10 @@ def claim_folder(out, record_file: str, record: dict, what: str, *, write: bool 
     path = os.path.join(out, record_file)
     previous = read_json(path)
     if previous is None:
+        if write:
+            write_json_atomic(path, record)
+        return
+    if previous != record and _holds_only(out, record_file):
         if write:
             write_json_atomic(path, record)
         return

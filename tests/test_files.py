@@ -54,6 +54,8 @@ def test_a_folder_of_another_record_is_refused_naming_only_the_values_that_diffe
                            {"name": "b", "clips": ["c2"], "labels": "sha-b"}]}
     claim_folder(tmp_path, "run.json", record, "another run")
     edited = {**record, "datasets": [record["datasets"][0], {**record["datasets"][1], "labels": "sha-new"}]}
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "cell.json").write_text("{}")  # the run did some work: the folder is its
     with pytest.raises(ValueError) as error:
         claim_folder(tmp_path, "run.json", edited, "another run")
     message = str(error.value)
@@ -74,3 +76,19 @@ def test_a_folder_of_another_record_is_refused_naming_only_the_values_that_diffe
         with pytest.raises(ValueError) as error:
             claim_folder(tmp_path, "run.json", changed, "another run")
         assert f"({expected}" in str(error.value), str(error.value)
+
+
+def test_a_folder_holding_only_another_record_is_claimed_again(tmp_path):
+    """A run that stopped on bad input before any work left its record alone (empty subfolders
+    aside): the corrected rerun takes the folder; once any other file is there, it is refused."""
+    from schedulers.files import claim_folder
+
+    claim_folder(tmp_path, "run.json", {"data": "sha-old"}, "another data set")
+    (tmp_path / "checkpoints").mkdir()
+    claim_folder(tmp_path, "run.json", {"data": "sha-new"}, "another data set", write=False)
+    assert json.loads((tmp_path / "run.json").read_text()) == {"data": "sha-old"}  # a check writes nothing
+    claim_folder(tmp_path, "run.json", {"data": "sha-new"}, "another data set")
+    assert json.loads((tmp_path / "run.json").read_text()) == {"data": "sha-new"}
+    (tmp_path / "checkpoints" / "ckpt-1.index").write_text("")
+    with pytest.raises(ValueError, match="holds another data set"):
+        claim_folder(tmp_path, "run.json", {"data": "sha-newer"}, "another data set")
