@@ -265,7 +265,7 @@ def _run(args) -> int:
             from adaptive_dff.bench import runner
 
             console.reported(args, "bench memory", lambda: runner.run_memory(frames=args.frames))
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError) as error:
         print(f"adaptive-dff: error: {error}", file=sys.stderr)
         return 2
     return 0

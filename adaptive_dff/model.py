@@ -358,6 +358,8 @@ def load_model(path) -> keras.Model:
     import zipfile
 
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"model file {path!r} is a folder, not a .keras file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file {path!r} does not exist")
     if not zipfile.is_zipfile(path):  # Keras would say "File not found" of a file that is there

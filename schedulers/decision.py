@@ -217,6 +217,8 @@ class DecisionModel(Estimator):
         import zipfile
 
         path = os.fspath(path)
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"decision model file {path!r} is a folder, not a .keras file")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"decision model file {path!r} does not exist")
         if not os.path.isfile(path + ".json"):

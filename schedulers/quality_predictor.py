@@ -212,6 +212,8 @@ class QualityPredictor:
     def load(cls, path, signals=None) -> "QualityPredictor":
         """Read what :meth:`save` wrote; with ``signals`` also check they are the ones fitted on."""
         path = os.fspath(path)
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"quality predictor file {path!r} is a folder, not a file")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"quality predictor file {path!r} does not exist")
         try:

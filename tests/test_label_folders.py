@@ -112,6 +112,7 @@ def test_a_labelled_video_splits_as_compare_does_and_keeps_its_labels(tmp_path):
     ("no folder", ["missing", "does not exist"]),
     ("one folder for two videos", ["1 label folder", "2 video"]),
     ("binary 0/255 masks", ["a-labels", "class 0 and void 255 only", "mapped to 1"]),
+    ("one class, not 0", ["one class only", "class 1 everywhere"]),
 ])
 def test_a_label_folder_that_does_not_fit_its_video_is_named(tmp_path, case, words):
     frames_a, _ = write_folder(tmp_path / "a", 30)
@@ -120,6 +121,8 @@ def test_a_label_folder_that_does_not_fit_its_video_is_named(tmp_path, case, wor
         labels = labels[:29]
     if case == "binary 0/255 masks":
         labels = np.where(labels > 2, VOID, 0).astype(np.uint8)
+    if case == "one class, not 0":
+        labels = np.ones_like(labels)
     folder = write_labels(tmp_path / "a-labels", labels)
     if case == "other size":
         Image.fromarray(random_labels(1, size=(40, 64))[0]).save(os.path.join(folder, "f7.png"))
@@ -286,7 +289,9 @@ def test_own_labelled_video_trains_a_predictor_that_compare_runs_with_quality_mo
     assert "quality_model" not in signature(CompareConfig(), [])["config"]
     bad = tmp_path / "model.keras"
     bad.write_bytes(b"x")
-    for path, words in ((bad, "--decision-model"), (tmp_path / "q" / "metrics.json", "not a quality predictor")):
+    (tmp_path / "adir.json").mkdir()
+    for path, words in ((bad, "--decision-model"), (tmp_path / "q" / "metrics.json", "not a quality predictor"),
+                        (tmp_path / "adir.json", "adir.json' is a folder, not a file")):
         assert main(common + ["--quality-model", str(path), "--out", str(tmp_path / "bad")]) == 2
         assert words in capsys.readouterr().err and not os.path.exists(tmp_path / "bad")
     # A bad --decision-model is named before --out is made, so the rerun with a good one is not refused.

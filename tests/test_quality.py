@@ -176,6 +176,9 @@ def test_predictor_files_of_other_signals_or_versions_are_refused(tmp_path):
         QualityPredictor.load(path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         QualityPredictor.load(tmp_path / "missing.json")
+    (tmp_path / "folder.json").mkdir()
+    with pytest.raises(IsADirectoryError, match="folder.json' is a folder, not a file"):
+        QualityPredictor.load(tmp_path / "folder.json")
 
 
 def test_a_policy_given_the_path_of_a_predictor_file_loads_it_and_refuses_what_is_no_predictor(tmp_path):

@@ -193,6 +193,8 @@ class CompareConfig:
             parse_grid(grid, self.overlap)
         for option, path in (("--model", self.model), ("--decision-model", self.decision_model),
                              ("--quality-model", self.quality_model)):
+            if path and os.path.isdir(path):
+                raise IsADirectoryError(f"{option}: {path!r} is a folder, not a file")
             if path and not os.path.isfile(path):
                 raise FileNotFoundError(f"{option}: file {path!r} does not exist")
         return self

@@ -133,15 +133,17 @@ def read_labelled_video(path: str, folder: str, max_frames: Optional[int] = None
 def class_count(labelled: Sequence[tuple], num_classes: Optional[int] = None) -> int:
     """The number of classes of label folders ``labelled`` ``[(folder, labels)]``: ``num_classes``
     when given (a model's; an id at or above it is refused, naming the folder and frame), else the
-    highest id found plus one. Refuses a data set with one class only (a 0/255 binary mask read
-    as background and void)."""
-    top, where = -1, None
+    highest id found plus one. Refuses a data set in which one class only is present, without
+    ``num_classes`` (nothing to score; e.g. a 0/255 binary mask read as background and void)."""
+    top, where, present = -1, None, set()
     for folder, labels in labelled:
         folder_top, voids = -1, 0
         for index, label in enumerate(labels):
             kept = label[label != VOID]
             voids += label.size - kept.size
             high = int(kept.max()) if kept.size else -1
+            if len(present) < 2 and kept.size:  # two classes seen settle it
+                present.update(np.flatnonzero(np.bincount(kept.ravel().astype(np.int64))).tolist())
             folder_top = max(folder_top, high)
             if high > top:
                 top, where = high, (folder, index)
@@ -151,7 +153,7 @@ def class_count(labelled: Sequence[tuple], num_classes: Optional[int] = None) ->
     if num_classes is not None and top >= num_classes:
         raise ValueError(f"label folder {where[0]!r}, frame {where[1]}: class id {top}, but the model predicts "
                          f"{num_classes} classes (0..{num_classes - 1})")
-    if num_classes is None and top < 1:
-        raise ValueError("the label folders hold one class only (" + ("void everywhere" if top < 0 else "class 0")
-                         + "): there is nothing to score")
+    if num_classes is None and len(present) < 2:
+        raise ValueError("the label folders hold one class only (" + (f"class {top} everywhere" if present else
+                         "void everywhere") + "): there is nothing to score")
     return num_classes if num_classes is not None else top + 1
