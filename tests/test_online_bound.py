@@ -239,6 +239,20 @@ def test_the_command_reads_a_compare_run_and_names_a_folder_without_pair_tables(
     with pytest.raises(SystemExit):
         online_bound.main([str(run), "--quality-model", str(tmp_path / "nowhere.json")])
     assert "--quality-model" in capsys.readouterr().err
+    # A predictor of other signals (another downsample) is named, file and run, before any row is printed.
+    import schedulers
+    from schedulers import QualityPredictor
+
+    other = QualityPredictor.load(os.path.join(os.path.dirname(schedulers.__file__), "weights",
+                                               "quality_labels_default.json"))
+    other.signals_downsample = 2
+    other.save(tmp_path / "d2.json")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="adaptive_dff.bench.online_bound"), pytest.raises(SystemExit):
+        online_bound.main([str(run), "--quality-model", str(tmp_path / "d2.json")])
+    err = capsys.readouterr().err
+    assert "d2.json' cannot be judged on the signals" in err and "run compare with --quality-model" in err
+    assert not caplog.text  # nothing printed before the error
     for name in os.listdir(run / "cells"):  # a run made before pair signals were kept
         if name.endswith(".signals.npz"):
             os.remove(run / "cells" / name)

@@ -387,6 +387,19 @@ def main(argv=None) -> int:
                       else [load_quality_predictor(args.quality_model)])
     except (OSError, ValueError) as error:
         parser.error(f"--quality-model: {error}")
+    predictions, fallbacks = {}, {}
+    for dataset in found:  # every predictor checked before anything is printed
+        for number, predictor in enumerate(predictors):
+            try:
+                predictions[dataset] = stored_predictions(folder, signature, dataset, predictor)
+                break
+            except ValueError as error:
+                if number == len(predictors) - 1:
+                    named = "the shipped predictor" if args.quality_model is None else repr(args.quality_model)
+                    parser.error(f"--quality-model: {named} cannot be judged on the signals {args.run!r} keeps "
+                                 f"({error}); run compare with --quality-model to judge it on its own signals")
+                # e.g. a run of an earlier version keeps no key-label signal: the shipped predictor without it
+                fallbacks[dataset] = error
     logger.info("The renewal rule of PropagationQuality fed the true loss, at the best constant price in hindsight "
                 "(a bound on the rule, not a policy). renewal: the loss in the benchmark's units (mIoU linearised "
                 "at the budget's fixed interval, or J in a run of compare --metric j), a price per clip; renewal, one price: the same, one price for "
@@ -397,16 +410,10 @@ def main(argv=None) -> int:
     for dataset, tables in found.items():
         logger.info("")
         logger.info(f"{dataset}:")
-        for number, predictor in enumerate(predictors):
-            try:
-                predicted = stored_predictions(folder, signature, dataset, predictor)
-                break
-            except ValueError as error:
-                if number == len(predictors) - 1:
-                    parser.error(f"--quality-model: {error}")
-                # e.g. a run of an earlier version keeps no key-label signal: the shipped predictor without it
-                logger.info(f"  (the shipped predictor that reads key labels does not fit its pair signals: {error}; "
-                            "the rows of the predicted loss use the shipped predictor without them)")
+        predicted = predictions[dataset]
+        if dataset in fallbacks:
+            logger.info(f"  (the shipped predictor that reads key labels does not fit its pair signals: "
+                        f"{fallbacks[dataset]}; the rows of the predicted loss use the shipped predictor without them)")
         if predicted is None:
             logger.info("  (no rows 'renewal, predicted loss' and 'predicted, median price': its pair tables keep "
                         "no signals; a compare run of this version keeps them)")
