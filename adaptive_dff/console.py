@@ -13,16 +13,20 @@ duration of a command: records at ``INFO`` and ``DEBUG`` are printed as
 plain lines on stdout (what the command printed before it logged),
 ``WARNING`` and above on stderr, prefixed with ``warning:`` or ``error:``.
 ``--quiet`` shows warnings and errors only, ``--verbose`` adds the
-``DEBUG`` records.
+``DEBUG`` records. Python warnings raised in the three packages (a video
+that stops decoding early, say) are shown as such ``warning:`` lines too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import math
+import os
 import sys
 import time
+import warnings
 from typing import Iterator
 
 PACKAGES = ("adaptive_dff", "training", "schedulers")
@@ -60,12 +64,38 @@ def console_logging(level: int = logging.INFO) -> Iterator[ConsoleHandler]:
         saved.append((logger, logger.level))
         logger.setLevel(level)
         logger.addHandler(handler)
+    shown = warnings.showwarning
+    warnings.showwarning = _show_own_warnings(shown)
     try:
         yield handler
     finally:
+        warnings.showwarning = shown
         for logger, previous in saved:
             logger.removeHandler(handler)
             logger.setLevel(previous)
+
+
+def _show_own_warnings(shown):
+    """A ``warnings.showwarning`` that turns a warning of the three packages (of a category they
+    define, as a truncated video's, or raised in their files) into a ``warning:`` line of the
+    console, without Python's file and source line; any other warning goes to ``shown``."""
+    roots = []
+    for name in PACKAGES:  # the packages' own folders, found without importing them
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):  # not installed (the schedulers alone, say)
+            spec = None
+        roots += [os.path.join(os.path.abspath(p), "") for p in (spec.submodule_search_locations or [])] if spec else []
+    roots = tuple(roots)
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        ours = getattr(category, "__module__", "").split(".")[0] in PACKAGES  # e.g. VideoDecodeWarning
+        if ours or os.path.abspath(os.fspath(filename)).startswith(roots):
+            logging.getLogger(PACKAGES[0]).warning(str(message))
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    return show
 
 
 def level_from(quiet: bool = False, verbose: bool = False) -> int:

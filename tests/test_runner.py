@@ -120,6 +120,24 @@ def test_video_files_good_truncated_missing_and_not_a_video(model, clip, tmp_pat
     with pytest.warns(VideoDecodeWarning, match=r"decoding stopped at frame \d+ of 10 announced"):
         kept = list(reader)
     assert 0 < len(kept) < 10 and reader.truncated and reader.frames_read == len(kept)
+    # On the command line's console the warning is a plain "warning:" line, without Python's source line.
+    import contextlib
+    import io
+
+    from adaptive_dff.console import console_logging
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), console_logging(), warnings.catch_warnings():
+        warnings.simplefilter("always")
+        list(VideoReader(truncated))
+    lines = err.getvalue().splitlines()
+    assert any(line.startswith("warning: video file") and "decoding stopped at frame" in line for line in lines)
+    assert not any("warnings.warn(" in line or "VideoDecodeWarning" in line for line in lines), lines
+    from adaptive_dff.console import _show_own_warnings
+
+    passed = []
+    _show_own_warnings(lambda *args: passed.append(args))(UserWarning("not ours"), UserWarning, __file__, 1)
+    assert len(passed) == 1  # a warning of another package is shown as Python shows it
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
         VideoReader(tmp_path / "missing.avi")
