@@ -235,7 +235,8 @@ class BudgetController:
         # stream whose band is under a key would otherwise make a cut a frame after a key wait for
         # credit. A NaN score (which can last) gets no loan, nor the rank rule (the cuts a rank finds in
         # a score that is no cost, like a frame difference, are less sure: see schedulers.budget).
-        room = balance + self.depth(bound) + 1e-9
+        depth = self.depth(bound)
+        room = balance + depth + 1e-9
         loan = CUT_LOAN if self.rule == "price" else 0.0
         cuts = int(np.count_nonzero(exceptional[order] & ~nan[order]))
         keyed_cuts = min(cuts, max(0, math.floor(room + loan)))
@@ -266,7 +267,7 @@ class BudgetController:
         self.recent.extend(scores[finite].tolist())
         self.recent_cuts.extend(exceptional[finite].tolist())
         self.keys += int(np.count_nonzero(update))
-        state = {"ranks": ranks, "balance": before, "limit": bound, "depth": self.depth(bound),
+        state = {"ranks": ranks, "balance": before, "limit": bound, "depth": depth,
                  "cuts": exceptional & ~nan, "threshold": 1.0 - p, "price": price,
                  "forced": np.asarray(forced, bool).copy(), "key_fraction": self.key_fraction}
         return update, state

@@ -158,7 +158,6 @@ class SharedBudget:
         self.trackers: dict = {}
         self._stream_state: dict = {}  # name -> (last frame index, keys, region-frames)
         self._last_scores: dict = {}  # name -> (key indices, scores) of the stream's last decision
-        self._warned_non_finite: set = set()  # streams told that a region with a non-finite score was kept
 
     @staticmethod
     def _policy_factory(policy) -> Callable[[], Policy]:
@@ -207,7 +206,6 @@ class SharedBudget:
         self.trackers.pop(name, None)
         self._stream_state.pop(name, None)
         self._last_scores.pop(name, None)
-        self._warned_non_finite.discard(name)
 
     @property
     def keys(self) -> int:
@@ -251,7 +249,6 @@ class SharedBudget:
         self.controller.charge(regions * context.frame_index, keys, credit=self.keys_per_step is None)
         self._stream_state[stream.name] = (context.frame_index - 1, keys, regions * context.frame_index)
         self._last_scores.pop(stream.name, None)  # a new stream: no frame before for the cut test
-        self._warned_non_finite.discard(stream.name)
         stream.started_ = True
 
     def decide_together(self, pairs: list) -> list:
@@ -297,9 +294,9 @@ class SharedBudget:
         for stream, context, raw, _, _, _, elapsed in scored:
             stop = start + context.num_regions
             mine = update[start:stop]
-            if stream.name not in self._warned_non_finite and warn_kept_non_finite(
-                    raw, mine, context.frame_index, f"stream {stream.name!r}"):
-                self._warned_non_finite.add(stream.name)
+            if not getattr(stream, "warned_non_finite_", False):  # run-time state: reset() forgets it
+                stream.warned_non_finite_ = warn_kept_non_finite(raw, mine, context.frame_index,
+                                                                 f"stream {stream.name!r}")
             extras = {"budget": {k: (v[start:stop] if isinstance(v, np.ndarray) else v) for k, v in state.items()}}
             decisions.append(Decision(update=mine, scores=raw, frame_index=context.frame_index, extras=extras))
             _, keys, frames = self._stream_state[stream.name]
@@ -337,7 +334,6 @@ class SharedBudget:
             self.controller.charge(regions, regions, credit=self.keys_per_step is None)
             self._stream_state[name] = (0, regions, regions)
             self._last_scores.pop(name, None)
-            self._warned_non_finite.discard(name)
             self.streams[name].started_ = True
             decisions[name] = first_frame_decision(regions)
         rest = [name for name in frames if contexts[name] is not None]
