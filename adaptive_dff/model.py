@@ -350,21 +350,11 @@ def load_model(path) -> keras.Model:
     Importing this module registers every adaptive-dff class with Keras, so
     the file loads in a fresh process. Errors name the file.
     """
-    import os
-
     import adaptive_dff.networks  # noqa: F401  (registers the networks)
     import adaptive_dff.warp  # noqa: F401  (registers FlowWarp)
+    from schedulers.files import check_keras_file
 
-    import zipfile
-
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"model file {path!r} is a folder, not a .keras file")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"model file {path!r} does not exist")
-    if not zipfile.is_zipfile(path):  # Keras would say "File not found" of a file that is there
-        raise ValueError(f"model file {path!r} is not a .keras file (a .keras file is a zip archive; this one "
-                         f"is not: damaged, or another kind of file)")
+    path = check_keras_file(path, "model file")
     try:
         return keras.models.load_model(path)
     except Exception as error:  # Keras raises many types for a damaged archive

@@ -25,7 +25,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from schedulers.base import Context, Decision, Estimator, Policy
-from schedulers.files import save_keras_atomic, write_json_atomic
+from schedulers.files import check_keras_file, save_keras_atomic, write_json_atomic
 from schedulers.optional import require
 from schedulers.quality_predictor import load_quality_predictor
 from schedulers.pair_features import OpenCVPairFeatures, resize_features
@@ -214,19 +214,7 @@ class DecisionModel(Estimator):
         """Load what :meth:`save` wrote; errors name the missing or damaged file."""
         keras = require("keras", "DecisionModel")
 
-        import zipfile
-
-        path = os.fspath(path)
-        if os.path.isdir(path):
-            raise IsADirectoryError(f"decision model file {path!r} is a folder, not a .keras file")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"decision model file {path!r} does not exist")
-        if not os.path.isfile(path + ".json"):
-            raise FileNotFoundError(f"decision model file {path!r} has no metadata file beside it ({path + '.json'!r}, "
-                                    "written with it by DecisionModel.save)")
-        if not zipfile.is_zipfile(path):
-            raise ValueError(f"decision model file {path!r} is not a .keras file (a .keras file is a zip archive; "
-                             "this one is not)")
+        path = check_keras_file(path, "decision model file", metadata=os.fspath(path) + ".json")
         try:
             with open(path + ".json") as f:
                 meta = json.load(f)

@@ -69,6 +69,24 @@ def save_keras_atomic(model, path) -> None:
         model.save(tmp)
 
 
+def check_keras_file(path, what: str, metadata: str = "") -> str:
+    """``path`` as a string when it names a ``.keras`` file Keras can open: else a named error for a
+    folder, a missing file, a missing ``metadata`` file beside it (its name, when the format keeps
+    one) or a file that is no zip archive (Keras would say "File not found" of a file that is there).
+    ``what`` names the file in the messages ("model file", ...)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what} {path!r} is a folder, not a .keras file")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} {path!r} does not exist")
+    if metadata and not os.path.isfile(metadata):
+        raise FileNotFoundError(f"{what} {path!r} has no metadata file beside it ({metadata!r})")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{what} {path!r} is not a .keras file (a .keras file is a zip archive; this one is not: "
+                         "damaged, or another kind of file)")
+    return path
+
+
 def read_json(path):
     """The JSON in ``path``, ``None`` when there is no such file; a damaged file is a
     ``ValueError`` naming it."""

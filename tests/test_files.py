@@ -92,3 +92,24 @@ def test_a_folder_holding_only_another_record_is_claimed_again(tmp_path):
     (tmp_path / "checkpoints" / "ckpt-1.index").write_text("")
     with pytest.raises(ValueError, match="holds another data set"):
         claim_folder(tmp_path, "run.json", {"data": "sha-newer"}, "another data set")
+
+
+def test_check_keras_file_names_a_folder_a_missing_file_its_metadata_and_a_file_that_is_no_zip(tmp_path):
+    import zipfile
+
+    from schedulers.files import check_keras_file
+
+    good = tmp_path / "m.keras"
+    with zipfile.ZipFile(good, "w") as archive:
+        archive.writestr("config.json", os.urandom(64).hex())
+    assert check_keras_file(good, "model file") == str(good)
+    (tmp_path / "dir.keras").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"model file '.*dir.keras' is a folder, not a .keras file"):
+        check_keras_file(tmp_path / "dir.keras", "model file")
+    with pytest.raises(FileNotFoundError, match=r"model file '.*gone.keras' does not exist"):
+        check_keras_file(tmp_path / "gone.keras", "model file")
+    with pytest.raises(FileNotFoundError, match=r"m.keras' has no metadata file beside it \('.*m.keras.json'\)"):
+        check_keras_file(good, "decision model file", metadata=str(good) + ".json")
+    (tmp_path / "text.keras").write_bytes(os.urandom(200))
+    with pytest.raises(ValueError, match=r"text.keras' is not a .keras file \(a .keras file is a zip archive"):
+        check_keras_file(tmp_path / "text.keras", "model file")
