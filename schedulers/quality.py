@@ -94,6 +94,8 @@ class PropagationQuality(Policy):
 
     def __init__(self, predictor=None, threshold: float = 1.0, rule: str = "renewal", monotone: bool = True,
                  downsample: int = DEFAULT_DOWNSAMPLE):
+        if rule not in RULES:  # checked again at every decision, as it may be set later
+            raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
         self.predictor = _as_predictor(predictor)
         self.threshold = threshold
         self.rule = rule

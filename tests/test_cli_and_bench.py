@@ -185,6 +185,25 @@ def test_bench_schedulers_reports_shares_of_a_key_frame_step(caplog):
     assert "of a key-frame step" in caplog.text
 
 
+def test_interleaved_timing_draws_a_new_order_every_round():
+    """Each round runs every candidate once; no candidate keeps its place (a call after
+    TensorFlow's work pays for its spinning threads, so a fixed order would bias the medians)."""
+    from adaptive_dff.bench.timing import time_interleaved
+
+    calls = []
+    names = [f"c{i}" for i in range(5)]
+    times = time_interleaved({n: (lambda n=n: calls.append(n)) for n in names}, repeats=30, warmup=0)
+    assert set(times) == set(names) and all(t >= 0 for t in times.values())
+    rounds = [calls[i:i + 5] for i in range(0, len(calls), 5)]
+    assert len(rounds) == 30 and all(sorted(r) == names for r in rounds)
+    assert {r[0] for r in rounds} == set(names)  # every candidate comes first in some round
+    followers = {(a, b) for r in rounds for a, b in zip(r, r[1:])}
+    assert all(len({a for a, b in followers if b == n}) >= 2 for n in names)
+    again = []
+    time_interleaved({n: (lambda n=n: again.append(n)) for n in names}, repeats=30, warmup=0)
+    assert again == calls  # seeded: the same orders each run
+
+
 def test_bench_runner_and_memory_on_a_short_clip(caplog):
     from adaptive_dff.bench import runner
 

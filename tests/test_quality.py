@@ -315,6 +315,18 @@ def test_greedy_rule_and_non_finite_signals_update():
         assert decision.update.tolist() == [False, True] and np.isinf(decision.scores[1])
 
 
+def test_an_unknown_rule_is_named_when_the_policy_is_made_and_when_it_is_set_later():
+    with pytest.raises(ValueError, match="rule must be one of .*got 'bogus'"):
+        PropagationQuality(_LinearLoss(0.1), rule="bogus")
+    policy = PropagationQuality(_LinearLoss(0.1), downsample=4)
+    policy.rule = "bogus"
+    tracker = Tracker(policy, flow=lambda c, k: np.zeros(c.shape[:2] + (2,), np.float32))
+    frame = np.zeros((32, 32, 3), np.uint8)
+    tracker.step(frame)  # the first frame is a key: nothing is scored
+    with pytest.raises(ValueError, match="rule must be one of .*got 'bogus'"):
+        tracker.step(frame)
+
+
 def test_policy_refuses_a_predictor_of_other_signals():
     predictor, _, _ = _fitted(names=("frames_since_key",))
     policy = PropagationQuality(predictor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from typing import Callable, Mapping
@@ -20,12 +21,16 @@ def _block(result) -> None:
 
 
 def time_interleaved(
-    candidates: Mapping[str, Callable[[], object]], repeats: int = 20, warmup: int = 2
+    candidates: Mapping[str, Callable[[], object]], repeats: int = 20, warmup: int = 2, seed: int = 0
 ) -> dict[str, float]:
     """Median wall time in milliseconds of each zero-argument callable.
 
-    Every round runs each candidate once, in turn, so slow drifts of the
-    machine (other load, frequency changes) hit all candidates alike.
+    Every round runs each candidate once, so slow drifts of the machine
+    (other load, frequency changes) hit all candidates alike, in an order
+    drawn anew each round (from ``seed``): a call right after TensorFlow's
+    work runs slower while its worker threads still spin (about 0.3 to 0.6 ms
+    on two cores), and a fixed order would charge that to the same candidates
+    every round.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
@@ -33,8 +38,12 @@ def time_interleaved(
         for _ in range(warmup):
             _block(fn())
     samples: dict[str, list[float]] = {name: [] for name in candidates}
+    order = list(candidates)
+    rng = random.Random(seed)
     for _ in range(repeats):
-        for name, fn in candidates.items():
+        rng.shuffle(order)
+        for name in order:
+            fn = candidates[name]
             start = time.perf_counter()
             _block(fn())
             samples[name].append((time.perf_counter() - start) * 1e3)
