@@ -203,6 +203,7 @@ def test_train_quality_takes_true_accuracy_from_label_folders_of_the_calibration
     lb = write_labels(tmp_path / "lb", square_labels(12))
     metrics = run(quality_config([a, b], [la, lb]), str(tmp_path / "out"), log=lambda *_: None)
     assert metrics["data"]["video_targets"] == "true accuracy (label folders)" and metrics["data"]["video_model"] is None
+    assert [(v["frames_decoded"], v["truncated"]) for v in metrics["data"]["videos"]] == [(18, False), (12, False)]
     assert metrics["models"]["ridge"]["held_out_mae"]["videos"] is not None
     with np.load(tmp_path / "out" / "dataset.npz") as stored:
         before = {k: stored[k] for k in stored.files}

@@ -99,7 +99,9 @@ def test_a_target_equals_the_agreement_of_carried_per_frame_labels(tmp_path, mod
     monkeypatch.setenv("ADAPTIVE_DFF_CACHE", str(tmp_path / "cache"))
     a = write_folder(tmp_path / "a", 12)
     config = config_for([a], model_file)
-    (X, agreement, _, source, _, carried_to), = video_parts(config, [RegionGrid(1, 1)], log=lambda *_: None)
+    ((X, agreement, _, source, _, carried_to),), decoded = video_parts(config, [RegionGrid(1, 1)],
+                                                                      log=lambda *_: None)
+    assert decoded == [(12, False)]
     model = load_model(model_file)
     frames = [cv2.cvtColor(cv2.imread(os.path.join(a, f"f{t:02d}.png")), cv2.COLOR_BGR2RGB) for t in range(12)]
     labels = [np.argmax(model.key_step(f)[0].numpy()[0], -1) for f in frames]
@@ -186,3 +188,38 @@ def test_held_out_video_errors_come_from_the_fit_without_that_video(monkeypatch)
     seen = QualityPredictor(names, QualitySignals.version, kind="ridge", seed=config["seed"]).fit(
         data["X"][without | ones], y[without | ones])
     assert float(np.abs(seen.predict(data["X"][ones]) - y[ones]).mean()) < expected / 2  # seeing it would flatter
+
+
+def test_metrics_record_a_video_that_stopped_decoding_early(tmp_path, model_file, monkeypatch):
+    """A truncated file is used as far as it decodes (with a warning); the predictor's record and
+    ``metrics.json`` say how many frames were decoded and that decoding stopped early."""
+    import json
+    import warnings
+
+    from training.quality import run
+
+    monkeypatch.setenv("ADAPTIVE_DFF_CACHE", str(tmp_path / "cache"))
+    folder = write_folder(tmp_path / "frames", 24)
+    whole = tmp_path / "whole.avi"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for t in range(24):
+        writer.write(cv2.imread(os.path.join(folder, f"f{t:02d}.png")))
+    writer.release()
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    intact = write_folder(tmp_path / "b", 12, seed=7)
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        metrics = run(config_for([str(cut), intact], model_file), str(out), log=lambda *_: None)
+    cut_record, intact_record = metrics["data"]["videos"]
+    assert cut_record["truncated"] and 6 <= cut_record["frames_decoded"] < 24
+    assert not intact_record["truncated"] and intact_record["frames_decoded"] == 12
+    written = json.loads((out / "metrics.json").read_text())["metrics"]["data"]["videos"]
+    assert written == metrics["data"]["videos"]
+    # A rerun that reuses the stored data set reports the same.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = run(config_for([str(cut), intact], model_file), str(out), log=lambda *_: None)
+    assert again["data"]["videos"] == metrics["data"]["videos"]

@@ -189,41 +189,46 @@ def check_videos(config: dict) -> Optional[tuple]:
     return None
 
 
-def video_parts(config: dict, grids, log=logger.info, labelled: Optional[tuple] = None) -> list:
-    """``[(X, pixel accuracy, miou, source 2, held out, carried-to frame)]`` per video of ``videos``, in order: its
-    calibration part only, the targets agreement with ``video_model``'s per-frame predictions. Every
-    row is held out: it is scored by the fold that leaves its whole video out (:func:`folds`)."""
+def video_parts(config: dict, grids, log=logger.info, labelled: Optional[tuple] = None) -> tuple:
+    """``(parts, decoded)`` of the videos of ``videos``, in order. ``parts``: ``[(X, pixel accuracy,
+    miou, source 2, held out, carried-to frame)]`` per video, its calibration part only, the targets
+    agreement with ``video_model``'s per-frame predictions; every row is held out: it is scored by
+    the fold that leaves its whole video out (:func:`folds`). ``decoded``: ``[(frames decoded,
+    truncated)]`` per video (truncated: decoding stopped before the frames its file announced)."""
     from adaptive_dff.data import pseudo_labels
 
     if label_folder_list(config):
         return labelled_video_parts(config, grids, log, labelled)
-    parts = []
+    parts, decoded = [], []
     for video in pseudo_labels.iter_pseudo_labels(video_list(config), config["video_model"],
                                                   scale=config["video_scale"], log=log):
         cut = pseudo_labels.calibration_split(len(video))  # frames cut.. are compare's test part: never used
         X, a, m, _, carried_to = clip_samples(video.frames[:cut], video.labels[:cut], grids, config,
                                               video.num_classes)
         parts.append((X, a, m, np.full(len(a), 2), np.ones(len(a), bool), carried_to))
+        decoded.append((len(video), bool(video.truncated)))
         log(f"video {os.path.basename(os.path.normpath(video.source))} frames 0..{cut - 1} of {len(video)}: "
             f"{len(a)} rows")
-    return parts
+    return parts, decoded
 
 
 def read_labelled_videos(config: dict) -> tuple:
-    """``([(path, frame count, frames, labels)], num_classes)`` of ``videos`` with ``label_folders``,
-    the frames and labels of each video's calibration part (its first third) only; every label image of the whole video is
-    read and checked (:func:`adaptive_dff.data.label_folders.load_label_folder`, ``class_count``)."""
+    """``([(path, frame count, frames, labels, truncated)], num_classes)`` of ``videos`` with
+    ``label_folders``, the frames and labels of each video's calibration part (its first third) only
+    (``truncated``: its decoding stopped before the frames its file announced); every label image of
+    the whole video is read and checked (:func:`adaptive_dff.data.label_folders.load_label_folder`,
+    ``class_count``)."""
     from adaptive_dff.data import pseudo_labels
     from adaptive_dff.data.label_folders import class_count, read_labelled_video
 
     videos, checked = [], []
     for path, folder in zip(video_list(config), label_folder_list(config)):
-        _, frames, labels = read_labelled_video(path, folder)
+        reader, frames, labels = read_labelled_video(path, folder)
         if len(frames) < 4:
             raise ValueError(f"video {path!r} holds {len(frames)} frames; at least 4 are needed")
         checked.append((folder, labels))
         cut = pseudo_labels.calibration_split(len(frames))  # frames cut.. are compare's test part: never used
-        videos.append((path, len(frames), frames[:cut], labels[:cut]))
+        videos.append((path, len(frames), frames[:cut], labels[:cut], bool(reader.truncated)))
     return videos, class_count(checked)
 
 
@@ -234,16 +239,18 @@ def labelled_video_parts(config: dict, grids, log=logger.info, labelled: Optiona
     from adaptive_dff.data.label_folders import VOID
 
     videos, num_classes = labelled if labelled is not None else read_labelled_videos(config)
-    parts = []
-    for path, length, frames, labels in videos:
+    parts, decoded = [], []
+    for path, length, frames, labels, truncated in videos:
         X, a, m, _, carried_to = clip_samples(frames, labels, grids, config, num_classes, VOID)
         parts.append((X, a, m, np.full(len(a), 2), np.ones(len(a), bool), carried_to))
+        decoded.append((length, truncated))
         log(f"labelled video {os.path.basename(os.path.normpath(path))} frames 0..{len(frames) - 1} of {length}: "
             f"{len(a)} rows")
-    return parts
+    return parts, decoded
 
 
 DATASET_KEYS = ("X", "pixel_accuracy", "miou", "source", "held_out", "video", "frame")
+VIDEO_KEYS = ("video_frames", "video_truncated")  # one value per video of ``videos``
 
 
 def build_dataset(config: dict, data_root, log=logger.info, labelled: Optional[tuple] = None) -> dict:
@@ -271,15 +278,20 @@ def build_dataset(config: dict, data_root, log=logger.info, labelled: Optional[t
         parts.append((X, a, m, np.ones(len(a), int), keys >= CAMVID_HELD_OUT_FROM_KEY, carried_to))
         log(f"CamVid val frames 0..{CAMVID_CALIBRATION_FRAMES - 1}: {len(a)} rows")
     video = [np.full(len(p[1]), -1) for p in parts]
+    decoded = []
     if config["videos"]:
-        for number, part in enumerate(video_parts(config, grids, log, labelled)):
+        found, decoded = video_parts(config, grids, log, labelled)
+        for number, part in enumerate(found):
             parts.append(part)
             video.append(np.full(len(part[1]), number))
     columns = ([np.concatenate([p[i] for p in parts]) for i in range(5)] + [np.concatenate(video)]
                + [np.concatenate([p[5] for p in parts])])
     data = dict(zip(DATASET_KEYS, columns))
     finite = np.all(np.isfinite(data["X"]), axis=1) & np.isfinite(data["pixel_accuracy"])
-    return {k: v[finite] for k, v in data.items()}
+    data = {k: v[finite] for k, v in data.items()}
+    data["video_frames"] = np.array([n for n, _ in decoded], np.int64)
+    data["video_truncated"] = np.array([t for _, t in decoded], bool)
+    return data
 
 
 def _prediction_us(predictor: QualityPredictor, X: np.ndarray) -> float:
@@ -404,7 +416,9 @@ def data_description(config: dict, data: dict) -> dict:
         "camvid": {"frames": f"val 0..{CAMVID_CALIBRATION_FRAMES - 1}", "held_out_keys_from": CAMVID_HELD_OUT_FROM_KEY,
                    "rows": int((source == 1).sum())} if (source == 1).any() else None,
         "videos": [{"video": os.path.basename(os.path.normpath(p)), "rows": int((video == i).sum()),
-                    "frames": "calibration part (first third) only"} for i, p in enumerate(names)],
+                    "frames": "calibration part (first third) only",
+                    "frames_decoded": int(data["video_frames"][i]),
+                    "truncated": bool(data["video_truncated"][i])} for i, p in enumerate(names)],
         "video_targets": (None if not names else "true accuracy (label folders)" if label_folder_list(config)
                           else "agreement with video_model's per-frame predictions"),
         "video_model": os.path.basename(config["video_model"]) if names and not label_folder_list(config) else None,
@@ -457,7 +471,7 @@ def run(config: dict, out: str, data_root=None, log=logger.info) -> dict:
     labelled = check_videos(config)
     claim_folder(out, "run.json", {"program": "quality", "signature": signature(config)}, "another data set")
     cache = os.path.join(out, "dataset.npz")
-    data = read_npz(cache, DATASET_KEYS, log)
+    data = read_npz(cache, DATASET_KEYS + VIDEO_KEYS, log)
     if data is not None:
         log(f"reusing the data set in {cache} ({len(data['X'])} rows)")
     else:
