@@ -55,24 +55,28 @@ class ConsoleHandler(logging.Handler):
 @contextlib.contextmanager
 def console_logging(level: int = logging.INFO) -> Iterator[ConsoleHandler]:
     """Show the three packages' records at ``level`` and above on the console while the block runs;
-    afterwards the loggers are as they were."""
+    afterwards the loggers are as they were. Meanwhile their records stop at the console and do not
+    reach the root logger: a library that configures it on the way (TensorFlow's checkpoint saver
+    does, through absl's ``logging.basicConfig``) would print each of them a second time."""
     handler = ConsoleHandler(level)
     handler.setFormatter(logging.Formatter("%(message)s"))
     saved = []
     for name in PACKAGES:
         logger = logging.getLogger(name)
-        saved.append((logger, logger.level))
+        saved.append((logger, logger.level, logger.propagate))
         logger.setLevel(level)
         logger.addHandler(handler)
+        logger.propagate = False
     shown = warnings.showwarning
     warnings.showwarning = _show_own_warnings(shown)
     try:
         yield handler
     finally:
         warnings.showwarning = shown
-        for logger, previous in saved:
+        for logger, previous, propagate in saved:
             logger.removeHandler(handler)
             logger.setLevel(previous)
+            logger.propagate = propagate
 
 
 def _show_own_warnings(shown):

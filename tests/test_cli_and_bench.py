@@ -185,6 +185,30 @@ def test_bench_schedulers_reports_shares_of_a_key_frame_step(caplog):
     assert "of a key-frame step" in caplog.text
 
 
+def test_console_prints_each_record_once_when_the_root_logger_is_configured_on_the_way(capsys):
+    """absl (under TensorFlow's checkpoint saver) calls ``logging.basicConfig`` in the middle of a
+    command; the packages' records must not reach that root handler too."""
+    import io
+
+    from adaptive_dff.console import console_logging
+
+    root_stream = io.StringIO()
+    root_handler = logging.StreamHandler(root_stream)
+    logger = logging.getLogger("training.flow")
+    before = logger.propagate
+    try:
+        with console_logging():
+            logging.getLogger().addHandler(root_handler)  # what basicConfig does
+            logger.info("step 11/20 loss 10.9")
+            logging.getLogger("schedulers.budget").warning("a region kept")
+        out, err = capsys.readouterr()
+        assert out.count("step 11/20 loss 10.9") == 1 and err.count("warning: a region kept") == 1
+        assert root_stream.getvalue() == ""
+        assert logger.propagate == before  # as it was after the command
+    finally:
+        logging.getLogger().removeHandler(root_handler)
+
+
 def test_interleaved_timing_draws_a_new_order_every_round():
     """Each round runs every candidate once; no candidate keeps its place (a call after
     TensorFlow's work pays for its spinning threads, so a fixed order would bias the medians)."""
