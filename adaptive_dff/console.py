@@ -15,6 +15,9 @@ plain lines on stdout (what the command printed before it logged),
 ``--quiet`` shows warnings and errors only, ``--verbose`` adds the
 ``DEBUG`` records. Python warnings raised in the three packages (a video
 that stops decoding early, say) are shown as such ``warning:`` lines too.
+While it is installed the packages' records stop there and do not reach the
+root logger's handlers (so an application that calls ``adaptive_dff.cli.main``
+under its own root logging sees them on the console only).
 """
 
 from __future__ import annotations

@@ -190,12 +190,12 @@ def test_console_prints_each_record_once_when_the_root_logger_is_configured_on_t
     command; the packages' records must not reach that root handler too."""
     import io
 
-    from adaptive_dff.console import console_logging
+    from adaptive_dff.console import PACKAGES, console_logging
 
     root_stream = io.StringIO()
     root_handler = logging.StreamHandler(root_stream)
     logger = logging.getLogger("training.flow")
-    before = logger.propagate
+    before = [logging.getLogger(name).propagate for name in PACKAGES]
     try:
         with console_logging():
             logging.getLogger().addHandler(root_handler)  # what basicConfig does
@@ -204,7 +204,7 @@ def test_console_prints_each_record_once_when_the_root_logger_is_configured_on_t
         out, err = capsys.readouterr()
         assert out.count("step 11/20 loss 10.9") == 1 and err.count("warning: a region kept") == 1
         assert root_stream.getvalue() == ""
-        assert logger.propagate == before  # as it was after the command
+        assert [logging.getLogger(name).propagate for name in PACKAGES] == before  # as before the command
     finally:
         logging.getLogger().removeHandler(root_handler)
 

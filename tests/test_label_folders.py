@@ -224,6 +224,34 @@ def test_train_quality_takes_true_accuracy_from_label_folders_of_the_calibration
     assert not np.array_equal(other["pixel_accuracy"], before["pixel_accuracy"])
 
 
+def test_train_quality_records_a_labelled_video_that_stopped_decoding_early(tmp_path):
+    """A labelled video file cut short is used as far as it decodes (its extra label images are
+    allowed then), and the predictor's record says so."""
+    import warnings
+
+    import cv2
+
+    from training.quality import run
+
+    _, frames = write_folder(tmp_path / "a", 20, seed=1)
+    whole = tmp_path / "a.avi"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    cut = tmp_path / "cut.avi"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    b, _ = write_folder(tmp_path / "b", 12, seed=2)
+    la = write_labels(tmp_path / "la", square_labels(20))
+    lb = write_labels(tmp_path / "lb", square_labels(12))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        metrics = run(quality_config([str(cut), b], [la, lb]), str(tmp_path / "out"), log=lambda *_: None)
+    (decoded, truncated), intact = [(v["frames_decoded"], v["truncated"]) for v in metrics["data"]["videos"]]
+    assert truncated and 6 <= decoded < 20 and intact == (12, False)
+
+
 @pytest.mark.parametrize("case, words", [
     ("count", ["1 folder(s) for 2 video(s)"]),
     ("scale", ["video_scale", "model-labelled"]),

@@ -219,7 +219,19 @@ def test_metrics_record_a_video_that_stopped_decoding_early(tmp_path, model_file
     written = json.loads((out / "metrics.json").read_text())["metrics"]["data"]["videos"]
     assert written == metrics["data"]["videos"]
     # A rerun that reuses the stored data set reports the same.
+    told = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        again = run(config_for([str(cut), intact], model_file), str(out), log=lambda *_: None)
+        again = run(config_for([str(cut), intact], model_file), str(out), log=told.append)
+    assert any(line.startswith("reusing the data set") for line in told), told
     assert again["data"]["videos"] == metrics["data"]["videos"]
+    # A data set of an earlier version, without those records, is rebuilt and says why.
+    with np.load(out / "dataset.npz") as stored:
+        rows = {k: stored[k] for k in stored.files if not k.startswith("video_")}
+    np.savez(out / "dataset.npz", **rows)
+    told = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rebuilt = run(config_for([str(cut), intact], model_file), str(out), log=told.append)
+    assert any("written by an earlier version" in line and "rebuilding" in line for line in told), told
+    assert rebuilt["data"]["videos"] == metrics["data"]["videos"]

@@ -42,12 +42,12 @@ def test_calibration_meets_budgets_on_real_video(data_root, policy, budget):
 def test_tracker_in_a_plain_opencv_loop(data_root):
     """The README's embedding example, on the CCTV clip: a budget of 10% keys holds, and so does
     the simplest policy's (frame difference) loop."""
-    for policy, low, high in ((KeyBudget(PropagationQuality(), target=0.1), 15, 25),
-                              (FrameDifference(threshold=6.0), 2, 59)):
+    for policy, frames, low, high in ((KeyBudget(PropagationQuality(), target=0.1), 200, 15, 25),
+                                      (FrameDifference(threshold=6.0), 200, 5, 15)):
         capture = cv2.VideoCapture(str(data_root / "videos" / "vtest.avi"))
         tracker = Tracker(policy)
         recomputed = 0
-        for _ in range(200 if high == 25 else 60):
+        for _ in range(frames):
             ok, bgr = capture.read()
             assert ok
             decision = tracker.step(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
