@@ -2,6 +2,7 @@
 its outputs equal the library's; wrong frame sizes and foreign folders are refused."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -149,11 +150,12 @@ def test_the_export_command_names_a_foreign_folder(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.data
-def test_bench_dff_prints_the_stage_table_r_and_the_speedups(data_root, capsys):
+def test_bench_dff_prints_the_stage_table_r_and_the_speedups(data_root, caplog):
     from adaptive_dff.bench import dff
 
+    caplog.set_level(logging.INFO, logger="adaptive_dff")
     report = dff.run(str(data_root), frames=11, passes=1)
-    out = capsys.readouterr().out
+    out = caplog.text
     for text in ("every frame", "interval 5", "interval 10", "r = ", "ideal l / (1 + (l - 1) r)", "flow", "prepare"):
         assert text in out
     for name in ("shipped", "before"):
