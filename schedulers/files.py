@@ -69,16 +69,23 @@ def save_keras_atomic(model, path) -> None:
         model.save(tmp)
 
 
-def check_keras_file(path, what: str, metadata: str = "") -> str:
-    """``path`` as a string when it names a ``.keras`` file Keras can open: else a named error for a
-    folder, a missing file, a missing ``metadata`` file beside it (its name, when the format keeps
-    one) or a file that is no zip archive (Keras would say "File not found" of a file that is there).
-    ``what`` names the file in the messages ("model file", ...)."""
+def check_file(path, what: str, kind: str = "a file") -> str:
+    """``path`` as a string when it names a file: else an ``IsADirectoryError`` ("... is a folder,
+    not ``kind``") or a ``FileNotFoundError``, ``what`` naming the file ("model file", ...)."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        raise IsADirectoryError(f"{what} {path!r} is a folder, not a .keras file")
+        raise IsADirectoryError(f"{what} {path!r} is a folder, not {kind}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} {path!r} does not exist")
+    return path
+
+
+def check_keras_file(path, what: str, metadata: str = "") -> str:
+    """``path`` as a string when it names a ``.keras`` file Keras can open: else a named error for a
+    folder, a missing file (:func:`check_file`), a missing ``metadata`` file beside it (its name,
+    when the format keeps one) or a file that is no zip archive (Keras would say "File not found" of
+    a file that is there). ``what`` names the file in the messages ("model file", ...)."""
+    path = check_file(path, what, "a .keras file")
     if metadata and not os.path.isfile(metadata):
         raise FileNotFoundError(f"{what} {path!r} has no metadata file beside it ({metadata!r})")
     if not zipfile.is_zipfile(path):
@@ -109,20 +116,22 @@ def write_npz_atomic(path, **arrays) -> None:
 def read_npz(path, keys, log=None):
     """The arrays ``keys`` of the ``.npz`` file ``path`` as a dict, or ``None`` when there is no
     such file or it is damaged or lacks a key (a cache to rebuild: ``log``, when given, is told
-    which file and why)."""
+    which file and why; a file that lacks a key was most likely written by an earlier version)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         return None
     try:
         with np.load(path) as stored:
             missing = [k for k in keys if k not in stored.files]
-            if missing:
-                raise KeyError(f"no {', '.join(missing)}")
-            return {k: stored[k] for k in keys}
+            if not missing:
+                return {k: stored[k] for k in keys}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:  # damaged, truncated, foreign
         if log is not None:
             log(f"cache {path!r} is unreadable ({type(error).__name__}: {error}); rebuilding it")
         return None
+    if log is not None:
+        log(f"cache {path!r} has no {', '.join(missing)} (written by an earlier version); rebuilding it")
+    return None
 
 
 def _differences(old, new, path: str = "") -> list:

@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from schedulers.files import write_json_atomic
+from schedulers.files import check_file, write_json_atomic
 from schedulers.optional import require
 
 FORMAT = "adaptive-dff-quality-predictor"
@@ -211,11 +211,7 @@ class QualityPredictor:
     @classmethod
     def load(cls, path, signals=None) -> "QualityPredictor":
         """Read what :meth:`save` wrote; with ``signals`` also check they are the ones fitted on."""
-        path = os.fspath(path)
-        if os.path.isdir(path):
-            raise IsADirectoryError(f"quality predictor file {path!r} is a folder, not a file")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"quality predictor file {path!r} does not exist")
+        path = check_file(path, "quality predictor file")
         try:
             with open(path) as f:
                 data = json.load(f)

@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from schedulers.files import atomic_path, write_bytes_atomic, write_json_atomic
@@ -92,6 +93,21 @@ def test_a_folder_holding_only_another_record_is_claimed_again(tmp_path):
     (tmp_path / "checkpoints" / "ckpt-1.index").write_text("")
     with pytest.raises(ValueError, match="holds another data set"):
         claim_folder(tmp_path, "run.json", {"data": "sha-newer"}, "another data set")
+
+
+def test_check_file_names_a_folder_and_a_missing_file(tmp_path):
+    from schedulers.files import check_file
+
+    good = tmp_path / "p.json"
+    good.write_bytes(np.random.default_rng(0).bytes(32))
+    assert check_file(good, "predictor file") == str(good)
+    (tmp_path / "dir.json").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"predictor file '.*dir.json' is a folder, not a file$"):
+        check_file(tmp_path / "dir.json", "predictor file")
+    with pytest.raises(IsADirectoryError, match=r"is a folder, not a table$"):
+        check_file(tmp_path / "dir.json", "predictor file", "a table")
+    with pytest.raises(FileNotFoundError, match=r"predictor file '.*gone.json' does not exist"):
+        check_file(tmp_path / "gone.json", "predictor file")
 
 
 def test_check_keras_file_names_a_folder_a_missing_file_its_metadata_and_a_file_that_is_no_zip(tmp_path):

@@ -471,15 +471,9 @@ def run(config: dict, out: str, data_root=None, log=logger.info) -> dict:
     labelled = check_videos(config)
     claim_folder(out, "run.json", {"program": "quality", "signature": signature(config)}, "another data set")
     cache = os.path.join(out, "dataset.npz")
-    data = read_npz(cache, DATASET_KEYS, log)
-    if data is not None and not config["videos"]:
-        data.update({"video_frames": np.zeros(0, np.int64), "video_truncated": np.zeros(0, bool)})
-    elif data is not None:  # a data set of an earlier version lacks what was decoded of each video
-        decoded = read_npz(cache, VIDEO_KEYS)
-        if decoded is None:
-            log(f"the data set in {cache} does not record how many frames of each video decoded (written by "
-                "an earlier version); rebuilding it")
-        data = None if decoded is None else {**data, **decoded}
+    # What each video decoded is read only for runs with videos (a data set of an earlier version
+    # without videos is reused as it is).
+    data = read_npz(cache, DATASET_KEYS + (VIDEO_KEYS if config["videos"] else ()), log)
     if data is not None:
         log(f"reusing the data set in {cache} ({len(data['X'])} rows)")
     else:
