@@ -49,6 +49,11 @@ def renewal_score(n: int, loss: float, total: float) -> float:
     return max(n * loss - total, RAMP_FLOOR * 0.5 * (n + 1) * loss)
 
 
+def _check_rule(rule: str) -> None:
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+
+
 def _as_predictor(predictor):
     """``predictor`` itself (``None`` or an object that predicts from signals), or the
     :class:`schedulers.QualityPredictor` its path names; ``TypeError`` for anything else."""
@@ -94,8 +99,7 @@ class PropagationQuality(Policy):
 
     def __init__(self, predictor=None, threshold: float = 1.0, rule: str = "renewal", monotone: bool = True,
                  downsample: int = DEFAULT_DOWNSAMPLE):
-        if rule not in RULES:  # checked again at every decision, as it may be set later
-            raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+        _check_rule(rule)  # and again at every decision, as it may be set later
         self.predictor = _as_predictor(predictor)
         self.threshold = threshold
         self.rule = rule
@@ -134,8 +138,7 @@ class PropagationQuality(Policy):
         return predicted_quality(self, self._predictor(context), self.downsample, context)
 
     def score(self, context: Context) -> np.ndarray:
-        if self.rule not in RULES:
-            raise ValueError(f"rule must be one of {RULES}, got {self.rule!r}")
+        _check_rule(self.rule)
         quality = self.quality(context)
         self.last_quality_ = quality
         raw = np.where(np.isfinite(quality), 1.0 - quality, np.inf)
