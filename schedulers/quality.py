@@ -3,7 +3,7 @@
 The signals (:class:`schedulers.quality_signals.QualitySignals`) feed a
 :class:`schedulers.quality_predictor.QualityPredictor`
 (expected carried accuracy of the region). :class:`PropagationQuality` turns
-its predictions into decisions with one of two rules:
+its predictions into decisions with one of three rules:
 
 * ``"greedy"``: score = predicted loss ``1 - q``; update when above the
   threshold. It waits until the carried result is already bad.
@@ -24,6 +24,16 @@ its predictions into decisions with one of two rules:
   the rest. Where losses keep growing the renewal score is the larger (a
   linear loss: ``g n (n + 1) / 2`` against ``g n (n + 1) / 4``; a cut at
   ``n``: about ``n`` against ``(n + 1) / 4``) and decides alone.
+* ``"hindsight"``: score = the most a key placed at one of the ``n`` frames
+  since the key would have saved by now, had the frames after it gone stale
+  as the segment did after its own key: ``max over m of (L_{n-m+1} + .. +
+  L_n) - (L_0 + .. + L_{m-1})`` (``L_0 = 0``; :func:`hindsight_score`),
+  floored as the renewal score. A key is due when an earlier one would have
+  paid its price. For a loss growing linearly at ``g`` it is ``g (n + 1)^2 /
+  4`` (odd ``n``: the best key halfway), close to the renewal score's ``g n
+  (n + 1) / 2`` up to the price's scale; after a cut it keeps growing with
+  every frame since the cut, where the renewal score stays at the frames
+  before the cut times the jump.
 
 No TensorFlow: numpy and OpenCV only.
 """
@@ -37,7 +47,7 @@ import numpy as np
 from schedulers.base import Context, Decision, Policy
 from schedulers.quality_signals import DEFAULT_DOWNSAMPLE, KEY_LABEL_SIGNAL, predicted_quality
 
-RULES = ("renewal", "greedy")
+RULES = ("renewal", "greedy", "hindsight")
 RAMP_FLOOR = 0.5  # the renewal score is at least this share of (n + 1) / 2 * L_n (see the module notes)
 _SHIPPED: dict = {}  # key labels read (bool) -> the shipped predictor, loaded once (predicting changes nothing)
 
@@ -47,6 +57,22 @@ def renewal_score(n: int, loss: float, total: float) -> float:
     whose ``n - 1`` frames before summed ``total``: ``n * loss - total``, floored at
     :data:`RAMP_FLOOR` ``* (n + 1) / 2 * loss`` (see the module notes). In frame-losses."""
     return max(n * loss - total, RAMP_FLOOR * 0.5 * (n + 1) * loss)
+
+
+def hindsight_score(losses) -> float:
+    """The hindsight score of a segment whose frames since the key lost ``losses`` ``[L_1 .. L_n]``
+    (``L_0 = 0`` at the key): the most a key placed at one of those frames would have saved by
+    now, had the frames after it gone stale as the segment did after its own key,
+    ``max over m = 1..n of (L_{n-m+1} + .. + L_n) - (L_0 + .. + L_{m-1})``, floored as
+    :func:`renewal_score` floors (see the module notes). In frame-losses."""
+    losses = np.asarray(losses, dtype=np.float64)
+    n = losses.size
+    if n == 0:
+        return 0.0
+    prefix = np.concatenate([[0.0], np.cumsum(losses)])  # prefix[j] = L_1 + .. + L_j
+    m = np.arange(1, n + 1)
+    saved = (prefix[n] - prefix[n - m]) - prefix[m - 1]
+    return max(float(saved.max()), RAMP_FLOOR * 0.5 * (n + 1) * float(losses[-1]))
 
 
 def _check_rule(rule: str) -> None:
@@ -80,10 +106,10 @@ class PropagationQuality(Policy):
             labels)``; ``compare`` and the video runner always do), else the
             one on the frames and flow alone.
         threshold: update where the score exceeds it. With ``rule="greedy"``
-            a predicted loss in [0, 1]; with ``"renewal"`` the price of a key
+            a predicted loss in [0, 1]; with ``"renewal"`` or ``"hindsight"`` the price of a key
             in frame-losses (see the module notes; about 0.5 to 3 for budgets
             of 33% to 10%).
-        rule: ``"renewal"`` or ``"greedy"``.
+        rule: ``"renewal"``, ``"hindsight"`` (a price in frame-losses too) or ``"greedy"``.
         monotone: use the running maximum of the predicted loss since the
             key frame (a carried result does not get better with distance;
             this keeps a predictor's dips, e.g. where the warp error is
@@ -108,9 +134,9 @@ class PropagationQuality(Policy):
 
     @property
     def score_is_cost(self) -> bool:
-        """The renewal score is a cost in frame-losses, compared with a key's price: a budget
+        """The renewal and hindsight scores are costs in frame-losses, compared with a key's price: a budget
         around this policy spends keys by a price (``schedulers.KeyBudget``'s price rule)."""
-        return self.rule == "renewal"
+        return self.rule in ("renewal", "hindsight")
 
     @property
     def reads_key_labels(self) -> bool:
@@ -154,20 +180,22 @@ class PropagationQuality(Policy):
             key_index = int(key_index)
             s = state[r]
             if s is None or s["key"] != key_index:
-                total, peak = 0.0, 0.0
+                total, peak, before = 0.0, 0.0, ()
             elif s["frame"] == frame:
-                total, peak = s["total"], s["peak"]
+                total, peak, before = s["total"], s["peak"], s["before"]
             else:
-                total, peak = s["total"] + s["loss"], max(s["peak"], s["loss"])
+                total, peak, before = s["total"] + s["loss"], max(s["peak"], s["loss"]), s["before"] + (s["loss"],)
             finite = bool(np.isfinite(loss))
             if self.monotone and finite:
                 loss = max(loss, peak)
-            state[r] = {"key": key_index, "frame": frame, "total": total, "peak": peak,
+            state[r] = {"key": key_index, "frame": frame, "total": total, "peak": peak, "before": before,
                         "loss": loss if finite else 1.0}
             if not finite:
                 scores[r] = np.inf
             elif self.rule == "greedy":
                 scores[r] = loss
+            elif self.rule == "hindsight":
+                scores[r] = hindsight_score(before + (loss,))
             else:
                 scores[r] = renewal_score(max(frame - key_index, 1), loss, total)
         return scores

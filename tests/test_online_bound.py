@@ -10,8 +10,8 @@ from test_optimal import random_table
 
 from adaptive_dff.bench import online_bound
 from adaptive_dff.bench.online_bound import (
-    bounds, carried_losses, loss_correlation, predicted_values, price_range, priced, priced_together, renewal_schedule,
-    schedule_value, unit_correlations,
+    bounds, carried_losses, hindsight_schedule, loss_correlation, pair_hindsight_schedule, predicted_values, price_range,
+    priced, priced_together, renewal_schedule, schedule_value, unit_correlations,
 )
 from adaptive_dff.compare.ceiling import MeanIoU, clip_targets, score
 from adaptive_dff.compare.optimal import fixed_schedule, pair_values
@@ -60,6 +60,55 @@ def test_renewal_rule_matches_its_definition_on_random_tables():
             assert key - previous == expected or (key == 30 and 30 - previous <= expected)
 
 
+def _replayed(values, price, score):
+    """Keys where ``score(key, t)`` first reaches ``price`` after each key, or the window ends."""
+    T, width = values.shape
+    keys = [0]
+    for t in range(1, T):
+        if t - keys[-1] >= width or score(keys[-1], t) >= price:
+            keys.append(t)
+    return keys
+
+
+def test_hindsight_rules_match_their_definitions_on_random_tables():
+    """Replayed by hand: the hindsight score of the kept losses since the key, and, told every
+    pair's loss, the most a key at one of the frames since the key would have saved by now."""
+    rng = np.random.default_rng(13)
+    table = random_table(rng, 36, 7)
+    values = pair_values(table, rng.uniform(0.5, 2, 4), rng.uniform(0, 0.5, 4))
+
+    def loss(s, u):  # carrying frame s to frame u instead of recomputing u
+        return values[u, 0] - values[s, u - s]
+
+    def kept(k, t):
+        return np.maximum.accumulate([max(loss(k, u), 0.0) for u in range(k + 1, t + 1)])
+
+    def one_key(k, t):  # the hindsight score, spelled out: the best single key at s, shifted curve
+        curve = np.concatenate([[0.0], kept(k, t)])
+        d = t - k
+        saved = max(sum(curve[u] - curve[u - s] for u in range(s, d + 1)) for s in range(1, d + 1))
+        return max(saved, 0.25 * (d + 1) * curve[-1])
+
+    def every_pair(k, t):
+        saved = max(sum(loss(k, u) - (loss(s, u) if u > s else 0.0) for u in range(s, t + 1))
+                    for s in range(k + 1, t + 1))
+        return max(saved, 0.25 * (t - k + 1) * kept(k, t)[-1])
+
+    for price in (0.05, 0.5, 5.0, 50.0):
+        assert hindsight_schedule(values, price) == _replayed(values, price, one_key)
+        assert pair_hindsight_schedule(values, price) == _replayed(values, price, every_pair)
+    # a saturated loss (0.2 from d = 1 on): a key anywhere would have saved 0.2, so both key by the
+    # floor 0.25 (d + 1) 0.2, which reaches 0.5 at d = 9
+    saturated = np.full((40, 16), -0.2)
+    saturated[:, 0] = 0.0
+    saturated[np.arange(40)[:, None] + np.arange(16)[None, :] >= 40] = -np.inf
+    assert hindsight_schedule(saturated, 0.5) == pair_hindsight_schedule(saturated, 0.5) == list(range(0, 40, 9))
+    # where every frame carries alike (L(s, u) depends on u - s alone) knowing every pair adds nothing
+    linear = linear_loss_values(30, 8, 0.07)
+    for price in (0.2, 1.0, 3.0):
+        assert pair_hindsight_schedule(linear, price) == hindsight_schedule(linear, price)
+
+
 def test_prices_meet_the_clip_targets():
     rng = np.random.default_rng(5)
     tables = [random_table(rng, 24, 6), random_table(rng, 17, 6)]
@@ -106,8 +155,9 @@ def test_bounds_report_every_rule_against_the_per_clip_optimum():
     rng = np.random.default_rng(9)
     tables = [random_table(rng, 22, 5), random_table(rng, 19, 5)]
     rows = bounds(tables, [0.25])
-    assert [r["rule"] for r in rows] == ["renewal", "renewal, one price", "renewal, pixel loss", "optimal_per_clip"]
-    assert [r["ceiling"] for r in rows] == ["per_clip", "shared", "per_clip", "per_clip"]
+    assert [r["rule"] for r in rows] == ["renewal", "renewal, one price", "renewal, pixel loss", "hindsight",
+                                         "hindsight, every pair", "optimal_per_clip"]
+    assert [r["ceiling"] for r in rows] == ["per_clip", "shared", "per_clip", "per_clip", "per_clip", "per_clip"]
     by_rule = {r["rule"]: r for r in rows}
     assert by_rule["optimal_per_clip"]["headroom_captured"] == pytest.approx(1.0)
     targets = clip_targets(tables, 0.25)
@@ -121,10 +171,17 @@ def test_bounds_report_every_rule_against_the_per_clip_optimum():
     assert by_rule["renewal, pixel loss"]["accuracy"] == pytest.approx(score(tables, pixel))
     # a predictor that predicts the pixel loss exactly gives the pixel-loss row
     exact = bounds(tables, [0.25], predicted=values)
-    assert [r["rule"] for r in exact] == ["renewal", "renewal, one price", "renewal, pixel loss",
-                                          "renewal, predicted loss", "predicted, median price", "optimal_per_clip"]
-    assert exact[3]["accuracy"] == exact[2]["accuracy"] and exact[3]["key_fraction"] == exact[2]["key_fraction"]
-    assert exact[4]["key_fraction"] == exact[3]["key_fraction"] and exact[4]["accuracy"] <= exact[3]["accuracy"]
+    assert [r["rule"] for r in exact] == ["renewal", "renewal, one price", "renewal, pixel loss", "hindsight",
+                                          "hindsight, every pair", "renewal, predicted loss", "predicted, median price",
+                                          "hindsight, predicted", "every pair, predicted", "optimal_per_clip"]
+    named = {r["rule"]: r for r in exact}
+    predicted, pixel = named["renewal, predicted loss"], named["renewal, pixel loss"]
+    assert predicted["accuracy"] == pixel["accuracy"] and predicted["key_fraction"] == pixel["key_fraction"]
+    median, best = named["predicted, median price"], named["renewal, predicted loss"]
+    assert median["key_fraction"] == best["key_fraction"] and median["accuracy"] <= best["accuracy"]
+    pixel_hindsight = [priced(lambda p, v=v: hindsight_schedule(v, p), n, price_range(values),
+                              lambda keys, u=u: schedule_value(u, keys)) for v, u, n in zip(values, units, targets)]
+    assert named["hindsight, predicted"]["accuracy"] == pytest.approx(score(tables, pixel_hindsight))
 
 
 def _within_distance_reference(u, v):

@@ -292,6 +292,50 @@ def test_renewal_rule_keys_a_saturated_loss_by_its_floor(level, price):
     assert set(np.diff(keys)) == {expected} and len(keys) >= 4
 
 
+def _saved_in_hindsight(losses):
+    """Reference: the most one key placed at frame s (1..n since the key) would have saved by frame n,
+    each frame u >= s carried from it losing the segment's own loss at distance u - s (L_0 = 0)."""
+    curve = [0.0] + list(losses)
+    n = len(losses)
+    best = -np.inf
+    for s in range(1, n + 1):
+        best = max(best, sum(curve[u] - curve[u - s] for u in range(s, n + 1)))
+    return best
+
+
+def test_hindsight_score_is_the_most_one_earlier_key_would_have_saved():
+    from schedulers.quality import RAMP_FLOOR, hindsight_score
+
+    rng = np.random.default_rng(12)
+    for _ in range(200):
+        n = int(rng.integers(1, 40))
+        losses = np.maximum.accumulate(rng.random(n) * rng.choice([0.05, 0.5]))
+        if rng.random() < 0.3:  # a cut: the loss jumps and stays
+            losses[int(rng.integers(0, n)):] += 0.5
+        expected = max(_saved_in_hindsight(losses), RAMP_FLOOR * (n + 1) / 2 * losses[-1])
+        assert hindsight_score(losses) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    # A loss growing linearly at g: (n + 1)^2 / 4 * g for odd n (the key halfway); a cut after
+    # k quiet frames: it grows with every frame since the cut (the renewal score stays at k * jump).
+    assert hindsight_score(0.1 * np.arange(1, 8)) == pytest.approx(0.1 * 16)
+    assert hindsight_score([0, 0, 0, 1, 1, 1, 1]) == pytest.approx(4.0)
+    assert hindsight_score([]) == 0.0
+
+
+@pytest.mark.parametrize("price", [0.3, 1.0, 2.5])
+def test_hindsight_rule_keys_at_the_first_frame_whose_score_passes_the_price(price):
+    losses = {n: min(0.02 * n + (0.4 if n >= 6 else 0.0), 1.0) for n in range(1, 1000)}  # a step at frame 6
+    from schedulers.quality import hindsight_score
+
+    expected = next(n for n in range(1, 1000) if hindsight_score([losses[i] for i in range(1, n + 1)]) > price)
+    policy = PropagationQuality(_SequenceQuality({n: 1.0 - v for n, v in losses.items()}), threshold=price,
+                                rule="hindsight", downsample=4)
+    assert policy.score_is_cost
+    tracker = Tracker(policy, flow=lambda c, k: np.zeros(c.shape[:2] + (2,), np.float32))
+    frame = np.zeros((32, 32, 3), np.uint8)
+    keys = [t for t in range(4 * expected + 2) if tracker.step(frame).update[0]]
+    assert set(np.diff(keys)) == {expected} and len(keys) >= 4
+
+
 def test_greedy_rule_and_non_finite_signals_update():
     policy = PropagationQuality(_LinearLoss(0.1), threshold=0.25, rule="greedy", downsample=4)
     tracker = Tracker(policy, flow=lambda c, k: np.zeros(c.shape[:2] + (2,), np.float32))

@@ -1,4 +1,4 @@
-"""How much of the headroom could the renewal rule reach online, if it knew the true loss?
+"""How much of the headroom could PropagationQuality's rules reach online, if they knew the true loss?
 
 ``compare``'s ``optimal`` arm places keys knowing the whole clip. A policy
 decides at each frame from the frames seen so far. This bounds what
@@ -27,13 +27,20 @@ worth the most), ``renewal, one price``
 (one price for all clips, spending the clips' shares summed; judged against
 the optimum that spreads the keys over the clips, as it may), ``renewal, pixel
 loss`` (each clip's price; the loss counted in pixels, as a predictor of pixel
-accuracy counts it, instead of the benchmark's units), ``renewal, predicted
+accuracy counts it, instead of the benchmark's units), ``hindsight`` (each
+clip's price; ``PropagationQuality``'s hindsight rule,
+:func:`hindsight_schedule`), ``hindsight, every pair`` (each clip's price; the
+hindsight rule told how well *every* frame since the key would have carried to
+the current one, :func:`pair_hindsight_schedule`: what a pipeline would know
+that also took the flow from each of those frames), ``renewal, predicted
 loss`` (each clip's price; the loss a quality predictor predicts from each
 pair's signals, which ``compare`` keeps beside the pair tables: the shipped
 predictor, or ``--quality-model FILE``), ``predicted, median price`` (the
 same loss, each clip at the median, by value, of the prices that spend its
 share: a typical price, not the luckiest; a noisy loss spends the same keys
-in many ways, and the best of them flatters it), and ``optimal_per_clip``.
+in many ways, and the best of them flatters it), ``hindsight, predicted`` and
+``every pair, predicted`` (the two hindsight rules on the predicted loss, each
+clip's best price), and ``optimal_per_clip``.
 Above the rows, per budget, the correlation frame by frame of the loss in
 pixels with the loss in the benchmark's units within each clip, beyond the
 growth with the distance both share (median and lowest over the clips,
@@ -71,7 +78,7 @@ from adaptive_dff.compare.ceiling import (
 )
 from adaptive_dff.compare.objects import check_metric, j_tables
 from adaptive_dff.compare.optimal import PairTable, fixed_schedule, pair_values
-from schedulers.quality import renewal_score
+from schedulers.quality import RAMP_FLOOR, hindsight_score, renewal_score
 
 logger = logging.getLogger(__name__)
 BISECTIONS = 48
@@ -102,6 +109,56 @@ def renewal_schedule(values: np.ndarray, price: float) -> list:
             keys.append(t)
             key = t
             losses = _kept_losses(values, key)
+    return keys
+
+
+def hindsight_schedule(values: np.ndarray, price: float) -> list:
+    """Key frames of ``PropagationQuality``'s hindsight rule fed the true losses: a key at ``key + d``
+    when :func:`schedulers.quality.hindsight_score` of the losses since the key (kept
+    non-decreasing) reaches ``price``, or when the window ends."""
+    T, width = values.shape
+    keys, key = [0], 0
+    losses = _kept_losses(values, 0)
+    for t in range(1, T):
+        d = t - key
+        if d >= width or hindsight_score(losses[:d]) >= price:
+            keys.append(t)
+            key = t
+            losses = _kept_losses(values, key)
+    return keys
+
+
+def pair_hindsight_schedule(values: np.ndarray, price: float) -> list:
+    """Key frames of the hindsight rule told every pair's true loss: a key at ``t`` when a key at one
+    of the frames ``s`` since the last key ``k`` would have saved at least ``price`` by now,
+    ``sum_{u=s..t} L(k, u) - L(s, u)`` with ``L(s, u) = v[u, 0] - v[s, u - s]`` the true loss of
+    carrying ``s`` to ``u`` (floored as :func:`schedulers.quality.hindsight_score` floors), or when
+    the window ends. Not a rule a pipeline can run as it is: it needs how well each recent frame
+    would have carried to the current one, i.e. the flow and warp from every frame since the key,
+    where ``PropagationQuality`` has those of the key alone."""
+    T, width = values.shape
+    keys, key = [0], 0
+    own = values[:, 0]
+    since_key = 0.0  # sum_{u=key+1..t} L(key, u) up to the previous frame
+    prefix = [0.0]  # prefix[j]: that sum over the first j frames after the key
+    carried = np.zeros(0)  # per s = key+1..t-1: sum_{u=s..t-1} L(s, u)
+    peak = 0.0
+    for t in range(1, T):
+        d = t - key
+        if d >= width:
+            fire = True
+        else:
+            loss = own[t] - values[key, d]
+            since_key += loss
+            prefix.append(since_key)
+            starts = np.arange(key + 1, t)
+            carried = np.append(carried + (own[t] - values[starts, t - starts]), 0.0)  # s = t carries itself
+            saved = (since_key - np.asarray(prefix[:-1])) - carried  # s = key+1..t
+            peak = max(peak, loss)
+            fire = max(float(saved.max()), RAMP_FLOOR * 0.5 * (d + 1) * max(peak, 0.0)) >= price
+        if fire:
+            keys.append(t)
+            key, since_key, prefix, carried, peak = t, 0.0, [0.0], np.zeros(0), 0.0
     return keys
 
 
@@ -285,10 +342,13 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
     headroom against the per-clip optimum, or for one price over all clips the shared one; ``None``
     where the key fraction lies outside those curves). Rules: ``renewal`` (a price per clip),
     ``renewal, one price`` (one price for all clips), ``renewal, pixel loss`` (a price per clip, the
-    loss counted in pixels, not in the benchmark's units), with ``predicted`` (per clip, from
-    :func:`predicted_values`) ``renewal, predicted loss`` (a price per clip, the predicted loss)
-    and ``predicted, median price`` (the same, at the median of the prices that spend the clip's
-    share rather than the best), and ``optimal_per_clip``. ``metric``: the benchmark's units,
+    loss counted in pixels, not in the benchmark's units), ``hindsight`` and ``hindsight, every
+    pair`` (:func:`hindsight_schedule`, :func:`pair_hindsight_schedule`; a price per clip), with
+    ``predicted`` (per clip, from :func:`predicted_values`) ``renewal, predicted loss`` (a price per
+    clip, the predicted loss), ``predicted, median price`` (the same, at the median of the prices
+    that spend the clip's share rather than the best), ``hindsight, predicted`` and ``every pair,
+    predicted`` (the hindsight rules on the predicted loss, a price per clip), and
+    ``optimal_per_clip``. ``metric``: the benchmark's units,
     ``"miou"`` or ``"j"`` (compare's ``--metric``; J's pair values are exact, not linearised)."""
     tables = list(tables)
     frames = sum(t.frames for t in tables)
@@ -323,10 +383,18 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
         out.append(row(budget, "renewal, pixel loss", "per_clip", [
             priced(renewal(p), n, pixel_prices, lambda keys, v=v: schedule_value(v, keys))
             for p, v, n in zip(pixels, values, targets)]))
+        for name, rule in (("hindsight", hindsight_schedule), ("hindsight, every pair", pair_hindsight_schedule)):
+            out.append(row(budget, name, "per_clip", [
+                priced(lambda price, v=v, rule=rule: rule(v, price), n, prices,
+                       lambda keys, v=v: schedule_value(v, keys)) for v, n in zip(values, targets)]))
         if predicted is not None:
-            for name, pick in (("renewal, predicted loss", "best"), ("predicted, median price", "median")):
+            for name, rule, pick in (("renewal, predicted loss", renewal_schedule, "best"),
+                                     ("predicted, median price", renewal_schedule, "median"),
+                                     ("hindsight, predicted", hindsight_schedule, "best"),
+                                     ("every pair, predicted", pair_hindsight_schedule, "best")):
                 out.append(row(budget, name, "per_clip", [
-                    priced(renewal(p), n, predicted_prices, lambda keys, v=v: schedule_value(v, keys), pick)
+                    priced(lambda price, p=p, rule=rule: rule(p, price), n, predicted_prices,
+                           lambda keys, v=v: schedule_value(v, keys), pick)
                     for p, v, n in zip(predicted, values, targets)]))
         out.append(row(budget, "optimal_per_clip", "per_clip", same[budget].schedules))
     return out
@@ -400,12 +468,15 @@ def main(argv=None) -> int:
                                  f"({error}); run compare with --quality-model to judge it on its own signals")
                 # e.g. a run of an earlier version keeps no key-label signal: the shipped predictor without it
                 fallbacks[dataset] = error
-    logger.info("The renewal rule of PropagationQuality fed the true loss, at the best constant price in hindsight "
+    logger.info("The rules of PropagationQuality fed the true loss, at the best constant price in hindsight "
                 "(a bound on the rule, not a policy). renewal: the loss in the benchmark's units (mIoU linearised "
                 "at the budget's fixed interval, or J in a run of compare --metric j), a price per clip; renewal, one price: the same, one price for "
-                "all clips; renewal, pixel loss: the loss in pixels, a price per clip; renewal, predicted loss: the loss "
+                "all clips; renewal, pixel loss: the loss in pixels, a price per clip; hindsight: the hindsight rule, "
+                "a price per clip; hindsight, every pair: the same told how well every frame since the key would "
+                "have carried (not a rule a pipeline can run on the key's flow alone); renewal, predicted loss: the loss "
                 "a quality predictor predicts from each pair's signals, a price per clip; predicted, median price: the "
-                "same at the median of the prices that spend the clip's share. Headroom captured against "
+                "same at the median of the prices that spend the clip's share; hindsight, predicted and every pair, "
+                "predicted: the two hindsight rules on that loss. Headroom captured against "
                 "the optimum of the ceiling named: per_clip (every clip the same share) or shared.")
     for dataset, tables in found.items():
         logger.info("")
