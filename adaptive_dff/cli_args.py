@@ -77,7 +77,7 @@ def _compare(sub) -> None:
     compare.add_argument("--mode", default="oracle", help="oracle (default) or model")
     compare.add_argument("--policies", nargs="+", default=None, metavar="NAME",
                          help="fixed_interval copy frame_difference flow_magnitude propagation_quality "
-                              "decision_network, each optionally with @budget (a KeyBudget per clip) or @shared (one "
+                              "propagation_quality_hindsight (its hindsight rule) decision_network, each optionally with @budget (a KeyBudget per clip) or @shared (one "
                               "SharedBudget over the test clips), and optimal (oracle mode: the ceiling) (default: "
                               "fixed_interval copy frame_difference@budget flow_magnitude@budget propagation_quality@budget, "
                               "optimal in oracle mode, and "

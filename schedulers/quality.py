@@ -59,12 +59,13 @@ def renewal_score(n: int, loss: float, total: float) -> float:
     return max(n * loss - total, RAMP_FLOOR * 0.5 * (n + 1) * loss)
 
 
-def hindsight_score(losses) -> float:
+def hindsight_score(losses, floor: float = RAMP_FLOOR) -> float:
     """The hindsight score of a segment whose frames since the key lost ``losses`` ``[L_1 .. L_n]``
     (``L_0 = 0`` at the key): the most a key placed at one of those frames would have saved by
     now, had the frames after it gone stale as the segment did after its own key,
-    ``max over m = 1..n of (L_{n-m+1} + .. + L_n) - (L_0 + .. + L_{m-1})``, floored as
-    :func:`renewal_score` floors (see the module notes). In frame-losses."""
+    ``max over m = 1..n of (L_{n-m+1} + .. + L_n) - (L_0 + .. + L_{m-1})``, floored at ``floor``
+    times ``(n + 1) / 2 * L_n`` as :func:`renewal_score` is (see the module notes; 0: no floor).
+    In frame-losses."""
     losses = np.asarray(losses, dtype=np.float64)
     n = losses.size
     if n == 0:
@@ -72,7 +73,7 @@ def hindsight_score(losses) -> float:
     prefix = np.concatenate([[0.0], np.cumsum(losses)])  # prefix[j] = L_1 + .. + L_j
     m = np.arange(1, n + 1)
     saved = (prefix[n] - prefix[n - m]) - prefix[m - 1]
-    return max(float(saved.max()), RAMP_FLOOR * 0.5 * (n + 1) * float(losses[-1]))
+    return max(float(saved.max()), floor * 0.5 * (n + 1) * float(losses[-1]))
 
 
 def _check_rule(rule: str) -> None:

@@ -682,3 +682,33 @@ def test_the_signature_holds_the_renewal_floor_of_the_propagation_quality_arms(t
     for policies in (("propagation_quality", "optimal"), ("optimal", "propagation_quality@shared")):
         assert signature(CompareConfig(policies=policies), [tiny_dataset])["config"]["renewal_floor"] == RAMP_FLOOR
     assert "renewal_floor" not in signature(CompareConfig(policies=("optimal",)), [tiny_dataset])["config"]
+
+
+def test_the_hindsight_arm_runs_propagation_quality_with_its_rule(tiny_dataset, tmp_path):
+    import schedulers
+
+    config = CompareConfig(policies=("fixed_interval", "propagation_quality@budget",
+                                     "propagation_quality_hindsight@budget"), budgets=(0.3,), sweep=(), regions=("1x1",))
+    workspace = compare_workspace.Workspace(config, [tiny_dataset], None)
+    assert workspace.make_policy("propagation_quality_hindsight@budget", 1.0, budget=0.3).policy.rule == "hindsight"
+    assert workspace.make_policy("propagation_quality_hindsight").rule == "hindsight"
+    assert workspace.make_policy("propagation_quality").rule == "renewal"
+    shipped = os.path.join(os.path.dirname(schedulers.__file__), "weights", "quality_labels_default.json")
+    given = CompareConfig(policies=("propagation_quality_hindsight",), quality_model=shipped).check()
+    assert compare_workspace.Workspace(given, [tiny_dataset], None).make_policy(
+        "propagation_quality_hindsight").rule == "hindsight"
+    with pytest.raises(ValueError, match="--quality-model is for the propagation_quality arms"):
+        CompareConfig(policies=("fixed_interval",), quality_model=shipped).check()
+    out = str(tmp_path / "run")
+    report = run_compare(config, tiny_dataset, out, log=quiet)
+    rows = {r["policy"]: r for r in report["rows"] if r["budget"] == 0.3}
+    assert {"propagation_quality@budget", "propagation_quality_hindsight@budget"} <= set(rows)
+    assert abs(rows["propagation_quality_hindsight@budget"]["key_fraction"] - 0.3) < 0.15
+    signature = json.load(open(os.path.join(out, "compare.json")))["signature"]["config"]
+    assert "shipped_quality" in signature and "renewal_floor" in signature
+    alone = CompareConfig(policies=("propagation_quality_hindsight@budget",), budgets=(0.3,), sweep=(),
+                          regions=("1x1",))
+    from adaptive_dff.compare.planning import signature as run_signature
+
+    alone = run_signature(alone, [tiny_dataset])["config"]  # the arm alone records the predictor and floor too
+    assert "shipped_quality" in alone and "renewal_floor" in alone

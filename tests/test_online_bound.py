@@ -103,6 +103,8 @@ def test_hindsight_rules_match_their_definitions_on_random_tables():
     saturated[:, 0] = 0.0
     saturated[np.arange(40)[:, None] + np.arange(16)[None, :] >= 40] = -np.inf
     assert hindsight_schedule(saturated, 0.5) == pair_hindsight_schedule(saturated, 0.5) == list(range(0, 40, 9))
+    # without the floor only the window (15) keys it
+    assert hindsight_schedule(saturated, 0.5, 0.0) == pair_hindsight_schedule(saturated, 0.5, 0.0) == [0, 16, 32]
     # where every frame carries alike (L(s, u) depends on u - s alone) knowing every pair adds nothing
     linear = linear_loss_values(30, 8, 0.07)
     for price in (0.2, 1.0, 3.0):
@@ -182,6 +184,11 @@ def test_bounds_report_every_rule_against_the_per_clip_optimum():
     pixel_hindsight = [priced(lambda p, v=v: hindsight_schedule(v, p), n, price_range(values),
                               lambda keys, u=u: schedule_value(u, keys)) for v, u, n in zip(values, units, targets)]
     assert named["hindsight, predicted"]["accuracy"] == pytest.approx(score(tables, pixel_hindsight))
+    unfloored = {r["rule"]: r for r in bounds(tables, [0.25], predicted=values, hindsight_floor=0.0)}
+    pixel_unfloored = [priced(lambda p, v=v: hindsight_schedule(v, p, 0.0), n, price_range(values),
+                              lambda keys, u=u: schedule_value(u, keys)) for v, u, n in zip(values, units, targets)]
+    assert unfloored["hindsight, predicted"]["accuracy"] == pytest.approx(score(tables, pixel_unfloored))
+    assert unfloored["renewal"] == named["renewal"]  # the floor is the hindsight rules' alone
 
 
 def _within_distance_reference(u, v):
@@ -293,6 +300,11 @@ def test_the_command_reads_a_compare_run_and_names_a_folder_without_pair_tables(
     assert re.search(r"median and lowest over the clips\): -?[01]\.\d\d and -?[01]\.\d\d at 0\.3", text)
     assert "synthetic-cuts" in text and "renewal, one price" in text and "optimal_per_clip" in text
     assert re.search(r"0\.30  renewal, predicted loss", text)  # compare kept each pair's signals beside the pair tables
+    assert re.search(r"0\.30  hindsight, every pair", text) and re.search(r"0\.30  every pair, predicted", text)
+    for floor in ("-0.5", "nan"):
+        with pytest.raises(SystemExit):
+            online_bound.main([str(run), "--hindsight-floor", floor])
+        assert f"--hindsight-floor must be a share >= 0, got {float(floor)}" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         online_bound.main([str(run), "--quality-model", str(tmp_path / "nowhere.json")])
     assert "--quality-model" in capsys.readouterr().err

@@ -314,6 +314,7 @@ def test_hindsight_score_is_the_most_one_earlier_key_would_have_saved():
             losses[int(rng.integers(0, n)):] += 0.5
         expected = max(_saved_in_hindsight(losses), RAMP_FLOOR * (n + 1) / 2 * losses[-1])
         assert hindsight_score(losses) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+        assert hindsight_score(losses, floor=0.0) == pytest.approx(_saved_in_hindsight(losses), rel=1e-12, abs=1e-12)
     # A loss growing linearly at g: (n + 1)^2 / 4 * g for odd n (the key halfway); a cut after
     # k quiet frames: it grows with every frame since the cut (the renewal score stays at k * jump).
     assert hindsight_score(0.1 * np.arange(1, 8)) == pytest.approx(0.1 * 16)

@@ -68,6 +68,7 @@ import argparse
 import logging
 import os
 import sys
+from functools import partial
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -112,27 +113,27 @@ def renewal_schedule(values: np.ndarray, price: float) -> list:
     return keys
 
 
-def hindsight_schedule(values: np.ndarray, price: float) -> list:
+def hindsight_schedule(values: np.ndarray, price: float, floor: float = RAMP_FLOOR) -> list:
     """Key frames of ``PropagationQuality``'s hindsight rule fed the true losses: a key at ``key + d``
     when :func:`schedulers.quality.hindsight_score` of the losses since the key (kept
-    non-decreasing) reaches ``price``, or when the window ends."""
+    non-decreasing; floored at ``floor``) reaches ``price``, or when the window ends."""
     T, width = values.shape
     keys, key = [0], 0
     losses = _kept_losses(values, 0)
     for t in range(1, T):
         d = t - key
-        if d >= width or hindsight_score(losses[:d]) >= price:
+        if d >= width or hindsight_score(losses[:d], floor) >= price:
             keys.append(t)
             key = t
             losses = _kept_losses(values, key)
     return keys
 
 
-def pair_hindsight_schedule(values: np.ndarray, price: float) -> list:
+def pair_hindsight_schedule(values: np.ndarray, price: float, floor: float = RAMP_FLOOR) -> list:
     """Key frames of the hindsight rule told every pair's true loss: a key at ``t`` when a key at one
     of the frames ``s`` since the last key ``k`` would have saved at least ``price`` by now,
     ``sum_{u=s..t} L(k, u) - L(s, u)`` with ``L(s, u) = v[u, 0] - v[s, u - s]`` the true loss of
-    carrying ``s`` to ``u`` (floored as :func:`schedulers.quality.hindsight_score` floors), or when
+    carrying ``s`` to ``u`` (floored as :func:`schedulers.quality.hindsight_score` floors at ``floor``), or when
     the window ends. Not a rule a pipeline can run as it is: it needs how well each recent frame
     would have carried to the current one, i.e. the flow and warp from every frame since the key,
     where ``PropagationQuality`` has those of the key alone."""
@@ -155,7 +156,7 @@ def pair_hindsight_schedule(values: np.ndarray, price: float) -> list:
             carried = np.append(carried + (own[t] - values[starts, t - starts]), 0.0)  # s = t carries itself
             saved = (since_key - np.asarray(prefix[:-1])) - carried  # s = key+1..t
             peak = max(peak, loss)
-            fire = max(float(saved.max()), RAMP_FLOOR * 0.5 * (d + 1) * max(peak, 0.0)) >= price
+            fire = max(float(saved.max()), floor * 0.5 * (d + 1) * max(peak, 0.0)) >= price
         if fire:
             keys.append(t)
             key, since_key, prefix, carried, peak = t, 0.0, [0.0], np.zeros(0), 0.0
@@ -336,7 +337,8 @@ def unit_correlations(tables: Sequence[PairTable], budgets: Sequence[float], met
 
 
 def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
-           predicted: Optional[Sequence[np.ndarray]] = None, metric: str = "miou") -> list:
+           predicted: Optional[Sequence[np.ndarray]] = None, metric: str = "miou",
+           hindsight_floor: float = RAMP_FLOOR) -> list:
     """Per budget and rule: ``{"budget", "rule", "ceiling", "key_fraction", "accuracy", "gain",
     "headroom_captured"}`` (gain over the phase-fair fixed interval at the key fraction spent;
     headroom against the per-clip optimum, or for one price over all clips the shared one; ``None``
@@ -349,7 +351,9 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
     that spend the clip's share rather than the best), ``hindsight, predicted`` and ``every pair,
     predicted`` (the hindsight rules on the predicted loss, a price per clip), and
     ``optimal_per_clip``. ``metric``: the benchmark's units,
-    ``"miou"`` or ``"j"`` (compare's ``--metric``; J's pair values are exact, not linearised)."""
+    ``"miou"`` or ``"j"`` (compare's ``--metric``; J's pair values are exact, not linearised).
+    ``hindsight_floor``: the floor of the hindsight rules' scores (``PropagationQuality``'s,
+    :data:`schedulers.quality.RAMP_FLOOR`, by default; 0: none)."""
     tables = list(tables)
     frames = sum(t.frames for t in tables)
     pixels, tables, scoring = _pixel_values_and_scoring(tables, metric)
@@ -372,6 +376,9 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
     def renewal(v):
         return lambda price: renewal_schedule(v, price)
 
+    hindsight = partial(hindsight_schedule, floor=hindsight_floor)
+    every_pair = partial(pair_hindsight_schedule, floor=hindsight_floor)
+
     for budget in budgets:
         values = benchmark_values(tables, scoring, budget)
         targets = clip_targets(tables, budget)
@@ -383,15 +390,15 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
         out.append(row(budget, "renewal, pixel loss", "per_clip", [
             priced(renewal(p), n, pixel_prices, lambda keys, v=v: schedule_value(v, keys))
             for p, v, n in zip(pixels, values, targets)]))
-        for name, rule in (("hindsight", hindsight_schedule), ("hindsight, every pair", pair_hindsight_schedule)):
+        for name, rule in (("hindsight", hindsight), ("hindsight, every pair", every_pair)):
             out.append(row(budget, name, "per_clip", [
                 priced(lambda price, v=v, rule=rule: rule(v, price), n, prices,
                        lambda keys, v=v: schedule_value(v, keys)) for v, n in zip(values, targets)]))
         if predicted is not None:
             for name, rule, pick in (("renewal, predicted loss", renewal_schedule, "best"),
                                      ("predicted, median price", renewal_schedule, "median"),
-                                     ("hindsight, predicted", hindsight_schedule, "best"),
-                                     ("every pair, predicted", pair_hindsight_schedule, "best")):
+                                     ("hindsight, predicted", hindsight, "best"),
+                                     ("every pair, predicted", every_pair, "best")):
                 out.append(row(budget, name, "per_clip", [
                     priced(lambda price, p=p, rule=rule: rule(p, price), n, predicted_prices,
                            lambda keys, v=v: schedule_value(v, keys), pick)
@@ -428,6 +435,9 @@ def main(argv=None) -> int:
                         help="the quality predictor of the row 'renewal, predicted loss' (a file of adaptive-dff "
                              "train quality; default: the shipped one that reads the key labels, or on a run "
                              "whose pair signals lack them the one that does not)")
+    parser.add_argument("--hindsight-floor", type=float, default=RAMP_FLOOR, metavar="SHARE",
+                        help="the floor of the hindsight rows' scores, a share of (d + 1) / 2 times the loss at d "
+                             f"(default {RAMP_FLOOR}, PropagationQuality's; 0: none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     from adaptive_dff.compare import ceiling_rows
@@ -439,6 +449,8 @@ def main(argv=None) -> int:
         parser.error(f"{args.run!r} is not a folder")
     if any(not 0 < b <= 1 for b in args.budgets):
         parser.error(f"budgets must be key-frame fractions in (0, 1], got {args.budgets}")
+    if not (np.isfinite(args.hindsight_floor) and args.hindsight_floor >= 0):
+        parser.error(f"--hindsight-floor must be a share >= 0, got {args.hindsight_floor}")
     folder = ResultFolder(args.run)
     try:
         signature = folder.signature()
@@ -495,7 +507,7 @@ def main(argv=None) -> int:
                     + ", ".join(f"{np.nanmedian(r):.2f} and {np.nanmin(r):.2f} at {b:g}" if np.isfinite(r).any()
                                 else f"- at {b:g}" for b, r in correlations.items()))
         logger.info(f"{'budget':>6}  {'rule':<23} {'keys':>6} {'accuracy':>8} {'gain':>7} {'headroom':>8}  ceiling")
-        for row in bounds(tables["warp"], args.budgets, predicted, metric):
+        for row in bounds(tables["warp"], args.budgets, predicted, metric, args.hindsight_floor):
             share = row["headroom_captured"]
             gain = "-" if row["gain"] is None else f"{row['gain']:+7.4f}"
             logger.info(f"{row['budget']:6.2f}  {row['rule']:<23} {row['key_fraction']:6.3f} {row['accuracy']:8.4f} "

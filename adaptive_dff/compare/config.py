@@ -44,7 +44,10 @@ ARMS = {
     "flow_magnitude": ("flow_magnitude", "warp"),
     "decision_network": ("decision_network", "warp"),  # DVSNet's rule on the best learned model that ships
     "propagation_quality": ("propagation_quality", "warp"),  # the shipped quality predictor, renewal rule
+    "propagation_quality_hindsight": ("propagation_quality", "warp"),  # the same predictor, hindsight rule
 }
+# The arms of schedulers.PropagationQuality and the rule each runs (all read --quality-model).
+QUALITY_ARMS = {"propagation_quality": "renewal", "propagation_quality_hindsight": "hindsight"}
 # Budget arms: "<arm>@budget" wraps the arm's policy in a schedulers.KeyBudget
 # per clip (the budget is its target); "<arm>@shared" runs the data set's test
 # clips side by side under one schedulers.SharedBudget. Only a policy whose
@@ -103,7 +106,8 @@ class CompareConfig:
             predictor's JSON (:func:`schedulers.load_decision_model`);
             ``None`` (and what :func:`resolve_defaults` fills in): the
             shipped quality predictor that reads the key labels.
-        quality_model: the predictor of the ``propagation_quality`` arms: a
+        quality_model: the predictor of the ``propagation_quality`` arms (and
+            ``propagation_quality_hindsight``'s): a
             quality predictor's JSON (``adaptive-dff train quality``), or
             ``None``: the shipped one. Policies given with it must hold a
             ``propagation_quality`` arm (the defaults do).
@@ -146,6 +150,10 @@ class CompareConfig:
         """Whether a chosen policy runs ``arm`` (of :data:`ARMS`), bare or under a budget."""
         return any(parse_arm(p)[0] == arm for p in self.chosen_policies() if p not in CEILING_ARMS)
 
+    def runs_quality_arm(self) -> bool:
+        """Whether a chosen policy runs one of :data:`QUALITY_ARMS` (``PropagationQuality``)."""
+        return any(self.runs_arm(arm) for arm in QUALITY_ARMS)
+
     def needs_pair_tables(self) -> bool:
         """Oracle mode with an arm read from the pair tables (optimal; fixed interval and copy phase-fair)."""
         return self.mode == "oracle" and bool({"optimal", "fixed_interval", "copy"} & set(self.chosen_policies()))
@@ -162,9 +170,10 @@ class CompareConfig:
         for name in policies:
             if name not in CEILING_ARMS:
                 parse_arm(name)
-        if self.quality_model and not self.runs_arm("propagation_quality"):
+        if self.quality_model and not self.runs_quality_arm():
             raise ValueError("--quality-model is for the propagation_quality arms; add propagation_quality, "
-                             "propagation_quality@budget or propagation_quality@shared to --policies")
+                             "propagation_quality@budget or propagation_quality@shared (or the same of "
+                             "propagation_quality_hindsight) to --policies")
         if self.mode != "oracle" and set(CEILING_ARMS) & set(policies):
             raise ValueError("the optimal arm runs in oracle mode only (in model mode its pair table would "
                              "cost a model run per (key, frame) pair); drop it or use --mode oracle")

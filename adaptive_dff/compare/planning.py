@@ -92,7 +92,7 @@ def signature(config: CompareConfig, datasets: Sequence[Dataset]) -> dict:
     for key, default in (("quality_model", None), ("metric", "miou")):
         if settings[key] == default:  # as before the option, so earlier runs' folders still continue
             del settings[key]
-    if config.runs_arm("propagation_quality"):
+    if config.runs_quality_arm():
         from schedulers.quality import RAMP_FLOOR
 
         if "quality_model" not in settings:

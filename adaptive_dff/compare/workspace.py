@@ -17,7 +17,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from adaptive_dff.compare.config import ARMS, CEILING_ARMS, PAIR_TABLE, PER_FRAME, CompareConfig, parse_arm, parse_grid
+from adaptive_dff.compare.config import (
+    ARMS, CEILING_ARMS, PAIR_TABLE, PER_FRAME, QUALITY_ARMS, CompareConfig, parse_arm, parse_grid,
+)
 from adaptive_dff.compare.datasets import Dataset
 from adaptive_dff.compare.planning import Cell, pair_table_cell
 from adaptive_dff.compare.scoring import (
@@ -149,10 +151,13 @@ class Workspace:
                 self._decision_model = (schedulers.load_decision_model(path) if path  # the best that ships:
                                         else schedulers.load_default_quality(key_labels=True))
             policy = cls(model=self._decision_model)
-        elif name == "propagation_quality" and self.config.quality_model:
+        elif name in QUALITY_ARMS and self.config.quality_model:
             if self._quality_model is None:
                 self._quality_model = schedulers.load_quality_predictor(self.config.quality_model)
-            policy = cls(predictor=self._quality_model, downsample=self._quality_model.signals_downsample)
+            policy = cls(predictor=self._quality_model, downsample=self._quality_model.signals_downsample,
+                         rule=QUALITY_ARMS[name])
+        elif name in QUALITY_ARMS:
+            policy = cls(rule=QUALITY_ARMS[name])
         else:
             policy = cls()
         if threshold is not None:
