@@ -181,11 +181,12 @@ class PropagationQuality(Policy):
             key_index = int(key_index)
             s = state[r]
             if s is None or s["key"] != key_index:
-                total, peak, before = 0.0, 0.0, ()
+                total, peak, before = 0.0, 0.0, []
             elif s["frame"] == frame:
                 total, peak, before = s["total"], s["peak"], s["before"]
-            else:
-                total, peak, before = s["total"] + s["loss"], max(s["peak"], s["loss"]), s["before"] + (s["loss"],)
+            else:  # the losses before this frame grow in place (the old state is dropped below)
+                total, peak, before = s["total"] + s["loss"], max(s["peak"], s["loss"]), s["before"]
+                before.append(s["loss"])
             finite = bool(np.isfinite(loss))
             if self.monotone and finite:
                 loss = max(loss, peak)
@@ -196,7 +197,7 @@ class PropagationQuality(Policy):
             elif self.rule == "greedy":
                 scores[r] = loss
             elif self.rule == "hindsight":
-                scores[r] = hindsight_score(before + (loss,))
+                scores[r] = hindsight_score(before + [loss])
             else:
                 scores[r] = renewal_score(max(frame - key_index, 1), loss, total)
         return scores
