@@ -30,10 +30,10 @@ its predictions into decisions with one of three rules:
   L_n) - (L_0 + .. + L_{m-1})`` (``L_0 = 0``; :func:`hindsight_score`),
   floored as the renewal score. A key is due when an earlier one would have
   paid its price. For a loss growing linearly at ``g`` it is ``g (n + 1)^2 /
-  4`` (odd ``n``: the best key halfway), close to the renewal score's ``g n
-  (n + 1) / 2`` up to the price's scale; after a cut it keeps growing with
-  every frame since the cut, where the renewal score stays at the frames
-  before the cut times the jump.
+  4`` (odd ``n``: the best key halfway), about half the renewal score's ``g n
+  (n + 1) / 2``; for a jump ``J`` after ``c`` quiet frames it is ``J min(f,
+  c + 1)`` ``f`` frames after the jump: it climbs to the renewal score's
+  ``(c + 1) J``, which the renewal score reaches at once, and never passes it.
 
 No TensorFlow: numpy and OpenCV only.
 """
@@ -70,6 +70,8 @@ def hindsight_score(losses, floor: float = RAMP_FLOOR) -> float:
     n = losses.size
     if n == 0:
         return 0.0
+    if not np.all(np.isfinite(losses)):
+        return float("inf")  # as renewal_score of an infinite loss: a region whose loss is unknown is keyed
     prefix = np.concatenate([[0.0], np.cumsum(losses)])  # prefix[j] = L_1 + .. + L_j
     m = np.arange(1, n + 1)
     saved = (prefix[n] - prefix[n - m]) - prefix[m - 1]
@@ -110,7 +112,9 @@ class PropagationQuality(Policy):
             a predicted loss in [0, 1]; with ``"renewal"`` or ``"hindsight"`` the price of a key
             in frame-losses (see the module notes; about 0.5 to 3 for budgets
             of 33% to 10%).
-        rule: ``"renewal"``, ``"hindsight"`` (a price in frame-losses too) or ``"greedy"``.
+        rule: ``"renewal"``, ``"hindsight"`` (a price in frame-losses too) or ``"greedy"``
+            (a rule set in mid-stream takes effect fully from each region's next key: the
+            hindsight rule's loss history is kept only while it is the rule).
         monotone: use the running maximum of the predicted loss since the
             key frame (a carried result does not get better with distance;
             this keeps a predictor's dips, e.g. where the warp error is
@@ -184,9 +188,10 @@ class PropagationQuality(Policy):
                 total, peak, before = 0.0, 0.0, []
             elif s["frame"] == frame:
                 total, peak, before = s["total"], s["peak"], s["before"]
-            else:  # the losses before this frame grow in place (the old state is dropped below)
+            else:  # the hindsight rule's losses before this frame grow in place (the old state is dropped below)
                 total, peak, before = s["total"] + s["loss"], max(s["peak"], s["loss"]), s["before"]
-                before.append(s["loss"])
+                if self.rule == "hindsight":  # the other rules read the sum and peak alone
+                    before.append(s["loss"])
             finite = bool(np.isfinite(loss))
             if self.monotone and finite:
                 loss = max(loss, peak)

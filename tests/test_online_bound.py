@@ -89,20 +89,30 @@ def test_hindsight_rules_match_their_definitions_on_random_tables():
         saved = max(sum(curve[u] - curve[u - s] for u in range(s, d + 1)) for s in range(1, d + 1))
         return max(saved, 0.25 * (d + 1) * curve[-1])
 
-    def every_pair(k, t):
-        saved = max(sum(loss(k, u) - (loss(s, u) if u > s else 0.0) for u in range(s, t + 1))
+    def every_pair(k, t):  # each frame s's own kept losses K(s, u), K(s, s) = 0
+        saved = max(kept(k, t)[s - k - 1:].sum() - np.concatenate([[0.0], kept(s, t)]).sum()
                     for s in range(k + 1, t + 1))
         return max(saved, 0.25 * (t - k + 1) * kept(k, t)[-1])
 
-    for price in (0.05, 0.5, 5.0, 50.0):
-        assert hindsight_schedule(values, price) == _replayed(values, price, one_key)
+    counts = set()
+    for price in (0.05, 0.5, 5.0, 50.0, 150.0, 400.0, 1000.0, 2500.0):  # the losses here are ~40 to 120 a frame
+        keys = hindsight_schedule(values, price)
+        assert keys == _replayed(values, price, one_key)
         assert pair_hindsight_schedule(values, price) == _replayed(values, price, every_pair)
+        counts.add(len(keys))
+    assert len(counts) >= 4  # from a key every frame to the window's
     # a saturated loss (0.2 from d = 1 on): a key anywhere would have saved 0.2, so both key by the
     # floor 0.25 (d + 1) 0.2, which reaches 0.5 at d = 9
     saturated = np.full((40, 16), -0.2)
     saturated[:, 0] = 0.0
     saturated[np.arange(40)[:, None] + np.arange(16)[None, :] >= 40] = -np.inf
     assert hindsight_schedule(saturated, 0.5) == pair_hindsight_schedule(saturated, 0.5) == list(range(0, 40, 9))
+    # a loss that peaks a frame after the key and dips (0.4, then 0.2): both keep 0.4, and the floor
+    # 0.25 (d + 1) 0.4 reaches 1.0 at d = 9 (from the dipped 0.2 it would take d = 19)
+    dipping = np.full((60, 31), -0.2)
+    dipping[:, 0], dipping[:, 1] = 0.0, -0.4
+    dipping[np.arange(60)[:, None] + np.arange(31)[None, :] >= 60] = -np.inf
+    assert hindsight_schedule(dipping, 1.0) == pair_hindsight_schedule(dipping, 1.0) == list(range(0, 60, 9))
     # without the floor only the window (15) keys it
     assert hindsight_schedule(saturated, 0.5, 0.0) == pair_hindsight_schedule(saturated, 0.5, 0.0) == [0, 16, 32]
     # where every frame carries alike (L(s, u) depends on u - s alone) knowing every pair adds nothing
@@ -189,6 +199,12 @@ def test_bounds_report_every_rule_against_the_per_clip_optimum():
                               lambda keys, u=u: schedule_value(u, keys)) for v, u, n in zip(values, units, targets)]
     assert unfloored["hindsight, predicted"]["accuracy"] == pytest.approx(score(tables, pixel_unfloored))
     assert unfloored["renewal"] == named["renewal"]  # the floor is the hindsight rules' alone
+    for rows, floor in ((named, 0.5), (unfloored, 0.0)):
+        pair = [priced(lambda p, v=v: pair_hindsight_schedule(v, p, floor), n, price_range(values),
+                       lambda keys, u=u: schedule_value(u, keys)) for v, u, n in zip(values, units, targets)]
+        assert rows["every pair, predicted"]["accuracy"] == pytest.approx(score(tables, pair))
+    with pytest.raises(ValueError, match="hindsight_floor must be a share in"):
+        bounds(tables, [0.25], hindsight_floor=1.5)
 
 
 def _within_distance_reference(u, v):
@@ -301,10 +317,21 @@ def test_the_command_reads_a_compare_run_and_names_a_folder_without_pair_tables(
     assert "synthetic-cuts" in text and "renewal, one price" in text and "optimal_per_clip" in text
     assert re.search(r"0\.30  renewal, predicted loss", text)  # compare kept each pair's signals beside the pair tables
     assert re.search(r"0\.30  hindsight, every pair", text) and re.search(r"0\.30  every pair, predicted", text)
-    for floor in ("-0.5", "nan"):
+    for floor in ("-0.5", "nan", "1.5"):
         with pytest.raises(SystemExit):
             online_bound.main([str(run), "--hindsight-floor", floor])
-        assert f"--hindsight-floor must be a share >= 0, got {float(floor)}" in capsys.readouterr().err
+        assert f"--hindsight-floor must be a share in [0, 1], got {float(floor)}" in capsys.readouterr().err
+    floors = []
+
+    def bounds_seen(*args, **kwargs):
+        floors.append(args[4] if len(args) > 4 else kwargs["hindsight_floor"])
+        return bounds(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(online_bound, "bounds", bounds_seen)
+        assert online_bound.main([str(run), "--budgets", "0.3", "--hindsight-floor", "0"]) == 0
+        assert online_bound.main([str(run), "--budgets", "0.3"]) == 0
+    assert floors[0] == 0.0 and floors[-1] == 0.5
     with pytest.raises(SystemExit):
         online_bound.main([str(run), "--quality-model", str(tmp_path / "nowhere.json")])
     assert "--quality-model" in capsys.readouterr().err

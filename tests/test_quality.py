@@ -315,11 +315,13 @@ def test_hindsight_score_is_the_most_one_earlier_key_would_have_saved():
         expected = max(_saved_in_hindsight(losses), RAMP_FLOOR * (n + 1) / 2 * losses[-1])
         assert hindsight_score(losses) == pytest.approx(expected, rel=1e-12, abs=1e-12)
         assert hindsight_score(losses, floor=0.0) == pytest.approx(_saved_in_hindsight(losses), rel=1e-12, abs=1e-12)
-    # A loss growing linearly at g: (n + 1)^2 / 4 * g for odd n (the key halfway); a cut after
-    # k quiet frames: it grows with every frame since the cut (the renewal score stays at k * jump).
+    # A loss growing linearly at g: (n + 1)^2 / 4 * g for odd n (the key halfway); a jump J after c
+    # quiet frames, f frames on: J min(f, c + 1), climbing to the renewal score's (c + 1) J.
     assert hindsight_score(0.1 * np.arange(1, 8)) == pytest.approx(0.1 * 16)
     assert hindsight_score([0, 0, 0, 1, 1, 1, 1]) == pytest.approx(4.0)
     assert hindsight_score([]) == 0.0
+    assert hindsight_score([np.inf, 1.0]) == hindsight_score([1.0, np.nan]) == np.inf  # unknown: keyed
+    assert hindsight_score([0, 0, 0, 2, 2]) == pytest.approx(4.0)  # a jump J after c quiet frames: J min(f, c + 1)
 
 
 @pytest.mark.parametrize("price", [0.3, 1.0, 2.5])
@@ -466,6 +468,35 @@ def test_monotone_envelope_keeps_the_worst_loss_since_the_key():
         # (n + 1) / 4 * L_n (without the envelope: max(-0.35, 0.05) and max(-0.15, 0.125))
         scores = [policy.decide(Context(t, [frame], [frame], [0], flow=flow)).scores[0] for t in (1, 2, 3, 4)]
         np.testing.assert_allclose(scores, expected, atol=1e-9)
+
+
+class _ScriptedQuality:
+    """A stand-in predictor: the next quality of ``values`` at each call, whatever the signals."""
+
+    def __init__(self, values):
+        self.values = list(values)
+
+    def check_signals(self, signals):
+        pass
+
+    def predict(self, X):
+        return np.full(X.shape[0], self.values.pop(0))
+
+
+def test_hindsight_rule_counts_a_frame_asked_twice_once_and_keeps_the_worst_loss():
+    frame = np.zeros((16, 16, 3), np.uint8)
+    flow = [np.zeros((16, 16, 2), np.float32)]
+    # frame 1 asked twice (losses 0.3, then 0.1: the second replaces the first), a dip at frame 2
+    # (0.05, kept at 0.1), then 0.6 and 0.8: the hindsight scores of [0.3], [0.1], [0.1, 0.1],
+    # [0.1, 0.1, 0.6] and [0.1, 0.1, 0.6, 0.8] (at frame 4 the best key is two frames back:
+    # 1.4 - 0.1), each at least the floor (n + 1) / 4 * L_n
+    policy = PropagationQuality(_ScriptedQuality([0.7, 0.9, 0.95, 0.4, 0.2]), threshold=1e9, rule="hindsight",
+                                downsample=4)
+    scores = [policy.decide(Context(t, [frame], [frame], [0], flow=flow)).scores[0] for t in (1, 1, 2, 3, 4)]
+    np.testing.assert_allclose(scores, [0.3, 0.1, 0.1, 0.6, 1.3], atol=1e-9)
+    # a new key starts the history afresh
+    policy.predictor.values = [0.5]
+    assert policy.decide(Context(5, [frame], [frame], [5], flow=flow)).scores[0] == pytest.approx(0.5)
 
 
 def test_quality_policy_holds_a_budget_under_key_budget():

@@ -132,34 +132,38 @@ def hindsight_schedule(values: np.ndarray, price: float, floor: float = RAMP_FLO
 def pair_hindsight_schedule(values: np.ndarray, price: float, floor: float = RAMP_FLOOR) -> list:
     """Key frames of the hindsight rule told every pair's true loss: a key at ``t`` when a key at one
     of the frames ``s`` since the last key ``k`` would have saved at least ``price`` by now,
-    ``sum_{u=s..t} L(k, u) - L(s, u)`` with ``L(s, u) = v[u, 0] - v[s, u - s]`` the true loss of
-    carrying ``s`` to ``u`` (floored as :func:`schedulers.quality.hindsight_score` floors at ``floor``), or when
-    the window ends. Not a rule a pipeline can run as it is: it needs how well each recent frame
+    ``sum_{u=s..t} K(k, u) - K(s, u)``, or when the window ends. ``K(s, u)`` is the true loss of
+    carrying ``s`` to ``u``, ``v[u, 0] - v[s, u - s]``, kept non-decreasing from 0 along ``u`` as
+    :func:`hindsight_schedule` keeps the key's (``K(s, s) = 0``); the score is floored at ``floor``
+    as :func:`schedulers.quality.hindsight_score` floors. So it differs from
+    :func:`hindsight_schedule` in what it knows alone: there ``K(s, u)`` is the key's loss at the
+    same distance. Not a rule a pipeline can run as it is: it needs how well each recent frame
     would have carried to the current one, i.e. the flow and warp from every frame since the key,
     where ``PropagationQuality`` has those of the key alone."""
     T, width = values.shape
     keys, key = [0], 0
     own = values[:, 0]
-    since_key = 0.0  # sum_{u=key+1..t} L(key, u) up to the previous frame
+    since_key = 0.0  # sum_{u=key+1..t} K(key, u)
     prefix = [0.0]  # prefix[j]: that sum over the first j frames after the key
-    carried = np.zeros(0)  # per s = key+1..t-1: sum_{u=s..t-1} L(s, u)
-    peak = 0.0
+    peaks = np.zeros(0)  # per s = key+1..t-1: K(s, t-1), the kept loss so far
+    carried = np.zeros(0)  # per s = key+1..t-1: sum_{u=s..t-1} K(s, u)
+    peak = 0.0  # K(key, t-1)
     for t in range(1, T):
         d = t - key
         if d >= width:
             fire = True
         else:
-            loss = own[t] - values[key, d]
-            since_key += loss
+            peak = max(peak, own[t] - values[key, d], 0.0)
+            since_key += peak
             prefix.append(since_key)
             starts = np.arange(key + 1, t)
-            carried = np.append(carried + (own[t] - values[starts, t - starts]), 0.0)  # s = t carries itself
+            peaks = np.maximum(peaks, np.maximum(own[t] - values[starts, t - starts], 0.0))
+            peaks, carried = np.append(peaks, 0.0), np.append(carried + peaks, 0.0)  # s = t carries itself
             saved = (since_key - np.asarray(prefix[:-1])) - carried  # s = key+1..t
-            peak = max(peak, loss)
-            fire = max(float(saved.max()), floor * 0.5 * (d + 1) * max(peak, 0.0)) >= price
+            fire = max(float(saved.max()), floor * 0.5 * (d + 1) * peak) >= price
         if fire:
             keys.append(t)
-            key, since_key, prefix, carried, peak = t, 0.0, [0.0], np.zeros(0), 0.0
+            key, since_key, prefix, peaks, carried, peak = t, 0.0, [0.0], np.zeros(0), np.zeros(0), 0.0
     return keys
 
 
@@ -376,6 +380,8 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
     def renewal(v):
         return lambda price: renewal_schedule(v, price)
 
+    if not 0 <= hindsight_floor <= 1:  # price_range's top price lies above every score up to a floor of 1
+        raise ValueError(f"hindsight_floor must be a share in [0, 1], got {hindsight_floor}")
     hindsight = partial(hindsight_schedule, floor=hindsight_floor)
     every_pair = partial(pair_hindsight_schedule, floor=hindsight_floor)
 
@@ -436,8 +442,8 @@ def main(argv=None) -> int:
                              "train quality; default: the shipped one that reads the key labels, or on a run "
                              "whose pair signals lack them the one that does not)")
     parser.add_argument("--hindsight-floor", type=float, default=RAMP_FLOOR, metavar="SHARE",
-                        help="the floor of the hindsight rows' scores, a share of (d + 1) / 2 times the loss at d "
-                             f"(default {RAMP_FLOOR}, PropagationQuality's; 0: none)")
+                        help="the floor of the hindsight rows' scores, a share in [0, 1] of (d + 1) / 2 times the "
+                             f"loss at d (default {RAMP_FLOOR}, PropagationQuality's; 0: none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     from adaptive_dff.compare import ceiling_rows
@@ -449,8 +455,8 @@ def main(argv=None) -> int:
         parser.error(f"{args.run!r} is not a folder")
     if any(not 0 < b <= 1 for b in args.budgets):
         parser.error(f"budgets must be key-frame fractions in (0, 1], got {args.budgets}")
-    if not (np.isfinite(args.hindsight_floor) and args.hindsight_floor >= 0):
-        parser.error(f"--hindsight-floor must be a share >= 0, got {args.hindsight_floor}")
+    if not 0 <= args.hindsight_floor <= 1:  # NaN fails too
+        parser.error(f"--hindsight-floor must be a share in [0, 1], got {args.hindsight_floor}")
     folder = ResultFolder(args.run)
     try:
         signature = folder.signature()

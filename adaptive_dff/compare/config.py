@@ -110,7 +110,8 @@ class CompareConfig:
             ``propagation_quality_hindsight``'s): a
             quality predictor's JSON (``adaptive-dff train quality``), or
             ``None``: the shipped one. Policies given with it must hold a
-            ``propagation_quality`` arm (the defaults do).
+            ``propagation_quality`` or ``propagation_quality_hindsight`` arm
+            (the defaults do).
         seed: seed of the untrained model.
         window: the farthest a key frame carries (frames after it) for the
             optimal arm's search and the phase-fair fixed interval's curve.
