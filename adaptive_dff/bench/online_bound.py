@@ -432,6 +432,29 @@ def stored_predictions(folder, signature: dict, dataset: str, predictor) -> Opti
     return out
 
 
+def open_run(parser: argparse.ArgumentParser, path: str) -> tuple:
+    """``(folder, signature, pair tables per data set)`` of the compare run at ``path``
+    (:func:`adaptive_dff.compare.ceiling_rows.pair_tables`); ``parser.error`` names a missing
+    folder, a folder that is no compare run, and a run without pair tables."""
+    from adaptive_dff.compare import ceiling_rows
+    from adaptive_dff.compare.store import ResultFolder
+
+    if not os.path.exists(path):
+        parser.error(f"{path!r} does not exist")
+    if not os.path.isdir(path):
+        parser.error(f"{path!r} is not a folder")
+    folder = ResultFolder(path)
+    try:
+        signature = folder.signature()
+    except ValueError as error:
+        parser.error(str(error))
+    found = ceiling_rows.pair_tables(folder.cells(), signature)
+    if not found:
+        parser.error(f"{path!r} holds no data set whose test clips all have pair tables "
+                     "(run compare in oracle mode with optimal, fixed_interval or copy)")
+    return folder, signature, found
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="a compare run folder (oracle mode, with optimal, fixed_interval or copy)")
@@ -446,26 +469,11 @@ def main(argv=None) -> int:
                              f"loss at d (default {RAMP_FLOOR}, PropagationQuality's; 0: none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    from adaptive_dff.compare import ceiling_rows
-    from adaptive_dff.compare.store import ResultFolder
-
-    if not os.path.exists(args.run):
-        parser.error(f"{args.run!r} does not exist")
-    if not os.path.isdir(args.run):
-        parser.error(f"{args.run!r} is not a folder")
     if any(not 0 < b <= 1 for b in args.budgets):
         parser.error(f"budgets must be key-frame fractions in (0, 1], got {args.budgets}")
     if not 0 <= args.hindsight_floor <= 1:  # NaN fails too
         parser.error(f"--hindsight-floor must be a share in [0, 1], got {args.hindsight_floor}")
-    folder = ResultFolder(args.run)
-    try:
-        signature = folder.signature()
-    except ValueError as error:
-        parser.error(str(error))
-    found = ceiling_rows.pair_tables(folder.cells(), signature)
-    if not found:
-        parser.error(f"{args.run!r} holds no data set whose test clips all have pair tables "
-                     "(run compare in oracle mode with optimal, fixed_interval or copy)")
+    folder, signature, found = open_run(parser, args.run)
     from schedulers.quality_predictor import load_default_quality, load_quality_predictor
 
     try:  # by default the shipped predictor compare's policy uses (it reads the key labels, which compare gives)

@@ -1,0 +1,241 @@
+"""Replay a compare run's propagation-quality budget arms on its stored pair signals, in seconds.
+
+``compare`` in oracle mode keeps, beside each test clip's pair table, the
+quality signals of every (key, frame) pair, computed along the same flow, frame
+after frame since the key, as the policy computes them (``cells/*.signals.npz``,
+:class:`adaptive_dff.compare.optimal.PairSignals`). ``PropagationQuality`` under a
+per-stream ``KeyBudget`` on whole frames reads nothing else, so replayed from
+those signals with the run's starting prices it places the keys ``compare``
+placed, and the pair tables score them. This replays the arms
+``propagation_quality@budget`` and ``propagation_quality_hindsight@budget`` with
+the run's predictor, or another (``--quality-model``) or another rule
+(``--rule``): a predictor or rule judged under the online price in seconds,
+without running ``compare`` again.
+
+Exact where the keys stay within the run's window (``compare --window``,
+default 30) of each other: the pair tables carry no farther, so the replay keys
+a frame that far from its key, and the row says how many keys fell there
+(``at window``); none, and the keys are those ``compare`` placed.
+
+    python -m adaptive_dff.bench.replay runs/compare-...
+    python -m adaptive_dff.bench.replay runs/compare-... --quality-model runs/quality/quality.json --rule hindsight
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Optional, Sequence
+
+import numpy as np
+
+from adaptive_dff.compare.ceiling import (
+    headroom_captured, interpolate, optimal_curve, phase_fair_fixed, same_share_curve, same_share_fractions, score,
+)
+from adaptive_dff.compare.config import QUALITY_ARMS as ARMS  # the arms replayed, and each one's rule
+from schedulers import KeyBudget, PropagationQuality
+from schedulers.base import Context
+
+logger = logging.getLogger(__name__)
+
+
+def stored_quality(signals, predictor) -> np.ndarray:
+    """float64 ``[T, window + 1]``: the quality ``predictor`` predicts for each stored pair (key
+    ``k``, frame ``k + d``) from its signals (:class:`~adaptive_dff.compare.optimal.PairSignals`,
+    checked against the predictor's signal set); NaN for ``d = 0``, past the clip's end, and where
+    the signals or the prediction are not finite."""
+    signals = signals.select(predictor.signal_names)
+    predictor.check_signals(signals)
+    T, width, count = signals.values.shape
+    rows = signals.values.reshape(-1, count)
+    have = np.all(np.isfinite(rows), axis=1)
+    quality = np.full(rows.shape[0], np.nan)
+    if have.any():
+        quality[have] = predictor.predict(rows[have])
+    quality[~np.isfinite(quality)] = np.nan
+    return quality.reshape(T, width)
+
+
+class StoredQuality(PropagationQuality):
+    """``PropagationQuality`` whose predicted quality of a frame is read from a table
+    (:func:`stored_quality`) by its key and distance instead of computed from the frames; every rule
+    and its state are ``PropagationQuality``'s own. Past the table's window the quality is unknown
+    (NaN), so the region is keyed."""
+
+    def __init__(self, table: np.ndarray, threshold: float = 1.0, rule: str = "renewal", monotone: bool = True):
+        super().__init__(predictor=_NoPredictor(), threshold=threshold, rule=rule, monotone=monotone)
+        self.table = table
+
+    def quality(self, context: Context) -> np.ndarray:
+        key, frame = int(context.key_indices[0]), int(context.frame_index)
+        d = frame - key
+        if d >= self.table.shape[1]:
+            return np.array([np.nan])
+        return np.array([self.table[key, d]])
+
+
+class _NoPredictor:
+    """Stands in for the predictor :class:`StoredQuality` never asks."""
+
+    signal_names: tuple = ()
+
+    def predict(self, X):  # pragma: no cover - StoredQuality reads its table instead
+        raise AssertionError("StoredQuality reads its table; the predictor is never asked")
+
+
+def replay_clip(table: np.ndarray, budget: float, price: Optional[float], rule: str) -> tuple[list, int]:
+    """``(keys, at_window)``: the key frames ``KeyBudget(StoredQuality(table, rule=rule), target=budget,
+    price=price)`` places on one clip (``price`` dropped for ``rule="greedy"``, whose scores are no cost), frame 0 a key, and how many fell at the table's end: the
+    budget takes ``max_interval`` = the table's width (``window + 1``), as the pair tables carry no
+    farther, where ``compare``'s policy has no such bound; where none falls there the keys are
+    ``compare``'s."""
+    width = table.shape[1]
+    if budget < 1 / width:
+        raise ValueError(f"budget {budget:g} is below 1 / {width}: keys that far apart pass the pair tables' "
+                         f"window ({width - 1} frames), which is all a replay can score")
+    policy = StoredQuality(table, rule=rule)  # a rule whose scores are no cost takes the rank rule: no price
+    budgeted = KeyBudget(policy, target=budget, price=price if policy.score_is_cost else None, max_interval=width)
+    keys = [0]
+    empty = [np.zeros((1, 1, 3), np.uint8)]
+    for t in range(1, table.shape[0]):
+        context = Context(frame_index=t, regions=empty, key_regions=empty, key_indices=[keys[-1]])
+        if budgeted.decide(context).update.any():
+            keys.append(t)
+    return keys, int(np.sum(np.diff(keys) >= width))
+
+
+def _cell(folder, dataset: str, arm: str, budget: float, clip: str) -> Optional[dict]:
+    from adaptive_dff.compare.planning import Cell
+
+    ident = Cell(dataset, arm, "1x1", budget, "budget", clip).ident
+    return folder.cells().get(ident)
+
+
+def replay(folder, signature: dict, dataset: str, tables: Sequence, arm: str, budgets: Sequence[float],
+           predictor, rule: str, metric: str = "miou") -> list:
+    """Per budget: ``{"budget", "key_fraction", "accuracy", "gain", "headroom_captured", "at_window",
+    "compare"}`` of ``arm`` (``<quality arm>@budget``) replayed on ``dataset``'s test clips with
+    ``predictor`` and ``rule``, each clip from the starting price the run's cell started from
+    (``gain`` over the phase-fair fixed interval at the key fraction spent, headroom against the
+    per-clip optimum, as ``compare`` reports them); ``compare``: the run's own row of ``arm`` there
+    (``None`` where it has none). ``ValueError`` naming what is missing."""
+    from adaptive_dff.bench.online_bound import _pixel_values_and_scoring
+    from adaptive_dff.compare.optimal import read_pair_signals
+    from adaptive_dff.compare.planning import pair_table_cell
+    from adaptive_dff.compare.workspace import SIGNALS_SUFFIX
+
+    entry = next(e for e in signature["datasets"] if e["name"] == dataset)
+    qualities = []
+    for clip in entry["test_clips"]:
+        path = folder.path("cells", pair_table_cell(dataset, clip).ident + SIGNALS_SUFFIX)
+        signals = read_pair_signals(path, logger.warning)
+        if signals is None:
+            raise ValueError(f"{dataset} clip {clip!r} has no stored pair signals ({path}); a compare run of "
+                             "this version in oracle mode with optimal, fixed_interval or copy keeps them")
+        qualities.append(stored_quality(signals, predictor))
+    _, tables, scoring = _pixel_values_and_scoring(list(tables), metric)
+    fixed = [(f["key_fraction"], f["accuracy"]) for f in phase_fair_fixed(tables, metric=scoring)]
+    _, _, same = optimal_curve(tables, list(budgets), same_fractions=same_share_fractions(tables), metric=scoring)
+    ceiling = same_share_curve(same)
+    frames = sum(t.frames for t in tables)
+    out = []
+    for budget in budgets:
+        schedules, at_window = [], 0
+        for clip, quality in zip(entry["test_clips"], qualities):
+            cell = _cell(folder, dataset, arm, budget, clip)
+            if cell is None:
+                raise ValueError(f"the run has no cell of {arm} at budget {budget:g} on {dataset} clip {clip!r}; "
+                                 f"replay the budgets it ran")
+            keys, extra = replay_clip(quality, budget, cell.get("starting_price"), rule)
+            schedules.append(keys)
+            at_window += extra
+        key_fraction = sum(len(s) for s in schedules) / frames
+        accuracy = score(tables, schedules, scoring)
+        low = interpolate(fixed, key_fraction)
+        out.append({"budget": budget, "key_fraction": key_fraction, "accuracy": accuracy,
+                    "gain": None if low is None else accuracy - low,
+                    "headroom_captured": headroom_captured(accuracy, key_fraction, fixed, ceiling),
+                    "at_window": at_window, "compare": _compare_row(folder, dataset, arm, budget)})
+    return out
+
+
+def _compare_row(folder, dataset: str, arm: str, budget: float) -> Optional[dict]:
+    """The run's own row of ``arm`` at ``budget`` on whole frames (results.json), if it wrote one."""
+    import json
+
+    path = folder.path("results.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as handle:
+        rows = json.load(handle).get("rows", [])
+    for row in rows:
+        if (row["dataset"], row["policy"], row["regions"]) == (dataset, arm, "1x1") and abs(row["budget"] - budget) < 1e-9:
+            return {"key_fraction": row["key_fraction"], "accuracy": row["accuracy"]}
+    return None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", help="a compare run folder (oracle mode, with a propagation-quality @budget arm on "
+                                    "1x1 and optimal, fixed_interval or copy)")
+    parser.add_argument("--arm", default="propagation_quality@budget",
+                        help=f"the arm whose cells give the starting prices: {' or '.join(a + '@budget' for a in ARMS)} "
+                             "(default propagation_quality@budget)")
+    parser.add_argument("--rule", default=None, help="renewal, hindsight or greedy (default: the arm's own)")
+    parser.add_argument("--quality-model", default=None, metavar="FILE",
+                        help="a quality predictor of adaptive-dff train quality (default: the shipped one the "
+                             "arm ran on, which reads the key labels)")
+    parser.add_argument("--budgets", nargs="+", type=float, default=None,
+                        help="budgets to replay (default: the run's fair budgets)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    from adaptive_dff.bench.online_bound import open_run
+    from adaptive_dff.compare.config import parse_arm
+    from schedulers.quality import RULES
+    from schedulers.quality_predictor import load_default_quality, load_quality_predictor
+
+    try:
+        arm, mode = parse_arm(args.arm)
+    except ValueError as error:
+        parser.error(str(error))
+    if arm not in ARMS or mode != "budget":
+        parser.error(f"--arm must be one of {', '.join(a + '@budget' for a in ARMS)}, got {args.arm!r}")
+    rule = ARMS[arm] if args.rule is None else args.rule
+    if rule not in RULES:
+        parser.error(f"--rule must be one of {RULES}, got {rule!r}")
+    folder, signature, found = open_run(parser, args.run)
+    config = signature["config"]
+    if args.arm not in config.get("policies", []) or "1x1" not in config.get("regions", []):
+        parser.error(f"{args.run!r} did not run {args.arm} on 1x1 (its policies: {' '.join(config.get('policies', []))})")
+    budgets = args.budgets or list(config.get("budgets", []))
+    try:
+        predictor = (load_quality_predictor(args.quality_model) if args.quality_model
+                     else load_default_quality(key_labels=True))
+    except (OSError, ValueError) as error:
+        parser.error(f"--quality-model: {error}")
+    logger.info(f"{args.arm} replayed on the stored pair signals: rule {rule}, predictor "
+                f"{args.quality_model or 'shipped (key labels)'}; gain over the phase-fair fixed interval at the key "
+                "fraction spent, headroom captured against the per-clip optimum; compare: the run's own figures")
+    for dataset, tables in found.items():
+        try:
+            rows = replay(folder, signature, dataset, tables["warp"], arm + "@budget", budgets, predictor, rule,
+                          config.get("metric", "miou"))
+        except ValueError as error:
+            parser.error(str(error))
+        logger.info("")
+        logger.info(f"{dataset}:")
+        logger.info(f"{'budget':>6} {'keys':>6} {'accuracy':>8} {'gain':>7} {'headroom':>8}  {'compare':>15}  at window")
+        for row in rows:
+            gain = "-" if row["gain"] is None else f"{row['gain']:+7.4f}"
+            share = row["headroom_captured"]
+            own = row["compare"]
+            theirs = "-" if own is None else f"{own['key_fraction']:.3f} {own['accuracy']:.4f}"
+            logger.info(f"{row['budget']:6.2f} {row['key_fraction']:6.3f} {row['accuracy']:8.4f} {gain:>7} "
+                        f"{'-' if share is None else f'{share * 100:7.0f}%':>8}  {theirs:>15}  {row['at_window']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
