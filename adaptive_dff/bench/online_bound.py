@@ -310,15 +310,20 @@ def loss_correlation(first: Sequence[np.ndarray], second: Sequence[np.ndarray]) 
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def benchmark_scoring(tables: Sequence[PairTable], metric: str) -> tuple:
+    """``(tables, scoring)`` of the benchmark's units for ``metric``: ``"miou"``, the tables and
+    :class:`~adaptive_dff.compare.ceiling.MeanIoU`; ``"j"``, :func:`~adaptive_dff.compare.objects.j_tables`."""
+    tables = list(tables)
+    return j_tables(tables) if check_metric(metric) == "j" else (tables, MeanIoU(tables))
+
+
 def _pixel_values_and_scoring(tables: Sequence[PairTable], metric: str) -> tuple:
     """``(pixel values per clip, tables, scoring)``: each clip's pair values counting pixels right
     (:func:`~adaptive_dff.compare.optimal.pair_values` with weight 1 on every class's ``tp``), and the
-    benchmark's tables and scoring for ``metric`` (``"miou"``: the tables and
-    :class:`~adaptive_dff.compare.ceiling.MeanIoU`; ``"j"``: :func:`~adaptive_dff.compare.objects.j_tables`)."""
+    benchmark's tables and scoring for ``metric`` (:func:`benchmark_scoring`)."""
     classes = tables[0].tp.shape[2]
     pixels = [pair_values(t, np.ones(classes), np.zeros(classes)) for t in tables]
-    tables, scoring = j_tables(tables) if check_metric(metric) == "j" else (tables, MeanIoU(tables))
-    return pixels, tables, scoring
+    return (pixels, *benchmark_scoring(tables, metric))
 
 
 def unit_correlations(tables: Sequence[PairTable], budgets: Sequence[float], metric: str = "miou") -> dict:

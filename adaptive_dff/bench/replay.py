@@ -121,7 +121,7 @@ def replay(folder, signature: dict, dataset: str, tables: Sequence, arm: str, bu
     (``gain`` over the phase-fair fixed interval at the key fraction spent, headroom against the
     per-clip optimum, as ``compare`` reports them); ``compare``: the run's own row of ``arm`` there
     (``None`` where it has none). ``ValueError`` naming what is missing."""
-    from adaptive_dff.bench.online_bound import _pixel_values_and_scoring
+    from adaptive_dff.bench.online_bound import benchmark_scoring
     from adaptive_dff.compare.optimal import read_pair_signals
     from adaptive_dff.compare.planning import pair_table_cell
     from adaptive_dff.compare.workspace import SIGNALS_SUFFIX
@@ -135,7 +135,7 @@ def replay(folder, signature: dict, dataset: str, tables: Sequence, arm: str, bu
             raise ValueError(f"{dataset} clip {clip!r} has no stored pair signals ({path}); a compare run of "
                              "this version in oracle mode with optimal, fixed_interval or copy keeps them")
         qualities.append(stored_quality(signals, predictor))
-    _, tables, scoring = _pixel_values_and_scoring(list(tables), metric)
+    tables, scoring = benchmark_scoring(tables, metric)
     fixed = [(f["key_fraction"], f["accuracy"]) for f in phase_fair_fixed(tables, metric=scoring)]
     _, _, same = optimal_curve(tables, list(budgets), same_fractions=same_share_fractions(tables), metric=scoring)
     ceiling = same_share_curve(same)
