@@ -52,19 +52,26 @@ RAMP_FLOOR = 0.5  # the renewal score is at least this share of (n + 1) / 2 * L_
 _SHIPPED: dict = {}  # key labels read (bool) -> the shipped predictor, loaded once (predicting changes nothing)
 
 
+def ramp_floor(n: int, loss: float, share: float = RAMP_FLOOR) -> float:
+    """The floor of the renewal and hindsight scores ``n`` frames after the key, whose loss is now
+    ``loss``: ``share`` of ``(n + 1) / 2 * loss``, the loss a segment accumulates whose loss grew
+    linearly to ``loss`` (see the module notes). In frame-losses."""
+    return share * 0.5 * (n + 1) * loss
+
+
 def renewal_score(n: int, loss: float, total: float) -> float:
     """The renewal score of a segment ``n`` frames after its key, whose loss is now ``loss`` and
     whose ``n - 1`` frames before summed ``total``: ``n * loss - total``, floored at
-    :data:`RAMP_FLOOR` ``* (n + 1) / 2 * loss`` (see the module notes). In frame-losses."""
-    return max(n * loss - total, RAMP_FLOOR * 0.5 * (n + 1) * loss)
+    :func:`ramp_floor` (see the module notes). In frame-losses."""
+    return max(n * loss - total, ramp_floor(n, loss))
 
 
 def hindsight_score(losses, floor: float = RAMP_FLOOR) -> float:
     """The hindsight score of a segment whose frames since the key lost ``losses`` ``[L_1 .. L_n]``
     (``L_0 = 0`` at the key): the most a key placed at one of those frames would have saved by
     now, had the frames after it gone stale as the segment did after its own key,
-    ``max over m = 1..n of (L_{n-m+1} + .. + L_n) - (L_0 + .. + L_{m-1})``, floored at ``floor``
-    times ``(n + 1) / 2 * L_n`` as :func:`renewal_score` is (see the module notes; 0: no floor).
+    ``max over m = 1..n of (L_{n-m+1} + .. + L_n) - (L_0 + .. + L_{m-1})``, floored at
+    :func:`ramp_floor` with share ``floor`` as :func:`renewal_score` is (0: no floor).
     In frame-losses."""
     losses = np.asarray(losses, dtype=np.float64)
     n = losses.size
@@ -75,7 +82,7 @@ def hindsight_score(losses, floor: float = RAMP_FLOOR) -> float:
     prefix = np.concatenate([[0.0], np.cumsum(losses)])  # prefix[j] = L_1 + .. + L_j
     m = np.arange(1, n + 1)
     saved = (prefix[n] - prefix[n - m]) - prefix[m - 1]
-    return max(float(saved.max()), floor * 0.5 * (n + 1) * float(losses[-1]))
+    return max(float(saved.max()), ramp_floor(n, float(losses[-1]), floor))
 
 
 def _check_rule(rule: str) -> None:

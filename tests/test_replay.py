@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from adaptive_dff.bench import replay as replay_module
-from adaptive_dff.bench.replay import StoredQuality, replay_clip, stored_quality
+from adaptive_dff.bench.online_bound import pair_qualities
+from adaptive_dff.bench.replay import StoredQuality, replay_clip
 from schedulers import KeyBudget
 
 
@@ -50,7 +51,7 @@ def test_replay_places_the_keys_compare_placed(small_run, arm, rule):
                for d in found for a, b in zip(found[d], other[d]))
 
 
-def test_stored_quality_is_the_predictors_on_each_pairs_signals():
+def test_pair_qualities_are_the_predictors_on_each_pairs_signals():
     from adaptive_dff.compare.optimal import PairSignals
     from schedulers.quality_predictor import load_default_quality
 
@@ -63,7 +64,7 @@ def test_stored_quality_is_the_predictors_on_each_pairs_signals():
             values[k, d] = rng.uniform(0, 1, len(names))
     values[2, 1, 0] = np.inf  # a pair whose signals are not finite: unknown, so keyed
     signals = PairSignals(values, tuple(names), predictor.signals_version, predictor.signals_downsample)
-    table = stored_quality(signals, predictor)
+    table = pair_qualities(signals, predictor)
     for k in range(T):
         for d in range(width):
             if d == 0 or k + d >= T or (k, d) == (2, 1):

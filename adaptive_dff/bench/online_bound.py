@@ -79,7 +79,7 @@ from adaptive_dff.compare.ceiling import (
 )
 from adaptive_dff.compare.objects import check_metric, j_tables
 from adaptive_dff.compare.optimal import PairTable, fixed_schedule, pair_values
-from schedulers.quality import RAMP_FLOOR, hindsight_score, renewal_score
+from schedulers.quality import RAMP_FLOOR, hindsight_score, ramp_floor, renewal_score
 
 logger = logging.getLogger(__name__)
 BISECTIONS = 48
@@ -160,7 +160,7 @@ def pair_hindsight_schedule(values: np.ndarray, price: float, floor: float = RAM
             peaks = np.maximum(peaks, np.maximum(own[t] - values[starts, t - starts], 0.0))
             peaks, carried = np.append(peaks, 0.0), np.append(carried + peaks, 0.0)  # s = t carries itself
             saved = (since_key - np.asarray(prefix[:-1])) - carried  # s = key+1..t
-            fire = max(float(saved.max()), floor * 0.5 * (d + 1) * peak) >= price
+            fire = max(float(saved.max()), ramp_floor(d, peak, floor)) >= price
         if fire:
             keys.append(t)
             key, since_key, prefix, peaks, carried, peak = t, 0.0, [0.0], np.zeros(0), np.zeros(0), 0.0
@@ -237,23 +237,30 @@ def _edge(run, target: int, low: float, high: float, more: bool) -> float:
     return high if more else low
 
 
-def predicted_values(signals, predictor) -> np.ndarray:
-    """float64 ``[T, window + 1]`` values whose carried losses (:func:`carried_losses`) are the
-    losses ``1 - q`` that ``predictor`` (a :class:`schedulers.QualityPredictor`, checked against the
-    signal set) predicts from each pair's signals (:class:`~adaptive_dff.compare.optimal.PairSignals`);
-    a pair whose signals are not finite loses 1, the most there is (``PropagationQuality`` keys it)."""
+def pair_qualities(signals, predictor) -> np.ndarray:
+    """float64 ``[T, window + 1]``: the quality ``predictor`` (a :class:`schedulers.QualityPredictor`,
+    checked against the signal set) predicts for each pair (key ``k``, frame ``k + d``) from its
+    signals (:class:`~adaptive_dff.compare.optimal.PairSignals`); NaN for ``d = 0``, past the clip's
+    end (no signals there) and where a signal is not finite (the predictor's NaN)."""
     signals = signals.select(predictor.signal_names)
     predictor.check_signals(signals)
     T, width, count = signals.values.shape
-    values = np.zeros((T, width))
-    rows = signals.values[:, 1:].reshape(-1, count)
-    have = ~np.all(np.isnan(rows), axis=1)  # d = 0 and past the clip's end hold no signals
+    rows = signals.values.reshape(-1, count)
+    have = ~np.all(np.isnan(rows), axis=1)
     quality = np.full(rows.shape[0], np.nan)
     if have.any():
         quality[have] = predictor.predict(rows[have])
+    return quality.reshape(T, width)
+
+
+def predicted_values(signals, predictor) -> np.ndarray:
+    """float64 ``[T, window + 1]`` values whose carried losses (:func:`carried_losses`) are the
+    losses ``1 - q`` that ``predictor`` predicts (:func:`pair_qualities`); a pair whose signals
+    are not finite loses 1, the most there is (``PropagationQuality`` keys it)."""
+    quality = pair_qualities(signals, predictor)
+    have = ~np.all(np.isnan(signals.select(predictor.signal_names).values), axis=2)  # d = 0, past the end: none
     loss = np.where(np.isfinite(quality), 1.0 - quality, 1.0)
-    values[:, 1:] = -np.where(have, loss, 0.0).reshape(T, width - 1)
-    return values
+    return -np.where(have, loss, 0.0)
 
 
 def schedule_value(values: np.ndarray, keys: Sequence[int]) -> float:
@@ -418,23 +425,26 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
     return out
 
 
-def stored_predictions(folder, signature: dict, dataset: str, predictor) -> Optional[list]:
-    """Per test clip of ``dataset`` (in the run's order), :func:`predicted_values` of ``predictor``
-    from the signals ``compare`` kept beside the clip's pair table, or ``None`` when a clip has none.
-    ``ValueError`` when the predictor was fitted on other signals."""
+def stored_signals(folder, signature: dict, dataset: str) -> dict:
+    """``{test clip: PairSignals or None}`` of ``dataset`` (in the run's order): the signals
+    ``compare`` kept beside each clip's pair table, ``None`` where a clip has none."""
     from adaptive_dff.compare.optimal import read_pair_signals
     from adaptive_dff.compare.planning import pair_table_cell
     from adaptive_dff.compare.workspace import SIGNALS_SUFFIX
 
     entry = next(e for e in signature["datasets"] if e["name"] == dataset)
-    out = []
-    for clip in entry["test_clips"]:
-        ident = pair_table_cell(dataset, clip).ident
-        signals = read_pair_signals(folder.path("cells", ident + SIGNALS_SUFFIX), logger.warning)
-        if signals is None:
-            return None
-        out.append(predicted_values(signals, predictor))
-    return out
+    return {clip: read_pair_signals(folder.path("cells", pair_table_cell(dataset, clip).ident + SIGNALS_SUFFIX),
+                                    logger.warning) for clip in entry["test_clips"]}
+
+
+def stored_predictions(folder, signature: dict, dataset: str, predictor) -> Optional[list]:
+    """Per test clip of ``dataset`` (in the run's order), :func:`predicted_values` of ``predictor``
+    from the signals ``compare`` kept beside the clip's pair table (:func:`stored_signals`), or
+    ``None`` when a clip has none. ``ValueError`` when the predictor was fitted on other signals."""
+    signals = list(stored_signals(folder, signature, dataset).values())
+    if any(s is None for s in signals):
+        return None
+    return [predicted_values(s, predictor) for s in signals]
 
 
 def open_run(parser: argparse.ArgumentParser, path: str) -> tuple:

@@ -41,26 +41,9 @@ from schedulers.base import Context
 logger = logging.getLogger(__name__)
 
 
-def stored_quality(signals, predictor) -> np.ndarray:
-    """float64 ``[T, window + 1]``: the quality ``predictor`` predicts for each stored pair (key
-    ``k``, frame ``k + d``) from its signals (:class:`~adaptive_dff.compare.optimal.PairSignals`,
-    checked against the predictor's signal set); NaN for ``d = 0``, past the clip's end, and where
-    the signals or the prediction are not finite."""
-    signals = signals.select(predictor.signal_names)
-    predictor.check_signals(signals)
-    T, width, count = signals.values.shape
-    rows = signals.values.reshape(-1, count)
-    have = np.all(np.isfinite(rows), axis=1)
-    quality = np.full(rows.shape[0], np.nan)
-    if have.any():
-        quality[have] = predictor.predict(rows[have])
-    quality[~np.isfinite(quality)] = np.nan
-    return quality.reshape(T, width)
-
-
 class StoredQuality(PropagationQuality):
     """``PropagationQuality`` whose predicted quality of a frame is read from a table
-    (:func:`stored_quality`) by its key and distance instead of computed from the frames; every rule
+    (:func:`adaptive_dff.bench.online_bound.pair_qualities`) by its key and distance instead of computed from the frames; every rule
     and its state are ``PropagationQuality``'s own. Past the table's window the quality is unknown
     (NaN), so the region is keyed."""
 
@@ -106,13 +89,6 @@ def replay_clip(table: np.ndarray, budget: float, price: Optional[float], rule: 
     return keys, int(np.sum(np.diff(keys) >= width))
 
 
-def _cell(folder, dataset: str, arm: str, budget: float, clip: str) -> Optional[dict]:
-    from adaptive_dff.compare.planning import Cell
-
-    ident = Cell(dataset, arm, "1x1", budget, "budget", clip).ident
-    return folder.cells().get(ident)
-
-
 def replay(folder, signature: dict, dataset: str, tables: Sequence, arm: str, budgets: Sequence[float],
            predictor, rule: str, metric: str = "miou") -> list:
     """Per budget: ``{"budget", "key_fraction", "accuracy", "gain", "headroom_captured", "at_window",
@@ -120,21 +96,19 @@ def replay(folder, signature: dict, dataset: str, tables: Sequence, arm: str, bu
     ``predictor`` and ``rule``, each clip from the starting price the run's cell started from
     (``gain`` over the phase-fair fixed interval at the key fraction spent, headroom against the
     per-clip optimum, as ``compare`` reports them); ``compare``: the run's own row of ``arm`` there
-    (``None`` where it has none). ``ValueError`` naming what is missing."""
-    from adaptive_dff.bench.online_bound import benchmark_scoring
-    from adaptive_dff.compare.optimal import read_pair_signals
-    from adaptive_dff.compare.planning import pair_table_cell
-    from adaptive_dff.compare.workspace import SIGNALS_SUFFIX
+    (its ``key_fraction`` and ``accuracy`` among others; ``None`` where it has none). ``ValueError``
+    naming what is missing."""
+    from adaptive_dff.bench.online_bound import benchmark_scoring, pair_qualities, stored_signals
+    from adaptive_dff.compare.planning import Cell
 
-    entry = next(e for e in signature["datasets"] if e["name"] == dataset)
     qualities = []
-    for clip in entry["test_clips"]:
-        path = folder.path("cells", pair_table_cell(dataset, clip).ident + SIGNALS_SUFFIX)
-        signals = read_pair_signals(path, logger.warning)
+    for clip, signals in stored_signals(folder, signature, dataset).items():
         if signals is None:
-            raise ValueError(f"{dataset} clip {clip!r} has no stored pair signals ({path}); a compare run of "
-                             "this version in oracle mode with optimal, fixed_interval or copy keeps them")
-        qualities.append(stored_quality(signals, predictor))
+            raise ValueError(f"{dataset} clip {clip!r} has no stored pair signals; a compare run of this version "
+                             "in oracle mode with optimal, fixed_interval or copy keeps them")
+        qualities.append((clip, pair_qualities(signals, predictor)))
+    cells = folder.cells()
+    own = _compare_rows(folder)
     tables, scoring = benchmark_scoring(tables, metric)
     fixed = [(f["key_fraction"], f["accuracy"]) for f in phase_fair_fixed(tables, metric=scoring)]
     _, _, same = optimal_curve(tables, list(budgets), same_fractions=same_share_fractions(tables), metric=scoring)
@@ -143,8 +117,8 @@ def replay(folder, signature: dict, dataset: str, tables: Sequence, arm: str, bu
     out = []
     for budget in budgets:
         schedules, at_window = [], 0
-        for clip, quality in zip(entry["test_clips"], qualities):
-            cell = _cell(folder, dataset, arm, budget, clip)
+        for clip, quality in qualities:
+            cell = cells.get(Cell(dataset, arm, "1x1", budget, "budget", clip).ident)
             if cell is None:
                 raise ValueError(f"the run has no cell of {arm} at budget {budget:g} on {dataset} clip {clip!r}; "
                                  f"replay the budgets it ran")
@@ -157,23 +131,21 @@ def replay(folder, signature: dict, dataset: str, tables: Sequence, arm: str, bu
         out.append({"budget": budget, "key_fraction": key_fraction, "accuracy": accuracy,
                     "gain": None if low is None else accuracy - low,
                     "headroom_captured": headroom_captured(accuracy, key_fraction, fixed, ceiling),
-                    "at_window": at_window, "compare": _compare_row(folder, dataset, arm, budget)})
+                    "at_window": at_window,
+                    "compare": next((r for r in own if (r["dataset"], r["policy"], r["regions"]) == (dataset, arm, "1x1")
+                                     and abs(r["budget"] - budget) < 1e-9), None)})
     return out
 
 
-def _compare_row(folder, dataset: str, arm: str, budget: float) -> Optional[dict]:
-    """The run's own row of ``arm`` at ``budget`` on whole frames (results.json), if it wrote one."""
+def _compare_rows(folder) -> list:
+    """The run's own rows (results.json), or none where it wrote no results yet."""
     import json
 
     path = folder.path("results.json")
     if not os.path.isfile(path):
-        return None
+        return []
     with open(path) as handle:
-        rows = json.load(handle).get("rows", [])
-    for row in rows:
-        if (row["dataset"], row["policy"], row["regions"]) == (dataset, arm, "1x1") and abs(row["budget"] - budget) < 1e-9:
-            return {"key_fraction": row["key_fraction"], "accuracy": row["accuracy"]}
-    return None
+        return json.load(handle).get("rows", [])
 
 
 def main(argv=None) -> int:
