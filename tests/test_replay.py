@@ -8,7 +8,7 @@ import pytest
 
 from adaptive_dff.bench import replay as replay_module
 from adaptive_dff.bench.online_bound import pair_qualities
-from adaptive_dff.bench.replay import StoredQuality, replay_clip
+from adaptive_dff.bench.replay import StoredQuality, replay_clip, replay_shared
 from schedulers import KeyBudget
 
 
@@ -19,7 +19,8 @@ def small_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("replay") / "run"
     assert main(["compare", "--frames", "16", "--budgets", "0.2", "0.33", "--sweep", "--regions", "1x1",
                  "--policies", "fixed_interval", "propagation_quality@budget",
-                 "propagation_quality_hindsight@budget", "optimal", "--out", str(run)]) == 0
+                 "propagation_quality_hindsight@budget", "propagation_quality@shared",
+                 "propagation_quality_hindsight@shared", "optimal", "--out", str(run)]) == 0
     return run
 
 
@@ -37,7 +38,9 @@ def _rows(run, arm, rule, predictor=None):
 
 
 @pytest.mark.parametrize("arm, rule", [("propagation_quality@budget", "renewal"),
-                                       ("propagation_quality_hindsight@budget", "hindsight")])
+                                       ("propagation_quality_hindsight@budget", "hindsight"),
+                                       ("propagation_quality@shared", "renewal"),
+                                       ("propagation_quality_hindsight@shared", "hindsight")])
 def test_replay_places_the_keys_compare_placed(small_run, arm, rule):
     found = _rows(small_run, arm, rule)
     assert len(found) == 3  # the three generated sets
@@ -83,17 +86,36 @@ def test_past_the_window_the_replay_keys_and_counts_it():
     assert policy.clone().table is table and not KeyBudget(policy, target=0.2).policy.reads_key_labels
 
 
+def test_shared_replay_runs_every_clip_to_its_own_end():
+    # two clips of 20 and 10 frames whose quality never reaches the price: only each table's end keys,
+    # and the short clip's end does not stop the long one's stream
+    long, short = np.full((20, 4), 0.99), np.full((10, 4), 0.99)
+    long[:, 0] = short[:, 0] = np.nan
+    schedules, at_window = replay_shared([long, short], 0.25, 1e6, "renewal")
+    assert schedules == [[0, 4, 8, 12, 16], [0, 4, 8]] and at_window == 6
+    with pytest.raises(ValueError, match="below 1 / 4"):
+        replay_shared([long, short], 0.2, 1e6, "renewal")
+    with pytest.raises(ValueError, match="at least one"):
+        replay_shared([], 0.25, 1e6, "renewal")
+
+
 def test_the_command_prints_the_run_and_names_bad_input(small_run, tmp_path, capsys, caplog):
     with caplog.at_level(logging.INFO, logger="adaptive_dff.bench.replay"):
         assert replay_module.main([str(small_run)]) == 0
-    assert "synthetic-cuts:" in caplog.text and "rule renewal" in caplog.text
+    assert "synthetic-cuts:" in caplog.text and "rule renewal" in caplog.text and "per-clip optimum" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="adaptive_dff.bench.replay"):
+        assert replay_module.main([str(small_run), "--arm", "propagation_quality_hindsight@shared"]) == 0
+    assert "propagation_quality_hindsight@shared replayed" in caplog.text and "shared optimum" in caplog.text
     for argv, message in (([str(tmp_path / "nowhere")], "does not exist"),
                           ([str(small_run), "--arm", "frame_difference@budget"], "--arm must be one of"),
                           ([str(small_run), "--arm", "propagation_quality"], "--arm must be one of"),
                           ([str(small_run), "--rule", "bogus"], "--rule must be one of"),
                           ([str(small_run), "--quality-model", str(tmp_path / "no.json")], "--quality-model"),
                           ([str(small_run), "--budgets", "0.1"], "has no cell of propagation_quality@budget at "
-                                                                  "budget 0.1")):
+                                                                  "budget 0.1"),
+                          ([str(small_run), "--arm", "propagation_quality@shared", "--budgets", "0.1"],
+                           "has no cell of propagation_quality@shared at budget 0.1; replay")):
         with pytest.raises(SystemExit):
             replay_module.main(argv)
         assert message in capsys.readouterr().err
