@@ -303,7 +303,12 @@ class KeyBudget(BudgetPolicy):
 
     See the module docstring for the control law and its guarantee. One
     ``KeyBudget`` follows one stream (``reset()`` between streams; a
-    :class:`Tracker` does it); frame indices must increase.
+    :class:`Tracker` does it); frame indices must increase. A ``target``,
+    ``min_interval`` or ``max_interval`` set mid-stream (``set_params``)
+    applies from the next frame on: the credit grows at the new target from
+    there, the frames before keep theirs, so the stream's key fraction moves
+    toward the new target over the following key intervals. ``rule`` and
+    ``price`` apply from the next ``reset()``.
     """
 
     threshold_param = "target"
@@ -330,6 +335,16 @@ class KeyBudget(BudgetPolicy):
         regions = context.num_regions
         controller = getattr(self, "controller_", None)
         last = getattr(self, "frame_index_", None)
+        if controller is not None and context.frame_index <= last:
+            raise ValueError(
+                f"frame {context.frame_index} comes after frame {last}: a KeyBudget follows one stream; "
+                "call reset() before a new one (a Tracker does) or give each stream its own KeyBudget"
+            )
+        if controller is not None and regions != self.regions_:
+            raise ValueError(f"frame {context.frame_index} has {regions} regions, the stream had {self.regions_}")
+        # Scored before the budget is charged: a frame whose score fails charges nothing, and a retry of
+        # it is charged once.
+        raw, worse = scoring(context)
         if controller is None:
             controller = self.controller_ = BudgetController(
                 target, slope=SLOPE, early=EARLY[rule], rule=rule, history=history_size(regions, target),
@@ -342,16 +357,12 @@ class KeyBudget(BudgetPolicy):
             earlier_keys = regions + int(np.count_nonzero(np.asarray(context.key_indices) > 0))
             controller.charge(regions * context.frame_index, earlier_keys)
             self.regions_ = regions
-        elif context.frame_index <= last:
-            raise ValueError(
-                f"frame {context.frame_index} comes after frame {last}: a KeyBudget follows one stream; "
-                "call reset() before a new one (a Tracker does) or give each stream its own KeyBudget"
-            )
-        elif regions != self.regions_:
-            raise ValueError(f"frame {context.frame_index} has {regions} regions, the stream had {self.regions_}")
+        elif target != controller.target:  # set_params(target=...) mid-stream: the new target from here on
+            controller.target = target
+            controller.horizon = promised_horizon(regions, target)
+            controller.grow_history(history_size(regions, target))
         elapsed = context.frame_index - (context.frame_index - 1 if last is None else last)
         controller.charge(regions * elapsed, 0)
-        raw, worse = scoring(context)
         eligible, forced = interval_masks(context, low, high)
         ages = context.frame_index - np.asarray(context.key_indices, dtype=np.int64)
         update, state = controller.allocate(worse, eligible, forced, regions, ages=ages,

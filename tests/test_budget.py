@@ -607,3 +607,51 @@ def test_a_shared_budget_keys_each_streams_cuts_even_after_earlier_ones():
                 keyed[name].append(t)
     assert all(set(CUTS[name]) <= set(k) for name, k in keyed.items()), keyed
     assert all(set(CUTS[name]) <= set(f) for name, f in flagged.items()), flagged
+
+
+def test_a_failed_score_charges_nothing_and_a_retry_is_charged_once():
+    """A frame whose wrapped score raises leaves the budget as it was, so the same frame tried again
+    (after the caller mends what failed) is charged once: the accounting matches the frames decided."""
+
+    class Failing(Scripted):
+        fail_at = ()
+
+        def score(self, context):
+            if context.frame_index in self.fail_at:
+                raise RuntimeError(f"no score for frame {context.frame_index}")
+            return super().score(context)
+
+    table = np.random.default_rng(5).random((40, 1))
+    img = np.zeros((16, 16, 3), np.uint8)
+    for fail_at in ((1,), (6,)):  # the stream's first decision, and one later on
+        policy = Failing(table)
+        policy.fail_at = fail_at
+        budget = KeyBudget(policy, 0.2)
+        keys = [0]
+        for t in range(1, 20):
+            for attempt in range(3 if t in fail_at else 1):
+                if attempt == 2:
+                    policy.fail_at = ()
+                try:
+                    decision = budget.decide(Context(t, [img], [img], [keys[-1]]))
+                except RuntimeError:
+                    continue
+            if decision.update[0]:
+                keys.append(t)
+        assert budget.controller_.region_frames == 20 and budget.controller_.keys == len(keys)
+
+
+def test_a_target_set_mid_stream_applies_from_the_next_frame():
+    table = np.random.default_rng(6).random((1000, 1))
+    budget = KeyBudget(Scripted(table), 0.1)
+    img = np.zeros((16, 16, 3), np.uint8)
+    keys = [0]
+    for t in range(1, 1000):
+        if t == 300:
+            budget.set_params(target=0.3)
+        if budget.decide(Context(t, [img], [img], [keys[-1]])).update[0]:
+            keys.append(t)
+    early = sum(1 for k in keys if k < 300) / 300
+    late = sum(1 for k in keys if k >= 300) / 700
+    assert abs(early - 0.1) <= 0.02 and abs(late - 0.3) <= 0.02
+    assert budget.controller_.target == 0.3
