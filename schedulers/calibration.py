@@ -163,14 +163,29 @@ def calibrate(
     that cannot be met within ``tolerance`` (or an accuracy target that no
     threshold meets) gives ``met=False`` and a warning.
     """
+    from schedulers.budget import BudgetPolicy
+
+    if isinstance(policy, BudgetPolicy):
+        raise TypeError(f"calibrate: {type(policy).__name__} meets its budget by itself, it has no threshold to "
+                        "calibrate; calibrate the policy it wraps and give the result's starting_price as its price=")
     if (target_key_fraction is None) == (target_accuracy is None):
         raise ValueError("give exactly one of target_key_fraction and target_accuracy")
+    for name, value in (("target_key_fraction", target_key_fraction), ("target_accuracy", target_accuracy)):
+        if value is not None and (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number))
+                                  or not np.isfinite(value)):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
     if target_key_fraction is not None and not 0 < target_key_fraction <= 1:
         raise ValueError(f"target_key_fraction must be in (0, 1], got {target_key_fraction}")
     if target_accuracy is not None and accuracy is None:
         raise ValueError("target_accuracy needs an accuracy(decisions) function")
     if (frames is None) == (clips is None):
         raise ValueError("give exactly one of frames (one clip) and clips (several)")
+    if clips is not None:
+        for number, clip in enumerate(clips):
+            shape = np.shape(clip) if isinstance(clip, np.ndarray) else None
+            if shape is not None and (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)):
+                raise ValueError(f"clips[{number}] has shape {shape}: one frame, not a clip of frames; give one "
+                                 "clip as frames=..., several as clips=[frames_a, frames_b, ...]")
     streams = [list(frames)] if clips is None else [list(c) for c in clips]
     labelled = None
     if labels is not None:
@@ -214,6 +229,10 @@ def calibrate(
         acc = None
         if accuracy is not None:
             acc = accuracy(per_clip[0] if clips is None else per_clip)
+            if isinstance(acc, (bool, np.bool_)) or not isinstance(acc, (int, float, np.number)) \
+                    or not np.isfinite(acc):
+                raise ValueError(f"calibrate: accuracy(decisions) returned {acc!r} at {policy.threshold_param}="
+                                 f"{value!r}; it must return a finite number (an empty class's IoU, say, is NaN)")
         trials.append((value, fraction, acc))
         return candidate, fraction, acc
 

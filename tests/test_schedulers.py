@@ -15,6 +15,7 @@ from schedulers import (
     FixedInterval,
     FlowMagnitude,
     FrameDifference,
+    KeyBudget,
     RegionGrid,
     Tracker,
     calibrate,
@@ -321,6 +322,21 @@ def test_calibration_argument_errors(cut_clip):
         calibrate(FixedInterval(), frames, target_key_fraction=1.5)
     with pytest.raises(ValueError, match="needs an accuracy"):
         calibrate(FixedInterval(), frames, target_accuracy=0.9)
+    for bad in ("0.1", True, float("nan")):
+        with pytest.raises(ValueError, match=f"target_key_fraction must be a finite number, got {bad!r}"):
+            calibrate(FrameDifference(), frames, target_key_fraction=bad)
+    with pytest.raises(TypeError, match="KeyBudget meets its budget by itself.*starting_price"):
+        calibrate(KeyBudget(FrameDifference(), 0.2), frames, target_key_fraction=0.2)
+    # one clip's frames given as clips: each frame would be read as a clip of its rows
+    with pytest.raises(ValueError, match=r"clips\[0\] has shape \(\d+, \d+, 3\): one frame, not a clip"):
+        calibrate(FrameDifference(), clips=frames, target_key_fraction=0.2)
+    gray = [f[..., 0] for f in frames]
+    with pytest.raises(ValueError, match=r"clips\[0\] has shape \(\d+, \d+\): one frame"):
+        calibrate(FrameDifference(), clips=gray, target_key_fraction=0.2)
+    assert calibrate(FrameDifference(), clips=[np.stack(gray)], target_key_fraction=0.2).met  # [T, H, W]: a clip
+    # an accuracy that is NaN (an empty class's IoU, say) is no accuracy met
+    with pytest.raises(ValueError, match="accuracy.*returned nan at threshold=0.0"):
+        calibrate(FrameDifference(), frames, target_accuracy=0.9, accuracy=lambda decisions: float("nan"))
 
 
 def test_calibration_search_follows_the_policy_not_the_value_type(cut_clip):
