@@ -152,6 +152,7 @@ class Policy(Estimator):
     threshold_param: str = "threshold"
     update_when_below: bool = False  # True: update where score < threshold (see decide)
     integer_threshold: bool = False  # True: the threshold takes whole numbers (calibration)
+    follows_one_stream: bool = False  # True: keeps state of its stream, so one Tracker at a time (Tracker)
 
     def reset(self) -> "Policy":
         """Forget run-time state (attributes ending in ``_``)."""

@@ -79,7 +79,8 @@ to 4 keys per frame; the fraction is keys / region-frames):
   cannot hide: before eight of them are seen, or after a cut among them that
   the test above missed; on the development data's real footage no score
   reached 10.4 times its price, and generated cuts lay between 20 and 92
-  times), or a NaN score, counts as worst (rank 1, above any price) and may
+  times), or a score that is NaN or +inf (``PropagationQuality``'s score where
+  the signals are not finite), counts as worst (rank 1, above any price) and may
   overdraw the balance down to the *depth* ``-2 D`` (the price rule, whose ``D`` is
   wider: ``-max(D, min(2 D, 0.019 * max(n, H)))``, so the promise at ``H``
   holds). Under the price rule a hard cut (not a NaN score, which can last)
@@ -257,6 +258,7 @@ class BudgetPolicy(Policy):
     threshold to calibrate (the budget is met by the wrapper itself)."""
 
     policy: Policy
+    follows_one_stream = True  # the credit, price and recent scores of its stream
 
     @property
     def needs_flow(self) -> bool:

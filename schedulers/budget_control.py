@@ -121,7 +121,7 @@ class BudgetController:
 
     def ranks(self, scores: np.ndarray, previous: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
         """Rank in [0, 1] of each score among the recent ones (mid-rank for ties; 0.5
-        with no history), and whether it is exceptional: NaN, or far above them (above
+        with no history), and whether it is exceptional: NaN or +inf, or far above them (above
         ``max + (max - median)``), or a *jump*: far above the recent scores that were not
         exceptional themselves, and up from the region's ``previous`` score (its score on the frame before,
         since the same key; ``-inf``: its key is new, so the rise counts from the base below; NaN:
@@ -130,7 +130,7 @@ class BudgetController:
         exceptional when it is below 0 (as negated scores are). An earlier cut's score then does not hide the next
         cut, and a score growing from frame to frame (a renewal score since a key: ``a (a + 1) / 2``
         rises by ``a``, less than three times ``a (a - 1) / 2`` from the second frame on) is no jump."""
-        nan = np.isnan(scores)
+        nan = np.isnan(scores) | np.isposinf(scores)  # no score, or an infinite cost: the worst
         if not self.recent:
             return np.where(nan, 1.0, 0.5), nan
         recent = np.fromiter(self.recent, float, len(self.recent))
@@ -163,7 +163,7 @@ class BudgetController:
     def allocate(self, scores: np.ndarray, eligible: np.ndarray, forced: np.ndarray, regions: int,
                  target: Optional[float] = None, floor: float = 0.5,
                  ages: Optional[np.ndarray] = None, previous: Optional[np.ndarray] = None) -> tuple[np.ndarray, dict]:
-        """Choose the regions to update among ``scores`` (``[N]``, higher = worse, NaN = worst).
+        """Choose the regions to update among ``scores`` (``[N]``, higher = worse, NaN and +inf = worst).
 
         ``eligible``: regions past ``min_interval``; ``forced``: regions at
         ``max_interval`` (updated whatever the credit). The credit for these
@@ -181,7 +181,7 @@ class BudgetController:
         is new; NaN: none), for the hard-cut test (:meth:`ranks`).
         """
         scores = np.asarray(scores, np.float64)
-        nan = np.isnan(scores)
+        nan = np.isnan(scores) | np.isposinf(scores)  # no score, or an infinite cost: the worst
         ranks, exceptional = self.ranks(scores, previous)
         update = np.asarray(forced, bool).copy()
         before = self.balance

@@ -111,6 +111,9 @@ def replay(policy: Policy, frames: Sequence[np.ndarray], regions: Optional[Regio
 
 def key_fraction(decisions: Sequence[Decision]) -> float:
     """Share of (frame, region) pairs recomputed."""
+    decisions = list(decisions)
+    if not decisions:
+        raise ValueError("key_fraction needs at least one decision")
     return float(np.mean(np.concatenate([d.update for d in decisions])))
 
 

@@ -130,10 +130,15 @@ class PropagationQuality(Policy):
         downsample: passed to :class:`schedulers.QualitySignals`.
 
     Scores are +inf for a region whose signals are not finite (it is
-    updated). ``decision.extras["quality"]`` holds the predicted qualities.
+    updated; under a budget, as soon as its credit allows: see
+    :class:`schedulers.KeyBudget`). ``decision.extras["quality"]`` holds the
+    predicted qualities. It keeps each region's losses since its key, so one
+    instance follows one stream (a :class:`Tracker` at a time; ``clone()``
+    for another).
     """
 
     needs_flow = True
+    follows_one_stream = True  # the losses and signals since each region's key
 
     def __init__(self, predictor=None, threshold: float = 1.0, rule: str = "renewal", monotone: bool = True,
                  downsample: int = DEFAULT_DOWNSAMPLE):

@@ -30,9 +30,11 @@ class RegionGrid(Estimator):
         return self.rows * self.cols
 
     def set_params(self, **params) -> "RegionGrid":
-        """Set ``rows``, ``cols`` or ``overlap``, checked as in the constructor; returns ``self``."""
-        super().set_params(**params)
-        self.__init__(**self.get_params())
+        """Set ``rows``, ``cols`` or ``overlap``, checked as in the constructor before any is set
+        (a bad value leaves the grid as it was); returns ``self``."""
+        checked = type(self)(**{**self.get_params(), **params}) if set(params) <= set(self._param_names()) else None
+        super().set_params(**params)  # names an unknown parameter
+        self.__init__(**checked.get_params())
         return self
 
     def boxes(self, height: int, width: int) -> list[Box]:
@@ -65,6 +67,8 @@ class RegionGrid(Estimator):
 
     def split(self, frame: np.ndarray) -> list[np.ndarray]:
         """Crops (views, not copies) of ``frame`` ``[H, W, ...]``, one per region."""
+        if np.ndim(frame) < 2:
+            raise ValueError(f"split needs an image [H, W, ...], got shape {np.shape(frame)}")
         return [frame[y0:y1, x0:x1] for y0, y1, x0, x1 in self.boxes(frame.shape[0], frame.shape[1])]
 
     def merge(
@@ -76,7 +80,10 @@ class RegionGrid(Estimator):
             outputs: per region, ``[h_r, w_r, ...]`` (the region's box size).
             confidences: per region, a scalar or a ``[h_r, w_r]`` map; where
                 regions overlap, the higher confidence wins (ties: the earlier
-                region).
+                region). A NaN confidence counts as the lowest: it loses to any
+                other and wins only where no region says more (every pixel
+                gets some region's output). Outputs are cast to the first
+                output's dtype.
         """
         boxes = self.boxes(height, width)
         if len(outputs) != len(boxes) or len(confidences) != len(boxes):
@@ -87,13 +94,22 @@ class RegionGrid(Estimator):
         first = np.asarray(outputs[0])
         merged = np.zeros((height, width) + first.shape[2:], dtype=first.dtype)
         best = np.full((height, width), -np.inf)
+        covered = np.zeros((height, width), bool)  # pixels some region has written
         for r, ((y0, y1, x0, x1), out, conf) in enumerate(zip(boxes, outputs, confidences)):
             out = np.asarray(out)
             if out.shape[:2] != (y1 - y0, x1 - x0):
                 raise ValueError(f"output of region {r} has shape {out.shape}, its box is {(y1 - y0, x1 - x0)}")
-            conf = np.broadcast_to(np.asarray(conf, dtype=np.float64), (y1 - y0, x1 - x0))
+            if conf is None:
+                raise ValueError(f"confidence of region {r} is None; give a number or a [h, w] map per region")
+            try:
+                conf = np.broadcast_to(np.asarray(conf, dtype=np.float64), (y1 - y0, x1 - x0))
+            except ValueError:
+                raise ValueError(f"confidence of region {r} has shape {np.shape(conf)}; it must be a number or "
+                                 f"a map of its box's size {(y1 - y0, x1 - x0)}") from None
+            conf = np.where(np.isnan(conf), -np.inf, conf)
             window = best[y0:y1, x0:x1]
-            wins = conf > window
+            wins = (conf > window) | (np.isneginf(window) & ~covered[y0:y1, x0:x1])
+            covered[y0:y1, x0:x1] = True
             merged[y0:y1, x0:x1][wins] = out[wins]
             window[wins] = conf[wins]
         return merged

@@ -16,6 +16,7 @@ pipeline can reuse it for warping. Nothing per frame is kept.
 
 from __future__ import annotations
 
+import weakref
 from typing import Callable, Optional
 
 import numpy as np
@@ -32,17 +33,20 @@ def first_frame_decision(num_regions: int) -> Decision:
 
 
 def check_frame(frame, index: int, name: str = "frame") -> np.ndarray:
-    """Return ``frame`` as ``[H, W, 3]`` uint8 RGB; grayscale ``[H, W]`` is repeated.
+    """Return ``frame`` as ``[H, W, 3]`` uint8 RGB; grayscale ``[H, W]`` or ``[H, W, 1]`` is repeated.
 
     Raises ``ValueError``/``TypeError`` naming the frame index, shape or dtype.
     """
     frame = np.asarray(frame)
     if frame.dtype != np.uint8:
         raise TypeError(f"{name} {index} must be uint8 RGB, got dtype {frame.dtype}")
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
     if frame.ndim == 2:
         frame = np.repeat(frame[:, :, None], 3, axis=2)
     if frame.ndim != 3 or frame.shape[2] != 3:
-        raise ValueError(f"{name} {index} must be [H, W, 3] RGB (or [H, W] gray), got shape {frame.shape}")
+        raise ValueError(f"{name} {index} must be [H, W, 3] RGB (or [H, W] or [H, W, 1] gray), got shape "
+                         f"{frame.shape}")
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise ValueError(f"{name} {index} is empty: shape {frame.shape}")
     return frame
@@ -112,6 +116,31 @@ def output_stride(grid: tuple, shape: tuple) -> Optional[int]:
     return min(range(low, min(high, low + 4096) + 1), key=preference)
 
 
+_STREAMS: dict = {}  # id(policy) -> (weak reference to the policy, to the Tracker that follows its stream)
+
+
+def claim_stream(policy: Policy, tracker: "Tracker") -> None:
+    """Record that ``tracker`` now drives ``policy`` (a new stream: :meth:`Tracker.reset`)."""
+    if getattr(policy, "follows_one_stream", False):
+        for ident in [i for i, (p, t) in _STREAMS.items() if p() is None or t() is None]:
+            del _STREAMS[ident]
+        _STREAMS[id(policy)] = (weakref.ref(policy), weakref.ref(tracker))
+
+
+def check_stream(policy: Policy, tracker: "Tracker") -> None:
+    """Refuse a step of ``tracker`` when a policy that keeps state of its stream
+    (``follows_one_stream``: ``PropagationQuality``'s losses since each key, a budget's credit)
+    was claimed by another Tracker since: that Tracker's reset wiped this stream's state, and
+    the two streams' frames would mix in it."""
+    if getattr(policy, "follows_one_stream", False):
+        held = _STREAMS.get(id(policy))
+        if held is not None and held[0]() is policy and held[1]() is not tracker:
+            raise ValueError(
+                f"this {type(policy).__name__} keeps the state of one stream and now follows another Tracker's "
+                f"(made or reset after this one's stream began); give each stream its own policy "
+                f"(Tracker(policy.clone())), or reset() this Tracker to start a new stream with it")
+
+
 class Tracker:
     """Keeps key frames per region and asks ``policy`` about each new frame.
 
@@ -131,6 +160,13 @@ class Tracker:
     with a predictor fitted on ``key_label_disagreement``) gets them from
     :meth:`label_keys`: after each :meth:`step`, give the labels the model
     produced for that frame (or, to keep it simple, after every step).
+
+    One Tracker follows one stream. A policy that keeps state of its stream
+    (``PropagationQuality``, ``KeyBudget``) serves one Tracker at a time: a
+    Tracker made (or reset) with it later takes it over, and the earlier
+    Tracker's next step is refused. Give each stream its own
+    (``policy.clone()``); stateless ones (``FixedInterval``,
+    ``FrameDifference``, ``FlowMagnitude``) may be shared.
     """
 
     def __init__(
@@ -161,6 +197,7 @@ class Tracker:
         self._pending = None
         if hasattr(self.policy, "reset"):
             self.policy.reset()
+        claim_stream(self.policy, self)
         return self
 
     def step(self, frame, labels=None) -> Decision:
@@ -189,6 +226,7 @@ class Tracker:
         policy or from anything that decides several streams together (e.g.
         :meth:`schedulers.SharedBudget.step`).
         """
+        check_stream(self.policy, self)
         index = self.frame_index_ + 1
         frame = self._stream(frame, index)
         crops = self.regions.split(frame)
@@ -280,6 +318,8 @@ class Tracker:
         if labels.ndim == 2 and not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"labels of frame {index} are {labels.dtype}; give integer classes [H, W] or class "
                              "scores [H, W, C]")
+        if labels.ndim == 2 and labels.size and int(labels.max()) > np.iinfo(np.int32).max:
+            raise ValueError(f"labels of frame {index} hold class {int(labels.max())}; class ids must fit int32")
         if stride > 1:
             if labels.ndim == 3:
                 labels = labels.argmax(-1)

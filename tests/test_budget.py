@@ -138,8 +138,9 @@ def test_a_region_kept_with_a_non_finite_score_is_not_kept_silently(caplog):
     with caplog.at_level(logging.WARNING, logger="schedulers.budget"):
         updates, _ = run(KeyBudget(Scripted(table), 0.1), table)
     kept = [r for r in caplog.records if "not finite and were kept" in r.getMessage()]
-    assert len(kept) == 1 and "frame 1: region(s) [0]" in kept[0].getMessage()
-    assert not updates[1:4, 0].any() and abs(updates.mean() - 0.1) <= 0.03  # the credit still decides
+    assert len(kept) == 1 and "frame 2: region(s) [0]" in kept[0].getMessage()
+    # the worst score overdraws at once (frame 1), then the credit decides
+    assert updates[1, 0] and not updates[2:4, 0].any() and abs(updates.mean() - 0.1) <= 0.03
     caplog.clear()
     finite = np.linspace(0, 1, 60)[:, None]
     with caplog.at_level(logging.WARNING, logger="schedulers.budget"):
@@ -655,3 +656,17 @@ def test_a_target_set_mid_stream_applies_from_the_next_frame():
     late = sum(1 for k in keys if k >= 300) / 700
     assert abs(early - 0.1) <= 0.02 and abs(late - 0.3) <= 0.02
     assert budget.controller_.target == 0.3
+
+
+@pytest.mark.parametrize("rule", ["rank", "price"])
+def test_an_infinite_score_counts_as_a_nan_one(rule):
+    """+inf (PropagationQuality's score where the signals are not finite) is the worst score, as NaN
+    is: from the stream's first frames on (before any history of scores) the two decide alike."""
+    table = np.random.default_rng(11).random((80, 1)) + 0.5
+    table[[2, 3, 30, 31, 32]] = np.nan
+    infinite = np.where(np.isnan(table), np.inf, table)
+    with_nan, _ = run(KeyBudget(Scripted(table), 0.1, rule=rule, price=1.0 if rule == "price" else None), table)
+    with_inf, _ = run(KeyBudget(Scripted(infinite), 0.1, rule=rule, price=1.0 if rule == "price" else None),
+                      infinite)
+    np.testing.assert_array_equal(with_nan, with_inf)
+    assert with_inf[2, 0]  # keyed at once on the stream's second decision

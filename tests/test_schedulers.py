@@ -212,6 +212,27 @@ def test_region_merge_takes_the_more_confident_region():
             np.testing.assert_array_equal(merged[y, x], value)
     scalar = grid.merge(outputs, [0.1, 0.9, 0.2, 0.3], 40, 50)
     np.testing.assert_array_equal(scalar[boxes[1][0]:boxes[1][1], boxes[1][2]:boxes[1][3]], outputs[1])
+    # NaN confidences count as the lowest: with random NaN holes the reference takes NaN as -inf and,
+    # where every region is NaN, the earliest region; no pixel is left unwritten
+    holed = [np.where(rng.random(c.shape) < 0.4, np.nan, c) for c in confidences]
+    merged = grid.merge(outputs, holed, 40, 50)
+    for y in range(40):
+        for x in range(50):
+            best, value = None, None
+            for (y0, y1, x0, x1), out, conf in zip(boxes, outputs, holed):
+                if y0 <= y < y1 and x0 <= x < x1:
+                    c = conf[y - y0, x - x0]
+                    c = -np.inf if np.isnan(c) else c
+                    if best is None or c > best:
+                        best, value = c, out[y - y0, x - x0]
+            np.testing.assert_array_equal(merged[y, x], value)
+    halves = RegionGrid(1, 2).merge([np.full((4, 3), 7), np.full((4, 3), 9)], [np.nan, np.nan], 4, 6)
+    np.testing.assert_array_equal(halves, np.hstack([np.full((4, 3), 7), np.full((4, 3), 9)]))
+    with pytest.raises(ValueError, match="confidence of region 1 is None"):
+        grid.merge(outputs, [0.1, None, 0.2, 0.3], 40, 50)
+    with pytest.raises(ValueError, match=r"confidence of region 0 has shape \(5, 5\); it must be a number or a map "
+                                         r"of its box's size \(25, 30\)"):
+        grid.merge(outputs, [np.ones((5, 5)), 0.9, 0.2, 0.3], 40, 50)
 
 
 @pytest.mark.parametrize(
@@ -231,6 +252,15 @@ def test_region_grid_argument_errors():
         RegionGrid(0, 1)
     with pytest.raises(ValueError, match="overlap must be an integer >= 0"):
         RegionGrid(2, 2, -1)
+    grid = RegionGrid(2, 2, 8)
+    with pytest.raises(ValueError, match="rows must be an integer >= 1, got 0"):
+        grid.set_params(rows=0, cols=3)
+    assert grid.get_params() == {"rows": 2, "cols": 2, "overlap": 8}  # a bad value sets nothing
+    with pytest.raises(ValueError, match="has no parameter 'row'"):
+        grid.set_params(row=3)
+    assert grid.set_params(cols=3).get_params() == {"rows": 2, "cols": 3, "overlap": 8}
+    with pytest.raises(ValueError, match=r"split needs an image \[H, W, ...\], got shape \(5,\)"):
+        grid.split(np.zeros(5))
 
 
 def test_tracker_regions_keep_their_own_key_frames():
@@ -279,8 +309,18 @@ def test_tracker_bad_frames_are_named():
     with pytest.raises(ValueError, match=r"frame 1 must be \[H, W, 3\] RGB"):
         tracker.step(np.zeros((10, 12, 4), np.uint8))
     assert tracker.step(np.zeros((10, 12), np.uint8)).frame_index == 1  # grayscale is accepted
+    assert tracker.step(np.zeros((10, 12, 1), np.uint8)).frame_index == 2  # with its channel axis too
     tracker.reset()
     assert tracker.step(np.zeros((5, 5, 3), np.uint8)).any_update  # a new stream
+    gray = [np.random.default_rng(t).integers(0, 255, (24, 32), dtype=np.uint8) for t in range(6)]
+    plain, channel = Tracker(FrameDifference(5.0)), Tracker(FrameDifference(5.0))
+    for frame in gray:
+        assert np.array_equal(plain.step(frame).scores, channel.step(frame[:, :, None]).scores, equal_nan=True)
+    # class ids past int32 are named when the labels are given, with the frame, not at the next decision
+    with pytest.raises(ValueError, match=r"labels of frame 6 hold class 1099511627776; class ids must fit int32"):
+        plain.step(gray[0], np.full((24, 32), 2**40, np.int64))
+    with pytest.raises(ValueError, match="key_fraction needs at least one decision"):
+        key_fraction([])
 
 
 @pytest.mark.parametrize("policy", [FixedInterval(), FrameDifference(), FlowMagnitude()])
@@ -402,3 +442,43 @@ def test_tracker_type_checks_and_dis_input_checks():
 
 def test_region_grid_checks_only_the_split_axes():
     assert RegionGrid(2, 1, 40).boxes(200, 30) == [(0, 120, 0, 30), (80, 200, 0, 30)]
+
+
+def test_a_policy_with_stream_state_serves_one_tracker_at_a_time():
+    """Two streams on one PropagationQuality (or KeyBudget) would mix their losses since the key,
+    and the second Tracker's reset wipes the first's: the older Tracker's next step is refused by
+    name. A Tracker made afresh in a loop, and stateless policies shared by two, work as before."""
+    from schedulers import PropagationQuality
+
+    rng = np.random.default_rng(8)
+    frames = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(4)]
+    for make in (PropagationQuality, lambda: KeyBudget(FrameDifference(), 0.2)):
+        policy = make()
+        first = Tracker(policy)
+        first.step(frames[0])
+        first.step(frames[1])
+        second = Tracker(policy)
+        second.step(frames[0])
+        with pytest.raises(ValueError, match=f"this {type(policy).__name__} keeps the state of one stream and "
+                                             "now follows another Tracker's.*policy.clone"):
+            first.step(frames[2])
+        with pytest.raises(ValueError, match="now follows another Tracker's"):
+            first.observe(frames[2])  # the two-phase step too
+        second.step(frames[1])  # the newer one goes on
+        first.reset()  # takes the policy back for a new stream
+        first.step(frames[0])
+        with pytest.raises(ValueError, match="now follows another Tracker's"):
+            second.step(frames[2])
+        tracker = None
+        for _ in range(2):  # a new Tracker per stream, the old one still bound while the new one is made
+            tracker = Tracker(policy)
+            for frame in frames:
+                tracker.step(frame)
+        clone_a, clone_b = Tracker(policy.clone()), Tracker(policy.clone())
+        for frame in frames:
+            clone_a.step(frame)
+            clone_b.step(frame)
+    shared = FrameDifference(threshold=5.0)  # no stream state: two trackers may share it
+    a, b = Tracker(shared), Tracker(shared)
+    for frame in frames:
+        assert np.array_equal(a.step(frame).update, b.step(frame).update)
