@@ -192,13 +192,24 @@ def calibrate(
     streams = [list(frames)] if clips is None else [list(c) for c in clips]
     labelled = None
     if labels is not None:
+        if clips is not None and any(isinstance(m, np.ndarray) and m.ndim == 2 for m in labels):
+            raise ValueError("labels go per clip, as clips do: labels=[[maps of clip 0], [maps of clip 1], ...], "
+                             "one map per frame; got label maps where clips' lists were expected")
         labelled = [list(labels)] if clips is None else [list(c) for c in labels]
         if [len(c) for c in labelled] != [len(c) for c in streams]:
             raise ValueError(f"labels give {[len(c) for c in labelled]} label maps per clip for "
                              f"{[len(c) for c in streams]} frames; give one per frame")
         # Checked, and brought to the frames' size, once rather than in every trial.
-        labelled = [[None if m is None else Tracker._checked_labels(m, t, np.shape(f)[:2])
-                     for t, (m, f) in enumerate(zip(maps, stream))] for maps, stream in zip(labelled, streams)]
+        checked = []
+        for number, (maps, stream) in enumerate(zip(labelled, streams)):
+            try:
+                checked.append([None if m is None else Tracker._checked_labels(m, t, np.shape(f)[:2])
+                                for t, (m, f) in enumerate(zip(maps, stream))])
+            except ValueError as error:
+                if clips is None:
+                    raise
+                raise ValueError(f"clip {number}: {error}") from None
+        labelled = checked
     total = sum(len(s) for s in streams)
     if not streams or total < 2:
         raise ValueError(f"the calibration data needs at least 2 frames, got {total}")

@@ -110,6 +110,15 @@ class SharedBudget:
     Attributes (after steps): ``key_fraction``, ``keys``, ``region_frames``,
     ``trackers`` (name -> :class:`Tracker` of :meth:`step`'s streams),
     ``streams`` (name -> :class:`BudgetStream`).
+
+    Every new stream's frame 0 is a key of every region, charged to the
+    shared budget like any key (the model really runs there), and
+    :meth:`close` refunds nothing. Streams that reconnect often (each
+    reconnection a new stream) therefore spend keys the other streams then
+    wait for: twenty streams of two frames at 10% leave about sixteen keys to
+    repay, and until the balance is back within its depth the live streams
+    get no key but those ``max_interval`` forces, not even for a hard cut.
+    Where reconnections are frequent, give them a budget of their own.
     """
 
     def __init__(

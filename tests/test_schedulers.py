@@ -374,6 +374,13 @@ def test_calibration_argument_errors(cut_clip):
     with pytest.raises(ValueError, match=r"clips\[0\] has shape \(\d+, \d+\): one frame"):
         calibrate(FrameDifference(), clips=gray, target_key_fraction=0.2)
     assert calibrate(FrameDifference(), clips=[np.stack(gray)], target_key_fraction=0.2).met  # [T, H, W]: a clip
+    # labels of several clips: a bad map names its clip; maps given flat are named as such
+    labels = [np.zeros(f.shape[:2], np.int64) for f in frames]
+    bad = [list(labels[:5]), labels[5:7] + [np.zeros((3, 3, 0))] + labels[8:10]]
+    with pytest.raises(ValueError, match=r"clip 1: labels of frame 2 have shape \(3, 3, 0\)"):
+        calibrate(FrameDifference(), clips=[frames[:5], frames[5:10]], labels=bad, target_key_fraction=0.2)
+    with pytest.raises(ValueError, match=r"labels go per clip, as clips do"):
+        calibrate(FrameDifference(), clips=[frames[:5], frames[5:10]], labels=labels[:10], target_key_fraction=0.2)
     # an accuracy that is NaN (an empty class's IoU, say) is no accuracy met
     with pytest.raises(ValueError, match="accuracy.*returned nan at threshold=0.0"):
         calibrate(FrameDifference(), frames, target_accuracy=0.9, accuracy=lambda decisions: float("nan"))
