@@ -617,6 +617,17 @@ def test_findings_judge_a_row_where_the_headroom_table_does():
     assert "within the fixed interval's single phases" in at_edge[0]  # the range's ends belong to it
     tie = findings([fixed, row("propagation_quality@budget", 0.200, 0.884, **phases)])
     assert "ties with" in tie[0] and "phases" not in tie[0]  # a tie says nothing more
+    # without the dense curve (model mode) a row that spent more than fixed interval's row is judged
+    # where fixed interval is interpolated to its spend, not against that row (its extra keys would
+    # count as its gain: 0.538 at 0.119 against 0.508 at 0.090 is no +0.030)
+    fixed_rows = [dict(row("fixed_interval", 0.090, 0.508), budget=0.1), row("fixed_interval", 0.209, 0.561)]
+    spent_more = dict(row("propagation_quality@budget", 0.119, 0.538), budget=0.1)
+    assert findings(fixed_rows + [spent_more]) == [
+        "budget 0.10, 1x1: propagation_quality@budget beats fixed_interval (0.538 vs 0.521; at the 0.119 of the "
+        "frames it spent, fixed_interval interpolated there)"]
+    alone = findings([fixed_rows[0], spent_more])  # one fixed row: no curve, and 0.029 apart is no equal cost
+    assert alone == ["budget 0.10, 1x1: propagation_quality@budget spent 0.119 of the frames on the test clips, "
+                     "outside fixed_interval's curve; no comparison at equal cost"]
 
 
 def test_at_a_glance_names_the_best_scheduler_per_data_set_grid_and_budget():
