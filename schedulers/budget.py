@@ -268,6 +268,14 @@ class BudgetPolicy(Policy):
     def needs_flow_features(self) -> bool:
         return bool(getattr(self.policy, "needs_flow_features", False))
 
+    def clone(self) -> "BudgetPolicy":
+        """A new budget with the same parameters around a clone of the wrapped policy (whose
+        run-time state belongs to one stream, as the budget's does)."""
+        params = self.get_params()
+        inner = params["policy"]
+        params["policy"] = inner.clone() if hasattr(inner, "clone") else inner
+        return type(self)(**params)
+
     def reset(self) -> "BudgetPolicy":
         """Forget the stream (and the wrapped policy's run-time state)."""
         super().reset()
@@ -337,7 +345,7 @@ class KeyBudget(BudgetPolicy):
         regions = context.num_regions
         controller = getattr(self, "controller_", None)
         last = getattr(self, "frame_index_", None)
-        if controller is not None and context.frame_index <= last:
+        if controller is not None and last is not None and context.frame_index <= last:
             raise ValueError(
                 f"frame {context.frame_index} comes after frame {last}: a KeyBudget follows one stream; "
                 "call reset() before a new one (a Tracker does) or give each stream its own KeyBudget"

@@ -258,6 +258,7 @@ class DecisionNetworkScheduler(Policy):
     needs_flow = True
     threshold_param = "target"
     update_when_below = True
+    follows_one_stream = True  # the signals since each region's key (a quality predictor's), dynamic targets
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ pipeline can reuse it for warping. Nothing per frame is kept.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import Callable, Optional
 
@@ -117,26 +118,45 @@ def output_stride(grid: tuple, shape: tuple) -> Optional[int]:
 
 
 _STREAMS: dict = {}  # id(policy) -> (weak reference to the policy, to the Tracker that follows its stream)
+_STREAMS_LOCK = threading.Lock()  # trackers are made and stepped from several threads (one per camera, say)
+
+
+def _stream_parts(policy: Policy) -> list:
+    """``policy`` and the policies it wraps (a budget's ``policy``), those that keep state of their
+    stream (``follows_one_stream``)."""
+    parts, seen = [], set()
+    while policy is not None and id(policy) not in seen:
+        seen.add(id(policy))
+        if getattr(policy, "follows_one_stream", False):
+            parts.append(policy)
+        policy = getattr(policy, "policy", None)
+    return parts
 
 
 def claim_stream(policy: Policy, tracker: "Tracker") -> None:
-    """Record that ``tracker`` now drives ``policy`` (a new stream: :meth:`Tracker.reset`)."""
-    if getattr(policy, "follows_one_stream", False):
-        for ident in [i for i, (p, t) in _STREAMS.items() if p() is None or t() is None]:
+    """Record that ``tracker`` now drives ``policy`` and what it wraps (a new stream: :meth:`Tracker.reset`)."""
+    parts = _stream_parts(policy)
+    if not parts:
+        return
+    with _STREAMS_LOCK:
+        for ident in [i for i, (p, _) in _STREAMS.items() if p() is None]:
             del _STREAMS[ident]
-        _STREAMS[id(policy)] = (weakref.ref(policy), weakref.ref(tracker))
+        for part in parts:
+            _STREAMS[id(part)] = (weakref.ref(part), weakref.ref(tracker))
 
 
 def check_stream(policy: Policy, tracker: "Tracker") -> None:
     """Refuse a step of ``tracker`` when a policy that keeps state of its stream
-    (``follows_one_stream``: ``PropagationQuality``'s losses since each key, a budget's credit)
-    was claimed by another Tracker since: that Tracker's reset wiped this stream's state, and
-    the two streams' frames would mix in it."""
-    if getattr(policy, "follows_one_stream", False):
-        held = _STREAMS.get(id(policy))
-        if held is not None and held[0]() is policy and held[1]() is not tracker:
+    (``follows_one_stream``: ``PropagationQuality``'s losses since each key, a budget's credit, the
+    decision network's signals), or one it wraps, was claimed by another Tracker since: that
+    Tracker's reset wiped this stream's state, and the two streams' frames would mix in it."""
+    for part in _stream_parts(policy):
+        with _STREAMS_LOCK:
+            held = _STREAMS.get(id(part))
+        # Claimed by another Tracker, even one gone since: its reset wiped this stream's state.
+        if held is not None and held[0]() is part and held[1]() is not tracker:
             raise ValueError(
-                f"this {type(policy).__name__} keeps the state of one stream and now follows another Tracker's "
+                f"this {type(part).__name__} keeps the state of one stream and now follows another Tracker's "
                 f"(made or reset after this one's stream began); give each stream its own policy "
                 f"(Tracker(policy.clone())), or reset() this Tracker to start a new stream with it")
 
@@ -162,7 +182,8 @@ class Tracker:
     produced for that frame (or, to keep it simple, after every step).
 
     One Tracker follows one stream. A policy that keeps state of its stream
-    (``PropagationQuality``, ``KeyBudget``) serves one Tracker at a time: a
+    (``PropagationQuality``, ``KeyBudget``, ``DecisionNetworkScheduler``; a
+    budget's wrapped policy too) serves one Tracker at a time: a
     Tracker made (or reset) with it later takes it over, and the earlier
     Tracker's next step is refused. Give each stream its own
     (``policy.clone()``); stateless ones (``FixedInterval``,

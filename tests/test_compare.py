@@ -628,6 +628,14 @@ def test_findings_judge_a_row_where_the_headroom_table_does():
     alone = findings([fixed_rows[0], spent_more])  # one fixed row: no curve, and 0.029 apart is no equal cost
     assert alone == ["budget 0.10, 1x1: propagation_quality@budget spent 0.119 of the frames on the test clips, "
                      "outside fixed_interval's curve; no comparison at equal cost"]
+    # fewer keys than fixed interval's row below its curve: compared with that row, which can only count
+    # against the policy (up to 0.03 fewer)
+    spent_less = dict(row("propagation_quality@budget", 0.075, 0.520), budget=0.1)
+    assert findings(fixed_rows + [spent_less]) == [
+        "budget 0.10, 1x1: propagation_quality@budget beats fixed_interval (0.520 vs 0.508; at key fractions "
+        "0.075 vs 0.090)"]
+    far_less = dict(row("propagation_quality@budget", 0.055, 0.520), budget=0.1)
+    assert "no comparison at equal cost" in findings(fixed_rows + [far_less])[0]
 
 
 def test_at_a_glance_names_the_best_scheduler_per_data_set_grid_and_budget():

@@ -489,3 +489,49 @@ def test_a_policy_with_stream_state_serves_one_tracker_at_a_time():
     a, b = Tracker(shared), Tracker(shared)
     for frame in frames:
         assert np.array_equal(a.step(frame).update, b.step(frame).update)
+    # a budget's clone wraps a clone of its policy; two budgets around one PropagationQuality are refused
+    budget = KeyBudget(PropagationQuality(), target=0.2)
+    assert budget.clone().policy is not budget.policy and budget.clone().policy.get_params() == \
+        budget.policy.get_params()
+    inner = PropagationQuality()
+    first = Tracker(KeyBudget(inner, 0.2))
+    first.step(frames[0])
+    second = Tracker(KeyBudget(inner, 0.2))
+    second.step(frames[0])
+    with pytest.raises(ValueError, match="this PropagationQuality keeps the state of one stream"):
+        first.step(frames[1])
+    # the decision network on the quality predictor keeps the signals since each key too
+    from schedulers import DecisionNetworkScheduler
+    from schedulers.quality_predictor import load_default_quality
+
+    network = DecisionNetworkScheduler(load_default_quality())
+    first = Tracker(network)
+    first.step(frames[0])
+    Tracker(network).step(frames[0])
+    with pytest.raises(ValueError, match="this DecisionNetworkScheduler keeps the state of one stream"):
+        first.step(frames[1])
+
+
+def test_the_stream_guard_holds_under_threads():
+    import threading
+
+    errors = []
+
+    def work():
+        try:
+            for _ in range(3000):
+                Tracker(KeyBudget(FrameDifference(), 0.2))
+        except Exception as error:  # noqa: BLE001 - any error fails the test below
+            errors.append(error)
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert not errors, errors[:3]

@@ -196,10 +196,11 @@ def comparisons(rows: list, tolerance: float = SAME_COST) -> list:
     it really spent: on the phase-fair fixed interval's dense curve where the
     run has one (``fixed_at_key_fraction``, oracle mode: as the headroom table),
     else interpolated along fixed interval's rows (fair budgets and sweep), or,
-    outside them, against its row at this budget when the two spent within
-    ``tolerance`` of each other. (A row that spent 0.119 of the frames is not
-    judged against a fixed interval that spent 0.090: the keys it spent more
-    would count as its gain.)
+    outside them, against its row at this budget when the row spent at most
+    ``tolerance`` more than it (or up to :data:`OFF_BUDGET` fewer, a comparison
+    that can only count against the policy). A row that spent 0.119 of the
+    frames is not judged against a fixed interval that spent 0.090: the keys
+    it spent more would count as its gain.
     """
     by_key = {(r["policy"], r["regions"], r["budget"]): r for r in rows}
     out = []
@@ -214,7 +215,7 @@ def comparisons(rows: list, tolerance: float = SAME_COST) -> list:
             reference, how = dense, f"at the {spent:.3f} of the frames it spent, on fixed_interval's phase-fair curve"
         elif along is not None:
             reference, how = along, f"at the {spent:.3f} of the frames it spent, fixed_interval interpolated there"
-        elif abs(spent - base["key_fraction"]) <= tolerance:
+        elif -OFF_BUDGET <= spent - base["key_fraction"] <= tolerance:  # fewer keys: against the policy
             reference, how = base["accuracy"], f"at key fractions {spent:.3f} vs {base['key_fraction']:.3f}"
         else:
             reference = None
@@ -341,8 +342,8 @@ def write(folder: ResultFolder, config_extra: Optional[dict] = None, log=logger.
             "",
             "Per data set and region grid, at each fair budget: the scheduling policy with the largest gain over "
             f"fixed interval at the key fraction it really spent (a gain within {TIE} is a tie; a negative one: "
-            "every policy trails fixed interval there, as on region grids, which are judged against whole-frame "
-            "fixed interval and optimum), and in brackets "
+            "every policy trails fixed interval there, as region grids often do in oracle mode, where they are "
+            "judged against whole-frame fixed interval and optimum), and in brackets "
             "the share of the headroom to the optimal schedule it captures, where the run has an optimum; "
             "~: its accuracy lies within the fixed interval's single phases there (`fixed's phases` below), "
             "a figure a fixed interval can show by where its first key falls alone. "
