@@ -240,6 +240,8 @@ def test_bench_runner_and_memory_on_a_short_clip(caplog):
     for figures in growth.values():
         assert figures["growth_mb"] == pytest.approx(figures["rss_after_mb"] - figures["rss_before_mb"])
     assert "% of ideal" in caplog.text and "growth MB" in caplog.text
+    # progress before the table: the run says what it starts on
+    assert caplog.text.index("  VideoRunner(compact model, FixedInterval(10)) ...") < caplog.text.index("growth MB")
 
 
 def test_bench_train_compares_the_two_steps(caplog):

@@ -107,7 +107,10 @@ def run_memory(frames: int = 10_000, height: int = 128, width: int = 256, warmup
         "VideoRunner(compact model, FixedInterval(10))": VideoRunner(compact_dff(num_classes=7), FixedInterval(10)),
     }
     rows = []
+    logger.info(f"memory benchmark: {frames} frames of {height}x{width} after {warmup} warm-up frames, "
+                f"{len(subjects)} subjects (a few minutes; the table comes at the end)")
     for name, subject in subjects.items():
+        logger.info(f"  {name} ...")
         for t in range(warmup):
             subject.step(clip[t % len(clip)])
         before = resident_mb()
@@ -119,7 +122,6 @@ def run_memory(frames: int = 10_000, height: int = 128, width: int = 256, warmup
         growth[name] = {"frames": frames, "rss_before_mb": before, "rss_after_mb": after,
                         "growth_mb": after - before, "seconds": seconds}
         rows.append((name, frames, f"{before:.1f}", f"{after:.1f}", f"{after - before:+.1f}", f"{seconds:.0f}"))
-    logger.info(f"memory benchmark: {frames} frames of {height}x{width} after {warmup} warm-up frames")
     logger.info(format_table(rows, ("subject", "frames", "RSS before MB", "RSS after MB", "growth MB", "seconds")))
     logger.info("\ntarget: growth below 50 MB")
     return growth
