@@ -99,8 +99,9 @@ to 4 keys per frame; the fraction is keys / region-frames):
   lie one key (``1 / n``) beyond the promise above; with a cut every few
   key intervals, that is most of the time. A region whose score is not
   finite (NaN or infinite: its signals could not be computed) that the
-  credit cannot key at once waits like any other, and the first such wait
-  of a stream is logged (a warning of ``schedulers.budget``).
+  credit cannot key at once waits like any other; the stream's count of
+  such waits is in ``Decision.extras["budget"]["kept_non_finite"]``, and a
+  warning of ``schedulers.budget`` is logged when it reaches 1, 10, 100, ...
 * **Intervals**, per region: no key before ``min_interval`` frames since the
   region's last one; a key whenever ``max_interval`` frames have passed,
   whatever the credit (then the balance may stay below ``-D`` for a while).
@@ -227,19 +228,22 @@ def previous_scores(last: Optional[tuple], context: Context) -> np.ndarray:
     return np.where(last[0] == keys, last[1], -np.inf)
 
 
-def warn_kept_non_finite(raw: np.ndarray, update: np.ndarray, frame_index: int, stream: str = "the stream") -> bool:
-    """Log a warning when a region whose wrapped score is not finite (``raw``: NaN or infinite: its
-    signals could not be computed) was kept on frame ``frame_index``: the budget holds it to its
+def warn_kept_non_finite(raw: np.ndarray, update: np.ndarray, frame_index: int, kept_before: int = 0,
+                         stream: str = "the stream") -> int:
+    """Count the regions whose wrapped score is not finite (``raw``: NaN or infinite: their signals
+    could not be computed) that were kept on frame ``frame_index``: the budget holds them to its
     credit, so such a region waits for a key as the credit allows instead of getting one at once.
-    Returns whether it warned (callers warn once per stream)."""
+    Returns the stream's running count (``kept_before`` plus these) and logs a warning each time it
+    reaches 1, 10, 100, ... region-frames, so a stream whose input stays broken is not kept
+    silently."""
     kept = ~np.isfinite(np.asarray(raw, np.float64)) & ~np.asarray(update, bool)
-    if not kept.any():
-        return False
-    logger.warning(f"{stream}, frame {frame_index}: region(s) {np.flatnonzero(kept).tolist()} have scores that "
-                   "are not finite and were kept: the budget's credit allows no more keys now (they get theirs "
-                   "as credit comes; a score that stays non-finite points at broken input, e.g. the flow). "
-                   "Warned once per stream.")
-    return True
+    total = int(kept_before) + int(np.count_nonzero(kept))
+    if total > kept_before and int(math.log10(total)) > (int(math.log10(kept_before)) if kept_before else -1):
+        logger.warning(f"{stream}, frame {frame_index}: region(s) {np.flatnonzero(kept).tolist()} have scores that "
+                       "are not finite and were kept: the budget's credit allows no more keys now (they get theirs "
+                       "as credit comes; a score that stays non-finite points at broken input, e.g. the flow). "
+                       f"{total} such region-frame(s) kept on this stream so far (warned at 1, 10, 100, ...).")
+    return total
 
 
 def promised_horizon(regions: int, target: float) -> int:
@@ -379,6 +383,7 @@ class KeyBudget(BudgetPolicy):
                                             previous=previous_scores(getattr(self, "last_scores_", None), context))
         self.last_scores_ = (np.asarray(context.key_indices, np.int64).copy(), worse)
         self.frame_index_ = context.frame_index
-        if not getattr(self, "warned_non_finite_", False):
-            self.warned_non_finite_ = warn_kept_non_finite(raw, update, context.frame_index)
+        self.kept_non_finite_ = warn_kept_non_finite(raw, update, context.frame_index,
+                                                     getattr(self, "kept_non_finite_", 0))
+        state["kept_non_finite"] = self.kept_non_finite_
         return Decision(update=update, scores=raw, frame_index=context.frame_index, extras={"budget": state})

@@ -303,10 +303,10 @@ class SharedBudget:
         for stream, context, raw, _, _, _, elapsed in scored:
             stop = start + context.num_regions
             mine = update[start:stop]
-            if not getattr(stream, "warned_non_finite_", False):  # run-time state: reset() forgets it
-                stream.warned_non_finite_ = warn_kept_non_finite(raw, mine, context.frame_index,
-                                                                 f"stream {stream.name!r}")
+            stream.kept_non_finite_ = warn_kept_non_finite(  # run-time state: reset() forgets it
+                raw, mine, context.frame_index, getattr(stream, "kept_non_finite_", 0), f"stream {stream.name!r}")
             extras = {"budget": {k: (v[start:stop] if isinstance(v, np.ndarray) else v) for k, v in state.items()}}
+            extras["budget"]["kept_non_finite"] = stream.kept_non_finite_
             decisions.append(Decision(update=mine, scores=raw, frame_index=context.frame_index, extras=extras))
             _, keys, frames = self._stream_state[stream.name]
             self._stream_state[stream.name] = (

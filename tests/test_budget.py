@@ -136,9 +136,14 @@ def test_a_region_kept_with_a_non_finite_score_is_not_kept_silently(caplog):
 
     table = np.full((60, 1), np.inf)
     with caplog.at_level(logging.WARNING, logger="schedulers.budget"):
-        updates, _ = run(KeyBudget(Scripted(table), 0.1), table)
+        updates, decisions = run(KeyBudget(Scripted(table), 0.1), table)
     kept = [r for r in caplog.records if "not finite and were kept" in r.getMessage()]
-    assert len(kept) == 1 and "frame 2: region(s) [0]" in kept[0].getMessage()
+    # warned at the 1st and the 10th wait; every decision carries the count
+    waits = np.cumsum(~updates[1:, 0])
+    assert [d.extras["budget"]["kept_non_finite"] for d in decisions] == waits.tolist() and waits[-1] >= 10
+    assert len(kept) == 2 and "frame 2: region(s) [0]" in kept[0].getMessage()
+    assert "1 such region-frame(s) kept" in kept[0].getMessage()
+    assert "10 such region-frame(s) kept" in kept[1].getMessage()
     # the worst score overdraws at once (frame 1), then the credit decides
     assert updates[1, 0] and not updates[2:4, 0].any() and abs(updates.mean() - 0.1) <= 0.03
     caplog.clear()
@@ -155,7 +160,7 @@ def test_a_region_kept_with_a_non_finite_score_is_not_kept_silently(caplog):
             for stream in streams.values():
                 stream.decide(Context(t, [img], [img], [0]))
     named = sorted(r.getMessage().split(",")[0] for r in caplog.records if "not finite" in r.getMessage())
-    assert named == ["stream 'a'", "stream 'b'"]
+    assert named == ["stream 'a'", "stream 'a'", "stream 'b'", "stream 'b'"]  # each at its 1st and 10th wait
 
 
 def test_bad_input_is_named():
