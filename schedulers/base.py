@@ -27,6 +27,11 @@ from typing import Optional, Sequence
 import numpy as np
 
 
+def is_number(value) -> bool:
+    """Whether ``value`` is a real number (Python or numpy; a bool is not one), finite or not."""
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.number))
+
+
 def check_int(value, name: str, minimum: int) -> int:
     """``value`` as an int, or ``ValueError`` naming ``name`` when it is not a whole number >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
@@ -163,7 +168,7 @@ class Policy(Estimator):
     def decision_threshold(self) -> float:
         """The value the score is compared with: update where ``score > decision_threshold()``."""
         value = getattr(self, self.threshold_param)
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
+        if not is_number(value) or not np.isfinite(value):
             raise ValueError(f"{self.threshold_param} must be a finite number, got {value!r}")
         return float(value)
 

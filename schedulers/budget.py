@@ -124,7 +124,7 @@ from typing import Optional
 
 import numpy as np
 
-from schedulers.base import Context, Decision, Policy, check_int
+from schedulers.base import Context, Decision, Policy, check_int, is_number
 from schedulers.budget_control import BudgetController
 
 logger = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ RULES = ("auto", "rank", "price")
 
 def check_target(target) -> float:
     """``target`` as a float in (0, 1], or ``ValueError`` naming it."""
-    if isinstance(target, bool) or not isinstance(target, (int, float, np.number)) or not 0 < target <= 1:
+    if not is_number(target) or not 0 < target <= 1:
         raise ValueError(f"target must be a key-frame fraction in (0, 1], got {target!r}")
     return float(target)
 
@@ -145,7 +145,7 @@ def check_price(price, policy, rule: str, auto: bool = True) -> Optional[float]:
     ``auto``: from ``policy``'s scores) is the rank rule is a ``ValueError`` naming why."""
     if price is None:
         return None
-    if isinstance(price, bool) or not isinstance(price, (int, float, np.number)) or not 0 < price < math.inf:
+    if not is_number(price) or not 0 < price < math.inf:
         raise ValueError(f"price must be a positive finite number (a key's price in the policy's score units), "
                          f"got {price!r}")
     if rule != "price":

@@ -19,7 +19,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from schedulers.base import Decision, Policy
+from schedulers.base import Decision, Policy, is_number
 from schedulers.regions import RegionGrid
 from schedulers.tracker import Tracker
 
@@ -55,8 +55,7 @@ class CalibrationResult:
 def usable_price(met, threshold) -> Optional[float]:
     """``threshold`` as a budget's starting price when a calibration ``met`` its target with a
     positive finite threshold, else ``None`` (a target out of reach leaves the search at an edge)."""
-    if not (isinstance(met, (bool, np.bool_)) and met) or isinstance(threshold, bool) \
-            or not isinstance(threshold, (int, float, np.number)):
+    if not (isinstance(met, (bool, np.bool_)) and met) or not is_number(threshold):
         return None
     return float(threshold) if 0 < threshold < float("inf") else None
 
@@ -174,8 +173,7 @@ def calibrate(
     if (target_key_fraction is None) == (target_accuracy is None):
         raise ValueError("give exactly one of target_key_fraction and target_accuracy")
     for name, value in (("target_key_fraction", target_key_fraction), ("target_accuracy", target_accuracy)):
-        if value is not None and (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number))
-                                  or not np.isfinite(value)):
+        if value is not None and (not is_number(value) or not np.isfinite(value)):
             raise ValueError(f"{name} must be a finite number, got {value!r}")
     if target_key_fraction is not None and not 0 < target_key_fraction <= 1:
         raise ValueError(f"target_key_fraction must be in (0, 1], got {target_key_fraction}")
@@ -243,8 +241,7 @@ def calibrate(
         acc = None
         if accuracy is not None:
             acc = accuracy(per_clip[0] if clips is None else per_clip)
-            if isinstance(acc, (bool, np.bool_)) or not isinstance(acc, (int, float, np.number)) \
-                    or not np.isfinite(acc):
+            if not is_number(acc) or not np.isfinite(acc):
                 raise ValueError(f"calibrate: accuracy(decisions) returned {acc!r} at {policy.threshold_param}="
                                  f"{value!r}; it must return a finite number (an empty class's IoU, say, is NaN)")
         trials.append((value, fraction, acc))

@@ -81,6 +81,16 @@ def _at_window(keys: Sequence[int], width: int) -> int:
     return int(np.sum(np.diff(keys) >= width))
 
 
+_NO_PIXELS = [np.zeros((1, 1, 3), np.uint8)]  # StoredQuality reads key and frame indices alone
+
+
+def _decide(policy, t: int, keys: list) -> None:
+    """Ask ``policy`` about frame ``t`` of a whole-frame clip whose keys so far are ``keys``; a key is appended."""
+    context = Context(frame_index=t, regions=_NO_PIXELS, key_regions=_NO_PIXELS, key_indices=[keys[-1]])
+    if policy.decide(context).update.any():
+        keys.append(t)
+
+
 def replay_clip(table: np.ndarray, budget: float, price: Optional[float], rule: str) -> tuple[list, int]:
     """``(keys, at_window)``: the key frames ``KeyBudget(StoredQuality(table, rule=rule), target=budget,
     price=price)`` places on one clip (``price`` dropped for ``rule="greedy"``, whose scores are no cost), frame 0 a key, and how many fell at the table's end: the
@@ -92,11 +102,8 @@ def replay_clip(table: np.ndarray, budget: float, price: Optional[float], rule: 
     policy = StoredQuality(table, rule=rule)  # a rule whose scores are no cost takes the rank rule: no price
     budgeted = KeyBudget(policy, target=budget, price=price if policy.score_is_cost else None, max_interval=width)
     keys = [0]
-    empty = [np.zeros((1, 1, 3), np.uint8)]
     for t in range(1, table.shape[0]):
-        context = Context(frame_index=t, regions=empty, key_regions=empty, key_indices=[keys[-1]])
-        if budgeted.decide(context).update.any():
-            keys.append(t)
+        _decide(budgeted, t, keys)
     return keys, _at_window(keys, width)
 
 
@@ -119,14 +126,10 @@ def replay_shared(tables: Sequence[np.ndarray], budget: float, price: Optional[f
                           price=price if policies[0].score_is_cost else None, max_interval=width)
     streams = [shared.stream(f"clip{i}") for i in range(len(tables))]
     schedules = [[0] for _ in tables]
-    empty = [np.zeros((1, 1, 3), np.uint8)]
     for t in range(1, max(table.shape[0] for table in tables)):
         for stream, table, keys in zip(streams, tables, schedules):
-            if t >= table.shape[0]:
-                continue
-            context = Context(frame_index=t, regions=empty, key_regions=empty, key_indices=[keys[-1]])
-            if stream.decide(context).update.any():
-                keys.append(t)
+            if t < table.shape[0]:
+                _decide(stream, t, keys)
     return schedules, sum(_at_window(keys, width) for keys in schedules)
 
 

@@ -210,10 +210,9 @@ def comparisons(rows: list, tolerance: float = SAME_COST) -> list:
             continue
         spent = row["key_fraction"]
         dense = row.get("fixed_at_key_fraction")
-        along = fixed_interval_at(rows, grid, spent)
         if isinstance(dense, (int, float)) and np.isfinite(dense):
             reference, how = dense, f"at the {spent:.3f} of the frames it spent, on fixed_interval's phase-fair curve"
-        elif along is not None:
+        elif (along := fixed_interval_at(rows, grid, spent)) is not None:
             reference, how = along, f"at the {spent:.3f} of the frames it spent, fixed_interval interpolated there"
         elif -OFF_BUDGET <= spent - base["key_fraction"] <= tolerance:  # fewer keys: against the policy
             reference, how = base["accuracy"], f"at key fractions {spent:.3f} vs {base['key_fraction']:.3f}"
