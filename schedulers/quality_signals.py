@@ -92,16 +92,21 @@ def _gray_small(image: np.ndarray, downsample: int) -> np.ndarray:
 
 def _flow_small(flow: np.ndarray, shape: tuple, region_shape: tuple) -> np.ndarray:
     """``flow`` (on any grid, vectors in pixels of a region of ``region_shape`` (h, w)) resized to
-    ``shape`` (h, w), its vectors scaled to that grid's pixels."""
-    flow = np.asarray(flow, np.float32)
+    ``shape`` (h, w), its vectors scaled to that grid's pixels (values beyond float32's range become
+    infinite, without a warning: the caller checks)."""
+    with np.errstate(over="ignore"):
+        flow = np.asarray(flow, np.float32)
     sy, sx = shape[0] / region_shape[0], shape[1] / region_shape[1]
     if flow.shape[:2] == tuple(shape) and sx == sy == 1:
         return flow
     small = _resize(np.ascontiguousarray(flow), shape)
     if small is flow:
         small = small.copy()
-    small[..., 0] *= np.float32(sx)
-    small[..., 1] *= np.float32(sy)
+    if sx == sy:  # one contiguous product (the usual case: a region a multiple of the downsample)
+        small *= np.float32(sx)
+    else:
+        small[..., 0] *= np.float32(sx)
+        small[..., 1] *= np.float32(sy)
     return small
 
 
@@ -260,16 +265,18 @@ class QualitySignals:
         if flow.ndim != 3 or flow.shape[-1] != 2:
             raise ValueError(f"flow of region {r}, frame {frame_index} must be [h, w, 2], got shape {flow.shape}")
         # Every value finite, of the flow as given (shrinking samples only some of its pixels) and shrunk;
-        # the flow as given is checked first, so that shrinking it reads from the cache.
+        # the flow as given is checked first, so that shrinking it reads from the cache. Shrinking a
+        # finite float32 flow averages and scales down, so it stays finite; other dtypes may overflow
+        # float32 and are checked again.
         finite = _all_finite(flow)
         small = _flow_small(flow, current_gray.shape, current.shape[:2])
         maps = None
-        if finite and cv2.checkRange(small)[0]:
+        if finite and (flow.dtype == np.float32 or cv2.checkRange(small)[0]):
             maps = sample_maps(small)
             error = cv2.absdiff(current_gray, warp_to_current(state["gray"], small, maps))
             error_mean, error_p90 = cv2.mean(error)[0], _p90(error)
             error_share = float(np.count_nonzero(error > OFF_LEVELS)) / error.size
-            magnitude = cv2.magnitude(small[..., 0], small[..., 1])
+            magnitude = cv2.magnitude(*cv2.split(small))
             flow_mean, flow_p90 = cv2.mean(magnitude)[0], _p90(magnitude)
             grad = _flow_gradient(small)
         else:
@@ -348,8 +355,11 @@ def predicted_quality(policy: Policy, predictor, downsample: int, context: Conte
     must then carry the key labels). Raises ``ValueError`` when ``predictor`` was fitted on other
     signals."""
     signals = getattr(policy, "signals_", None)
-    wanted = QualitySignals.for_predictor(predictor, downsample=downsample)
-    if signals is None or signals.names != wanted.names or signals.downsample != downsample:
-        signals = policy.signals_ = wanted
+    made_for = getattr(policy, "signals_made_for_", None)
+    if signals is None or made_for is None or made_for[0] is not predictor or made_for[1] != downsample:
+        wanted = QualitySignals.for_predictor(predictor, downsample=downsample)
+        if signals is None or signals.names != wanted.names or signals.downsample != downsample:
+            signals = policy.signals_ = wanted
+        policy.signals_made_for_ = (predictor, downsample)  # the same predictor next frame: no new set to build
     predictor.check_signals(signals)
     return predictor.predict(signals(context))

@@ -360,6 +360,10 @@ def test_greedy_rule_and_non_finite_signals_update():
         flow[1][0, 0, 1] = value
         decision = policy.reset().decide(Context(1, regions, regions, [0, 0], flow=flow))
         assert decision.update.tolist() == [False, True] and np.isinf(decision.scores[1])
+    # A float64 flow finite as given but beyond float32's range once shrunk: updated too.
+    flow = [np.zeros((16, 16, 2)), np.full((16, 16, 2), 1e300)]
+    decision = policy.reset().decide(Context(1, regions, regions, [0, 0], flow=flow))
+    assert decision.update.tolist() == [False, True] and np.isinf(decision.scores[1])
 
 
 def test_an_unknown_rule_is_named_when_the_policy_is_made_and_when_it_is_set_later():
