@@ -78,10 +78,13 @@ class KeyColours:
         labels = key_labels.reshape(-1).astype(np.int64)
         known = labels >= 0
         size = LEVELS ** 3 * CELLS * CELLS
-        self.best = np.full(size, -1, np.int64)  # the most frequent class per cell; -1 where never seen
+        classes, index = np.unique(labels[known], return_inverse=True)
+        # The most frequent class per cell; -1 where never seen. int32 when the ids fit (a look-up and
+        # comparison half as wide per pixel).
+        wide = bool(classes.size) and int(classes[-1]) > np.iinfo(np.int32).max
+        self.best = np.full(size, -1, np.int64 if wide else np.int32)
         if known.any():
             # classes numbered 0.. in increasing order: any class ids (255 for void, ...) cost alike
-            classes, index = np.unique(labels[known], return_inverse=True)
             counts = np.bincount(index * size + cells[known], minlength=classes.size * size).reshape(classes.size, size)
             seen = counts.sum(0) > 0
             self.best[seen] = classes[counts[:, seen].argmax(0)]  # the lowest class among equals
