@@ -30,8 +30,8 @@ well that works (:class:`QualitySignals`):
   cuts, which the grey-level signals confuse with texture.
 
 Every signal is computed at ``1/downsample`` of the region size (default 4):
-the decision then costs about 1.3% to 1.5% of a key-frame step of the compact
-model at 480x640, 1.7% to 1.9% with the key labels (``adaptive-dff bench schedulers``). The signals feed a :class:`schedulers.quality_predictor.QualityPredictor`
+the decision then costs about 1.5% of a key-frame step of the compact
+model at 480x640, 2.5% with the key labels (``adaptive-dff bench schedulers``). The signals feed a :class:`schedulers.quality_predictor.QualityPredictor`
 (expected carried accuracy of the region); :func:`predicted_quality` runs
 both for a policy (:class:`schedulers.PropagationQuality`,
 :class:`schedulers.DecisionNetworkScheduler`). No TensorFlow: numpy and
