@@ -264,14 +264,13 @@ class QualitySignals:
         flow = np.asarray(flow)
         if flow.ndim != 3 or flow.shape[-1] != 2:
             raise ValueError(f"flow of region {r}, frame {frame_index} must be [h, w, 2], got shape {flow.shape}")
-        # Every value finite, of the flow as given (shrinking samples only some of its pixels) and shrunk;
-        # the flow as given is checked first, so that shrinking it reads from the cache. Shrinking a
-        # finite float32 flow averages and scales down, so it stays finite; other dtypes may overflow
-        # float32 and are checked again.
+        # Every value finite, of the flow as given (shrinking samples only some of its pixels) and shrunk
+        # (a float64 flow beyond float32's range, or float32 values next to its limit, may overflow);
+        # the flow as given is checked first, so that shrinking it reads from the cache.
         finite = _all_finite(flow)
         small = _flow_small(flow, current_gray.shape, current.shape[:2])
         maps = None
-        if finite and (flow.dtype == np.float32 or cv2.checkRange(small)[0]):
+        if finite and cv2.checkRange(small)[0]:
             maps = sample_maps(small)
             error = cv2.absdiff(current_gray, warp_to_current(state["gray"], small, maps))
             error_mean, error_p90 = cv2.mean(error)[0], _p90(error)
