@@ -119,8 +119,8 @@ def _all_finite(values: np.ndarray) -> bool:
     """Whether every element of ``values`` is finite. A contiguous float32 image is read once, without
     a temporary (OpenCV's L1 norm, summed in float64: NaN or inf whenever any element is, and no finite
     float32 values overflow it); anything else by ``np.isfinite``."""
-    if (values.dtype == np.float32 and values.flags.c_contiguous and values.ndim in (2, 3)
-            and (values.ndim == 2 or values.shape[2] <= 4)):
+    if (values.dtype == np.float32 and values.flags.c_contiguous and values.size
+            and (values.ndim == 2 or (values.ndim == 3 and values.shape[2] <= 4))):
         return math.isfinite(cv2.norm(values, cv2.NORM_L1))
     return bool(np.isfinite(values).all())
 
@@ -354,11 +354,13 @@ def predicted_quality(policy: Policy, predictor, downsample: int, context: Conte
     must then carry the key labels). Raises ``ValueError`` when ``predictor`` was fitted on other
     signals."""
     signals = getattr(policy, "signals_", None)
-    made_for = getattr(policy, "signals_made_for_", None)
-    if signals is None or made_for is None or made_for[0] is not predictor or made_for[1] != downsample:
+    # The same set, predictor (and its signals) and downsample as on the last frame: no new set to build.
+    made_for = (signals, predictor, tuple(getattr(predictor, "signal_names", ())), downsample)
+    last = getattr(policy, "signals_made_for_", None)
+    if last is None or any(a is not b for a, b in zip(last[:2], made_for[:2])) or last[2:] != made_for[2:]:
         wanted = QualitySignals.for_predictor(predictor, downsample=downsample)
         if signals is None or signals.names != wanted.names or signals.downsample != downsample:
             signals = policy.signals_ = wanted
-        policy.signals_made_for_ = (predictor, downsample)  # the same predictor next frame: no new set to build
+        policy.signals_made_for_ = (signals,) + made_for[1:]
     predictor.check_signals(signals)
     return predictor.predict(signals(context))

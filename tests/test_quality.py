@@ -386,6 +386,28 @@ def test_policy_refuses_a_predictor_of_other_signals():
         policy.decide(Context(1, [frame], [frame], [0], flow=[np.zeros((16, 16, 2), np.float32)]))
 
 
+def test_the_signal_set_follows_a_predictor_changed_in_place_or_a_set_given_from_outside():
+    from schedulers.quality_signals import KEY_LABEL_SIGNAL
+
+    rng = np.random.default_rng(12)
+    frames = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(2)]
+    labels = rng.integers(0, 3, (16, 16))
+    context = Context(1, [frames[1]], [frames[0]], [0], flow=[rng.normal(0, 1, (16, 16, 2)).astype(np.float32)],
+                      key_labels=[labels])
+    predictor, _, _ = _fitted()
+    policy = PropagationQuality(predictor)
+    policy.quality(context)
+    # Refitted in place on the key labels too: the policy builds that signal set at the next frame.
+    refit, _, _ = _fitted(names=BASE_SIGNALS + (KEY_LABEL_SIGNAL,))
+    for name in ("signal_names", "mean_", "scale_", "layers_"):
+        setattr(predictor, name, getattr(refit, name))
+    assert np.isfinite(policy.quality(context)).all()
+    assert policy.signals_.names == BASE_SIGNALS + (KEY_LABEL_SIGNAL,)
+    # A set of another downsample put in place from outside is replaced by the one the predictor needs.
+    policy.signals_ = QualitySignals(downsample=2, key_labels=True)
+    assert np.isfinite(policy.quality(context)).all() and policy.signals_.downsample == 4
+
+
 def test_train_quality_smoke_writes_a_loadable_predictor(tmp_path):
     from training.config import load_config
     from training.quality import run
@@ -545,6 +567,7 @@ def test_all_finite_agrees_with_numpy_on_any_layout_and_dtype():
             values = values[:, ::2]
         assert _all_finite(values) == bool(np.isfinite(values).all()), (shape, dtype)
     assert _all_finite(np.full((64, 64, 2), 3.0e38, np.float32))  # finite, though their sum is not in float32
+    assert _all_finite(np.zeros((3, 4, 0), np.float32)) and _all_finite(np.zeros((0, 4), np.float32))  # empty
 
 
 def test_warp_to_current_names_a_flow_on_another_grid():
