@@ -183,6 +183,9 @@ def test_bench_schedulers_reports_shares_of_a_key_frame_step(caplog):
     assert {"FixedInterval(10)", "FrameDifference(pixel)", "FlowMagnitude", "DecisionNetworkScheduler(features)",
             "DecisionNetworkScheduler(quality)", "PropagationQuality"} <= set(shares)
     assert "of a key-frame step" in caplog.text
+    states = result["64x128"]["key_labels_decision_by_state_ms"]
+    assert set(states) == {"in a tight loop", "after writing 50 MB", "after a key-frame step"}
+    assert all(ms > 0 for ms in states.values()) and "by what ran before it" in caplog.text
 
 
 def test_console_prints_each_record_once_when_the_root_logger_is_configured_on_the_way(capsys):

@@ -4,12 +4,17 @@ Each policy decides on the same (current, key) pair, flow excluded: the flow
 (and, for the decision network, the pair features built from it) is computed
 once beforehand and handed over in the context, as a pipeline that reuses its
 flow does. Costs are compared with one key-frame step of the compact DFF
-model at the same frame size, timed in the same run.
+model at the same frame size, timed in the same run. A last table times the
+default decision with the key labels by what ran before it
+(:func:`decision_states`): the same call, other memory written, a key-frame
+step; a small decision costs several times more after other work.
 """
 
 from __future__ import annotations
 
 import logging
+import statistics
+import time
 
 import numpy as np
 
@@ -37,6 +42,32 @@ def _decision_scheduler(features: np.ndarray) -> DecisionNetworkScheduler:
     X = rng.standard_normal((64, 8, 8, features.shape[-1])).astype(np.float32)
     model = DecisionModel(epochs=1).fit(X, rng.random(64))
     return DecisionNetworkScheduler(model=model, target=0.8)
+
+
+STATE_BUFFER_BYTES = 50_000_000  # other memory written before a call "after other work"
+
+
+def decision_states(policy, context, key_step, repeats: int = 20) -> dict:
+    """Median ms of ``policy.decide(context)`` in three states of the machine, drawn in turn each
+    round: ``"in a tight loop"`` (right after the same call), ``"after writing 50 MB"`` (other
+    memory written first: data and code out of the caches) and ``"after a key-frame step"``
+    (``key_step()`` run first, as a pipeline runs one). The interleaved figures of :func:`run` lie
+    in between: a call there follows another candidate."""
+    buffer = np.zeros(STATE_BUFFER_BYTES // 8)
+    preludes = {
+        "in a tight loop": lambda: policy.decide(context),
+        "after writing 50 MB": lambda: buffer.fill(1.0),
+        "after a key-frame step": key_step,
+    }
+    samples = {name: [] for name in preludes}
+    policy.decide(context)
+    for _ in range(repeats):
+        for name, prelude in preludes.items():
+            prelude()
+            start = time.perf_counter()
+            policy.decide(context)
+            samples[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def run(sizes=((480, 640), (1024, 2048)), repeats: int = 20) -> dict:
@@ -86,6 +117,13 @@ def run(sizes=((480, 640), (1024, 2048)), repeats: int = 20) -> dict:
         results[f"{height}x{width}"] = {
             "ms": times, "share_of_key_frame_step": {name: ms / key_ms for name, ms in times.items()},
         }
+        if (height, width) == sizes[0]:  # why a decision's cost moves: the state the machine is in
+            states = decision_states(with_labels, labelled, candidates["key-frame step, compact model"], repeats)
+            logger.info(f"\nPropagationQuality(key labels) at {height}x{width} by what ran before it, median of "
+                        f"{repeats} rounds")
+            logger.info(format_table([(name, f"{ms:.3f}", f"{100 * ms / key_ms:.3f}%") for name, ms in states.items()],
+                                     ("state", "ms", "of a key-frame step")))
+            results[f"{height}x{width}"]["key_labels_decision_by_state_ms"] = states
     logger.info("\ntargets: FrameDifference and FlowMagnitude below 1% of a key-frame step of the compact model, "
                 "PropagationQuality (on either shipped quality predictor: without and with the key frame's labels) "
                 "and the decision network on the shipped quality predictor (signals and prediction) below 2%; "
