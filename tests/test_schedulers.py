@@ -167,6 +167,15 @@ def test_flow_magnitude_against_numpy_with_non_finite_vectors():
     np.testing.assert_allclose(strided, [expected, expected], rtol=1e-5)
     with pytest.raises(ValueError, match="needs the flow"):
         FlowMagnitude().score(Context(1, [img], [img], [0]))
+    # Taller than one block of rows, and not a multiple of it: the same mean; a NaN in a later block found.
+    tall = rng.standard_normal((150, 20, 2)).astype(np.float32) * 5
+    frame = np.zeros((150, 20, 3), np.uint8)
+    score = FlowMagnitude().score(Context(1, [frame], [frame], [0], flow=[tall]))[0]
+    assert score == pytest.approx(np.hypot(tall[..., 0], tall[..., 1]).astype(np.float64).mean(), rel=1e-6)
+    tall[140, 3, 0] = np.nan
+    finite = np.isfinite(tall).all(-1)
+    score = FlowMagnitude().score(Context(1, [frame], [frame], [0], flow=[tall]))[0]
+    assert score == pytest.approx(np.hypot(tall[..., 0], tall[..., 1])[finite].astype(np.float64).mean(), rel=1e-6)
 
 
 def test_dis_flow_follows_the_convention(cut_clip):
