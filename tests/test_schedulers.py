@@ -147,7 +147,7 @@ def test_frame_difference_matches_numpy_and_edge_feature_ignores_brightness():
         FrameDifference(feature="hog").score(ctx)
 
 
-def test_flow_magnitude_against_numpy_with_non_finite_vectors():
+def test_flow_magnitude_against_numpy_with_non_finite_vectors(monkeypatch):
     rng = np.random.default_rng(1)
     flow = rng.standard_normal((30, 40, 2)).astype(np.float32) * 3
     flow[3, 4, 0] = np.nan
@@ -167,7 +167,9 @@ def test_flow_magnitude_against_numpy_with_non_finite_vectors():
     np.testing.assert_allclose(strided, [expected, expected], rtol=1e-5)
     with pytest.raises(ValueError, match="needs the flow"):
         FlowMagnitude().score(Context(1, [img], [img], [0]))
-    # Taller than one block of rows, and not a multiple of it: the same mean; a NaN in a later block found.
+    # Taller than one block of rows (64 here), and not a multiple of it: the same mean; a NaN in a
+    # later block found.
+    monkeypatch.setattr("schedulers.policies.MODULUS_BLOCK", 64 * 20)
     tall = rng.standard_normal((150, 20, 2)).astype(np.float32) * 5
     frame = np.zeros((150, 20, 3), np.uint8)
     score = FlowMagnitude().score(Context(1, [frame], [frame], [0], flow=[tall]))[0]
