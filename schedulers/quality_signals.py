@@ -355,12 +355,12 @@ def predicted_quality(policy: Policy, predictor, downsample: int, context: Conte
     signals."""
     signals = getattr(policy, "signals_", None)
     # The same set, predictor (and its signals) and downsample as on the last frame: no new set to build.
-    made_for = (signals, predictor, tuple(getattr(predictor, "signal_names", ())), downsample)
+    names = tuple(getattr(predictor, "signal_names", ()))
     last = getattr(policy, "signals_made_for_", None)
-    if last is None or any(a is not b for a, b in zip(last[:2], made_for[:2])) or last[2:] != made_for[2:]:
+    if last is None or last[0] is not signals or last[1] is not predictor or last[2:] != (names, downsample):
         wanted = QualitySignals.for_predictor(predictor, downsample=downsample)
         if signals is None or signals.names != wanted.names or signals.downsample != downsample:
             signals = policy.signals_ = wanted
-        policy.signals_made_for_ = (signals,) + made_for[1:]
+        policy.signals_made_for_ = (signals, predictor, names, downsample)
     predictor.check_signals(signals)
     return predictor.predict(signals(context))
