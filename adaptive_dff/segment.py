@@ -95,7 +95,7 @@ def make_policy(name: str, decision_model=None, quality_model=None):
             decision_model = load_default_quality(key_labels=True)  # the best learned model that ships
         return POLICIES[name](model=decision_model)
     if name == "propagation_quality" and quality_model is not None:
-        return POLICIES[name](predictor=quality_model, downsample=quality_model.signals_downsample)
+        return POLICIES[name](predictor=quality_model)
     return POLICIES[name]()
 
 

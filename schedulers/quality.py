@@ -41,6 +41,7 @@ No TensorFlow: numpy and OpenCV only.
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 import numpy as np
 
@@ -127,7 +128,9 @@ class PropagationQuality(Policy):
             this keeps a predictor's dips, e.g. where the warp error is
             small but the labels have drifted, from postponing a key, and
             makes the renewal score non-decreasing between keys).
-        downsample: passed to :class:`schedulers.QualitySignals`.
+        downsample: passed to :class:`schedulers.QualitySignals`; ``None`` (the
+            default) takes the predictor's own (``signals_downsample``, the
+            one it was fitted at), any other value must equal it.
 
     Scores are +inf for a region whose signals are not finite (it is
     updated; under a budget, as soon as its credit allows: see
@@ -141,7 +144,7 @@ class PropagationQuality(Policy):
     follows_one_stream = True  # the losses and signals since each region's key
 
     def __init__(self, predictor=None, threshold: float = 1.0, rule: str = "renewal", monotone: bool = True,
-                 downsample: int = DEFAULT_DOWNSAMPLE):
+                 downsample: Optional[int] = None):
         _check_rule(rule)  # and again at every decision, as it may be set later
         self.predictor = _as_predictor(predictor)
         self.threshold = threshold
@@ -178,7 +181,11 @@ class PropagationQuality(Policy):
 
     def quality(self, context: Context) -> np.ndarray:
         """``[R]`` predicted carried accuracy of each region in [0, 1] (NaN where signals are not finite)."""
-        return predicted_quality(self, self._predictor(context), self.downsample, context)
+        predictor = self._predictor(context)
+        downsample = self.downsample
+        if downsample is None:
+            downsample = getattr(predictor, "signals_downsample", DEFAULT_DOWNSAMPLE)
+        return predicted_quality(self, predictor, downsample, context)
 
     def score(self, context: Context) -> np.ndarray:
         _check_rule(self.rule)

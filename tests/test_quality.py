@@ -223,6 +223,21 @@ def test_a_predictor_fitted_at_another_downsample_is_refused(tmp_path):
     assert QualityPredictor.load(tmp_path / "q.json", signals=QualitySignals(downsample=2)).signals_downsample == 2
 
 
+def test_the_policy_computes_signals_at_its_predictors_downsample_unless_told_otherwise():
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    flow = rng.normal(0, 2, (32, 48, 2)).astype(np.float32)
+    context = Context(2, [frame], [frame], [0], flow=[flow])
+    for downsample in (2, 8):
+        predictor = _fitted(downsample=downsample)[0]
+        policy = PropagationQuality(predictor)
+        expected = predictor.predict(QualitySignals(downsample=downsample)(context))
+        np.testing.assert_allclose(policy.quality(context), expected, rtol=1e-9)  # sums in threads: rounding
+        assert policy.signals_.downsample == downsample
+    with pytest.raises(ValueError, match="downsample 8.*downsample 4"):
+        PropagationQuality(predictor, downsample=4).quality(context)
+
+
 def test_load_quality_predictor_checks_the_file_against_its_own_signals(tmp_path):
     """The loader of ``--quality-model``: the downsample the file records picks the signals it is
     checked against; a .keras DecisionModel and a file of other signals are named."""

@@ -154,8 +154,7 @@ class Workspace:
         elif name in QUALITY_ARMS and self.config.quality_model:
             if self._quality_model is None:
                 self._quality_model = schedulers.load_quality_predictor(self.config.quality_model)
-            policy = cls(predictor=self._quality_model, downsample=self._quality_model.signals_downsample,
-                         rule=QUALITY_ARMS[name])
+            policy = cls(predictor=self._quality_model, rule=QUALITY_ARMS[name])
         elif name in QUALITY_ARMS:
             policy = cls(rule=QUALITY_ARMS[name])
         else:
