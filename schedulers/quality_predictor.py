@@ -11,7 +11,7 @@ frame) and the file is a small JSON document, independent of either
 library's version:
 
 ``{"format": "adaptive-dff-quality-predictor", "format_version": 1,
-"signals": {"names": [...], "version": N, "downsample": D}, "kind": ..., "mean": [...],
+"signals": {"names": [...], "version": N, "downsample": D, "max_pixels": P}, "kind": ..., "mean": [...],
 "scale": [...], "layers": [{"weights": [[...]], "bias": [...]}, ...],
 "output": "clip" | "sigmoid", "target": ..., "metrics": {...}}``
 
@@ -20,8 +20,10 @@ training statistics; hidden layers use ReLU; the output is clipped to [0, 1]
 (ridge, mlp) or passed through a sigmoid (network).
 A row with a non-finite signal is predicted NaN (the policy updates it).
 
-A file written for other signals (names, version or downsample) or by
-another format version is refused with an error naming both.
+A file written for other signals (names, version, downsample or
+``max_pixels``, the limit of the signals' grid; ``null`` or absent, as in
+files written before the limit: none) or by another format version is
+refused with an error naming both.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import numpy as np
 
 from schedulers.files import check_file, write_json_atomic
 from schedulers.optional import require
+from schedulers.quality_signals import DEFAULT_MAX_PIXELS
 
 FORMAT = "adaptive-dff-quality-predictor"
 FORMAT_VERSION = 1
@@ -42,6 +45,19 @@ OUTPUTS = ("clip", "sigmoid")
 DEFAULT_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "quality_default.json")
 # The shipped predictor that also reads the key frames' labels (key_label_disagreement).
 DEFAULT_LABELS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "quality_labels_default.json")
+
+
+def _grid_limit(max_pixels: Optional[int]) -> str:
+    return "no limit of the grid" if max_pixels is None else f"a grid of at most {max_pixels} pixels"
+
+
+def _max_pixels(value) -> Optional[int]:
+    """A file's ``max_pixels``: ``None`` (no limit) or a positive integer."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_pixels must be a positive integer or null, got {value!r}")
+    return value
 
 
 def _transform(X: np.ndarray) -> np.ndarray:
@@ -58,6 +74,8 @@ class QualityPredictor:
         signals_version: that signal set's version.
         signals_downsample: the ``downsample`` the signals were computed at
             (their flow signals are in pixels of that grid).
+        signals_max_pixels: the most pixels of that grid
+            (:class:`schedulers.QualitySignals`' ``max_pixels``; ``None``: no limit).
         kind: ``"ridge"``, ``"mlp"`` or ``"network"``.
         hidden: hidden layer widths of the MLP and the network.
         alpha: L2 penalty (every kind; the network's on its weights).
@@ -68,10 +86,12 @@ class QualityPredictor:
 
     def __init__(self, signal_names: Sequence[str] = (), signals_version: int = 0, kind: str = "mlp",
                  hidden: Sequence[int] = (32, 16), alpha: float = 1e-3, seed: int = 0,
-                 signals_downsample: int = 4, max_epochs: int = 150):
+                 signals_downsample: int = 4, max_epochs: int = 150,
+                 signals_max_pixels: Optional[int] = DEFAULT_MAX_PIXELS):
         self.signal_names = tuple(signal_names)
         self.signals_version = signals_version
         self.signals_downsample = signals_downsample
+        self.signals_max_pixels = signals_max_pixels
         self.max_epochs = max_epochs
         self.kind = kind
         self.hidden = tuple(hidden)
@@ -81,7 +101,8 @@ class QualityPredictor:
     def get_params(self) -> dict:
         return {"signal_names": self.signal_names, "signals_version": self.signals_version, "kind": self.kind,
                 "hidden": self.hidden, "alpha": self.alpha, "seed": self.seed,
-                "signals_downsample": self.signals_downsample, "max_epochs": self.max_epochs}
+                "signals_downsample": self.signals_downsample, "max_epochs": self.max_epochs,
+                "signals_max_pixels": self.signals_max_pixels}
 
     # -- checks -------------------------------------------------------------------
 
@@ -93,15 +114,18 @@ class QualityPredictor:
         return X
 
     def check_signals(self, signals) -> None:
-        """Raise ``ValueError`` unless ``signals`` (names, version, downsample) are the ones fitted on."""
+        """Raise ``ValueError`` unless ``signals`` (names, version, downsample, grid limit) are the ones
+        fitted on."""
         names, version = tuple(signals.names), int(signals.version)
         downsample = int(getattr(signals, "downsample", self.signals_downsample))
+        max_pixels = getattr(signals, "max_pixels", self.signals_max_pixels)
         if (names != self.signal_names or version != int(self.signals_version)
-                or downsample != int(self.signals_downsample)):
+                or downsample != int(self.signals_downsample) or max_pixels != self.signals_max_pixels):
             raise ValueError(
                 f"this quality predictor was fitted on signals {list(self.signal_names)} (version "
-                f"{self.signals_version}, downsample {self.signals_downsample}); these are {list(names)} "
-                f"(version {version}, downsample {downsample}): refit it on them"
+                f"{self.signals_version}, downsample {self.signals_downsample}, "
+                f"{_grid_limit(self.signals_max_pixels)}); these are {list(names)} "
+                f"(version {version}, downsample {downsample}, {_grid_limit(max_pixels)}): refit it on them"
             )
 
     # -- fitting and predicting ---------------------------------------------------
@@ -200,7 +224,8 @@ class QualityPredictor:
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION,
             "signals": {"names": list(self.signal_names), "version": int(self.signals_version),
-                        "downsample": int(self.signals_downsample)},
+                        "downsample": int(self.signals_downsample),
+                        "max_pixels": None if self.signals_max_pixels is None else int(self.signals_max_pixels)},
             "kind": self.kind, "hidden": list(self.hidden), "alpha": self.alpha, "seed": self.seed,
             "mean": self.mean_.tolist(), "scale": self.scale_.tolist(),
             "layers": [{"weights": w.tolist(), "bias": b.tolist()} for w, b in self.layers_],
@@ -227,7 +252,8 @@ class QualityPredictor:
                              f"this library reads version {FORMAT_VERSION}")
         try:
             self = cls(data["signals"]["names"], data["signals"]["version"], data["kind"], data["hidden"],
-                       data["alpha"], data["seed"], signals_downsample=int(data["signals"].get("downsample", 2)))  # files without it: 2
+                       data["alpha"], data["seed"], signals_downsample=int(data["signals"].get("downsample", 2)),  # files without it: 2
+                       signals_max_pixels=_max_pixels(data["signals"].get("max_pixels")))  # without it: no limit
             self.mean_ = np.asarray(data["mean"], np.float64)
             self.scale_ = np.asarray(data["scale"], np.float64)
             self.layers_ = [(np.asarray(layer["weights"], np.float64), np.asarray(layer["bias"], np.float64))

@@ -29,9 +29,15 @@ well that works (:class:`QualitySignals`):
   they differ. It sees labels carried across a boundary, new content and
   cuts, which the grey-level signals confuse with texture.
 
-Every signal is computed at ``1/downsample`` of the region size (default 4):
-the decision then costs about 1.5% of a key-frame step of the compact
-model at 480x640, 2.5% with the key labels (``adaptive-dff bench schedulers``). The signals feed a :class:`schedulers.quality_predictor.QualityPredictor`
+Every signal is computed on a small grid: ``1/downsample`` of the region
+size (default 4), shrunk further, by the smallest integer factor that does
+it, to at most :data:`DEFAULT_MAX_PIXELS` pixels (``max_pixels``; 90x120, a
+360x480 region at a quarter of its size, the largest grid of the shipped
+predictors' training data, so none of their rows is affected). A decision
+then costs about the same from 360x480 up (:func:`signal_grid`: a 480x640
+region is read at 1/6, 80x106; a 1024x2048 one at 1/14), and the signals
+see every resolution at about the scale the predictors were fitted at
+(``adaptive-dff bench schedulers`` times it). The signals feed a :class:`schedulers.quality_predictor.QualityPredictor`
 (expected carried accuracy of the region); :func:`predicted_quality` runs
 both for a policy (:class:`schedulers.PropagationQuality`,
 :class:`schedulers.DecisionNetworkScheduler`). No TensorFlow: numpy and
@@ -41,6 +47,7 @@ OpenCV only.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Callable, Optional
 
 import cv2
@@ -50,6 +57,10 @@ from schedulers.base import Context, Policy, check_int
 
 SIGNALS_VERSION = 2  # 2: bilinear shrinking, forward-difference flow gradient, downsample 4
 DEFAULT_DOWNSAMPLE = 4
+# The largest signal grid, in pixels: 90x120, a 360x480 region (CamVid's frames, the largest of the shipped
+# predictors' training data) at 1/4. Recorded in a predictor file beside the downsample (files without it:
+# no limit).
+DEFAULT_MAX_PIXELS = 90 * 120
 OFF_LEVELS = 24.0  # grey levels: a warped pixel off by more counts as badly matched
 BASE_SIGNALS = (
     "frames_since_key",
@@ -79,15 +90,22 @@ def _resize(image: np.ndarray, shape: tuple) -> np.ndarray:
     return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def _small_shape(shape: tuple, downsample: int) -> tuple:
-    return max(shape[0] // downsample, 1), max(shape[1] // downsample, 1)
+@lru_cache(maxsize=64)
+def signal_grid(height: int, width: int, downsample: int, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> tuple:
+    """``(h, w)``: the grid the signals of a ``height`` x ``width`` region are computed on, ``1/f`` of
+    its size (each side floored, at least 1), ``f`` the smallest integer factor ``>= downsample`` that
+    leaves at most ``max_pixels`` pixels (``None``: ``f = downsample``)."""
+    factor = downsample
+    shape = max(height // factor, 1), max(width // factor, 1)
+    while max_pixels is not None and shape[0] * shape[1] > max_pixels and shape != (1, 1):
+        factor += 1
+        shape = max(height // factor, 1), max(width // factor, 1)
+    return shape
 
 
-def _gray_small(image: np.ndarray, downsample: int) -> np.ndarray:
-    """Grey levels 0..255 (float32) of an RGB ``image`` at ``1/downsample`` of its size (resized first)."""
-    image = np.ascontiguousarray(image)
-    small = _resize(image, _small_shape(image.shape, downsample))
-    return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
+def _gray(image: np.ndarray) -> np.ndarray:
+    """Grey levels 0..255 (float32) of an RGB ``image``."""
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
 def _flow_small(flow: np.ndarray, shape: tuple, region_shape: tuple) -> np.ndarray:
@@ -182,14 +200,20 @@ class QualitySignals:
     Args:
         downsample: signals are computed at ``1/downsample`` of the region
             size (bilinear shrinking, see :func:`_resize`; flow vectors
-            scaled alike, so flow signals are in pixels of that grid). A
-            predictor is fitted for one downsample and refuses another.
+            scaled alike, so flow signals are in pixels of that grid), or
+            coarser (``max_pixels``). A predictor is fitted for one
+            downsample and one ``max_pixels`` and refuses others.
         backward_flow: ``flow(key, current) -> [h, w, 2]`` for the
             forward-backward check (adds ``fb_inconsistency``); ``None``
             leaves that signal out (the default: it costs a second flow).
         key_labels: add ``key_label_disagreement`` (after ``fb_inconsistency``);
             every region then needs its key's labels (``Context.key_labels``,
             or ``key_labels=`` of :meth:`region`).
+        max_pixels: the most pixels of the signals' grid; a larger region is
+            shrunk by the smallest integer factor above ``downsample`` that
+            keeps within it (:func:`signal_grid`). ``None``: always
+            ``1/downsample`` (the signals of predictor files written before
+            the limit).
 
     ``names`` is the fixed order of the vector; ``version`` changes whenever
     a signal's definition does, so a predictor fitted on other signals is
@@ -201,21 +225,27 @@ class QualitySignals:
     version = SIGNALS_VERSION
 
     def __init__(self, downsample: int = DEFAULT_DOWNSAMPLE, backward_flow: Optional[Callable] = None,
-                 key_labels: bool = False):
+                 key_labels: bool = False, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS):
         self.downsample = check_int(downsample, "downsample", 1)
         self.backward_flow = backward_flow
         self.key_labels = bool(key_labels)
+        self.max_pixels = None if max_pixels is None else check_int(max_pixels, "max_pixels", 1)
         self.reset()
+
+    def grid(self, shape: tuple) -> tuple:
+        """``(h, w)`` of the signals' grid for a region of ``shape`` (``(h, w, ...)``)."""
+        return signal_grid(int(shape[0]), int(shape[1]), self.downsample, self.max_pixels)
 
     @classmethod
     def for_predictor(cls, predictor, downsample: Optional[int] = None) -> "QualitySignals":
         """The signal set a policy computes for ``predictor`` (a
-        :class:`schedulers.QualityPredictor`): its downsample (or ``downsample``), with
-        ``key_label_disagreement`` when it was fitted on it (no backward flow: a policy does not
+        :class:`schedulers.QualityPredictor`): its downsample (or ``downsample``) and grid limit,
+        with ``key_label_disagreement`` when it was fitted on it (no backward flow: a policy does not
         compute a second flow)."""
         names = tuple(getattr(predictor, "signal_names", ()))
         return cls(downsample=getattr(predictor, "signals_downsample", DEFAULT_DOWNSAMPLE) if downsample is None
-                   else downsample, key_labels=KEY_LABEL_SIGNAL in names)
+                   else downsample, key_labels=KEY_LABEL_SIGNAL in names,
+                   max_pixels=getattr(predictor, "signals_max_pixels", DEFAULT_MAX_PIXELS))
 
     @property
     def names(self) -> tuple:
@@ -231,7 +261,7 @@ class QualitySignals:
             self.state_.append(None)
         state = self.state_[r]
         if state is None or state["key"] is not key or state["index"] != key_index:
-            gray = _gray_small(key, self.downsample)
+            gray = _gray(_resize(np.ascontiguousarray(key), self.grid(key.shape)))
             gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
             gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
             state = self.state_[r] = {
@@ -259,8 +289,8 @@ class QualitySignals:
                              f"the key frame ({key_index}); none were given")
         state = self._key_state(r, key, key_index)
         current = np.ascontiguousarray(current)
-        current_small = _resize(current, _small_shape(current.shape, self.downsample))
-        current_gray = cv2.cvtColor(current_small, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        current_small = _resize(current, self.grid(current.shape))
+        current_gray = _gray(current_small)
         flow = np.asarray(flow)
         if flow.ndim != 3 or flow.shape[-1] != 2:
             raise ValueError(f"flow of region {r}, frame {frame_index} must be [h, w, 2], got shape {flow.shape}")
@@ -348,7 +378,8 @@ class QualitySignals:
 
 def predicted_quality(policy: Policy, predictor, downsample: int, context: Context) -> np.ndarray:
     """``[R]`` ``predictor``'s expected carried accuracy of each region of ``context`` (NaN where the
-    signals are not finite), from the :class:`QualitySignals` at ``downsample`` that ``policy`` keeps
+    signals are not finite), from the :class:`QualitySignals` at ``downsample`` (and the predictor's
+    limit of the grid) that ``policy`` keeps
     as run-time state (``policy.signals_``: made on first use or when the downsample changes, cleared
     by ``reset()``; with ``key_label_disagreement`` when ``predictor`` was fitted on it, and ``context``
     must then carry the key labels). Raises ``ValueError`` when ``predictor`` was fitted on other
@@ -356,11 +387,14 @@ def predicted_quality(policy: Policy, predictor, downsample: int, context: Conte
     signals = getattr(policy, "signals_", None)
     # The same set, predictor (and its signals) and downsample as on the last frame: no new set to build.
     names = tuple(getattr(predictor, "signal_names", ()))
+    max_pixels = getattr(predictor, "signals_max_pixels", DEFAULT_MAX_PIXELS)
     last = getattr(policy, "signals_made_for_", None)
-    if last is None or last[0] is not signals or last[1] is not predictor or last[2:] != (names, downsample):
+    if (last is None or last[0] is not signals or last[1] is not predictor
+            or last[2:] != (names, downsample, max_pixels)):
         wanted = QualitySignals.for_predictor(predictor, downsample=downsample)
-        if signals is None or signals.names != wanted.names or signals.downsample != downsample:
+        if (signals is None or signals.names != wanted.names or signals.downsample != downsample
+                or signals.max_pixels != wanted.max_pixels):
             signals = policy.signals_ = wanted
-        policy.signals_made_for_ = (signals, predictor, names, downsample)
+        policy.signals_made_for_ = (signals, predictor, names, downsample, max_pixels)
     predictor.check_signals(signals)
     return predictor.predict(signals(context))

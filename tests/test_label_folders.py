@@ -288,7 +288,7 @@ def test_own_labelled_video_trains_a_predictor_that_compare_runs_with_quality_mo
     from adaptive_dff.compare.config import CompareConfig
     from adaptive_dff.compare.planning import signature
     from adaptive_dff.compare.workspace import Workspace
-    from schedulers import QualityPredictor
+    from schedulers import QualityPredictor, QualitySignals
 
     frames, _ = write_folder(tmp_path / "clip", 30, seed=9)
     folder = write_labels(tmp_path / "clip-labels", square_labels(30))
@@ -306,7 +306,8 @@ def test_own_labelled_video_trains_a_predictor_that_compare_runs_with_quality_mo
     workspace = Workspace(CompareConfig(quality_model=str(mine)), [], None)
     policy = workspace.make_policy("propagation_quality@budget", budget=0.2).policy
     stored = QualityPredictor.load(mine)
-    assert policy.downsample == stored.signals_downsample
+    assert QualitySignals.for_predictor(policy.predictor).downsample == stored.signals_downsample == 2
+    assert policy.downsample is None  # the predictor's own
     assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(policy.predictor.layers_, stored.layers_))
     assert Workspace(CompareConfig(), [], None).make_policy("propagation_quality").predictor is None  # shipped
     # The default policies hold propagation_quality@budget; policies given must hold an arm that uses the file.

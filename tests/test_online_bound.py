@@ -392,3 +392,27 @@ def test_predicted_losses_from_the_pair_signals_are_those_the_policy_predicts_on
     other.downsample = 2
     with pytest.raises(ValueError, match="refit it on them"):
         predicted_values(other, predictor)
+
+
+def test_pair_signals_keep_their_grid_limit_and_those_written_before_it_have_none(tmp_path):
+    from adaptive_dff.compare.optimal import PairSignals, read_pair_signals, write_pair_signals
+    from schedulers.files import write_npz_atomic
+    from schedulers.quality_predictor import load_default_quality
+
+    predictor = load_default_quality(key_labels=True)
+    names = predictor.signal_names
+    values = np.full((3, 4, len(names)), np.nan)
+    values[:, 1:] = np.random.default_rng(2).uniform(0, 5, (3, 3, len(names)))
+    signals = PairSignals(values, names, predictor.signals_version, predictor.signals_downsample,
+                          predictor.signals_max_pixels)
+    write_pair_signals(str(tmp_path / "a.signals.npz"), signals)
+    read = read_pair_signals(str(tmp_path / "a.signals.npz"))
+    assert read.max_pixels == predictor.signals_max_pixels
+    np.testing.assert_array_equal(online_bound.pair_qualities(read, predictor),
+                                  online_bound.pair_qualities(signals, predictor))
+    write_npz_atomic(str(tmp_path / "old.signals.npz"), values=values, names=np.asarray(names, dtype=str),
+                     version=np.int64(2), downsample=np.int64(4))  # as written before the limit
+    old = read_pair_signals(str(tmp_path / "old.signals.npz"))
+    assert old.max_pixels is None
+    with pytest.raises(ValueError, match="no limit of the grid"):
+        online_bound.pair_qualities(old, predictor)

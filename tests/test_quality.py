@@ -2,6 +2,7 @@
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -590,3 +591,67 @@ def test_warp_to_current_names_a_flow_on_another_grid():
 
     with pytest.raises(ValueError, match=r"\(10, 12\).*\(5, 6\)"):
         warp_to_current(np.zeros((10, 12), np.float32), np.zeros((5, 6, 2), np.float32))
+
+
+def test_the_signal_grid_is_the_first_factor_from_the_downsample_up_that_fits_the_limit():
+    from schedulers.quality_signals import DEFAULT_MAX_PIXELS, signal_grid
+    from training.config import PROGRAM_FIELDS
+
+    assert PROGRAM_FIELDS["quality"]["max_pixels"][1] == DEFAULT_MAX_PIXELS
+    assert signal_grid(360, 480, 4) == (90, 120)  # the largest training region: at 1/4, as without a limit
+    assert signal_grid(128, 256, 4) == (32, 64)
+    assert signal_grid(480, 640, 4) == (80, 106)  # 1/6
+    assert signal_grid(1024, 2048, 4) == (73, 146)  # 1/14
+    assert signal_grid(480, 640, 4, None) == (120, 160)
+    assert signal_grid(4, 100_000, 4) == (1, 10_000)  # a strip: the short side stays one pixel
+    rng = np.random.default_rng(8)
+    for _ in range(300):  # against a search over every factor
+        h, w, d = int(rng.integers(1, 3000)), int(rng.integers(1, 3000)), int(rng.integers(1, 9))
+        limit = int(rng.integers(1, 40_000))
+        sides = [(max(h // f, 1), max(w // f, 1)) for f in range(d, max(h, w) + 2)]
+        assert signal_grid(h, w, d, limit) == next(s for s in sides if s[0] * s[1] <= limit or s == (1, 1))
+
+
+def test_signals_of_a_region_above_the_limit_are_those_at_the_coarser_downsample():
+    from schedulers.quality_signals import DEFAULT_MAX_PIXELS
+
+    rng = np.random.default_rng(4)
+    for (h, w), factor in (((480, 640), 6), ((200, 300), 5)):
+        limit = DEFAULT_MAX_PIXELS if factor == 6 else (200 // 5) * (300 // 5)
+        key = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 3)
+        current = np.roll(key, 3, axis=1)
+        flow = rng.normal(0, 3, (h, w, 2)).astype(np.float32)
+        labels = rng.integers(0, 5, (h, w))
+        capped = QualitySignals(downsample=4, key_labels=True, max_pixels=limit)
+        plain = QualitySignals(downsample=factor, key_labels=True, max_pixels=None)
+        for t in (1, 2):
+            np.testing.assert_allclose(capped.region(0, current, key, 0, t, flow, labels),
+                                       plain.region(0, current, key, 0, t, flow, labels), rtol=1e-9)
+    # Below the limit nothing changes: the rows the shipped predictors were fitted on.
+    small_key = rng.integers(0, 256, (90 * 4, 120 * 4, 3), dtype=np.uint8)
+    small_flow = rng.normal(0, 2, (360, 480, 2)).astype(np.float32)
+    np.testing.assert_allclose(QualitySignals().region(0, small_key, small_key, 0, 1, small_flow),
+                               QualitySignals(max_pixels=None).region(0, small_key, small_key, 0, 1, small_flow),
+                               rtol=1e-9)
+
+
+def test_a_predictor_file_records_its_grid_limit_and_one_without_it_has_none(tmp_path):
+    predictor = _fitted()[0]
+    predictor.save(tmp_path / "q.json")
+    assert QualityPredictor.load(tmp_path / "q.json").signals_max_pixels == QualitySignals().max_pixels
+    data = json.loads((tmp_path / "q.json").read_text())
+    del data["signals"]["max_pixels"]  # as written before the limit
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    old = QualityPredictor.load(tmp_path / "old.json")
+    assert old.signals_max_pixels is None
+    with pytest.raises(ValueError, match="no limit of the grid.*a grid of at most 10800 pixels"):
+        old.check_signals(QualitySignals())
+    # A policy on it computes the signals it was fitted on: no limit.
+    frame = np.zeros((480, 640, 3), np.uint8)
+    policy = PropagationQuality(old)
+    policy.quality(Context(1, [frame], [frame], [0], flow=[np.zeros((480, 640, 2), np.float32)]))
+    assert policy.signals_.max_pixels is None and policy.signals_.grid(frame.shape) == (120, 160)
+    data["signals"]["max_pixels"] = "many"
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="bad.json' is damaged: .*max_pixels must be a positive integer or null"):
+        QualityPredictor.load(tmp_path / "bad.json")

@@ -66,7 +66,8 @@ def test_pair_qualities_are_the_predictors_on_each_pairs_signals():
         for d in range(1, min(width, T - k)):
             values[k, d] = rng.uniform(0, 1, len(names))
     values[2, 1, 0] = np.inf  # a pair whose signals are not finite: unknown, so keyed
-    signals = PairSignals(values, tuple(names), predictor.signals_version, predictor.signals_downsample)
+    signals = PairSignals(values, tuple(names), predictor.signals_version, predictor.signals_downsample,
+                          predictor.signals_max_pixels)
     table = pair_qualities(signals, predictor)
     for k in range(T):
         for d in range(width):

@@ -86,6 +86,9 @@ PROGRAM_FIELDS = {
         "key_stride": (int, 5),
         "overlap": (int, 16),  # of the 2x2 grid (the 1x1 grid is always used too)
         "downsample": (int, 4),  # of the signals (schedulers.QualitySignals)
+        # The most pixels of the signals' grid (a larger region is shrunk further; 0: no limit). The default keeps
+        # every training region at 1/downsample: CamVid's 360x480 frames at 1/4 are 90x120.
+        "max_pixels": (int, 90 * 120),  # = schedulers.quality_signals.DEFAULT_MAX_PIXELS (a test holds them equal)
         # Add the key labels' colour disagreement (key_label_disagreement): the predictor then needs each key
         # frame's labels at run time (Tracker.label_keys; compare gives them in every mode).
         "key_labels": (bool, False),

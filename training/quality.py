@@ -71,7 +71,7 @@ from adaptive_dff.data import NUM_CLASSES, SyntheticVideo
 from adaptive_dff.data.synthetic import LABELLINGS
 from schedulers import DISFlow, RegionGrid
 from schedulers.files import claim_folder, file_sha256, read_npz, write_json_atomic, write_npz_atomic
-from schedulers.quality_signals import QualitySignals
+from schedulers.quality_signals import DEFAULT_MAX_PIXELS, QualitySignals
 from schedulers.quality_predictor import KINDS, QualityPredictor
 
 CAMVID_CALIBRATION_FRAMES = 34  # frames 0..33 only; 34..100 are scored by compare
@@ -102,6 +102,13 @@ def accuracies(truth: np.ndarray, carried: np.ndarray, num_classes: int, ignore_
     return float(tp.sum() / t.size), float(np.mean(tp[present] / union[present]))
 
 
+def signal_set(config: dict) -> QualitySignals:
+    """The :class:`schedulers.QualitySignals` of ``config`` (``downsample``, ``key_labels``, and
+    ``max_pixels``, 0 for no limit of the signals' grid)."""
+    return QualitySignals(downsample=config["downsample"], key_labels=config.get("key_labels", False),
+                          max_pixels=config.get("max_pixels", DEFAULT_MAX_PIXELS) or None)
+
+
 def clip_samples(frames, labels, grids, config: dict, num_classes: int, ignore_index=None, key_limit=None):
     """Rows of one clip: ``(X [N, S], pixel accuracy [N], miou [N], key index [N], carried-to frame
     index [N])``."""
@@ -112,7 +119,7 @@ def clip_samples(frames, labels, grids, config: dict, num_classes: int, ignore_i
         for key in range(0, last_key + 1, config["key_stride"]):
             key_crops = [c.copy() for c in grid.split(frames[key])]
             key_labels = grid.split(np.asarray(labels[key]))
-            signals = QualitySignals(downsample=config["downsample"], key_labels=config.get("key_labels", False))
+            signals = signal_set(config)
             for t in range(key + 1, min(key + config["max_offset"], len(frames) - 1) + 1):
                 crops, truths = grid.split(frames[t]), grid.split(np.asarray(labels[t]))
                 for r, (crop, truth) in enumerate(zip(crops, truths)):
@@ -353,7 +360,7 @@ def fit_and_report(data: dict, config: dict, log=logger.info) -> tuple[QualityPr
     y = data[config["target"]]
     X, held, source, video = data["X"], data["held_out"], data["source"], data["video"]
     splits = folds(data)
-    names = QualitySignals(downsample=config["downsample"], key_labels=config.get("key_labels", False)).names
+    names = signal_set(config).names
     metrics = {"target": config["target"], "train_rows": int(splits[0][1].sum()), "held_out_rows": int(held.sum()),
                "split": "whole sources: generated clips 4, 9, 14, ..; CamVid val keys 22..33 of frames 0..33 "
                         "by a fit without any row carried into frames 22..33; each video by a fit without it "
@@ -379,6 +386,7 @@ def fit_and_report(data: dict, config: dict, log=logger.info) -> tuple[QualityPr
             start = time.perf_counter()
             predictor = QualityPredictor(names, QualitySignals.version, kind=kind, seed=fit_seed(config),
                                          signals_downsample=config["downsample"],
+                                         signals_max_pixels=signal_set(config).max_pixels,
                                          max_epochs=config["network_epochs"]).fit(
                 *_replicated(X[train], y[train], source[train], config["camvid_weight"]))
             if name == "shipped":
@@ -432,7 +440,7 @@ def signature(config: dict) -> dict:
     """What the stored data set depends on: the settings, and the videos and model by content
     (a file replaced under the same path is another data set)."""
     keys = ("frames", "height", "width", "synthetic_clips", "max_offset", "key_stride", "overlap", "downsample",
-            "camvid", "seed") + (("video_scale",) if config.get("videos") else ())
+            "max_pixels", "camvid", "seed") + (("video_scale",) if config.get("videos") else ())
     found = {"dataset_version": DATASET_VERSION, **{k: config[k] for k in keys}}
     if config.get("synthetic_labels", "classes") != "classes":  # as before the key: earlier folders continue
         found["synthetic_labels"] = config["synthetic_labels"]
@@ -453,7 +461,7 @@ def run(config: dict, out: str, data_root=None, log=logger.info) -> dict:
     if config["target"] not in TARGETS:
         raise ValueError(f"config key 'target' must be one of {TARGETS}, got {config['target']!r}")
     for key, minimum in (("synthetic_clips", 5), ("frames", 10), ("max_offset", 1), ("key_stride", 1),
-                         ("downsample", 1), ("overlap", 0)):
+                         ("downsample", 1), ("overlap", 0), ("max_pixels", 0)):
         if config[key] < minimum:
             raise ValueError(f"config key {key!r} must be >= {minimum} (every fifth generated clip is held out), "
                              f"got {config[key]}")

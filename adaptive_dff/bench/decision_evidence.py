@@ -87,7 +87,7 @@ def common_rows(model, decision, quality, frames: list, key_stride: int = KEY_ST
     for key in range(0, len(frames) - max_offset, key_stride):
         key_crops = [c.copy() for c in grid.split(frames[key])]
         keys = [model.key_step(c)[1] for c in key_crops]
-        signals = QualitySignals(downsample=quality.signals_downsample)
+        signals = QualitySignals(downsample=quality.signals_downsample, max_pixels=quality.signals_max_pixels)
         for t in range(key + 1, key + max_offset + 1):
             for r, (crop, key_frame) in enumerate(zip(grid.split(frames[t]), keys)):
                 logits, flow_out = model.propagate_step(crop, key_frame)

@@ -132,13 +132,15 @@ class PairSignals:
 
     Attributes:
         values: float64 ``[T, window + 1, S]`` (NaN for ``d = 0`` and past the clip's end).
-        names: the ``S`` signal names, in order; ``version``, ``downsample``: the signal set's.
+        names: the ``S`` signal names, in order; ``version``, ``downsample``, ``max_pixels``: the
+            signal set's (``max_pixels`` ``None``: no limit of the grid, as in runs written before it).
     """
 
     values: np.ndarray
     names: tuple
     version: int
     downsample: int
+    max_pixels: Optional[int] = None
 
     def select(self, names) -> "PairSignals":
         """These signals restricted to ``names``, in that order (a predictor fitted on fewer of
@@ -147,16 +149,17 @@ class PairSignals:
         if names == tuple(self.names) or any(n not in self.names for n in names):
             return self
         columns = [list(self.names).index(n) for n in names]
-        return PairSignals(self.values[..., columns], names, self.version, self.downsample)
+        return PairSignals(self.values[..., columns], names, self.version, self.downsample, self.max_pixels)
 
 
 def write_pair_signals(path: str, signals: PairSignals) -> None:
     """Write ``signals`` to the ``.npz`` file ``path`` atomically (arrays ``values``, ``names``,
-    ``version``, ``downsample``)."""
+    ``version``, ``downsample``, ``max_pixels``: 0 for no limit)."""
     from schedulers.files import write_npz_atomic
 
     write_npz_atomic(path, values=signals.values, names=np.asarray(signals.names, dtype=str),
-                     version=np.int64(signals.version), downsample=np.int64(signals.downsample))
+                     version=np.int64(signals.version), downsample=np.int64(signals.downsample),
+                     max_pixels=np.int64(signals.max_pixels or 0))
 
 
 def read_pair_signals(path: str, log: Optional[Callable] = None) -> Optional[PairSignals]:
@@ -167,8 +170,11 @@ def read_pair_signals(path: str, log: Optional[Callable] = None) -> Optional[Pai
     stored = read_npz(path, ("values", "names", "version", "downsample"), log)
     if stored is None:
         return None
+    # Files written before the grid's limit hold no max_pixels: their signals had none.
+    with np.load(path) as data:
+        max_pixels = int(data["max_pixels"]) if "max_pixels" in data.files else 0
     return PairSignals(stored["values"], tuple(str(n) for n in stored["names"]), int(stored["version"]),
-                       int(stored["downsample"]))
+                       int(stored["downsample"]), max_pixels or None)
 
 
 def check_schedule(keys: Sequence[int], frames: int, window: int) -> list:
@@ -258,7 +264,8 @@ def build_pair_table(
     return PairTable(tp=tp, predicted=predicted, truth=truth,
                      carried=None if whole is None else CarriedPairs(whole, flow_ms, carry_ms),
                      signals=None if signals is None else PairSignals(pair_signals, tuple(signals.names),
-                                                                      signals.version, signals.downsample))
+                                                                      signals.version, signals.downsample,
+                                                                      signals.max_pixels))
 
 
 # -- the additive proxy ---------------------------------------------------------
