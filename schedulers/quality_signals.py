@@ -33,11 +33,13 @@ Every signal is computed on a small grid: ``1/downsample`` of the region
 size (default 4), shrunk further, by the smallest integer factor that does
 it, to at most :data:`DEFAULT_MAX_PIXELS` pixels (``max_pixels``; 90x120, a
 360x480 region at a quarter of its size, the largest grid of the shipped
-predictors' training data, so none of their rows is affected). A decision
-then costs about the same from 360x480 up (:func:`signal_grid`: a 480x640
-region is read at 1/6, 80x106; a 1024x2048 one at 1/14), and the signals
-see every resolution at about the scale the predictors were fitted at
-(``adaptive-dff bench schedulers`` times it). The signals feed a :class:`schedulers.quality_predictor.QualityPredictor`
+predictors' training data, so none of their rows is affected). Above
+360x480 only shrinking the region and checking the flow's finiteness still
+grow with its size (:func:`signal_grid`: a 480x640 region is read at 1/6,
+80x106; a 1024x2048 one at 1/14), and the signals see every size at about
+the scale the predictors were fitted at. ``adaptive-dff bench schedulers``
+times a decision: 1.3% to 1.5% of a compact-model key-frame step at
+480x640, 1.9% to 2.5% with the key labels. The signals feed a :class:`schedulers.quality_predictor.QualityPredictor`
 (expected carried accuracy of the region); :func:`predicted_quality` runs
 both for a policy (:class:`schedulers.PropagationQuality`,
 :class:`schedulers.DecisionNetworkScheduler`). No TensorFlow: numpy and
