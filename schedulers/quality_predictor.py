@@ -52,12 +52,13 @@ def _grid_limit(max_pixels: Optional[int]) -> str:
 
 
 def _max_pixels(value) -> Optional[int]:
-    """A file's ``max_pixels``: ``None`` (no limit) or a positive integer."""
+    """``max_pixels`` of a signal set: ``None`` (no limit) or a positive integer (``ValueError``
+    otherwise)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"max_pixels must be a positive integer or null, got {value!r}")
-    return value
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"max_pixels must be a positive integer or null (no limit), got {value!r}")
+    return int(value)
 
 
 def _transform(X: np.ndarray) -> np.ndarray:
@@ -91,7 +92,7 @@ class QualityPredictor:
         self.signal_names = tuple(signal_names)
         self.signals_version = signals_version
         self.signals_downsample = signals_downsample
-        self.signals_max_pixels = signals_max_pixels
+        self.signals_max_pixels = _max_pixels(signals_max_pixels)
         self.max_epochs = max_epochs
         self.kind = kind
         self.hidden = tuple(hidden)

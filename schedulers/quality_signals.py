@@ -96,7 +96,11 @@ def _resize(image: np.ndarray, shape: tuple) -> np.ndarray:
 def signal_grid(height: int, width: int, downsample: int, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> tuple:
     """``(h, w)``: the grid the signals of a ``height`` x ``width`` region are computed on, ``1/f`` of
     its size (each side floored, at least 1), ``f`` the smallest integer factor ``>= downsample`` that
-    leaves at most ``max_pixels`` pixels (``None``: ``f = downsample``)."""
+    leaves at most ``max_pixels`` pixels (``None``: ``f = downsample``; a region that cannot shrink
+    further, one pixel on each side, stops there)."""
+    check_int(downsample, "downsample", 1)
+    if max_pixels is not None:
+        check_int(max_pixels, "max_pixels", 1)
     factor = downsample
     shape = max(height // factor, 1), max(width // factor, 1)
     while max_pixels is not None and shape[0] * shape[1] > max_pixels and shape != (1, 1):
@@ -258,18 +262,21 @@ class QualitySignals:
         self.state_: list = []
         return self
 
-    def _key_state(self, r: int, key: np.ndarray, key_index: int) -> dict:
+    def _key_state(self, r: int, key: np.ndarray, key_index: int, grid: tuple) -> dict:
+        """Region ``r``'s state for this key, its grey image on ``grid`` (the current region's signal
+        grid, so that a key of another shape is compared on the same grid)."""
         while len(self.state_) <= r:
             self.state_.append(None)
         state = self.state_[r]
         if state is None or state["key"] is not key or state["index"] != key_index:
-            gray = _gray(_resize(np.ascontiguousarray(key), self.grid(key.shape)))
+            state = self.state_[r] = {"key": key, "index": key_index, "error_sum": 0.0, "last_frame": key_index}
+        if state.get("grid") != grid:
+            gray = _gray(_resize(np.ascontiguousarray(key), grid))
             gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
             gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
-            state = self.state_[r] = {
-                "key": key, "index": key_index, "gray": gray, "mean": cv2.mean(gray)[0], "error_sum": 0.0,
-                "gradient": float(np.mean(np.abs(gx) + np.abs(gy))) / 8.0, "last_frame": key_index,
-            }
+            state.update(grid=grid, gray=gray, mean=cv2.mean(gray)[0],
+                         gradient=float(np.mean(np.abs(gx) + np.abs(gy))) / 8.0)
+            state.pop("labels", None)  # the key labels' colour table is made on the grid too
         return state
 
     def region(self, r: int, current: np.ndarray, key: np.ndarray, key_index: int, frame_index: int,
@@ -289,9 +296,10 @@ class QualitySignals:
         if self.key_labels and key_labels is None:
             raise ValueError(f"region {r}, frame {frame_index}: the signal {KEY_LABEL_SIGNAL} needs the labels of "
                              f"the key frame ({key_index}); none were given")
-        state = self._key_state(r, key, key_index)
         current = np.ascontiguousarray(current)
-        current_small = _resize(current, self.grid(current.shape))
+        grid = self.grid(current.shape)
+        state = self._key_state(r, key, key_index, grid)
+        current_small = _resize(current, grid)
         current_gray = _gray(current_small)
         flow = np.asarray(flow)
         if flow.ndim != 3 or flow.shape[-1] != 2:

@@ -308,6 +308,10 @@ def test_own_labelled_video_trains_a_predictor_that_compare_runs_with_quality_mo
     stored = QualityPredictor.load(mine)
     assert QualitySignals.for_predictor(policy.predictor).downsample == stored.signals_downsample == 2
     assert policy.downsample is None  # the predictor's own
+    # The run keeps each pair's signals at that file's downsample, so replay judges the file on them.
+    from adaptive_dff.bench import replay
+
+    assert replay.main([str(tmp_path / "mine"), "--quality-model", str(mine)]) == 0, capsys.readouterr().err
     assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(policy.predictor.layers_, stored.layers_))
     assert Workspace(CompareConfig(), [], None).make_policy("propagation_quality").predictor is None  # shipped
     # The default policies hold propagation_quality@budget; policies given must hold an arm that uses the file.

@@ -604,6 +604,9 @@ def test_the_signal_grid_is_the_first_factor_from_the_downsample_up_that_fits_th
     assert signal_grid(1024, 2048, 4) == (73, 146)  # 1/14
     assert signal_grid(480, 640, 4, None) == (120, 160)
     assert signal_grid(4, 100_000, 4) == (1, 10_000)  # a strip: the short side stays one pixel
+    for bad in ((480, 640, 0, 100), (480, 640, 4, 0)):
+        with pytest.raises(ValueError, match="must be an integer >= 1, got 0"):
+            signal_grid(*bad)
     rng = np.random.default_rng(8)
     for _ in range(300):  # against a search over every factor
         h, w, d = int(rng.integers(1, 3000)), int(rng.integers(1, 3000)), int(rng.integers(1, 9))
@@ -655,3 +658,25 @@ def test_a_predictor_file_records_its_grid_limit_and_one_without_it_has_none(tmp
     (tmp_path / "bad.json").write_text(json.dumps(data))
     with pytest.raises(ValueError, match="bad.json' is damaged: .*max_pixels must be a positive integer or null"):
         QualityPredictor.load(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="max_pixels must be a positive integer or null .no limit., got 0"):
+        QualityPredictor(BASE_SIGNALS, QualitySignals.version, signals_max_pixels=0)
+
+
+def test_a_key_of_another_shape_is_compared_on_the_current_regions_grid():
+    rng = np.random.default_rng(6)
+    current = rng.integers(0, 256, (405, 480, 3), dtype=np.uint8)  # 1/5 at the limit
+    key = rng.integers(0, 256, (404, 480, 3), dtype=np.uint8)
+    labels = rng.integers(0, 4, (404, 480))
+    signals = QualitySignals(key_labels=True)
+    values = signals.region(0, current, key, 0, 1, np.zeros((405, 480, 2), np.float32), labels)
+    assert np.all(np.isfinite(values))
+    assert signals.state_[0]["gray"].shape == signals.grid(current.shape) == (81, 96)
+
+
+def test_a_training_folder_built_before_the_grid_limit_continues_with_max_pixels_zero():
+    from training.config import load_config
+    from training.quality import signature
+
+    config = load_config("quality", "default")
+    assert signature(config)["max_pixels"] == 10800
+    assert "max_pixels" not in signature({**config, "max_pixels": 0})  # as such folders were signed

@@ -440,8 +440,10 @@ def signature(config: dict) -> dict:
     """What the stored data set depends on: the settings, and the videos and model by content
     (a file replaced under the same path is another data set)."""
     keys = ("frames", "height", "width", "synthetic_clips", "max_offset", "key_stride", "overlap", "downsample",
-            "max_pixels", "camvid", "seed") + (("video_scale",) if config.get("videos") else ())
+            "camvid", "seed") + (("video_scale",) if config.get("videos") else ())
     found = {"dataset_version": DATASET_VERSION, **{k: config[k] for k in keys}}
+    if config.get("max_pixels", 0):  # folders built before the grid's limit had none: max_pixels=0 continues them
+        found["max_pixels"] = config["max_pixels"]
     if config.get("synthetic_labels", "classes") != "classes":  # as before the key: earlier folders continue
         found["synthetic_labels"] = config["synthetic_labels"]
     if config.get("videos"):
@@ -461,10 +463,13 @@ def run(config: dict, out: str, data_root=None, log=logger.info) -> dict:
     if config["target"] not in TARGETS:
         raise ValueError(f"config key 'target' must be one of {TARGETS}, got {config['target']!r}")
     for key, minimum in (("synthetic_clips", 5), ("frames", 10), ("max_offset", 1), ("key_stride", 1),
-                         ("downsample", 1), ("overlap", 0), ("max_pixels", 0)):
+                         ("downsample", 1), ("overlap", 0)):
         if config[key] < minimum:
             raise ValueError(f"config key {key!r} must be >= {minimum} (every fifth generated clip is held out), "
                              f"got {config[key]}")
+    if config["max_pixels"] < 0:
+        raise ValueError(f"config key 'max_pixels' must be >= 1, or 0 for no limit of the signals' grid, "
+                         f"got {config['max_pixels']}")
     if config["fit_seed"] < -1:
         raise ValueError(f"config key 'fit_seed' must be -1 (the same as 'seed') or a seed >= 0, "
                          f"got {config['fit_seed']}")

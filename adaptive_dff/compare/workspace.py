@@ -152,9 +152,7 @@ class Workspace:
                                         else schedulers.load_default_quality(key_labels=True))
             policy = cls(model=self._decision_model)
         elif name in QUALITY_ARMS and self.config.quality_model:
-            if self._quality_model is None:
-                self._quality_model = schedulers.load_quality_predictor(self.config.quality_model)
-            policy = cls(predictor=self._quality_model, rule=QUALITY_ARMS[name])
+            policy = cls(predictor=self.quality_model(), rule=QUALITY_ARMS[name])
         elif name in QUALITY_ARMS:
             policy = cls(rule=QUALITY_ARMS[name])
         else:
@@ -341,12 +339,33 @@ class Workspace:
                                         for p in ("warp", "copy")}
         return self._carried_pairs[key][propagation]
 
+    def pair_signal_set(self):
+        """The :class:`schedulers.QualitySignals` kept beside each pair table: every signal (the key
+        labels' too), at the downsample and grid limit of ``--quality-model`` when one is given (so
+        ``replay`` and ``online_bound`` judge that file on its own signals), else of the shipped
+        predictors."""
+        from schedulers import QualitySignals
+
+        model = self.quality_model()
+        if model is None:
+            return QualitySignals(key_labels=True)
+        return QualitySignals(downsample=model.signals_downsample, key_labels=True,
+                              max_pixels=model.signals_max_pixels)
+
+    def quality_model(self):
+        """The predictor of ``--quality-model`` (loaded once, checked against its own signals), or
+        ``None``."""
+        if self.config.quality_model and self._quality_model is None:
+            from schedulers import load_quality_predictor
+
+            self._quality_model = load_quality_predictor(self.config.quality_model)
+        return self._quality_model
+
     def run_pair_table(self, cell: Cell, dataset: Dataset, clip) -> dict:
         """The clip's pair tables (labels carried along this comparison's flow, and copied),
         saved in the cell's payload; its result holds the clip's frames and the time spent."""
         from adaptive_dff.compare.optimal import CarriedPairs, build_pair_table, write_pair_signals
         from adaptive_dff.compare.scoring import CellResult
-        from schedulers import QualitySignals
 
         start = time.perf_counter()
         tables, carried = {}, {}
@@ -356,7 +375,7 @@ class Workspace:
             table = build_pair_table(clip.frames, self.reference(dataset, clip), num_classes=dataset.num_classes,
                                      ignore_index=dataset.ignore_index, flow=self.flow(), window=self.config.window,
                                      propagation=propagation, confusions=keep,
-                                     signals=QualitySignals(key_labels=True) if propagation == "warp" else None)
+                                     signals=self.pair_signal_set() if propagation == "warp" else None)
             tables[propagation] = {"tp": table.tp.tolist(), "predicted": table.predicted.tolist(),
                                    "truth": table.truth.tolist(), "ms": (time.perf_counter() - began) * 1e3}
             if keep:
