@@ -113,10 +113,11 @@ def write_npz_atomic(path, **arrays) -> None:
         np.savez(tmp, **arrays)
 
 
-def read_npz(path, keys, log=None):
+def read_npz(path, keys, log=None, optional=()):
     """The arrays ``keys`` of the ``.npz`` file ``path`` as a dict, or ``None`` when there is no
     such file or it is damaged or lacks a key (a cache to rebuild: ``log``, when given, is told
-    which file and why; a file that lacks a key was most likely written by an earlier version)."""
+    which file and why; a file that lacks a key was most likely written by an earlier version).
+    The ``optional`` keys the file holds are in the dict too (those it lacks are not)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         return None
@@ -124,7 +125,7 @@ def read_npz(path, keys, log=None):
         with np.load(path) as stored:
             missing = [k for k in keys if k not in stored.files]
             if not missing:
-                return {k: stored[k] for k in keys}
+                return {k: stored[k] for k in tuple(keys) + tuple(optional) if k in stored.files}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:  # damaged, truncated, foreign
         if log is not None:
             log(f"cache {path!r} is unreadable ({type(error).__name__}: {error}); rebuilding it")

@@ -40,6 +40,8 @@ def test_read_npz_returns_the_arrays_and_none_for_a_missing_damaged_or_incomplet
     told = []
     assert read_npz(tmp_path / "absent.npz", ("X",), told.append) is None and told == []
     assert read_npz(path, ("X", "z"), told.append) is None and "no z" in told[-1]
+    optional = read_npz(path, ("X",), optional=("y", "z"))  # an optional key it lacks is left out
+    assert set(optional) == {"X", "y"} and np.array_equal(optional["y"], arrays["y"])
     path.write_bytes(path.read_bytes()[:100])  # cut short
     assert read_npz(path, ("X", "y"), told.append) is None
     assert str(path) in told[-1] and "rebuilding" in told[-1]

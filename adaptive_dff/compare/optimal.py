@@ -167,12 +167,11 @@ def read_pair_signals(path: str, log: Optional[Callable] = None) -> Optional[Pai
     unreadable (``log`` told why)."""
     from schedulers.files import read_npz
 
-    stored = read_npz(path, ("values", "names", "version", "downsample"), log)
+    stored = read_npz(path, ("values", "names", "version", "downsample"), log, optional=("max_pixels",))
     if stored is None:
         return None
     # Files written before the grid's limit hold no max_pixels: their signals had none.
-    with np.load(path) as data:
-        max_pixels = int(data["max_pixels"]) if "max_pixels" in data.files else 0
+    max_pixels = int(stored.get("max_pixels", 0))
     return PairSignals(stored["values"], tuple(str(n) for n in stored["names"]), int(stored["version"]),
                        int(stored["downsample"]), max_pixels or None)
 
