@@ -8,6 +8,7 @@ states the law and its guarantee.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections import deque
 from typing import Optional
 
@@ -29,11 +30,23 @@ AGE_PRIOR = 1.0  # past the target's interval I, a score counts (age / I) ** AGE
 EQUAL = 1e-9
 
 
-def _slack(values) -> np.ndarray:
-    """How far apart scores ``values`` may lie and still count as equal (:data:`EQUAL`, relative;
-    none for infinite or NaN values, which compare as they are)."""
-    values = np.asarray(values, np.float64)
-    return np.where(np.isfinite(values), EQUAL * np.maximum(np.abs(np.nan_to_num(values)), 1e-300), 0.0)
+def _slack(value: float) -> float:
+    """How far from score ``value`` another may lie and still count as equal (:data:`EQUAL`,
+    relative; none for an infinite or NaN value, which compares as it is)."""
+    return EQUAL * max(abs(value), 1e-300) if math.isfinite(value) else 0.0
+
+
+def _sorted_median(ordered: list) -> float:
+    """``np.median`` of the ascending ``ordered`` (the middle value, or the mean of the middle two)."""
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2.0
+
+
+def _is_worst(score: float) -> bool:
+    """A NaN or +inf score: no score, or an infinite cost (the worst)."""
+    return score != score or score == math.inf
 
 
 class BudgetController:
@@ -130,35 +143,50 @@ class BudgetController:
         exceptional when it is below 0 (as negated scores are). An earlier cut's score then does not hide the next
         cut, and a score growing from frame to frame (a renewal score since a key: ``a (a + 1) / 2``
         rises by ``a``, less than three times ``a (a - 1) / 2`` from the second frame on) is no jump."""
-        nan = np.isnan(scores) | np.isposinf(scores)  # no score, or an infinite cost: the worst
+        scores = [float(v) for v in np.asarray(scores, np.float64).reshape(-1)]
+        previous = None if previous is None else [float(v) for v in np.asarray(previous, np.float64).reshape(-1)]
+        ranks, exceptional = self._ranks(scores, previous)
+        return np.asarray(ranks, np.float64), np.asarray(exceptional, bool)
+
+    def _ranks(self, scores: list, previous: Optional[list]) -> tuple[list, list]:
+        """:meth:`ranks` on plain floats (a budget has a few regions a step: a loop over them costs
+        far less than array operations, above all right after a key-frame step has evicted the caches)."""
+        nan = [_is_worst(score) for score in scores]
         if not self.recent:
-            return np.where(nan, 1.0, 0.5), nan
-        recent = np.fromiter(self.recent, float, len(self.recent))
-        history = np.sort(recent)
-        slack = _slack(scores)
-        below = np.searchsorted(history, scores - slack, side="left")
-        at_or_below = np.searchsorted(history, scores + slack, side="right")
-        ranks = np.where(nan, 1.0, (below + at_or_below) / (2.0 * history.size))
-        if history.size < 8:
+            return [1.0 if worst else 0.5 for worst in nan], nan
+        history = sorted(self.recent)
+        size = len(history)
+        ranks = []
+        for score, worst in zip(scores, nan):
+            if worst:
+                ranks.append(1.0)
+                continue
+            slack = _slack(score)
+            below = bisect_left(history, score - slack)
+            at_or_below = bisect_right(history, score + slack)
+            ranks.append((below + at_or_below) / (2.0 * size))
+        if size < 8:
             return ranks, nan
-        high, median = history[-1], history[history.size // 2]
-        far = scores > high + np.maximum(high - median, _slack(high))
+        high, median = history[-1], history[size // 2]
+        bar = high + max(high - median, _slack(high))
+        far = [score > bar for score in scores]
         if previous is not None:
-            ordinary = recent[~np.fromiter(self.recent_cuts, bool, len(self.recent_cuts))]
-            if ordinary.size >= 8:
-                ordinary_high = ordinary.max()
-                spread = np.maximum(ordinary_high - np.median(ordinary), _slack(ordinary_high))
-                previous = np.asarray(previous, np.float64)
+            ordered = sorted(score for score, cut in zip(self.recent, self.recent_cuts) if not cut)
+            if len(ordered) >= 8:
+                ordinary_high = ordered[-1]
+                spread = max(ordinary_high - _sorted_median(ordered), _slack(ordinary_high))
                 # A score's size is measured from 0, or from the lowest ordinary score when scores go
                 # below 0 (a policy updated where its score is low is ranked on the negated score);
                 # a region whose key is new (previous -inf) starts there.
-                base = min(0.0, float(ordinary.min()))
-                fresh = np.isneginf(previous)
-                known = np.where(fresh, base, np.where(np.isfinite(previous), previous, 0.0))
-                rise = scores - known
-                jump = (np.isfinite(previous) | fresh) & (rise > spread) & (rise > JUMP * np.abs(known - base))
-                far |= jump & (scores > ordinary_high + spread)
-        return ranks, nan | (far & ~nan)
+                base = min(0.0, ordered[0])
+                for i, (score, before) in enumerate(zip(scores, previous)):
+                    fresh = before == -math.inf
+                    known = base if fresh else before if math.isfinite(before) else 0.0
+                    rise = score - known
+                    jump = ((math.isfinite(before) or fresh) and rise > spread
+                            and rise > JUMP * abs(known - base))
+                    far[i] = far[i] or (jump and score > ordinary_high + spread)
+        return ranks, [worst or away for worst, away in zip(nan, far)]
 
     def allocate(self, scores: np.ndarray, eligible: np.ndarray, forced: np.ndarray, regions: int,
                  target: Optional[float] = None, floor: float = 0.5,
@@ -180,15 +208,20 @@ class BudgetController:
         ``previous``: each region's score on its frame before, since the same key (``-inf``: its key
         is new; NaN: none), for the hard-cut test (:meth:`ranks`).
         """
-        scores = np.asarray(scores, np.float64)
-        nan = np.isnan(scores) | np.isposinf(scores)  # no score, or an infinite cost: the worst
-        ranks, exceptional = self.ranks(scores, previous)
-        update = np.asarray(forced, bool).copy()
+        scores = [float(v) for v in np.asarray(scores, np.float64).reshape(-1)]
+        count = len(scores)
+        nan = [_is_worst(score) for score in scores]
+        ranks, exceptional = self._ranks(
+            scores, None if previous is None else [float(v) for v in np.asarray(previous, np.float64).reshape(-1)])
+        forced = np.asarray(forced, bool).reshape(-1)
+        update = forced.tolist()
         before = self.balance
-        balance = before - np.count_nonzero(update)
+        balance = before - sum(update)
         bound = self.limit(regions, floor)
-        candidates = np.flatnonzero(np.asarray(eligible, bool) & ~update)
+        candidates = [i for i, (ok, now) in enumerate(zip(np.asarray(eligible, bool).reshape(-1).tolist(), update))
+                      if ok and not now]
         share = self.target if target is None else target
+        priced_cut = [False] * count
         if self.rule == "price":
             memory = PRICE_MEMORY * max(1, int(regions))  # a step may key every region: keep 5 steps' worth
             if self.key_prices.maxlen < memory:
@@ -197,17 +230,17 @@ class BudgetController:
                 self.key_prices.extend([self.prior_log_price] * memory)
                 self.prior_log_price = None
             interval = round(1.0 / share)
-            ages = np.zeros(scores.shape) if ages is None else np.asarray(ages, np.float64)
+            ages = [0.0] * count if ages is None else [float(v) for v in np.asarray(ages, np.float64).reshape(-1)]
             # Past the target's interval a score counts (age / interval) times: a region overdue
             # for its key gets cheaper, so an uninformative score drifts to the interval, not the band.
-            effective = np.where(nan, np.inf, scores) * np.maximum(ages / interval, 1.0) ** AGE_PRIOR
+            effective = [(math.inf if worst else score) * max(age / interval, 1.0) ** AGE_PRIOR
+                         for score, worst, age in zip(scores, nan, ages)]
             if self.log_price is None:
-                ripe = (ages >= interval) & ~exceptional & np.isfinite(scores) & (scores > 0)
-                if self.provisional > 0:  # a cut on that frame must not become the first price
-                    ripe &= scores < CUT_PRICE * self.provisional
-                ripe[np.setdiff1d(np.arange(scores.size), candidates)] = False
-                if ripe.any():
-                    self.log_price = float(np.log(scores[ripe].max()))
+                ripe = [scores[i] for i in candidates
+                        if ages[i] >= interval and not exceptional[i] and math.isfinite(scores[i]) and scores[i] > 0
+                        and (self.provisional <= 0 or scores[i] < CUT_PRICE * self.provisional)]
+                if ripe:  # (a cut on that frame must not become the first price)
+                    self.log_price = float(np.log(max(ripe)))
                     self.key_prices.append(self.log_price)
             if self.log_price is not None:
                 gain = CALIBRATED_PRICE_GAIN if self.calibrated else PRICE_GAIN
@@ -217,19 +250,20 @@ class BudgetController:
             reaching = price - _slack(price)  # a score at the price, to rounding, reaches it
             # A cost far above the price in force is a hard cut too, whatever the recent scores (an
             # earlier cut among them, or too few of them yet, can hide it from ranks).
-            priced_cut = np.isfinite(effective) & (effective >= CUT_PRICE * price) & ~exceptional
-            exceptional = exceptional | priced_cut
-            order = candidates[np.lexsort((-effective[candidates], nan[candidates], ~exceptional[candidates]))]
-            wanted = int(np.count_nonzero(effective[order] >= reaching))
+            priced_cut = [math.isfinite(value) and value >= CUT_PRICE * price and not away
+                          for value, away in zip(effective, exceptional)]
+            exceptional = [away or cut for away, cut in zip(exceptional, priced_cut)]
+            order = sorted(candidates, key=lambda i: (not exceptional[i], nan[i], -effective[i]))
+            wanted = sum(1 for i in order if effective[i] >= reaching)
             p = float("nan")
         else:
-            order = candidates[np.lexsort((-ranks[candidates], nan[candidates], ~exceptional[candidates]))]
+            order = sorted(candidates, key=lambda i: (not exceptional[i], nan[i], -ranks[i]))
             p = min(1.0, share * math.exp(GAIN * max(-2.0, min(1.0, balance / bound))))
-            wanted = int(np.count_nonzero(ranks[order] >= 1.0 - p))
+            wanted = sum(1 for i in order if ranks[i] >= 1.0 - p)
             price = float("nan")
         most = max(0, math.floor(balance + bound + 1e-9))
         least = max(0, math.ceil(balance - bound - 1e-9))
-        count = min(order.size, max(least, min(wanted, most)))
+        keyed = min(len(order), max(least, min(wanted, most)))
         # Exceptional scores come first in the order, hard cuts before NaN scores. They may overdraw the
         # balance down to the depth; under the price rule a hard cut one key further (CUT_LOAN): a short
         # stream whose band is under a key would otherwise make a cut a frame after a key wait for
@@ -238,36 +272,38 @@ class BudgetController:
         depth = self.depth(bound)
         room = balance + depth + 1e-9
         loan = CUT_LOAN if self.rule == "price" else 0.0
-        cuts = int(np.count_nonzero(exceptional[order] & ~nan[order]))
+        cuts = sum(1 for i in order if exceptional[i] and not nan[i])
         keyed_cuts = min(cuts, max(0, math.floor(room + loan)))
-        keyed_nan = min(int(np.count_nonzero(exceptional[order] & nan[order])), max(0, math.floor(room) - keyed_cuts))
-        count = max(count, keyed_cuts + keyed_nan)
-        update[order[:count]] = True
+        keyed_nan = min(sum(1 for i in order if exceptional[i] and nan[i]), max(0, math.floor(room) - keyed_cuts))
+        keyed = max(keyed, keyed_cuts + keyed_nan)
+        for i in order[:keyed]:
+            update[i] = True
         if self.rule == "price" and self.log_price is None:
             # Until the first price: the price a loss growing linearly since the key would reach at
             # the target's interval, extrapolated from the scores seen so far (a renewal score then
             # grows as age * (age + 1)); a hard cut jumps far above PROVISIONAL times it.
-            seen = np.isfinite(scores) & (scores > 0) & (ages >= 1) & ~exceptional
-            if seen.any():
-                reach = scores[seen] * interval * (interval + 1) / (ages[seen] * (ages[seen] + 1))
-                self.provisional = max(self.provisional, float(reach.max()))
+            reach = [score * interval * (interval + 1) / (age * (age + 1))
+                     for score, age, away in zip(scores, ages, exceptional)
+                     if math.isfinite(score) and score > 0 and age >= 1 and not away]
+            if reach:
+                self.provisional = max(self.provisional, max(reach))
         elif self.rule == "price":
-            chosen = order[:count]
             # A cut's score is left out of the price, but for one far above the price alone: were
-            # those left out, a price set far too low for the stream could never rise.
-            counted = (np.isfinite(effective[chosen]) & (~exceptional[chosen] | priced_cut[chosen])
-                       & (effective[chosen] > 0))
-            if not self.calibrated:  # a guessed price follows the keys that passed it (the credit does the rest)
-                counted &= effective[chosen] >= reaching
-            chosen = chosen[counted]
-            if chosen.size:  # the price follows the (effective) scores of the keys it chose
-                self.key_prices.extend(math.log(value) for value in effective[chosen])
+            # those left out, a price set far too low for the stream could never rise. A guessed
+            # price follows the keys that passed it (the credit does the rest).
+            chosen = [effective[i] for i in order[:keyed]
+                      if math.isfinite(effective[i]) and (not exceptional[i] or priced_cut[i]) and effective[i] > 0
+                      and (self.calibrated or effective[i] >= reaching)]
+            if chosen:  # the price follows the (effective) scores of the keys it chose
+                self.key_prices.extend(math.log(value) for value in chosen)
                 self.log_price = float(np.median(self.key_prices))
-        finite = np.isfinite(scores)
-        self.recent.extend(scores[finite].tolist())
-        self.recent_cuts.extend(exceptional[finite].tolist())
-        self.keys += int(np.count_nonzero(update))
-        state = {"ranks": ranks, "balance": before, "limit": bound, "depth": depth,
-                 "cuts": exceptional & ~nan, "threshold": 1.0 - p, "price": price,
-                 "forced": np.asarray(forced, bool).copy(), "key_fraction": self.key_fraction}
+        for score, away in zip(scores, exceptional):
+            if math.isfinite(score):
+                self.recent.append(score)
+                self.recent_cuts.append(away)
+        self.keys += sum(update)
+        update = np.asarray(update, bool)
+        state = {"ranks": np.asarray(ranks, np.float64), "balance": before, "limit": bound, "depth": depth,
+                 "cuts": np.asarray([away and not worst for away, worst in zip(exceptional, nan)], bool),
+                 "threshold": 1.0 - p, "price": price, "forced": forced.copy(), "key_fraction": self.key_fraction}
         return update, state

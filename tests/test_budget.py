@@ -675,3 +675,32 @@ def test_an_infinite_score_counts_as_a_nan_one(rule):
                       infinite)
     np.testing.assert_array_equal(with_nan, with_inf)
     assert with_inf[2, 0]  # keyed at once on the stream's second decision
+
+
+def test_ranks_match_a_brute_force_count_on_random_scores():
+    """Mid-ranks (ties within the relative slack count half) and the far-above test, against counts
+    over every recent score, on random histories with repeated values, and scores that repeat them,
+    sit within rounding of them, or are NaN or infinite."""
+    from schedulers.budget_control import EQUAL, BudgetController
+
+    rng = np.random.default_rng(11)
+    for trial in range(200):
+        size = int(rng.integers(1, 60))
+        history = np.round(rng.lognormal(0.0, 1.0, size), int(rng.integers(1, 4)))
+        controller = BudgetController(0.1, history=100)
+        controller.recent.extend(history.tolist())
+        controller.recent_cuts.extend([False] * size)
+        picks = rng.choice(history, 6)
+        scores = np.concatenate([rng.lognormal(0.0, 1.0, 6), picks, picks * (1 + 1e-12), picks * (1 - 1e-6),
+                                 [np.nan, np.inf, -np.inf, 0.0]])
+        ranks, exceptional = controller.ranks(scores)
+        ordered = np.sort(history)
+        for score, rank, far in zip(scores, ranks, exceptional):
+            if np.isnan(score) or score == np.inf:
+                assert rank == 1.0 and far
+                continue
+            slack = EQUAL * max(abs(score), 1e-300) if np.isfinite(score) else 0.0
+            expected = (np.sum(history < score - slack) + np.sum(history <= score + slack)) / (2.0 * size)
+            assert rank == expected, (trial, score)
+            high, median = ordered[-1], ordered[size // 2]
+            assert far == (size >= 8 and score > high + max(high - median, EQUAL * high)), (trial, score)
