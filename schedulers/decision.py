@@ -239,8 +239,8 @@ class DecisionNetworkScheduler(Policy):
     Args:
         model: a fitted :class:`DecisionModel` (reads feature grids of the
             pair), or a :class:`schedulers.QualityPredictor` (reads the
-            region's :class:`schedulers.QualitySignals` at the downsample it
-            was fitted for; a region whose signals are not finite scores
+            region's :class:`schedulers.QualitySignals` at the downsample and
+            grid limit it was fitted for; a region whose signals are not finite scores
             -inf and is updated).
         target: confidence target in [0, 1]; higher means more key frames.
         dynamic: adapt the target per region (down after an update, up after
@@ -358,7 +358,7 @@ def load_decision_model(path):
     """The model of a :class:`schedulers.DecisionNetworkScheduler` saved at ``path``: a ``.keras``
     :class:`schedulers.DecisionModel` (flow-network features; imports TensorFlow), or else a
     quality predictor's JSON file (:meth:`QualityPredictor.load`, checked against the
-    :class:`schedulers.QualitySignals` of the downsample it records)."""
+    :class:`schedulers.QualitySignals` of the downsample and grid limit it records)."""
     path = os.fspath(path)
     if path.endswith(".keras"):
         return DecisionModel.load(path)

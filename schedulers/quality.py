@@ -118,8 +118,8 @@ class PropagationQuality(Policy):
             one on the frames and flow alone.
         threshold: update where the score exceeds it. With ``rule="greedy"``
             a predicted loss in [0, 1]; with ``"renewal"`` or ``"hindsight"`` the price of a key
-            in frame-losses (see the module notes; about 0.5 to 3 for budgets
-            of 33% to 10%).
+            in frame-losses (see the module notes; calibrated with the shipped predictor,
+            about 0.5 to 0.75 for a budget of 10% and 0.05 to 0.08 for 33%).
         rule: ``"renewal"``, ``"hindsight"`` (a price in frame-losses too) or ``"greedy"``
             (a rule set in mid-stream takes effect fully from each region's next key: the
             hindsight rule's loss history is kept only while it is the rule).
@@ -130,7 +130,7 @@ class PropagationQuality(Policy):
             makes the renewal score non-decreasing between keys).
         downsample: passed to :class:`schedulers.QualitySignals`; ``None`` (the
             default) takes the predictor's own (``signals_downsample``, the
-            one it was fitted at), any other value must equal it.
+            one it was fitted at); another value is refused, named, at the first decision.
 
     Scores are +inf for a region whose signals are not finite (it is
     updated; under a budget, as soon as its credit allows: see
@@ -182,9 +182,11 @@ class PropagationQuality(Policy):
     def quality(self, context: Context) -> np.ndarray:
         """``[R]`` predicted carried accuracy of each region in [0, 1] (NaN where signals are not finite)."""
         predictor = self._predictor(context)
-        downsample = self.downsample
-        if downsample is None:
-            downsample = getattr(predictor, "signals_downsample", DEFAULT_DOWNSAMPLE)
+        fitted = getattr(predictor, "signals_downsample", None)  # None: a predictor that records none
+        downsample = self.downsample if self.downsample is not None else fitted or DEFAULT_DOWNSAMPLE
+        if fitted is not None and downsample != fitted:
+            raise ValueError(f"PropagationQuality(downsample={downsample}): its predictor was fitted on signals at "
+                             f"downsample {fitted}; drop downsample= (None, the default, follows the predictor)")
         return predicted_quality(self, predictor, downsample, context)
 
     def score(self, context: Context) -> np.ndarray:

@@ -11,8 +11,8 @@ frame) and the file is a small JSON document, independent of either
 library's version:
 
 ``{"format": "adaptive-dff-quality-predictor", "format_version": 1,
-"signals": {"names": [...], "version": N, "downsample": D, "max_pixels": P}, "kind": ..., "mean": [...],
-"scale": [...], "layers": [{"weights": [[...]], "bias": [...]}, ...],
+"signals": {"names": [...], "version": N, "downsample": D, "max_pixels": P}, "kind": ..., "hidden": [...],
+"alpha": ..., "seed": ..., "mean": [...], "scale": [...], "layers": [{"weights": [[...]], "bias": [...]}, ...],
 "output": "clip" | "sigmoid", "target": ..., "metrics": {...}}``
 
 Inputs are ``sign(x) log(1 + |x|)`` of each signal, standardised with the
@@ -301,7 +301,7 @@ class QualityPredictor:
 
 def load_quality_predictor(path) -> QualityPredictor:
     """The predictor in the JSON file ``path`` (from ``adaptive-dff train quality``), checked
-    against the :class:`schedulers.QualitySignals` of the downsample it records: a named
+    against the :class:`schedulers.QualitySignals` of the downsample and grid limit it records: a named
     ``ValueError`` for a ``.keras`` file (a :class:`schedulers.DecisionModel`), a file of another
     version or fitted on other signals."""
     from schedulers.quality_signals import QualitySignals

@@ -216,7 +216,7 @@ class QualitySignals:
             every region then needs its key's labels (``Context.key_labels``,
             or ``key_labels=`` of :meth:`region`).
         max_pixels: the most pixels of the signals' grid; a larger region is
-            shrunk by the smallest integer factor above ``downsample`` that
+            shrunk by the smallest integer factor at or above ``downsample`` that
             keeps within it (:func:`signal_grid`). ``None``: always
             ``1/downsample`` (the signals of predictor files written before
             the limit).

@@ -176,10 +176,13 @@ class Tracker:
             features).
 
     The first frame, and every region the policy updates, become key frames.
-    A policy whose signals read the key frames' labels (``PropagationQuality``
-    with a predictor fitted on ``key_label_disagreement``) gets them from
-    :meth:`label_keys`: after each :meth:`step`, give the labels the model
-    produced for that frame (or, to keep it simple, after every step).
+    A policy whose signals read the key frames' labels (``PropagationQuality``,
+    which by default takes the shipped predictor that reads them when labels
+    are given, or one with a predictor fitted on ``key_label_disagreement``)
+    gets them from :meth:`label_keys`: after each :meth:`step` that updated a
+    region, give the labels the model produced for that frame (giving them
+    after every step is simplest and costs nothing more), or pass them to
+    ``step(frame, labels)``.
 
     One Tracker follows one stream. A policy that keeps state of its stream
     (``PropagationQuality``, ``KeyBudget``, ``DecisionNetworkScheduler``; a

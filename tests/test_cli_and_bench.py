@@ -181,7 +181,8 @@ def test_bench_schedulers_reports_shares_of_a_key_frame_step(caplog):
     assert result["64x128"]["ms"]["key-frame step, compact model"] > 0
     assert shares["key-frame step, compact model"] == 1.0
     assert {"FixedInterval(10)", "FrameDifference(pixel)", "FlowMagnitude", "DecisionNetworkScheduler(features)",
-            "DecisionNetworkScheduler(quality)", "PropagationQuality"} <= set(shares)
+            "DecisionNetworkScheduler(quality)", "PropagationQuality", "PropagationQuality(key labels)",
+            "KeyBudget(PropagationQuality(key labels))"} <= set(shares)
     assert "of a key-frame step" in caplog.text
     states = result["64x128"]["key_labels_decision_by_state_ms"]
     assert set(states) == {"in a tight loop", "after writing 50 MB", "after a key-frame step"}
