@@ -44,6 +44,11 @@ def _sorted_median(ordered: list) -> float:
     return (ordered[middle - 1] + ordered[middle]) / 2.0
 
 
+def _floats(values) -> list:
+    """``values`` (any array-like of numbers) as a flat list of Python floats."""
+    return [float(v) for v in np.asarray(values, np.float64).reshape(-1)]
+
+
 def _is_worst(score: float) -> bool:
     """A NaN or +inf score: no score, or an infinite cost (the worst)."""
     return score != score or score == math.inf
@@ -143,15 +148,15 @@ class BudgetController:
         exceptional when it is below 0 (as negated scores are). An earlier cut's score then does not hide the next
         cut, and a score growing from frame to frame (a renewal score since a key: ``a (a + 1) / 2``
         rises by ``a``, less than three times ``a (a - 1) / 2`` from the second frame on) is no jump."""
-        scores = [float(v) for v in np.asarray(scores, np.float64).reshape(-1)]
-        previous = None if previous is None else [float(v) for v in np.asarray(previous, np.float64).reshape(-1)]
-        ranks, exceptional = self._ranks(scores, previous)
+        scores = _floats(scores)
+        ranks, exceptional = self._ranks(scores, None if previous is None else _floats(previous),
+                                         [_is_worst(score) for score in scores])
         return np.asarray(ranks, np.float64), np.asarray(exceptional, bool)
 
-    def _ranks(self, scores: list, previous: Optional[list]) -> tuple[list, list]:
+    def _ranks(self, scores: list, previous: Optional[list], nan: list) -> tuple[list, list]:
         """:meth:`ranks` on plain floats (a budget has a few regions a step: a loop over them costs
-        far less than array operations, above all right after a key-frame step has evicted the caches)."""
-        nan = [_is_worst(score) for score in scores]
+        far less than array operations, above all right after a key-frame step has evicted the caches);
+        ``nan``: which scores are NaN or +inf (:func:`_is_worst`)."""
         if not self.recent:
             return [1.0 if worst else 0.5 for worst in nan], nan
         history = sorted(self.recent)
@@ -208,11 +213,10 @@ class BudgetController:
         ``previous``: each region's score on its frame before, since the same key (``-inf``: its key
         is new; NaN: none), for the hard-cut test (:meth:`ranks`).
         """
-        scores = [float(v) for v in np.asarray(scores, np.float64).reshape(-1)]
+        scores = _floats(scores)
         count = len(scores)
         nan = [_is_worst(score) for score in scores]
-        ranks, exceptional = self._ranks(
-            scores, None if previous is None else [float(v) for v in np.asarray(previous, np.float64).reshape(-1)])
+        ranks, exceptional = self._ranks(scores, None if previous is None else _floats(previous), nan)
         forced = np.asarray(forced, bool).reshape(-1)
         update = forced.tolist()
         before = self.balance
@@ -230,7 +234,7 @@ class BudgetController:
                 self.key_prices.extend([self.prior_log_price] * memory)
                 self.prior_log_price = None
             interval = round(1.0 / share)
-            ages = [0.0] * count if ages is None else [float(v) for v in np.asarray(ages, np.float64).reshape(-1)]
+            ages = [0.0] * count if ages is None else _floats(ages)
             # Past the target's interval a score counts (age / interval) times: a region overdue
             # for its key gets cheaper, so an uninformative score drifts to the interval, not the band.
             effective = [(math.inf if worst else score) * max(age / interval, 1.0) ** AGE_PRIOR
@@ -296,7 +300,7 @@ class BudgetController:
                       and (self.calibrated or effective[i] >= reaching)]
             if chosen:  # the price follows the (effective) scores of the keys it chose
                 self.key_prices.extend(math.log(value) for value in chosen)
-                self.log_price = float(np.median(self.key_prices))
+                self.log_price = _sorted_median(sorted(self.key_prices))
         for score, away in zip(scores, exceptional):
             if math.isfinite(score):
                 self.recent.append(score)
