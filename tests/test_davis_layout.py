@@ -53,6 +53,12 @@ def test_a_folder_in_use_is_refused_and_left_alone(tmp_path, capsys):
     assert os.listdir(used) == ["mine.txt"]
     with pytest.raises(ValueError, match="frames"):
         write_davis_layout(tmp_path / "new", sequences=1, frames=0)
+    with pytest.raises(ValueError, match="objects must be an integer of 1 to 254"):
+        write_davis_layout(tmp_path / "new", sequences=1, frames=2, objects=255)
+    assert not os.path.exists(tmp_path / "new")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert write_davis_layout(empty, sequences=1, frames=2, height=32, width=32) == ["seq00"]
     with pytest.raises(SystemExit):
         main([str(used), "--frames", "2"])
     assert "not an empty folder" in capsys.readouterr().err
