@@ -27,9 +27,9 @@ import sys
 from typing import Optional, Union
 
 import cv2
-import numpy as np
 
 from adaptive_dff.data.synthetic import SyntheticVideo
+from schedulers.base import check_int
 
 FRAMES_DIR = os.path.join("JPEGImages", "480p")
 ANNOTATIONS_DIR = os.path.join("Annotations", "480p")
@@ -60,12 +60,10 @@ def write_davis_layout(root: Union[str, os.PathLike], sequences: int = 30, frame
     otherwise: nothing of another folder is overwritten); a failure part way leaves what was written."""
     from PIL import Image
 
-    for name, value, low, high in (("sequences", sequences, 1, None), ("frames", frames, 1, None),
-                                   ("objects", objects, 1, MAX_OBJECTS)):
-        if (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low
-                or (high is not None and value > high)):
-            limit = f"at least {low}" if high is None else f"{low} to {high} (palette indices below 255, void)"
-            raise ValueError(f"{name} must be an integer of {limit}, got {value!r}")
+    sequences, frames = check_int(sequences, "sequences", 1), check_int(frames, "frames", 1)
+    if check_int(objects, "objects", 1) > MAX_OBJECTS:
+        raise ValueError(f"objects must be an integer of 1 to {MAX_OBJECTS} (palette indices below 255, void), "
+                         f"got {objects!r}")
     root = os.fspath(root)
     if os.path.exists(root) and (not os.path.isdir(root) or os.listdir(root)):
         raise FileExistsError(f"{root!r} exists and is not an empty folder; give a new one")
