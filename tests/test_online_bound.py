@@ -15,6 +15,8 @@ from adaptive_dff.bench.online_bound import (
 )
 from adaptive_dff.compare.ceiling import MeanIoU, clip_targets, score
 from adaptive_dff.compare.optimal import fixed_schedule, pair_values
+from schedulers import KeyBudget
+from schedulers.base import Context, Policy
 
 
 def linear_loss_values(frames, window, c):
@@ -167,9 +169,10 @@ def test_bounds_report_every_rule_against_the_per_clip_optimum():
     rng = np.random.default_rng(9)
     tables = [random_table(rng, 22, 5), random_table(rng, 19, 5)]
     rows = bounds(tables, [0.25])
-    assert [r["rule"] for r in rows] == ["renewal", "renewal, one price", "renewal, pixel loss", "hindsight",
+    assert [r["rule"] for r in rows] == ["renewal", "renewal, one price", "renewal, pixel loss",
+                                         "KeyBudget, true loss", "KeyBudget, pixel loss", "hindsight",
                                          "hindsight, every pair", "optimal_per_clip"]
-    assert [r["ceiling"] for r in rows] == ["per_clip", "shared", "per_clip", "per_clip", "per_clip", "per_clip"]
+    assert [r["ceiling"] for r in rows] == ["per_clip", "shared"] + ["per_clip"] * 6
     by_rule = {r["rule"]: r for r in rows}
     assert by_rule["optimal_per_clip"]["headroom_captured"] == pytest.approx(1.0)
     targets = clip_targets(tables, 0.25)
@@ -181,9 +184,16 @@ def test_bounds_report_every_rule_against_the_per_clip_optimum():
     pixel = [priced(lambda p, v=v: renewal_schedule(v, p), n, price_range(values),
                     lambda keys, u=u: schedule_value(u, keys)) for v, u, n in zip(values, units, targets)]
     assert by_rule["renewal, pixel loss"]["accuracy"] == pytest.approx(score(tables, pixel))
+    online = [online_bound.budget_schedule(u, 0.25) for u in units]
+    assert by_rule["KeyBudget, true loss"]["accuracy"] == pytest.approx(score(tables, online))
+    assert by_rule["KeyBudget, true loss"]["key_fraction"] == sum(len(k) for k in online) / 41
+    # below 1 / (window + 1) a key is due past the window: no KeyBudget rows (the window is 5)
+    assert "KeyBudget, true loss" not in {r["rule"] for r in bounds(tables, [0.15])}
+    assert "KeyBudget, true loss" in {r["rule"] for r in bounds(tables, [1 / 6])}
     # a predictor that predicts the pixel loss exactly gives the pixel-loss row
     exact = bounds(tables, [0.25], predicted=values)
-    assert [r["rule"] for r in exact] == ["renewal", "renewal, one price", "renewal, pixel loss", "hindsight",
+    assert [r["rule"] for r in exact] == ["renewal", "renewal, one price", "renewal, pixel loss",
+                                          "KeyBudget, true loss", "KeyBudget, pixel loss", "hindsight",
                                           "hindsight, every pair", "renewal, predicted loss", "predicted, median price",
                                           "hindsight, predicted", "every pair, predicted", "optimal_per_clip"]
     named = {r["rule"]: r for r in exact}
@@ -416,3 +426,42 @@ def test_pair_signals_keep_their_grid_limit_and_those_written_before_it_have_non
     assert old.max_pixels is None
     with pytest.raises(ValueError, match="no limit of the grid"):
         online_bound.pair_qualities(old, predictor)
+
+
+class _TrueRenewal(Policy):
+    """The renewal score of the true losses of a values table, written apart from ``PropagationQuality``:
+    ``d * L_d - sum_{i<d} L_i`` of the losses kept non-decreasing from 0, floored at ``0.5 * (d + 1) / 2 * L_d``."""
+
+    score_is_cost = True
+
+    def __init__(self, values):
+        self.values = values
+
+    def score(self, context):
+        key, t = int(context.key_indices[0]), int(context.frame_index)
+        d = t - key
+        if d >= self.values.shape[1]:
+            return np.array([np.inf])
+        kept = np.maximum.accumulate(np.maximum([self.values[key + i, 0] - self.values[key, i]
+                                                 for i in range(1, d + 1)], 0.0))
+        return np.array([max(d * kept[-1] - kept[:-1].sum(), 0.25 * (d + 1) * kept[-1])])
+
+
+@pytest.mark.parametrize("seed, budget", [(0, 0.2), (1, 0.33), (2, 0.1)])
+def test_the_budget_rows_are_key_budget_around_the_renewal_rule_fed_the_true_loss(seed, budget):
+    rng = np.random.default_rng(seed)
+    window = 12
+    table = random_table(rng, 60, window)
+    values = pair_values(table, np.ones(4), np.zeros(4))
+    budgeted = KeyBudget(_TrueRenewal(values), target=budget, max_interval=window + 1)
+    keys = [0]
+    for t in range(1, 60):
+        frame = [np.zeros((1, 1, 3), np.uint8)]
+        context = Context(frame_index=t, regions=frame, key_regions=frame, key_indices=[keys[-1]])
+        if budgeted.decide(context).update.any():
+            keys.append(t)
+    assert online_bound.budget_schedule(values, budget) == keys
+    assert abs(len(keys) / 60 - budget) <= 1.5 / 60 + 0.02  # within the budget's promise, give or take a key
+    table_ = online_bound.quality_table(values)
+    assert np.isnan(table_[:, 0]).all() and np.isnan(table_[59, 1:]).all()
+    assert table_[3, 2] == pytest.approx(1 - (values[5, 0] - values[3, 2]))

@@ -27,7 +27,13 @@ worth the most), ``renewal, one price``
 (one price for all clips, spending the clips' shares summed; judged against
 the optimum that spreads the keys over the clips, as it may), ``renewal, pixel
 loss`` (each clip's price; the loss counted in pixels, as a predictor of pixel
-accuracy counts it, instead of the benchmark's units), ``hindsight`` (each
+accuracy counts it, instead of the benchmark's units), ``KeyBudget, true
+loss`` and ``KeyBudget, pixel loss`` (no price known in hindsight: the policy
+``propagation_quality@budget`` as ``compare`` runs it, ``KeyBudget`` around
+the renewal rule, online, fed the true loss in the benchmark's units or in
+pixels, from the price ``KeyBudget`` finds in the clip's own scores,
+:func:`budget_schedule`; what a perfect predictor would get under the budget's
+online price and band; for budgets of at least ``1 / (window + 1)``), ``hindsight`` (each
 clip's price; ``PropagationQuality``'s hindsight rule,
 :func:`hindsight_schedule`), ``hindsight, every pair`` (each clip's price; the
 hindsight rule told how well *every* frame since the key would have carried to
@@ -46,10 +52,14 @@ pixels with the loss in the benchmark's units within each clip, beyond the
 growth with the distance both share (median and lowest over the clips,
 :func:`unit_correlations`): how much the pixel count tells about which keys
 go stale faster in the benchmark's units.
-Bounds on the rule, not policies: the price is known in hindsight. Between
-``renewal`` and the predicted-loss rows lies what a better predictor could
-win; between them and the policy, what the online price (``KeyBudget``)
-loses or wins against a price known in hindsight. That split holds for one
+Bounds on the rule, not policies: the price is known in hindsight (but in the
+two ``KeyBudget`` rows). Between ``renewal`` and the predicted-loss rows lies
+what a better predictor could win; between them and the policy, what the
+online price (``KeyBudget``) loses or wins against a price known in
+hindsight. The ``KeyBudget`` rows split the other way: between ``renewal`` and
+``KeyBudget, true loss`` lies what the online price and band lose with a
+perfect predictor; between that row and the policy, what the predictor
+loses under them. That split holds for one
 predictor; it does not rank predictors for the online policy (on a few clips
 the rows move widely between fits of nearly the same held-out error, and the
 policy does not follow them). Headroom captured is against the phase-fair
@@ -111,6 +121,30 @@ def renewal_schedule(values: np.ndarray, price: float) -> list:
             key = t
             losses = _kept_losses(values, key)
     return keys
+
+
+def quality_table(values: np.ndarray) -> np.ndarray:
+    """float64 ``[T, width]``: ``1 - L_d`` for each pair (key ``k``, frame ``k + d``) of the true losses
+    :func:`carried_losses` reads from ``values``, the table of predicted qualities a policy that knew
+    the loss would read (:class:`adaptive_dff.bench.replay.StoredQuality`); NaN for ``d = 0`` and past
+    the clip's end."""
+    T, width = values.shape
+    table = np.full((T, width), np.nan)
+    for key in range(T):
+        losses = carried_losses(values, key)
+        table[key, 1:1 + losses.size] = 1.0 - losses
+    return table
+
+
+def budget_schedule(values: np.ndarray, budget: float) -> list:
+    """Key frames of ``propagation_quality@budget`` fed the true losses: ``KeyBudget(target=budget)``
+    around the renewal rule of ``PropagationQuality`` (losses kept non-decreasing), run online as
+    ``compare`` runs it, at the price ``KeyBudget`` finds from the clip's own scores (no starting price:
+    none is calibrated in the true loss's units), ``max_interval`` the window's end
+    (:func:`adaptive_dff.bench.replay.replay_clip`). ``ValueError`` for a budget below ``1 / width``."""
+    from adaptive_dff.bench.replay import replay_clip
+
+    return replay_clip(quality_table(values), budget, None, "renewal")[0]
 
 
 def hindsight_schedule(values: np.ndarray, price: float, floor: float = RAMP_FLOOR) -> list:
@@ -408,6 +442,9 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
         out.append(row(budget, "renewal, pixel loss", "per_clip", [
             priced(renewal(p), n, pixel_prices, lambda keys, v=v: schedule_value(v, keys))
             for p, v, n in zip(pixels, values, targets)]))
+        if budget >= 1 / (tables[0].window + 1):  # as replay_clip checks it: the window holds a budget's keys
+            out.append(row(budget, "KeyBudget, true loss", "per_clip", [budget_schedule(v, budget) for v in values]))
+            out.append(row(budget, "KeyBudget, pixel loss", "per_clip", [budget_schedule(p, budget) for p in pixels]))
         for name, rule in (("hindsight", hindsight), ("hindsight, every pair", every_pair)):
             out.append(row(budget, name, "per_clip", [
                 priced(lambda price, v=v, rule=rule: rule(v, price), n, prices,
@@ -512,7 +549,9 @@ def main(argv=None) -> int:
     logger.info("The rules of PropagationQuality fed the true loss, at the best constant price in hindsight "
                 "(a bound on the rule, not a policy). renewal: the loss in the benchmark's units (mIoU linearised "
                 "at the budget's fixed interval, or J in a run of compare --metric j), a price per clip; renewal, one price: the same, one price for "
-                "all clips; renewal, pixel loss: the loss in pixels, a price per clip; hindsight: the hindsight rule, "
+                "all clips; renewal, pixel loss: the loss in pixels, a price per clip; KeyBudget, true loss and "
+                "KeyBudget, pixel loss: no price in hindsight, the policy itself (KeyBudget around the renewal rule, "
+                "online, from the price it finds) fed the true loss in either unit; hindsight: the hindsight rule, "
                 "a price per clip; hindsight, every pair: the same told how well every frame since the key would "
                 "have carried (not a rule a pipeline can run on the key's flow alone); renewal, predicted loss: the loss "
                 "a quality predictor predicts from each pair's signals, a price per clip; predicted, median price: the "
