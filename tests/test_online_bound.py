@@ -169,10 +169,10 @@ def test_bounds_report_every_rule_against_the_per_clip_optimum():
     rng = np.random.default_rng(9)
     tables = [random_table(rng, 22, 5), random_table(rng, 19, 5)]
     rows = bounds(tables, [0.25])
-    assert [r["rule"] for r in rows] == ["renewal", "renewal, one price", "renewal, pixel loss",
-                                         "KeyBudget, true loss", "KeyBudget, pixel loss", "hindsight",
-                                         "hindsight, every pair", "optimal_per_clip"]
-    assert [r["ceiling"] for r in rows] == ["per_clip", "shared"] + ["per_clip"] * 6
+    assert [r["rule"] for r in rows] == ["renewal", "renewal, median price", "renewal, one price",
+                                         "renewal, pixel loss", "KeyBudget, true loss", "KeyBudget, pixel loss",
+                                         "hindsight", "hindsight, every pair", "optimal_per_clip"]
+    assert [r["ceiling"] for r in rows] == ["per_clip", "per_clip", "shared"] + ["per_clip"] * 6
     by_rule = {r["rule"]: r for r in rows}
     assert by_rule["optimal_per_clip"]["headroom_captured"] == pytest.approx(1.0)
     targets = clip_targets(tables, 0.25)
@@ -184,6 +184,10 @@ def test_bounds_report_every_rule_against_the_per_clip_optimum():
     pixel = [priced(lambda p, v=v: renewal_schedule(v, p), n, price_range(values),
                     lambda keys, u=u: schedule_value(u, keys)) for v, u, n in zip(values, units, targets)]
     assert by_rule["renewal, pixel loss"]["accuracy"] == pytest.approx(score(tables, pixel))
+    typical = [priced(lambda p, u=u: renewal_schedule(u, p), n, price_range(units),
+                      lambda keys, u=u: schedule_value(u, keys), "median") for u, n in zip(units, targets)]
+    assert by_rule["renewal, median price"]["accuracy"] == pytest.approx(score(tables, typical))
+    assert by_rule["renewal, median price"]["accuracy"] <= by_rule["renewal"]["accuracy"]
     online = [online_bound.budget_schedule(u, 0.25) for u in units]
     assert by_rule["KeyBudget, true loss"]["accuracy"] == pytest.approx(score(tables, online))
     assert by_rule["KeyBudget, true loss"]["key_fraction"] == sum(len(k) for k in online) / 41
@@ -192,10 +196,11 @@ def test_bounds_report_every_rule_against_the_per_clip_optimum():
     assert "KeyBudget, true loss" in {r["rule"] for r in bounds(tables, [1 / 6])}
     # a predictor that predicts the pixel loss exactly gives the pixel-loss row
     exact = bounds(tables, [0.25], predicted=values)
-    assert [r["rule"] for r in exact] == ["renewal", "renewal, one price", "renewal, pixel loss",
-                                          "KeyBudget, true loss", "KeyBudget, pixel loss", "hindsight",
-                                          "hindsight, every pair", "renewal, predicted loss", "predicted, median price",
-                                          "hindsight, predicted", "every pair, predicted", "optimal_per_clip"]
+    assert [r["rule"] for r in exact] == ["renewal", "renewal, median price", "renewal, one price",
+                                          "renewal, pixel loss", "KeyBudget, true loss", "KeyBudget, pixel loss",
+                                          "hindsight", "hindsight, every pair", "renewal, predicted loss",
+                                          "predicted, median price", "hindsight, predicted", "every pair, predicted",
+                                          "optimal_per_clip"]
     named = {r["rule"]: r for r in exact}
     predicted, pixel = named["renewal, predicted loss"], named["renewal, pixel loss"]
     assert predicted["accuracy"] == pixel["accuracy"] and predicted["key_fraction"] == pixel["key_fraction"]

@@ -23,7 +23,9 @@ of ``(d + 1) / 2 * L_d``, as ``PropagationQuality`` floors it) reaches a price.
 Rows per budget: ``renewal`` (each clip's price found with hindsight: among
 the prices that spend the clip's share of the budget,
 :func:`adaptive_dff.compare.ceiling.clip_targets`, the one whose schedule is
-worth the most), ``renewal, one price``
+worth the most), ``renewal, median price`` (the same at the median, by
+value, of the prices that spend the clip's share: a typical price, not the
+luckiest), ``renewal, one price``
 (one price for all clips, spending the clips' shares summed; judged against
 the optimum that spreads the keys over the clips, as it may), ``renewal, pixel
 loss`` (each clip's price; the loss counted in pixels, as a predictor of pixel
@@ -437,6 +439,9 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
         prices = price_range(values)
         out.append(row(budget, "renewal", "per_clip", [
             priced(renewal(v), n, prices, lambda keys, v=v: schedule_value(v, keys)) for v, n in zip(values, targets)]))
+        out.append(row(budget, "renewal, median price", "per_clip", [
+            priced(renewal(v), n, prices, lambda keys, v=v: schedule_value(v, keys), "median")
+            for v, n in zip(values, targets)]))
         out.append(row(budget, "renewal, one price", "shared", priced_together(
             [renewal(v) for v in values], sum(targets), prices, lambda schedules: score(tables, schedules, scoring))))
         out.append(row(budget, "renewal, pixel loss", "per_clip", [
@@ -548,7 +553,9 @@ def main(argv=None) -> int:
                 fallbacks[dataset] = error
     logger.info("The rules of PropagationQuality fed the true loss, at the best constant price in hindsight "
                 "(a bound on the rule, not a policy). renewal: the loss in the benchmark's units (mIoU linearised "
-                "at the budget's fixed interval, or J in a run of compare --metric j), a price per clip; renewal, one price: the same, one price for "
+                "at the budget's fixed interval, or J in a run of compare --metric j), a price per clip; renewal, "
+                "median price: the same at the median of the prices that spend the clip's share; renewal, one "
+                "price: the same, one price for "
                 "all clips; renewal, pixel loss: the loss in pixels, a price per clip; KeyBudget, true loss and "
                 "KeyBudget, pixel loss: no price in hindsight, the policy itself (KeyBudget around the renewal rule, "
                 "online, from the price it finds) fed the true loss in either unit; hindsight: the hindsight rule, "
