@@ -54,7 +54,7 @@ pixels with the loss in the benchmark's units within each clip, beyond the
 growth with the distance both share (median and lowest over the clips,
 :func:`unit_correlations`): how much the pixel count tells about which keys
 go stale faster in the benchmark's units.
-Bounds on the rule, not policies: the price is known in hindsight (but in the
+Bounds on the rule, not policies: the price is known in hindsight (except in the
 two ``KeyBudget`` rows). Between ``renewal`` and the predicted-loss rows lies
 what a better predictor could win; between them and the policy, what the
 online price (``KeyBudget``) loses or wins against a price known in
