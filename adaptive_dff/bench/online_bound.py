@@ -142,7 +142,7 @@ def budget_schedule(values: np.ndarray, budget: float) -> list:
     """Key frames of ``propagation_quality@budget`` fed the true losses: ``KeyBudget(target=budget)``
     around the renewal rule of ``PropagationQuality`` (losses kept non-decreasing), run online as
     ``compare`` runs it, at the price ``KeyBudget`` finds from the clip's own scores (no starting price:
-    none is calibrated in the true loss's units), ``max_interval`` the window's end
+    none is calibrated in the true loss's units), ``max_interval`` the table's width, ``window + 1``
     (:func:`adaptive_dff.bench.replay.replay_clip`). ``ValueError`` for a budget below ``1 / width``."""
     from adaptive_dff.bench.replay import replay_clip
 
@@ -395,8 +395,11 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
     "headroom_captured"}`` (gain over the phase-fair fixed interval at the key fraction spent;
     headroom against the per-clip optimum, or for one price over all clips the shared one; ``None``
     where the key fraction lies outside those curves). Rules: ``renewal`` (a price per clip),
+    ``renewal, median price`` (the same at the median of the prices that spend the clip's share),
     ``renewal, one price`` (one price for all clips), ``renewal, pixel loss`` (a price per clip, the
-    loss counted in pixels, not in the benchmark's units), ``hindsight`` and ``hindsight, every
+    loss counted in pixels, not in the benchmark's units), ``KeyBudget, true loss`` and ``KeyBudget,
+    pixel loss`` (no price in hindsight: :func:`budget_schedule` fed either loss; only for budgets of
+    at least ``1 / (window + 1)``), ``hindsight`` and ``hindsight, every
     pair`` (:func:`hindsight_schedule`, :func:`pair_hindsight_schedule`; a price per clip), with
     ``predicted`` (per clip, from :func:`predicted_values`) ``renewal, predicted loss`` (a price per
     clip, the predicted loss), ``predicted, median price`` (the same, at the median of the prices
@@ -447,7 +450,7 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
         out.append(row(budget, "renewal, pixel loss", "per_clip", [
             priced(renewal(p), n, pixel_prices, lambda keys, v=v: schedule_value(v, keys))
             for p, v, n in zip(pixels, values, targets)]))
-        if budget >= 1 / (tables[0].window + 1):  # as replay_clip checks it: the window holds a budget's keys
+        if budget >= 1 / (min(t.window for t in tables) + 1):  # as replay_clip checks it: the window holds its keys
             out.append(row(budget, "KeyBudget, true loss", "per_clip", [budget_schedule(v, budget) for v in values]))
             out.append(row(budget, "KeyBudget, pixel loss", "per_clip", [budget_schedule(p, budget) for p in pixels]))
         for name, rule in (("hindsight", hindsight), ("hindsight, every pair", every_pair)):
@@ -552,7 +555,8 @@ def main(argv=None) -> int:
                 # e.g. a run of an earlier version keeps no key-label signal: the shipped predictor without it
                 fallbacks[dataset] = error
     logger.info("The rules of PropagationQuality fed the true loss, at the best constant price in hindsight "
-                "(a bound on the rule, not a policy). renewal: the loss in the benchmark's units (mIoU linearised "
+                "(a bound on the rule, not a policy), except where a row says otherwise. renewal: the loss in the "
+                "benchmark's units (mIoU linearised "
                 "at the budget's fixed interval, or J in a run of compare --metric j), a price per clip; renewal, "
                 "median price: the same at the median of the prices that spend the clip's share; renewal, one "
                 "price: the same, one price for "
@@ -581,6 +585,11 @@ def main(argv=None) -> int:
                     "beyond their growth with the distance (correlation, median and lowest over the clips): "
                     + ", ".join(f"{np.nanmedian(r):.2f} and {np.nanmin(r):.2f} at {b:g}" if np.isfinite(r).any()
                                 else f"- at {b:g}" for b, r in correlations.items()))
+        window = min(t.window for t in tables["warp"])
+        below = [b for b in args.budgets if b < 1 / (window + 1)]
+        if below:
+            logger.info(f"  (no KeyBudget rows at {', '.join(f'{b:g}' for b in below)}: below 1 / {window + 1}, a "
+                        f"key falls due past the pair tables' window of {window} frames)")
         logger.info(f"{'budget':>6}  {'rule':<23} {'keys':>6} {'accuracy':>8} {'gain':>7} {'headroom':>8}  ceiling")
         for row in bounds(tables["warp"], args.budgets, predicted, metric, args.hindsight_floor):
             share = row["headroom_captured"]
