@@ -409,8 +409,11 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
     ``"miou"`` or ``"j"`` (compare's ``--metric``; J's pair values are exact, not linearised).
     ``hindsight_floor``: the floor of the hindsight rules' scores (``PropagationQuality``'s,
     :data:`schedulers.quality.RAMP_FLOOR`, by default; 0: none)."""
+    from adaptive_dff.bench.replay import fits_window
+
     tables = list(tables)
     frames = sum(t.frames for t in tables)
+    width = min(t.window for t in tables) + 1  # the narrowest pair tables' (the KeyBudget rows' max_interval)
     pixels, tables, scoring = _pixel_values_and_scoring(tables, metric)
     fixed = [(f["key_fraction"], f["accuracy"]) for f in phase_fair_fixed(tables, metric=scoring)]
     curve, _, same = optimal_curve(tables, list(budgets), same_fractions=same_share_fractions(tables),
@@ -450,7 +453,7 @@ def bounds(tables: Sequence[PairTable], budgets: Sequence[float],
         out.append(row(budget, "renewal, pixel loss", "per_clip", [
             priced(renewal(p), n, pixel_prices, lambda keys, v=v: schedule_value(v, keys))
             for p, v, n in zip(pixels, values, targets)]))
-        if budget >= 1 / (min(t.window for t in tables) + 1):  # as replay_clip checks it: the window holds its keys
+        if fits_window(budget, width):
             out.append(row(budget, "KeyBudget, true loss", "per_clip", [budget_schedule(v, budget) for v in values]))
             out.append(row(budget, "KeyBudget, pixel loss", "per_clip", [budget_schedule(p, budget) for p in pixels]))
         for name, rule in (("hindsight", hindsight), ("hindsight, every pair", every_pair)):
@@ -534,6 +537,7 @@ def main(argv=None) -> int:
     if not 0 <= args.hindsight_floor <= 1:  # NaN fails too
         parser.error(f"--hindsight-floor must be a share in [0, 1], got {args.hindsight_floor}")
     folder, signature, found = open_run(parser, args.run)
+    from adaptive_dff.bench.replay import fits_window
     from schedulers.quality_predictor import load_default_quality, load_quality_predictor
 
     try:  # by default the shipped predictor compare's policy uses (it reads the key labels, which compare gives)
@@ -556,11 +560,10 @@ def main(argv=None) -> int:
                 fallbacks[dataset] = error
     logger.info("The rules of PropagationQuality fed the true loss, at the best constant price in hindsight "
                 "(a bound on the rule, not a policy), except where a row says otherwise. renewal: the loss in the "
-                "benchmark's units (mIoU linearised "
-                "at the budget's fixed interval, or J in a run of compare --metric j), a price per clip; renewal, "
-                "median price: the same at the median of the prices that spend the clip's share; renewal, one "
-                "price: the same, one price for "
-                "all clips; renewal, pixel loss: the loss in pixels, a price per clip; KeyBudget, true loss and "
+                "benchmark's units (mIoU linearised at the budget's fixed interval, or J in a run of compare "
+                "--metric j), a price per clip; renewal, median price: the same at the median of the prices that "
+                "spend the clip's share; renewal, one price: the same, one price for all clips; renewal, pixel loss: "
+                "the loss in pixels, a price per clip; KeyBudget, true loss and "
                 "KeyBudget, pixel loss: no price in hindsight, the policy itself (KeyBudget around the renewal rule, "
                 "online, from the price it finds) fed the true loss in either unit; hindsight: the hindsight rule, "
                 "a price per clip; hindsight, every pair: the same told how well every frame since the key would "
@@ -586,7 +589,7 @@ def main(argv=None) -> int:
                     + ", ".join(f"{np.nanmedian(r):.2f} and {np.nanmin(r):.2f} at {b:g}" if np.isfinite(r).any()
                                 else f"- at {b:g}" for b, r in correlations.items()))
         window = min(t.window for t in tables["warp"])
-        below = [b for b in args.budgets if b < 1 / (window + 1)]
+        below = [b for b in args.budgets if not fits_window(b, window + 1)]
         if below:
             logger.info(f"  (no KeyBudget rows at {', '.join(f'{b:g}' for b in below)}: below 1 / {window + 1}, a "
                         f"key falls due past the pair tables' window of {window} frames)")

@@ -71,8 +71,14 @@ class _NoPredictor:
         raise AssertionError("StoredQuality reads its table; the predictor is never asked")
 
 
+def fits_window(budget: float, width: int) -> bool:
+    """Whether a budget's keys stay within pair tables ``width`` wide (``window + 1``): ``budget``
+    at least ``1 / width``, so that a key never falls due past the tables' window."""
+    return not budget < 1 / width
+
+
 def _check_window(budget: float, width: int) -> None:
-    if budget < 1 / width:
+    if not fits_window(budget, width):
         raise ValueError(f"budget {budget:g} is below 1 / {width}: keys that far apart pass the pair tables' "
                          f"window ({width - 1} frames), which is all a replay can score")
 
