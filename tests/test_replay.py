@@ -131,3 +131,17 @@ def test_the_command_prints_the_run_and_names_bad_input(small_run, tmp_path, cap
         for name in os.listdir(small_run):
             if name.endswith(".signals.npz"):
                 os.rename(small_run / name, small_run / "cells" / name)
+
+
+@pytest.mark.parametrize("width", [2, 6, 31])
+def test_a_budget_fits_the_window_from_one_key_per_width_on(width):
+    from adaptive_dff.bench.replay import fits_window
+
+    assert fits_window(1 / width, width) and fits_window(0.5, width)
+    assert not fits_window(1 / width - 1e-9, width)
+    table = np.full((3 * width, width), 0.9)
+    table[:, 0] = np.nan
+    with pytest.raises(ValueError, match=f"below 1 / {width}"):
+        replay_clip(table, 1 / width - 1e-9, None, "renewal")
+    keys, _ = replay_clip(table, 1 / width, None, "renewal")  # accepted where it fits
+    assert keys[0] == 0 and np.diff(keys).max() <= width
